@@ -1,0 +1,2 @@
+//! rdmaxprt-mock
+#![no_std]

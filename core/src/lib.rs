@@ -1,0 +1,2 @@
+//! rdmaxprt-core
+#![no_std]

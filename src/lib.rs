@@ -1,0 +1,2 @@
+//! rdmaxprt facade
+pub use rdmaxprt_core as core_api;
