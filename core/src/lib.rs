@@ -1,2 +1,3 @@
 //! rdmaxprt-core
 #![no_std]
+pub mod oncrpc;
