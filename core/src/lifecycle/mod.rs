@@ -1,0 +1,166 @@
+//! The send-context lifecycle seam: `get`, `put`, `drain`, `unmap`, and the
+//! three policies that implement it on the same pool and counters.
+//!
+//! - [`Deferred`] (the seed, default): `put` is one lock-free push, plus an
+//!   enqueue on the release list's empty -> non-empty edge; `drain` takes
+//!   the whole list with one swap and releases it in a batch.
+//! - [`Inline`]: `put` releases (unmaps) right on the completion path.
+//! - [`Workqueue`] (std; the design the seed replaced): `put` queues one
+//!   work item on a shared mutex-protected pool of worker threads.
+
+mod deferred;
+mod inline;
+mod owned;
+#[cfg(all(feature = "std", not(rdmaxprt_loom)))]
+mod workqueue;
+
+pub use deferred::Deferred;
+pub use inline::Inline;
+pub use owned::{OwnedCtxt, PostFailed};
+#[cfg(all(feature = "std", not(rdmaxprt_loom)))]
+pub use workqueue::{Workqueue, WorkqueuePool};
+
+use crate::backend::DmaDevice;
+use crate::ctxt::SendCtxt;
+use crate::llist::FreeList;
+use crate::pool::{Claimed, CompletionError, SendCtxtPool};
+use crate::stats::Stats;
+use core::fmt;
+use core::sync::atomic::Ordering;
+
+/// Why `get` returned no context.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GetError<E> {
+    /// Every context up to the cap is in use: wait for a Send completion
+    /// (the SQ wait queue wakes you) and retry. Never a reason to close.
+    AtCap,
+    /// The backend could not allocate or map a new context.
+    Alloc(E),
+}
+
+impl<E: fmt::Display> fmt::Display for GetError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::AtCap => f.write_str("send context pool at its cap; wait for completions"),
+            GetError::Alloc(e) => write!(f, "send context allocation failed: {e}"),
+        }
+    }
+}
+
+/// Which policy a lifecycle implements (for reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// [`Deferred`].
+    Deferred,
+    /// [`Workqueue`].
+    Workqueue,
+    /// [`Inline`].
+    Inline,
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Policy::Deferred => "deferred",
+            Policy::Workqueue => "workqueue",
+            Policy::Inline => "inline",
+        })
+    }
+}
+
+/// The send-context lifecycle.
+pub trait SendCtxtLifecycle: Send + Sync + Sized {
+    /// The device contexts are mapped with.
+    type Dev: DmaDevice;
+    /// The free-list flavour.
+    type Free: FreeList;
+
+    /// Which policy this is.
+    const POLICY: Policy;
+
+    /// The shared pool.
+    fn pool(&self) -> &SendCtxtPool<Self::Dev, Self::Free>;
+
+    /// Gets a context to build a reply in. Never allocates while a free one
+    /// can be had; at the cap returns [`GetError::AtCap`].
+    fn get(
+        &self,
+    ) -> Result<OwnedCtxt<'_, Self>, GetError<<Self::Dev as crate::backend::ErrorType>::Error>>;
+
+    /// The Send completion path: validate `wr_id` and hand the context to
+    /// the policy's release path. A garbage, stale or duplicate `wr_id` is
+    /// an error and touches nothing.
+    #[inline]
+    fn put(&self, wr_id: u64) -> Result<(), CompletionError> {
+        match self.pool().claim_completed(wr_id)? {
+            Claimed::Release(idx) => self.complete(idx),
+            Claimed::LeftToPoster => {}
+        }
+        Ok(())
+    }
+
+    /// The policy's action for a claimed, completed context (slot in state
+    /// RELEASING, owned by the caller). Called by [`put`](Self::put) and by
+    /// a poster whose completion arrived before it committed.
+    #[doc(hidden)]
+    fn complete(&self, idx: u32);
+
+    /// Releases every completed context waiting for release; returns how
+    /// many. Worker context: between RPCs, in `get`, after an SQ wait.
+    fn drain(&self) -> usize;
+
+    /// The unmap step for one context: chunk resources, then SGEs 1..n
+    /// (SGE 0 stays mapped). Counted in [`Stats`]. Pages are untouched.
+    fn unmap(&self, ctxt: &mut SendCtxt<Self::Dev>) {
+        self.pool().unmap_ctxt(ctxt);
+    }
+
+    /// Teardown: returns once every completed context has been released
+    /// (Workqueue: waits for its in-flight work items).
+    fn flush(&self) {
+        self.drain();
+    }
+
+    /// Live counters.
+    fn stats(&self) -> &Stats {
+        self.pool().stats()
+    }
+}
+
+impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
+    /// The shared unmap step (see [`SendCtxtLifecycle::unmap`]).
+    pub(crate) fn unmap_ctxt(&self, c: &mut SendCtxt<D>) {
+        let (done, failed) = c.unmap(self.device());
+        self.stats().unmaps.fetch_add(done, Ordering::Relaxed);
+        if failed != 0 {
+            tracing::warn!(
+                cid = c.cid().seq,
+                failed,
+                "send ctxt: backend refused unmaps"
+            );
+        }
+    }
+
+    /// `get`'s common part: a free context, made whole if a failed
+    /// allocation left its slot empty.
+    pub(crate) fn get_free(&self) -> Option<Result<u32, <D as crate::backend::ErrorType>::Error>> {
+        let idx = self.pop_free()?;
+        // SAFETY: `pop_free` made us the slot's owner.
+        Some(unsafe { self.populate(idx) }.map(|()| idx))
+    }
+
+    /// `get`'s last resort: allocate under the cap.
+    pub(crate) fn get_alloc(
+        &self,
+    ) -> Result<u32, GetError<<D as crate::backend::ErrorType>::Error>> {
+        match self.alloc() {
+            Ok(Some(idx)) => Ok(idx),
+            Ok(None) => {
+                Stats::bump(&self.stats().waits_at_cap);
+                Err(GetError::AtCap)
+            }
+            Err(e) => Err(GetError::Alloc(e)),
+        }
+    }
+}

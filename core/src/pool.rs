@@ -1,0 +1,508 @@
+//! The send-context arena shared by all three release policies.
+//!
+//! Contexts live in a fixed array of slots sized by the cap; a context is
+//! named by its slot index, and a posted context's `wr_id` is
+//! `(generation << 32) | index`. A completion's `wr_id` comes from hardware,
+//! so [`SendCtxtPool::claim_completed`] validates it (range, generation,
+//! state) and turns garbage or duplicates into a typed error instead of
+//! touching the wrong context.
+//!
+//! Slot states (one `AtomicU8` each):
+//!
+//! ```text
+//!  EMPTY --alloc--> OWNED --begin_post--> POSTING --commit--> POSTED
+//!    FREE <--release-- RELEASING <--completion-- POSTED
+//!  POSTING --completion--> EARLY --commit--> RELEASING   (completion beat the poster)
+//!  POSTING --abort (nothing consumed)--> OWNED
+//!  FREE --get--> OWNED
+//! ```
+
+use crate::backend::DmaDevice;
+use crate::ctxt::{CompletionId, SendCtxt};
+use crate::llist::{FreeList, LockedFreeList, ReleaseList, NIL};
+use crate::stats::Stats;
+use crate::sync::{AtomicU32, AtomicU8, UnsafeCell};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::Ordering;
+
+pub(crate) const EMPTY: u8 = 0;
+pub(crate) const FREE: u8 = 1;
+pub(crate) const OWNED: u8 = 2;
+pub(crate) const POSTING: u8 = 3;
+pub(crate) const POSTED: u8 = 4;
+pub(crate) const EARLY: u8 = 5;
+pub(crate) const RELEASING: u8 = 6;
+
+/// Sizing of one transport's send-context pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most contexts that may ever exist. `get` waits at the cap.
+    pub cap: u32,
+    /// Bytes of each context's persistent header buffer.
+    pub hdr_size: usize,
+    /// SGEs per Send WR (the device's `max_send_sge`).
+    pub max_sges: u32,
+    /// Owning transport id, carried in completion ids.
+    pub xprt_id: u32,
+}
+
+impl PoolConfig {
+    /// The cap a transport needs: every posted reply holds at least one SQ
+    /// slot (`sq_depth`), and at most `credits` replies are being built at
+    /// once, so `sq_depth + credits` contexts are never all busy unless
+    /// releases lag; then `get` drains instead of growing.
+    pub fn for_transport(sq_depth: u32, credits: u32, max_sges: u32) -> Self {
+        Self {
+            cap: sq_depth.saturating_add(credits).max(1),
+            hdr_size: 4096,
+            max_sges,
+            xprt_id: 0,
+        }
+    }
+}
+
+/// Why a completion's `wr_id` was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CompletionError {
+    /// The index names no slot of this pool.
+    UnknownWrId(u64),
+    /// The slot was reused since this `wr_id` was posted (a duplicate or
+    /// very late completion).
+    StaleGeneration(u64),
+    /// The slot is not posted (duplicate completion, or never posted).
+    NotPosted(u64),
+}
+
+impl fmt::Display for CompletionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompletionError::UnknownWrId(w) => write!(f, "completion for unknown wr_id {w:#x}"),
+            CompletionError::StaleGeneration(w) => write!(f, "stale completion for wr_id {w:#x}"),
+            CompletionError::NotPosted(w) => {
+                write!(f, "completion for wr_id {w:#x} that is not posted")
+            }
+        }
+    }
+}
+
+/// Outcome of validating a completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claimed {
+    /// Slot is now RELEASING and owned by the completion path.
+    Release(u32),
+    /// The poster has not committed yet; it will do the put.
+    LeftToPoster,
+}
+
+/// How many contexts are in each state (for tests and the accounting
+/// invariant `allocated == free + owned + posted + pending`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Census {
+    /// Contexts allocated.
+    pub allocated: u32,
+    /// On the free list.
+    pub free: u32,
+    /// Held by a caller (being built, or waiting to be posted).
+    pub owned: u32,
+    /// Posted (or being posted), completion not yet seen.
+    pub posted: u32,
+    /// Completed and waiting for (or undergoing) release.
+    pub pending_release: u32,
+}
+
+struct Slot<D: DmaDevice> {
+    state: AtomicU8,
+    gen: AtomicU32,
+    ctxt: UnsafeCell<Option<SendCtxt<D>>>,
+}
+
+/// The arena, free list, release list and counters of one transport.
+pub struct SendCtxtPool<D: DmaDevice, F: FreeList = LockedFreeList> {
+    dev: D,
+    cfg: PoolConfig,
+    slots: Box<[Slot<D>]>,
+    links: Box<[AtomicU32]>,
+    free: F,
+    pub(crate) release: ReleaseList,
+    allocated: AtomicU32,
+    stats: Stats,
+}
+
+// SAFETY: a slot's `ctxt` cell is only accessed by the thread that owns the
+// slot under the state machine above (OWNED by one `OwnedCtxt`, RELEASING by
+// the one thread that claimed it, FREE/EMPTY by the one thread that popped
+// or allocated it); ownership moves between threads only through the
+// Release/Acquire atomics of the lists and the state word. So sharing the
+// pool is sound when the contexts themselves may move between threads
+// (`SendCtxt<D>: Send`, i.e. `D::Buf: Send`) and the device may be shared.
+unsafe impl<D: DmaDevice + Sync, F: FreeList> Sync for SendCtxtPool<D, F> where D::Buf: Send {}
+// SAFETY: as above; moving the whole pool moves every context with it.
+unsafe impl<D: DmaDevice + Send, F: FreeList> Send for SendCtxtPool<D, F> where D::Buf: Send {}
+
+impl<D: DmaDevice, F: FreeList> fmt::Debug for SendCtxtPool<D, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendCtxtPool")
+            .field("cfg", &self.cfg)
+            .field("census", &self.census())
+            .finish()
+    }
+}
+
+/// `wr_id` of slot `idx` at generation `gen`.
+#[inline]
+pub(crate) fn wr_id(idx: u32, gen: u32) -> u64 {
+    ((gen as u64) << 32) | idx as u64
+}
+
+impl<D: DmaDevice, F: FreeList + Default> SendCtxtPool<D, F> {
+    /// An empty pool (no context allocated yet) over `dev`.
+    pub fn new(dev: D, cfg: PoolConfig) -> Self {
+        let cap = cfg.cap.min(NIL - 1);
+        let slots = (0..cap)
+            .map(|_| Slot {
+                state: AtomicU8::new(EMPTY),
+                gen: AtomicU32::new(0),
+                ctxt: UnsafeCell::new(None),
+            })
+            .collect();
+        let links = (0..cap).map(|_| AtomicU32::new(NIL)).collect();
+        Self {
+            dev,
+            cfg: PoolConfig { cap, ..cfg },
+            slots,
+            links,
+            free: F::default(),
+            release: ReleaseList::new(),
+            allocated: AtomicU32::new(0),
+            stats: Stats::new(),
+        }
+    }
+}
+
+impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
+    /// The device this pool maps with.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// The configuration (with the cap clamped to what the arena holds).
+    pub fn config(&self) -> PoolConfig {
+        self.cfg
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub(crate) fn links(&self) -> &[AtomicU32] {
+        &self.links
+    }
+
+    /// Pops a free context (state FREE -> OWNED).
+    pub(crate) fn pop_free(&self) -> Option<u32> {
+        let idx = self.free.pop(&self.links)?;
+        self.take(idx);
+        Some(idx)
+    }
+
+    fn take(&self, idx: u32) {
+        let slot = &self.slots[idx as usize];
+        // Relaxed: the list's Acquire already made us the owner; the state
+        // word only needs to be exact for `claim_completed`'s checks, which
+        // happen after a Release/Acquire handoff through the post.
+        slot.state.store(OWNED, Ordering::Relaxed);
+        let g = slot.gen.load(Ordering::Relaxed).wrapping_add(1);
+        slot.gen.store(g, Ordering::Relaxed);
+        self.stats.take_in_use();
+    }
+
+    /// Allocates a new context if under the cap (state EMPTY -> OWNED).
+    /// `Ok(None)` at the cap.
+    pub(crate) fn alloc(&self) -> Result<Option<u32>, D::Error> {
+        // Reserve an index first so concurrent callers never exceed the cap.
+        let mut n = self.allocated.load(Ordering::Relaxed);
+        loop {
+            if n >= self.cfg.cap {
+                return Ok(None);
+            }
+            match self.allocated.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        let cid = CompletionId {
+            xprt: self.cfg.xprt_id,
+            seq: n,
+        };
+        match SendCtxt::alloc(&self.dev, cid, self.cfg.hdr_size, self.cfg.max_sges) {
+            Ok(c) => {
+                // SAFETY: index `n` was reserved by our CAS above and has
+                // never been published, so nobody else can reach this slot.
+                self.slots[n as usize]
+                    .ctxt
+                    .with_mut(|p| unsafe { *p = Some(c) });
+                Stats::bump(&self.stats.allocations);
+                self.stats.pool_size.fetch_add(1, Ordering::Relaxed);
+                self.take(n);
+                Ok(Some(n))
+            }
+            Err(e) => {
+                // The index stays reserved: park it on the free list as an
+                // empty FREE slot; the next taker allocates into it
+                // (`populate`), so the cap and the census stay exact.
+                self.slots[n as usize].state.store(FREE, Ordering::Relaxed);
+                self.free.push(&self.links, n);
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks slot `idx` as being posted and returns its `wr_id`.
+    pub(crate) fn begin_post(&self, idx: u32) -> u64 {
+        let slot = &self.slots[idx as usize];
+        // Release: a completion's Acquire CAS on this word then sees the
+        // context exactly as the poster built it (the backend also orders
+        // this, but we do not rely on backends for memory safety).
+        slot.state.store(POSTING, Ordering::Release);
+        wr_id(idx, slot.gen.load(Ordering::Relaxed))
+    }
+
+    /// The poster's commit after a post that consumed WRs. Returns the slot
+    /// if a completion already arrived and the poster must do the put.
+    pub(crate) fn commit_post(&self, idx: u32) -> Option<u32> {
+        let slot = &self.slots[idx as usize];
+        // AcqRel: Release publishes that we are done with the context;
+        // Acquire (on the EARLY path) syncs with the completion's write.
+        match slot
+            .state
+            .compare_exchange(POSTING, POSTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => None,
+            Err(EARLY) => {
+                slot.state.store(RELEASING, Ordering::Relaxed);
+                Some(idx)
+            }
+            Err(s) => panic!("send ctxt {idx}: commit in state {s}, expected POSTING or EARLY"),
+        }
+    }
+
+    /// The poster's undo when nothing was consumed: the context is owned
+    /// again. If a completion for it arrived anyway (a backend bug), treat it
+    /// as posted and return the slot for the put.
+    pub(crate) fn abort_post(&self, idx: u32) -> Option<u32> {
+        let slot = &self.slots[idx as usize];
+        match slot
+            .state
+            .compare_exchange(POSTING, OWNED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => None,
+            Err(_) => self.commit_post(idx),
+        }
+    }
+
+    /// Validates a completion's `wr_id` and claims the slot for release.
+    #[inline]
+    pub(crate) fn claim_completed(&self, wr_id: u64) -> Result<Claimed, CompletionError> {
+        let idx = wr_id as u32;
+        let gen = (wr_id >> 32) as u32;
+        let slot = self.slots.get(idx as usize).ok_or_else(|| {
+            Stats::bump(&self.stats.bad_completions);
+            CompletionError::UnknownWrId(wr_id)
+        })?;
+        if slot.gen.load(Ordering::Relaxed) != gen {
+            Stats::bump(&self.stats.bad_completions);
+            return Err(CompletionError::StaleGeneration(wr_id));
+        }
+        let mut cur = POSTED;
+        loop {
+            let next = match cur {
+                POSTED => RELEASING,
+                POSTING => EARLY,
+                _ => {
+                    Stats::bump(&self.stats.bad_completions);
+                    return Err(CompletionError::NotPosted(wr_id));
+                }
+            };
+            // Acquire pairs with the poster's Release: the context is now
+            // ours to release (or, for EARLY, the poster's to hand over).
+            match slot
+                .state
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if next == RELEASING => return Ok(Claimed::Release(idx)),
+                Ok(_) => return Ok(Claimed::LeftToPoster),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Runs `f` on the context in slot `idx`.
+    ///
+    /// # Safety
+    /// The caller must own the slot (OWNED by its guard, or RELEASING/FREE
+    /// after claiming it) so no other thread touches it.
+    pub(crate) unsafe fn with_ctxt<R>(&self, idx: u32, f: impl FnOnce(&mut SendCtxt<D>) -> R) -> R {
+        self.slots[idx as usize].ctxt.with_mut(|p| {
+            // SAFETY: the caller owns the slot (this fn's contract), so this
+            // is the only live reference to its contents.
+            let c = unsafe { &mut *p };
+            match c {
+                Some(c) => f(c),
+                None => panic!("send ctxt {idx}: owned slot has no context"),
+            }
+        })
+    }
+
+    /// Whether slot `idx` holds a context (a failed allocation leaves an
+    /// empty slot on the free list).
+    ///
+    /// # Safety
+    /// The caller must own the slot.
+    pub(crate) unsafe fn is_populated(&self, idx: u32) -> bool {
+        // SAFETY: the caller owns the slot (contract above).
+        self.slots[idx as usize]
+            .ctxt
+            .with(|p| unsafe { (*p).is_some() })
+    }
+
+    /// Ensures an owned slot holds a context, allocating into it if a
+    /// failed allocation left it empty.
+    ///
+    /// # Safety
+    /// The caller must own the slot.
+    pub(crate) unsafe fn populate(&self, idx: u32) -> Result<(), D::Error> {
+        // SAFETY: the caller owns the slot.
+        if unsafe { self.is_populated(idx) } {
+            return Ok(());
+        }
+        let cid = CompletionId {
+            xprt: self.cfg.xprt_id,
+            seq: idx,
+        };
+        match SendCtxt::alloc(&self.dev, cid, self.cfg.hdr_size, self.cfg.max_sges) {
+            Ok(c) => {
+                // SAFETY: the caller owns the slot.
+                self.slots[idx as usize]
+                    .ctxt
+                    .with_mut(|p| unsafe { *p = Some(c) });
+                Stats::bump(&self.stats.allocations);
+                self.stats.pool_size.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.put_free(idx);
+                Err(e)
+            }
+        }
+    }
+
+    /// The release step: chunk resources, unmap SGEs 1..n, pages, then back
+    /// to the free list. The caller must own slot `idx` (RELEASING or OWNED).
+    pub(crate) fn release(&self, idx: u32) {
+        // SAFETY: callers pass only slots they claimed (`claim_completed`,
+        // `take_all`) or own through a guard.
+        unsafe {
+            self.with_ctxt(idx, |c| {
+                self.unmap_ctxt(c);
+                c.release_pages();
+            })
+        };
+        self.put_free(idx);
+    }
+
+    pub(crate) fn put_free(&self, idx: u32) {
+        self.slots[idx as usize]
+            .state
+            .store(FREE, Ordering::Relaxed);
+        self.stats.return_in_use(1);
+        // Release (inside push) hands the context to the next popper.
+        self.free.push(&self.links, idx);
+    }
+
+    /// Whether a `get` could be satisfied without allocating (hint).
+    pub fn has_free(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Whether completed contexts wait on the release list (hint).
+    pub fn has_pending_release(&self) -> bool {
+        !self.release.is_empty()
+    }
+
+    /// Counts contexts per state. Exact only when the pool is quiescent
+    /// (used by tests to check the accounting invariant).
+    pub fn census(&self) -> Census {
+        let mut c = Census {
+            allocated: self.allocated.load(Ordering::Relaxed),
+            ..Census::default()
+        };
+        for s in self.slots.iter() {
+            match s.state.load(Ordering::Relaxed) {
+                FREE => c.free += 1,
+                OWNED => c.owned += 1,
+                POSTING | POSTED => c.posted += 1,
+                EARLY | RELEASING => c.pending_release += 1,
+                _ => {}
+            }
+        }
+        // A failed allocation leaves an empty slot on the free list: it is
+        // counted as allocated-and-free so the identity still holds.
+        c
+    }
+
+    /// Teardown step after the QP has been drained: any context still
+    /// POSTED can no longer be touched by the device (every WR completed or
+    /// flushed), so it is released here. Returns how many were reclaimed;
+    /// a non-zero count means a backend lost completions.
+    ///
+    /// # Safety
+    /// The QP these contexts were posted on must be drained (no WR
+    /// outstanding), and no completion handler may run concurrently.
+    pub unsafe fn reclaim_after_qp_drain(&self) -> usize {
+        let mut n = 0;
+        for (i, s) in self.slots.iter().enumerate() {
+            let st = s.state.load(Ordering::Acquire);
+            if st == POSTED || st == EARLY {
+                s.state.store(RELEASING, Ordering::Relaxed);
+                self.release(i as u32);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl<D: DmaDevice, F: FreeList> Drop for SendCtxtPool<D, F> {
+    fn drop(&mut self) {
+        let mut leaked = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let st = s.state.load(Ordering::Relaxed);
+            let ctxt = s.ctxt.with_mut(|p| {
+                // SAFETY: `&mut self`: no other reference to the pool exists.
+                unsafe { (*p).take() }
+            });
+            let Some(c) = ctxt else { continue };
+            if matches!(st, POSTING | POSTED | EARLY) {
+                // The device may still DMA into these buffers: never free
+                // memory hardware could touch. Leak it, loudly.
+                leaked.push(i);
+                core::mem::forget(c);
+            } else {
+                let _ = c.destroy(&self.dev);
+            }
+        }
+        debug_assert!(
+            leaked.is_empty(),
+            "send ctxt pool dropped with posted contexts {leaked:?}: drain the QP first"
+        );
+    }
+}
