@@ -1,0 +1,1 @@
+//! rdmaxprt-rxe (work in progress).

@@ -1,0 +1,2 @@
+//! rxe device tests (work in progress).
+fn main() {}

@@ -1,0 +1,311 @@
+//! Completion queues and completion channels.
+//!
+//! Two modes, chosen at creation:
+//! - busy poll (no channel): [`CompletionQueue::poll`] in a loop;
+//! - event mode (with a [`CompletionChannel`]): [`CompletionQueue::wait`]
+//!   polls until empty, arms the CQ (`ibv_req_notify_cq`), polls again (a
+//!   completion may have slipped in before the arm), then sleeps on the
+//!   channel's fd, and on wake-up consumes and acknowledges *every* pending
+//!   channel event before polling again. That is the loop svcrdma's
+//!   `ib_cq_poll_work` runs in the kernel, and the only race-free one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdma_sys as sys;
+
+use crate::device::Context;
+use crate::error::{errno_from_ret, last_errno, Result, VerbsError};
+use crate::wc::WorkCompletion;
+
+/// A completion channel (`ibv_comp_channel`): the fd a CQ signals events on.
+/// Use one channel per CQ: [`CompletionQueue::wait`] consumes every event
+/// pending on the channel.
+#[derive(Clone)]
+pub struct CompletionChannel {
+    inner: Arc<ChannelInner>,
+}
+
+struct ChannelInner {
+    ch: *mut sys::ibv_comp_channel,
+    _ctx: Context,
+}
+
+// SAFETY: the channel is an fd plus a context pointer; libibverbs allows its
+// use from any thread, and it is destroyed only in Drop.
+unsafe impl Send for ChannelInner {}
+// SAFETY: as above.
+unsafe impl Sync for ChannelInner {}
+
+impl Drop for ChannelInner {
+    fn drop(&mut self) {
+        // SAFETY: every CQ on this channel holds an Arc to us, so all are
+        // destroyed (and their events acked) before we get here.
+        let ret = unsafe { sys::ibv_destroy_comp_channel(self.ch) };
+        if ret != 0 {
+            tracing::warn!(ret, "ibv_destroy_comp_channel failed");
+        }
+    }
+}
+
+impl std::fmt::Debug for CompletionChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletionChannel")
+            .field("fd", &self.fd())
+            .finish()
+    }
+}
+
+impl CompletionChannel {
+    /// `ibv_create_comp_channel`; the fd is made non-blocking.
+    pub fn new(ctx: &Context) -> Result<Self> {
+        // SAFETY: ctx is open while we hold a clone.
+        let ch = unsafe { sys::ibv_create_comp_channel(ctx.as_raw()) };
+        if ch.is_null() {
+            return Err(VerbsError::CreateCompChannel(last_errno()));
+        }
+        let this = Self {
+            inner: Arc::new(ChannelInner {
+                ch,
+                _ctx: ctx.clone(),
+            }),
+        };
+        let fd = this.fd();
+        // SAFETY: fd is the channel's open descriptor; F_GETFL/F_SETFL have
+        // no memory effects.
+        let ok = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+        };
+        if !ok {
+            return Err(VerbsError::CreateCompChannel(last_errno()));
+        }
+        Ok(this)
+    }
+
+    /// The channel's file descriptor (readable when an event is pending).
+    pub fn fd(&self) -> i32 {
+        // SAFETY: ch is live until Drop.
+        unsafe { (*self.inner.ch).fd }
+    }
+}
+
+/// A completion queue (`ibv_cq`). Cheap to clone; destroyed after the last
+/// clone and every QP using it are gone (QPs hold a clone: QP before CQ).
+#[derive(Clone)]
+pub struct CompletionQueue {
+    inner: Arc<CqInner>,
+}
+
+struct CqInner {
+    cq: *mut sys::ibv_cq,
+    channel: Option<CompletionChannel>,
+    _ctx: Context,
+}
+
+// SAFETY: ibv_poll_cq/ibv_req_notify_cq may be called from any thread
+// (providers lock internally); the CQ is destroyed only in Drop.
+unsafe impl Send for CqInner {}
+// SAFETY: as above.
+unsafe impl Sync for CqInner {}
+
+impl Drop for CqInner {
+    fn drop(&mut self) {
+        // SAFETY: cq came from ibv_create_cq; QPs hold Arcs to us so none is
+        // left; every channel event was acked as soon as it was read.
+        let ret = unsafe { sys::ibv_destroy_cq(self.cq) };
+        if ret != 0 {
+            tracing::warn!(ret, "ibv_destroy_cq failed");
+        }
+        // The channel (field) is dropped after this: CQ before channel.
+    }
+}
+
+impl std::fmt::Debug for CompletionQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletionQueue")
+            .field("event_mode", &self.inner.channel.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many completions one `ibv_poll_cq` call fetches at most.
+const POLL_BATCH: usize = 16;
+
+impl CompletionQueue {
+    /// `ibv_create_cq` with room for `depth` completions; with a channel for
+    /// event mode, without one for busy polling.
+    pub fn new(ctx: &Context, depth: i32, channel: Option<&CompletionChannel>) -> Result<Self> {
+        let ch = channel.map_or(std::ptr::null_mut(), |c| c.inner.ch);
+        // SAFETY: ctx and channel are live (we keep clones); comp_vector 0
+        // always exists.
+        let cq = unsafe { sys::ibv_create_cq(ctx.as_raw(), depth, std::ptr::null_mut(), ch, 0) };
+        if cq.is_null() {
+            return Err(VerbsError::CreateCq {
+                depth,
+                source: last_errno(),
+            });
+        }
+        Ok(Self {
+            inner: Arc::new(CqInner {
+                cq,
+                channel: channel.cloned(),
+                _ctx: ctx.clone(),
+            }),
+        })
+    }
+
+    /// The raw `ibv_cq`.
+    pub fn as_raw(&self) -> *mut sys::ibv_cq {
+        self.inner.cq
+    }
+
+    /// Poll up to `max` completions (without blocking), appending them to
+    /// `out`; returns how many were appended.
+    pub fn poll(&self, out: &mut Vec<WorkCompletion>, max: usize) -> Result<usize> {
+        let mut got = 0;
+        while got < max {
+            // SAFETY: ibv_wc is plain old data; zeroed is a valid value.
+            let mut wcs: [sys::ibv_wc; POLL_BATCH] = unsafe { std::mem::zeroed() };
+            let want = (max - got).min(POLL_BATCH) as i32;
+            // SAFETY: the CQ is live; wcs has room for `want` entries.
+            let n = unsafe { sys::ibv_poll_cq(self.inner.cq, want, wcs.as_mut_ptr()) };
+            if n < 0 {
+                return Err(VerbsError::PollCq(errno_from_ret(n)));
+            }
+            let n = n as usize;
+            out.extend(wcs[..n].iter().map(WorkCompletion::from_sys));
+            got += n;
+            if n < want as usize {
+                break;
+            }
+        }
+        Ok(got)
+    }
+
+    /// Arm the CQ: the next completion raises a channel event.
+    pub fn req_notify(&self, solicited_only: bool) -> Result<()> {
+        // SAFETY: the CQ is live.
+        let ret = unsafe { sys::ibv_req_notify_cq(self.inner.cq, i32::from(solicited_only)) };
+        if ret != 0 {
+            return Err(VerbsError::ReqNotifyCq(errno_from_ret(ret)));
+        }
+        Ok(())
+    }
+
+    /// Read and acknowledge every event pending on the channel; returns how
+    /// many there were. Acking each one is what lets `ibv_destroy_cq` finish.
+    fn consume_events(&self, ch: &CompletionChannel) -> Result<u32> {
+        let mut n = 0;
+        loop {
+            let mut cq: *mut sys::ibv_cq = std::ptr::null_mut();
+            let mut cq_ctx: *mut libc::c_void = std::ptr::null_mut();
+            // SAFETY: the channel is live; out-pointers are valid. The fd is
+            // non-blocking, so this returns -1/EAGAIN when nothing is pending.
+            let ret = unsafe { sys::ibv_get_cq_event(ch.inner.ch, &mut cq, &mut cq_ctx) };
+            if ret != 0 {
+                let e = last_errno();
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    return Ok(n);
+                }
+                return Err(VerbsError::GetCqEvent(e));
+            }
+            // SAFETY: cq is the CQ the event was for (live: it is on our
+            // channel); one event read, one acked.
+            unsafe { sys::ibv_ack_cq_events(cq, 1) };
+            n += 1;
+        }
+    }
+
+    /// Event mode: block until at least one completion is available (or the
+    /// timeout passes), then append up to `max` to `out`.
+    pub fn wait(
+        &self,
+        out: &mut Vec<WorkCompletion>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        let ch = self
+            .inner
+            .channel
+            .as_ref()
+            .ok_or(VerbsError::NoCompletionChannel)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.poll(out, max)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            self.req_notify(false)?;
+            // A completion that arrived between the poll and the arm raised
+            // no event: poll once more after arming.
+            let n = self.poll(out, max)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(VerbsError::Timeout {
+                    what: "a completion",
+                });
+            }
+            let mut pfd = libc::pollfd {
+                fd: ch.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: pfd is a valid pollfd array of length 1.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if r < 0 {
+                let e = last_errno();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(VerbsError::GetCqEvent(e));
+                }
+            }
+            self.consume_events(ch)?;
+        }
+    }
+
+    /// Busy-poll until at least one completion is available (or the timeout
+    /// passes), then append up to `max` to `out`.
+    pub fn poll_until(
+        &self,
+        out: &mut Vec<WorkCompletion>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.poll(out, max)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if Instant::now() >= deadline {
+                return Err(VerbsError::Timeout {
+                    what: "a completion",
+                });
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// [`wait`](Self::wait) in event mode, [`poll_until`](Self::poll_until)
+    /// otherwise.
+    pub fn next(
+        &self,
+        out: &mut Vec<WorkCompletion>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        if self.inner.channel.is_some() {
+            self.wait(out, max, timeout)
+        } else {
+            self.poll_until(out, max, timeout)
+        }
+    }
+
+    pub(crate) fn same_as(&self, other: &CompletionQueue) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
