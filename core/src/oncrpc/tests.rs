@@ -11,15 +11,17 @@ const SYS: AuthSysSpec<'static> = AuthSysSpec {
     gids: &[4, 24, 27],
 };
 
+const NULL_CALL: CallSpec<'static> = CallSpec {
+    xid: 0xabcd_0001,
+    prog: 100_003,
+    vers: 3,
+    proc: 6,
+    cred: None,
+};
+
 fn call(cred: Option<AuthSysSpec<'_>>) -> ([u8; 512], usize) {
     let mut buf = [0u8; 512];
-    let spec = CallSpec {
-        xid: 0xabcd_0001,
-        prog: 100_003,
-        vers: 3,
-        proc: 6,
-        cred,
-    };
+    let spec = CallSpec { cred, ..NULL_CALL };
     let n = encode_call(&mut buf, &spec).unwrap();
     assert_eq!(n, spec.encoded_len());
     (buf, n)
@@ -83,15 +85,12 @@ fn encode_call_rejects_oversized_auth_sys() {
     let mut buf = [0u8; 1024];
     for (machinename, gids) in [(&name[..], &gids[..1]), (&b"x"[..], &gids[..])] {
         let spec = CallSpec {
-            xid: 1,
-            prog: 1,
-            vers: 1,
-            proc: 1,
             cred: Some(AuthSysSpec {
                 machinename,
                 gids,
                 ..SYS
             }),
+            ..NULL_CALL
         };
         assert!(matches!(
             encode_call(&mut buf, &spec),
@@ -237,15 +236,8 @@ fn reply_encode_needs_room() {
         })
     );
     let mut buf = [0u8; 39];
-    let spec = CallSpec {
-        xid: 1,
-        prog: 1,
-        vers: 1,
-        proc: 1,
-        cred: None,
-    };
     assert!(matches!(
-        encode_call(&mut buf, &spec),
+        encode_call(&mut buf, &NULL_CALL),
         Err(EncodeError::BufferTooSmall { needed: 40, .. })
     ));
 }
