@@ -500,9 +500,13 @@ impl<D: DmaDevice, F: FreeList> Drop for SendCtxtPool<D, F> {
                 let _ = c.destroy(&self.dev);
             }
         }
-        debug_assert!(
-            leaked.is_empty(),
-            "send ctxt pool dropped with posted contexts {leaked:?}: drain the QP first"
-        );
+        if !leaked.is_empty() {
+            // Not a panic: a user who drops a transport without draining
+            // its QP gets a leak (safe), not a crash.
+            tracing::error!(
+                ?leaked,
+                "send ctxt pool dropped with posted contexts: leaked them; drain the QP first"
+            );
+        }
     }
 }
