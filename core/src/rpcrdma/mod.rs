@@ -33,6 +33,8 @@ mod decode;
 mod encode;
 mod error;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 mod view;
 

@@ -4,11 +4,9 @@ extern crate std;
 
 use std::vec::Vec;
 
-use proptest::prelude::*;
-
 use super::*;
 
-const fn seg(handle: u32, length: u32, offset: u64) -> Segment {
+pub(super) const fn seg(handle: u32, length: u32, offset: u64) -> Segment {
     Segment {
         handle,
         length,
@@ -16,7 +14,7 @@ const fn seg(handle: u32, length: u32, offset: u64) -> Segment {
     }
 }
 
-const fn rseg(position: u32, segment: Segment) -> ReadSegment {
+pub(super) const fn rseg(position: u32, segment: Segment) -> ReadSegment {
     ReadSegment { position, segment }
 }
 
@@ -28,7 +26,7 @@ const READS: [ReadSegment; 3] = [
 const W0: [Segment; 2] = [seg(10, 8192, 0x4000), seg(11, 4096, 0x8000)];
 const W1: [Segment; 1] = [seg(12, 65536, 0x10_0000)];
 const REPLY: [Segment; 1] = [seg(20, 2048, 0xdead_0000)];
-const BODY: &[u8] = b"RPC message body";
+pub(super) const BODY: &[u8] = b"RPC message body";
 
 fn full_call() -> CallSpec<'static> {
     CallSpec {
@@ -42,7 +40,7 @@ fn full_call() -> CallSpec<'static> {
 }
 
 /// Encodes `spec` followed by `body`; returns the buffer and total length.
-fn encode_with_body(spec: &CallSpec<'_>, body: &[u8]) -> ([u8; 1024], usize) {
+pub(super) fn encode_with_body(spec: &CallSpec<'_>, body: &[u8]) -> ([u8; 1024], usize) {
     let mut buf = [0u8; 1024];
     let n = encode_call(&mut buf, spec).unwrap();
     assert_eq!(n, spec.encoded_len());
@@ -58,7 +56,7 @@ fn call_err(buf: &[u8], limits: &Limits) -> DecodeError {
     decode_header(buf, limits).unwrap_err()
 }
 
-fn chunks_of(list: WriteList<'_>) -> Vec<Vec<Segment>> {
+pub(super) fn chunks_of(list: WriteList<'_>) -> Vec<Vec<Segment>> {
     list.iter().map(|c| c.iter().collect()).collect()
 }
 
@@ -470,100 +468,4 @@ fn default_limits_follow_the_kernel() {
     assert_eq!(DEFAULT_MAX_PAGES, 259);
     assert_eq!(Limits::default().max_chunk_bytes, 259 * 4096);
     assert_eq!(Limits::default().max_write_chunks, 8);
-}
-
-fn segment() -> impl Strategy<Value = Segment> {
-    (any::<u32>(), 1u32..=65536, any::<u64>()).prop_map(|(handle, length, offset)| {
-        seg(handle, length, offset.min(u64::MAX - u64::from(length)))
-    })
-}
-
-fn chunks(max: usize) -> impl Strategy<Value = Vec<Vec<Segment>>> {
-    proptest::collection::vec(proptest::collection::vec(segment(), 1..6), 0..max)
-}
-
-proptest! {
-    #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        for decode in [decode_header, decode_reply_header] {
-            if let Ok(hdr) = decode(&bytes, &Limits::DEFAULT) {
-                prop_assert!(hdr.header_len() <= bytes.len());
-            }
-        }
-    }
-
-    #[test]
-    fn plausible_words_never_panic(words in proptest::collection::vec(
-        prop_oneof![Just(0u32), Just(1u32), 2u32..8, any::<u32>()], 0..96)
-    ) {
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
-        let mut bytes = bytes;
-        if bytes.len() >= 8 {
-            bytes[4..8].copy_from_slice(&1u32.to_be_bytes());
-        }
-        for decode in [decode_header, decode_reply_header] {
-            if let Ok(hdr) = decode(&bytes, &Limits::DEFAULT) {
-                // Iterating a validated header visits exactly what was counted.
-                prop_assert_eq!(hdr.read_list().iter().count(), hdr.read_list().len());
-                prop_assert_eq!(hdr.write_list().iter().count(), hdr.write_list().len());
-                for c in hdr.write_list() {
-                    prop_assert_eq!(c.iter().count(), c.len());
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn calls_round_trip(
-        xid in any::<u32>(), credits in any::<u32>(),
-        reads in proptest::collection::vec((1u32..64, segment()), 0..6),
-        nomsg in any::<bool>(),
-        write in chunks(4),
-        reply in proptest::option::of(proptest::collection::vec(segment(), 1..6)),
-    ) {
-        let mut read_list: Vec<ReadSegment> =
-            reads.iter().map(|&(p, s)| rseg(p * 4, s)).collect();
-        if nomsg {
-            read_list.push(rseg(0, seg(1, 1, 0)));
-        }
-        let refs: Vec<&[Segment]> = write.iter().map(Vec::as_slice).collect();
-        let spec = CallSpec {
-            xid, credits,
-            proc: if nomsg { MsgProc::NoMsg } else { MsgProc::Msg },
-            read_list: &read_list,
-            write_list: &refs,
-            reply_chunk: reply.as_deref(),
-        };
-        let (buf, len) = encode_with_body(&spec, BODY);
-        let hdr = decode_header(&buf[..len], &Limits::DEFAULT).unwrap();
-        prop_assert_eq!((hdr.xid(), hdr.credits(), hdr.proc()), (xid, credits, spec.proc.into()));
-        prop_assert!(hdr.read_list().iter().eq(read_list.iter().copied()));
-        prop_assert_eq!(&chunks_of(hdr.write_list()), &write);
-        prop_assert_eq!(&hdr.reply_chunk().map(|c| c.iter().collect::<Vec<_>>()), &reply);
-        prop_assert_eq!(hdr.header_len(), spec.encoded_len());
-    }
-
-    #[test]
-    fn replies_round_trip(
-        xid in any::<u32>(),
-        write in proptest::collection::vec(
-            proptest::collection::vec((any::<u32>(), 0u32..=65536, 0u64..1 << 40), 0..4), 0..4),
-        reply in proptest::option::of(proptest::collection::vec(segment(), 0..4)),
-    ) {
-        let write: Vec<Vec<Segment>> = write.iter()
-            .map(|c| c.iter().map(|&(h, l, o)| seg(h, l, o)).collect()).collect();
-        let refs: Vec<&[Segment]> = write.iter().map(Vec::as_slice).collect();
-        let spec = ReplySpec {
-            xid, credits: 1,
-            proc: if reply.is_some() { MsgProc::NoMsg } else { MsgProc::Msg },
-            write_list: &refs,
-            reply_chunk: reply.as_deref(),
-        };
-        let mut buf = [0u8; 1024];
-        let n = encode_reply(&mut buf, &spec).unwrap();
-        let hdr = decode_reply_header(&buf[..n + 4], &Limits::DEFAULT).unwrap();
-        prop_assert_eq!(&chunks_of(hdr.write_list()), &write);
-        prop_assert_eq!(&hdr.reply_chunk().map(|c| c.iter().collect::<Vec<_>>()), &reply);
-        prop_assert_eq!(hdr.header_len(), n);
-    }
 }
