@@ -5,7 +5,7 @@
 //! wakes. [`SpinWait`] works everywhere (no_std); [`CondvarWait`] (std)
 //! parks on a condvar.
 
-use crate::sync::{spin_hint, AtomicU32};
+use crate::sync::{fence, spin_hint, AtomicU32};
 use core::sync::atomic::Ordering;
 
 /// A wait queue.
@@ -42,6 +42,7 @@ impl SpinWait {
 impl WaitQueue for SpinWait {
     fn wait_until(&self, cond: &dyn Fn() -> bool) {
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         while !cond() {
             spin_hint();
         }
@@ -61,7 +62,7 @@ pub use self::condvar::CondvarWait;
 #[cfg(feature = "std")]
 mod condvar {
     use super::WaitQueue;
-    use crate::sync::{AtomicU32, Condvar, Mutex};
+    use crate::sync::{fence, AtomicU32, Condvar, Mutex};
     use core::sync::atomic::Ordering;
 
     /// Parks on a condvar (std).
@@ -89,6 +90,10 @@ mod condvar {
             // Register before the first check (pairs with the waker's
             // SeqCst fence + `has_waiters`).
             self.waiters.fetch_add(1, Ordering::SeqCst);
+            // Full fence between registering and checking, pairing with the
+            // waker's fence between changing state and `has_waiters`
+            // (both sides need one, as with `waitqueue_active`).
+            fence(Ordering::SeqCst);
             let mut g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
             while !cond() {
                 g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,87 @@
+//! Loom models of the lock-free lists.
+#![cfg(rdmaxprt_loom)]
+
+#[path = "common/loom_model.rs"]
+mod loom_model;
+
+use loom::sync::atomic::AtomicU32;
+use loom::sync::Arc;
+use loom::thread;
+use rdmaxprt_core::llist::{FreeList, LockedFreeList, ReleaseList, TaggedFreeList, NIL};
+
+fn links(n: usize) -> Arc<Vec<AtomicU32>> {
+    Arc::new((0..n).map(|_| AtomicU32::new(NIL)).collect())
+}
+
+/// Two producers push while one consumer takes all: every node is seen
+/// exactly once, and the empty edge is reported once per empty period.
+#[test]
+fn release_list_producers_and_take_all_consumer() {
+    loom_model::check("release_list_producers_and_take_all_consumer", || {
+        let l = links(4);
+        let list = Arc::new(ReleaseList::new());
+        let producers: Vec<_> = [[0u32, 1], [2, 3]]
+            .into_iter()
+            .map(|nodes| {
+                let (l, list) = (l.clone(), list.clone());
+                thread::spawn(move || nodes.iter().filter(|&&i| list.push(&l, i)).count())
+            })
+            .collect();
+        let taken_mid: Vec<u32> = list.take_all(&l).collect();
+        let edges: usize = producers.into_iter().map(|p| p.join().unwrap()).sum();
+        let rest: Vec<u32> = list.take_all(&l).collect();
+        let mut all: Vec<u32> = taken_mid.iter().chain(rest.iter()).copied().collect();
+        all.sort();
+        assert_eq!(all, [0, 1, 2, 3], "a node was lost or duplicated");
+        assert!(edges >= 1);
+        // A second edge is possible only if the consumer emptied the list
+        // in between.
+        assert!(
+            edges <= 1 + usize::from(!taken_mid.is_empty()),
+            "spurious edge"
+        );
+    });
+}
+
+fn free_list_pop_push_no_aba<F: FreeList + Default + 'static>(name: &str) {
+    loom_model::check(name, || {
+        let l = links(3);
+        let f = Arc::new(F::default());
+        for i in 0..3 {
+            f.push(&l, i);
+        }
+        let ths: Vec<_> = (0..2)
+            .map(|_| {
+                let (l, f) = (l.clone(), f.clone());
+                thread::spawn(move || {
+                    let a = f.pop(&l).expect("3 nodes, 2 poppers");
+                    let b = f.pop(&l);
+                    f.push(&l, a);
+                    if let Some(b) = b {
+                        f.push(&l, b);
+                    }
+                })
+            })
+            .collect();
+        for t in ths {
+            t.join().unwrap();
+        }
+        let mut all = Vec::new();
+        while let Some(i) = f.pop(&l) {
+            all.push(i);
+            assert!(all.len() <= 3, "cycle in the free list (ABA)");
+        }
+        all.sort();
+        assert_eq!(all, [0, 1, 2], "a node was lost or duplicated");
+    });
+}
+
+#[test]
+fn tagged_free_list_concurrent_pop_push_has_no_aba() {
+    free_list_pop_push_no_aba::<TaggedFreeList>("tagged_free_list_concurrent_pop_push_has_no_aba");
+}
+
+#[test]
+fn locked_free_list_concurrent_pop_push_has_no_aba() {
+    free_list_pop_push_no_aba::<LockedFreeList>("locked_free_list_concurrent_pop_push_has_no_aba");
+}
