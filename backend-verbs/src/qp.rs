@@ -545,15 +545,30 @@ impl QueuePair {
     }
 
     /// Drain the QP, like the kernel's `ib_drain_qp`: move it to the error
-    /// state, post a marker on the send queue ([`DRAIN_SEND_WR_ID`]) and, if
-    /// `recv_too`, one on the receive queue ([`DRAIN_RECV_WR_ID`]), then poll
-    /// the QP's CQs until the markers have flushed. Everything posted before
+    /// state and wait until a marker on the send queue ([`DRAIN_SEND_WR_ID`])
+    /// and, if `recv_too`, one on the receive queue ([`DRAIN_RECV_WR_ID`])
+    /// have flushed. Queues complete in order, so everything posted before
     /// has completed then; those completions (success or flush, for any QP
     /// sharing the CQs) are returned, the markers are not.
+    ///
+    /// The receive marker is posted *before* the transition to error (the
+    /// kernel posts it after): a user-space rxe QP flushes its receive queue
+    /// only at the transition, so a receive posted later never completes.
+    /// Posted first, it could consume one last incoming message (completing
+    /// with an error for lack of buffers), which a drain discards anyway.
     ///
     /// After a drain no completion for this QP will arrive any more, so every
     /// resource still held for its work requests can be released.
     pub fn drain(&self, recv_too: bool, timeout: Duration) -> Result<Vec<WorkCompletion>> {
+        if recv_too {
+            // SAFETY: the marker carries no SGEs, so no memory is referenced.
+            unsafe {
+                self.post_recv(&[RecvWr {
+                    wr_id: DRAIN_RECV_WR_ID,
+                    sges: &[],
+                }])?
+            };
+        }
         self.set_error()?;
         let marker = SendWr {
             wr_id: DRAIN_SEND_WR_ID,
@@ -562,17 +577,8 @@ impl QueuePair {
             signaled: true,
             fence: false,
         };
-        // SAFETY: the markers carry no SGEs, so no memory is referenced.
+        // SAFETY: the marker carries no SGEs, so no memory is referenced.
         unsafe { self.post_send(&[marker])? };
-        if recv_too {
-            // SAFETY: as above.
-            unsafe {
-                self.post_recv(&[RecvWr {
-                    wr_id: DRAIN_RECV_WR_ID,
-                    sges: &[],
-                }])?
-            };
-        }
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut send_done = false;

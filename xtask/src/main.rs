@@ -1,2 +1,77 @@
-//! xtask (work in progress).
-fn main() {}
+//! Project automation for rdmaxprt.
+//!
+//! `cargo run -p xtask -- vm-test` runs the device tests on real verbs:
+//! Soft-RoCE (rdma_rxe) in a stock Debian kernel booted under QEMU, because
+//! the host kernel has no RDMA. See `vm` for the steps and `--help` for the
+//! options.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod vm;
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "rdmaxprt project automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the device tests, boot a QEMU VM with rdma_rxe and run them.
+    VmTest(VmTestArgs),
+}
+
+/// Options of `vm-test`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VmTestArgs {
+    /// Workspace package whose test targets run in the VM (repeatable).
+    /// Default: the `package` lines of xtask/vm-tests.txt.
+    #[arg(long = "package", short = 'p')]
+    pub packages: Vec<String>,
+    /// Extra host-built binary to run in the VM (repeatable); exit 0 = PASS.
+    #[arg(long = "bin")]
+    pub bins: Vec<PathBuf>,
+    /// Build the test binaries in release mode.
+    #[arg(long)]
+    pub release: bool,
+    /// Bound on the whole QEMU run, in seconds.
+    #[arg(long, default_value_t = 420)]
+    pub timeout: u64,
+    /// Bound on each test binary inside the VM, in seconds.
+    #[arg(long, default_value_t = 150)]
+    pub test_timeout: u64,
+    /// Accelerator: auto (KVM only if kvm_intel/kvm_amd is loaded), kvm, tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: String,
+    /// Guest memory.
+    #[arg(long, default_value = "1G")]
+    pub mem: String,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub smp: u32,
+    /// Do not fail when a device test reports SKIPPED inside the VM.
+    #[arg(long)]
+    pub allow_skips: bool,
+    /// Echo the whole serial console, not only test and result lines.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::VmTest(args) => vm::vm_test(&args),
+    };
+    match res {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

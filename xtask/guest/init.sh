@@ -1,0 +1,102 @@
+#!/bin/sh
+# /init of the `cargo xtask vm-test` initramfs (busybox sh, PID 1).
+#
+# Loads the RDMA modules, brings up dummy0 (192.168.77.1/24) with rxe0 on it
+# and a spare dummy1 (192.168.78.1/24, no rxe: tests may create one there),
+# runs every test listed in /tests/list serially with RDMAXPRT_TEST_DEVICE=rxe0,
+# prints one "RESULT <name> PASS|FAIL" line per test and a final
+# "SUMMARY pass=N fail=M", then powers off. Kernel command line knobs:
+#   rdmaxprt.test_timeout=SECS  per-test bound (default 120)
+#   rdmaxprt.shell=1            drop to a shell at the end instead (debugging)
+/bin/busybox --install -s
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp /run
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+echo /sbin/modprobe > /proc/sys/kernel/modprobe
+# Registration pins memory (RLIMIT_MEMLOCK); and give pools some huge pages.
+ulimit -l unlimited
+echo 16 > /proc/sys/vm/nr_hugepages
+echo "GUEST-UP uptime=$(cut -d' ' -f1 /proc/uptime)s kernel=$(uname -r)"
+
+TEST_TIMEOUT=120
+SHELL_AT_END=0
+for a in $(cat /proc/cmdline); do
+  case $a in
+    rdmaxprt.test_timeout=*) TEST_TIMEOUT=${a#rdmaxprt.test_timeout=} ;;
+    rdmaxprt.shell=1) SHELL_AT_END=1 ;;
+  esac
+done
+
+PASS=0
+FAIL=0
+finish() {
+  echo
+  echo "SUMMARY pass=$PASS fail=$FAIL uptime=$(cut -d' ' -f1 /proc/uptime)s"
+  if [ "$SHELL_AT_END" = 1 ]; then exec setsid cttyhack sh; fi
+  sync
+  poweroff -f
+}
+setup_fail() {
+  FAIL=$((FAIL+1))
+  echo "RESULT setup/$1 FAIL"
+  dmesg | grep -i -E 'rxe|infiniband|rdma|ib_' | tail -n 20
+  finish
+}
+
+# rxe computes its ICRC with crc32 through the crypto API: load the crypto
+# modules up front instead of relying on alias lookups. Failures of the
+# optional accelerated variants are harmless.
+for m in crc32_generic crc32-pclmul crc32c_generic crc32c-intel libcrc32c configfs \
+         ib_core ib_uverbs ib_cm iw_cm rdma_cm rdma_ucm udp_tunnel ip6_udp_tunnel rdma_rxe dummy; do
+  modprobe "$m" 2>/tmp/modprobe.err || echo "modprobe $m failed: $(cat /tmp/modprobe.err)"
+done
+[ -d /sys/module/rdma_rxe ] || setup_fail modules
+
+# Debian's busybox-static prefers its own applets over $PATH, and its `ip`
+# cannot add dummy links: call iproute2 by path.
+IP=/usr/bin/ip
+$IP link set lo up
+# Loading `dummy` may already have created dummy0 (numdummies=1).
+$IP link add dummy0 type dummy 2>/dev/null
+$IP addr add 192.168.77.1/24 dev dummy0 && $IP link set dummy0 up || setup_fail net_dummy0
+$IP link add dummy1 type dummy && $IP addr add 192.168.78.1/24 dev dummy1 && $IP link set dummy1 up || setup_fail net_dummy1
+rdma link add rxe0 type rxe netdev dummy0 || setup_fail rxe0
+# The IPv4-mapped GID appears asynchronously once the netdev is up with an address.
+n=0
+until grep -q '0000:0000:0000:0000:0000:ffff:c0a8:4d01' /sys/class/infiniband/rxe0/ports/1/gids/* 2>/dev/null; do
+  n=$((n+1)); [ $n -gt 50 ] && setup_fail rxe0_gid
+  sleep 0.1
+done
+echo "SETUP ok: rxe0 on dummy0 (192.168.77.1), spare dummy1, uptime=$(cut -d' ' -f1 /proc/uptime)s"
+
+export RDMAXPRT_TEST_DEVICE=rxe0
+export RDMAXPRT_TEST_IP=192.168.77.1
+export RDMAXPRT_TEST_NETDEV=dummy0
+export RDMAXPRT_TEST_SPARE_NETDEV=dummy1
+export RUST_BACKTRACE=1
+cd /tmp
+# /tests/list: one test per line, "name<TAB>path<TAB>args". Serially: rxe
+# device tests must not overlap.
+TAB=$(printf '\t')
+while IFS="$TAB" read -r name path args; do
+  [ -n "$name" ] || continue
+  echo
+  echo "==== $name ($path $args)"
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  # shellcheck disable=SC2086 # args are split on purpose
+  timeout "$TEST_TIMEOUT" "$path" $args </dev/null 2>&1
+  rc=$?
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  secs=$(echo "$t1 $t0" | awk '{printf "%.1f", $1-$2}')
+  if [ $rc = 0 ]; then
+    PASS=$((PASS+1)); echo "RESULT $name PASS (${secs}s)"
+  else
+    FAIL=$((FAIL+1)); echo "RESULT $name FAIL (rc=$rc, ${secs}s)"
+    dmesg | grep -i -E 'rxe|infiniband|rdma|ib_' | tail -n 10
+  fi
+done < /tests/list
+finish
