@@ -27,6 +27,10 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
+/// Most contexts one pool can hold: indices stay below bit 31 so a
+/// transport can tag other work requests (RDMA Reads) with that bit.
+pub const MAX_CAP: u32 = (1 << 31) - 1;
+
 pub(crate) const EMPTY: u8 = 0;
 pub(crate) const FREE: u8 = 1;
 pub(crate) const OWNED: u8 = 2;
@@ -116,6 +120,9 @@ pub struct Census {
 struct Slot<D: DmaDevice> {
     state: AtomicU8,
     gen: AtomicU32,
+    /// SQ slots of the posted chain, readable by the completion path
+    /// without touching the context (which the poster may still own).
+    sqes: AtomicU32,
     ctxt: UnsafeCell<Option<SendCtxt<D>>>,
 }
 
@@ -160,11 +167,12 @@ pub(crate) fn wr_id(idx: u32, gen: u32) -> u64 {
 impl<D: DmaDevice, F: FreeList + Default> SendCtxtPool<D, F> {
     /// An empty pool (no context allocated yet) over `dev`.
     pub fn new(dev: D, cfg: PoolConfig) -> Self {
-        let cap = cfg.cap.min(NIL - 1);
+        let cap = cfg.cap.min(MAX_CAP);
         let slots = (0..cap)
             .map(|_| Slot {
                 state: AtomicU8::new(EMPTY),
                 gen: AtomicU32::new(0),
+                sqes: AtomicU32::new(0),
                 ctxt: UnsafeCell::new(None),
             })
             .collect();
@@ -267,8 +275,9 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     }
 
     /// Marks slot `idx` as being posted and returns its `wr_id`.
-    pub(crate) fn begin_post(&self, idx: u32) -> u64 {
+    pub(crate) fn begin_post(&self, idx: u32, sqes: u32) -> u64 {
         let slot = &self.slots[idx as usize];
+        slot.sqes.store(sqes, Ordering::Relaxed);
         // Release: a completion's Acquire CAS on this word then sees the
         // context exactly as the poster built it (the backend also orders
         // this, but we do not rely on backends for memory safety).
@@ -311,7 +320,8 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
 
     /// Validates a completion's `wr_id` and claims the slot for release.
     #[inline]
-    pub(crate) fn claim_completed(&self, wr_id: u64) -> Result<Claimed, CompletionError> {
+    /// Also returns the chain's SQ slot count, to give back to the SQ.
+    pub(crate) fn claim_completed(&self, wr_id: u64) -> Result<(Claimed, u32), CompletionError> {
         let idx = wr_id as u32;
         let gen = (wr_id >> 32) as u32;
         let slot = self.slots.get(idx as usize).ok_or_else(|| {
@@ -338,8 +348,16 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 .state
                 .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) if next == RELEASING => return Ok(Claimed::Release(idx)),
-                Ok(_) => return Ok(Claimed::LeftToPoster),
+                Ok(_) => {
+                    // Relaxed: written before the poster's Release store of
+                    // POSTING, which our Acquire CAS synchronized with.
+                    let sqes = slot.sqes.load(Ordering::Relaxed);
+                    return Ok(if next == RELEASING {
+                        (Claimed::Release(idx), sqes)
+                    } else {
+                        (Claimed::LeftToPoster, sqes)
+                    });
+                }
                 Err(now) => cur = now,
             }
         }

@@ -90,14 +90,16 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
 
     /// The Send completion path: validate `wr_id` and hand the context to
     /// the policy's release path. A garbage, stale or duplicate `wr_id` is
-    /// an error and touches nothing.
+    /// an error and touches nothing. Returns the SQ slots the context's
+    /// chain held (its `sqecount`), for the caller to give back.
     #[inline]
-    fn put(&self, wr_id: u64) -> Result<(), CompletionError> {
-        match self.pool().claim_completed(wr_id)? {
+    fn put(&self, wr_id: u64) -> Result<u32, CompletionError> {
+        let (claimed, sqes) = self.pool().claim_completed(wr_id)?;
+        match claimed {
             Claimed::Release(idx) => self.complete(idx),
             Claimed::LeftToPoster => {}
         }
-        Ok(())
+        Ok(sqes)
     }
 
     /// The policy's action for a claimed, completed context (slot in state

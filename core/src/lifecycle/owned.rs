@@ -69,7 +69,9 @@ impl<'a, L: SendCtxtLifecycle> OwnedCtxt<'a, L> {
         let ptr = self.ptr();
         core::mem::forget(self);
         let pool = life.pool();
-        let wr_id = pool.begin_post(idx);
+        // SAFETY: still OWNED by us until `begin_post` publishes it.
+        let sqes = unsafe { (*ptr).sqecount() };
+        let wr_id = pool.begin_post(idx, sqes);
         // SAFETY: in POSTING state the completion side only flips the state
         // word and never touches the context, so we still own it here.
         let res = post(wr_id, unsafe { &*ptr });
