@@ -116,13 +116,11 @@ fn run<L: SendCtxtLifecycle<Dev = FakeDev>>(life: &L, dev: &FakeDev, ops: &[Op],
                 life.drain();
                 m.pending.clear();
             }
-            Op::Garbage { wr_id } => {
-                if !m.posted.iter().any(|(id, _)| id == wr_id) {
-                    assert!(
-                        life.put(*wr_id).is_err(),
-                        "garbage wr_id {wr_id:#x} accepted"
-                    );
-                }
+            Op::Garbage { wr_id } if !m.posted.iter().any(|(id, _)| id == wr_id) => {
+                assert!(
+                    life.put(*wr_id).is_err(),
+                    "garbage wr_id {wr_id:#x} accepted"
+                );
             }
             Op::Close => {
                 owned.clear();
