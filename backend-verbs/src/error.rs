@@ -214,6 +214,32 @@ pub enum VerbsError {
         /// Limit for this exchange.
         max: usize,
     },
+    /// `dma_unmap` of an SGE that is not mapped (never, or already unmapped).
+    #[error("dma_unmap of an unmapped range {addr:#x}+{len}")]
+    UnknownMapping {
+        /// Address of the SGE.
+        addr: u64,
+        /// Length of the SGE.
+        len: u32,
+    },
+    /// A buffer larger than the DMA device's chunk size was asked for.
+    #[error("buffer of {len} bytes exceeds the {chunk}-byte chunk size")]
+    BufTooLarge {
+        /// Requested length.
+        len: usize,
+        /// The device's chunk size.
+        chunk: usize,
+    },
+    /// Every chunk of the DMA device's pool is in use.
+    #[error("all {chunks} chunks of the memory pool are in use")]
+    PoolExhausted {
+        /// Number of chunks in the pool.
+        chunks: usize,
+    },
+    /// The core's queue-pair adapter needs separate send and receive CQs
+    /// (it polls them separately).
+    #[error("the QP shares one CQ between its send and receive queues")]
+    SharedCq,
     /// The CM id has no verbs context (address not resolved yet).
     #[error("the rdma_cm id is not bound to a device yet")]
     CmNoDevice,

@@ -24,6 +24,7 @@
 //! reports every test SKIPPED when it is unset. `cargo run -p xtask --
 //! vm-test` runs them on Soft-RoCE (rdma_rxe) in a QEMU VM.
 
+mod backend;
 mod cm;
 mod cq;
 mod device;
@@ -33,6 +34,7 @@ mod pool;
 mod qp;
 mod wc;
 
+pub use backend::{PoolBuf, VerbsDmaDevice, VerbsQp};
 pub use cm::{
     CmConnection, CmListener, ConnectRequest, ResolvedRoute, MAX_ACCEPT_PRIVATE_DATA,
     MAX_CONNECT_PRIVATE_DATA,
@@ -43,8 +45,10 @@ pub use error::{Result, VerbsError};
 pub use pd::ProtectionDomain;
 pub use pool::{Access, MemoryPool, RemoteBuf, Sge};
 pub use qp::{
-    ConnectAttr, QpCaps, QpEndpoint, QueuePair, RecvWr, SendOp, SendWr, DRAIN_RECV_WR_ID,
-    DRAIN_SEND_WR_ID,
+    ConnectAttr, QpCaps, QpEndpoint, QueuePair, RecvWr, SendOp, SendWr, WorkQueue,
+    DRAIN_RECV_WR_ID, DRAIN_SEND_WR_ID,
 };
 pub use rdma_sys as sys;
+/// The core's backend traits, implemented here by [`VerbsDmaDevice`] and [`VerbsQp`].
+pub use rdmaxprt_core::backend as core_backend;
 pub use wc::{WcOpcode, WcStatus, WorkCompletion};

@@ -155,6 +155,11 @@ impl MemoryPool {
         })
     }
 
+    /// Pointer to byte `offset` (in bounds by the caller's check).
+    pub(crate) fn ptr_at(&self, offset: usize) -> *mut u8 {
+        self.ptr.wrapping_add(offset)
+    }
+
     /// Length in bytes (rounded up to the huge page size on huge pages).
     pub fn len(&self) -> usize {
         self.len

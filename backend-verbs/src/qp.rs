@@ -11,7 +11,7 @@ use crate::device::Gid;
 use crate::error::{errno_from_ret, last_errno, Result, VerbsError};
 use crate::pd::ProtectionDomain;
 use crate::pool::Sge;
-use crate::wc::WorkCompletion;
+use crate::wc::{WcOpcode, WorkCompletion};
 
 /// Queue sizes of a QP. After creation, [`QueuePair::caps`] holds what the
 /// provider actually granted (often more than asked).
@@ -143,6 +143,15 @@ pub struct RecvWr<'a> {
     pub wr_id: u64,
     /// Buffers to scatter the incoming message into.
     pub sges: &'a [Sge],
+}
+
+/// Which work queue of a QP a completion belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkQueue {
+    /// The send queue.
+    Send,
+    /// The receive queue.
+    Recv,
 }
 
 /// wr_id of the send-queue marker [`QueuePair::drain`] posts.
@@ -286,6 +295,21 @@ impl QueuePair {
     /// The granted queue sizes.
     pub fn caps(&self) -> QpCaps {
         self.caps
+    }
+
+    /// The CQ of the send queue.
+    pub fn send_cq(&self) -> &CompletionQueue {
+        &self.send_cq
+    }
+
+    /// The CQ of the receive queue.
+    pub fn recv_cq(&self) -> &CompletionQueue {
+        &self.recv_cq
+    }
+
+    /// True when the send and receive queues share one CQ.
+    pub fn has_shared_cq(&self) -> bool {
+        self.send_cq.same_as(&self.recv_cq)
     }
 
     /// The PD the QP was created in.
@@ -560,6 +584,25 @@ impl QueuePair {
     /// After a drain no completion for this QP will arrive any more, so every
     /// resource still held for its work requests can be released.
     pub fn drain(&self, recv_too: bool, timeout: Duration) -> Result<Vec<WorkCompletion>> {
+        self.post_drain_markers(recv_too)?;
+        self.wait_for_markers(recv_too, timeout)
+    }
+
+    /// Like [`drain`](Self::drain), but each completion is tagged with the
+    /// queue it came from: the CQ it was polled from when the QP has
+    /// separate send and receive CQs; with one shared CQ, by opcode (an
+    /// error completion on a shared CQ is tagged [`WorkQueue::Send`], as
+    /// nothing else tells).
+    pub fn drain_by_queue(
+        &self,
+        recv_too: bool,
+        timeout: Duration,
+    ) -> Result<Vec<(WorkQueue, WorkCompletion)>> {
+        self.post_drain_markers(recv_too)?;
+        self.tagged_markers(recv_too, timeout)
+    }
+
+    fn post_drain_markers(&self, recv_too: bool) -> Result<()> {
         if recv_too {
             // SAFETY: the marker carries no SGEs, so no memory is referenced.
             unsafe {
@@ -579,12 +622,28 @@ impl QueuePair {
         };
         // SAFETY: the marker carries no SGEs, so no memory is referenced.
         unsafe { self.post_send(&[marker])? };
+        Ok(())
+    }
+
+    fn wait_for_markers(&self, recv_too: bool, timeout: Duration) -> Result<Vec<WorkCompletion>> {
+        Ok(self
+            .tagged_markers(recv_too, timeout)?
+            .into_iter()
+            .map(|(_, wc)| wc)
+            .collect())
+    }
+
+    fn tagged_markers(
+        &self,
+        recv_too: bool,
+        timeout: Duration,
+    ) -> Result<Vec<(WorkQueue, WorkCompletion)>> {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut send_done = false;
         let mut recv_done = !recv_too;
         let shared = self.send_cq.same_as(&self.recv_cq);
-        let mut batch = Vec::new();
+        let (mut s, mut r) = (Vec::new(), Vec::new());
         while !(send_done && recv_done) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -596,26 +655,38 @@ impl QueuePair {
                     },
                 });
             }
-            batch.clear();
-            // Poll whichever CQ still owes a marker; both in turn if separate.
-            let cq = if !send_done || shared {
-                &self.send_cq
-            } else {
-                &self.recv_cq
+            let slice = left.min(Duration::from_millis(50));
+            let tolerate = |r: Result<usize>| match r {
+                Ok(_) | Err(VerbsError::Timeout { .. }) => Ok(()),
+                Err(e) => Err(e),
             };
-            match cq.next(&mut batch, 64, left.min(Duration::from_millis(50))) {
-                Ok(_) => {}
-                Err(VerbsError::Timeout { .. }) => {}
-                Err(e) => return Err(e),
+            if !send_done || shared {
+                tolerate(self.send_cq.next(&mut s, 64, slice))?;
             }
-            if !shared && !recv_done && !send_done {
-                self.recv_cq.poll(&mut batch, 64)?;
+            if !shared && !recv_done {
+                if send_done {
+                    tolerate(self.recv_cq.next(&mut r, 64, slice))?;
+                } else {
+                    self.recv_cq.poll(&mut r, 64)?;
+                }
             }
-            for wc in batch.drain(..) {
+            let tagged = s
+                .drain(..)
+                .map(|wc| {
+                    let q = match wc.opcode() {
+                        Some(WcOpcode::Recv | WcOpcode::RecvRdmaWithImm) if shared => {
+                            WorkQueue::Recv
+                        }
+                        _ => WorkQueue::Send,
+                    };
+                    (q, wc)
+                })
+                .chain(r.drain(..).map(|wc| (WorkQueue::Recv, wc)));
+            for (q, wc) in tagged {
                 match (wc.wr_id(), wc.qp_num() == self.qp_num()) {
                     (DRAIN_SEND_WR_ID, true) => send_done = true,
                     (DRAIN_RECV_WR_ID, true) => recv_done = true,
-                    _ => out.push(wc),
+                    _ => out.push((q, wc)),
                 }
             }
         }

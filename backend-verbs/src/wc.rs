@@ -184,6 +184,11 @@ impl WorkCompletion {
         self.status
     }
 
+    /// The raw `ibv_wc_status` value.
+    pub fn raw_status(&self) -> u32 {
+        self.raw_status
+    }
+
     /// True on success.
     pub fn is_ok(&self) -> bool {
         self.ok.is_some()

@@ -442,6 +442,119 @@ fn cm_connect_with_private_data() -> TestResult {
     Ok(())
 }
 
+fn core_backend_traits_post_poll_drain() -> TestResult {
+    use rdmaxprt_verbs::core_backend::{
+        self as cb, DmaBuf, DmaDevice, Error as _, ErrorKind, QueuePair as _,
+    };
+    let ctx = Context::open(&device()?)?;
+    let port = ctx.query_port(1)?;
+    let (gid_index, gid) = ctx.ipv4_gid(1)?;
+    let pd = ProtectionDomain::new(&ctx)?;
+    let cq = |_| CompletionQueue::new(&ctx, 128, None);
+    let (a_scq, a_rcq, b_scq, b_rcq) = (cq(0)?, cq(1)?, cq(2)?, cq(3)?);
+    let qa = QueuePair::create_rc(&pd, &a_scq, &a_rcq, QpCaps::default())?;
+    let qb = QueuePair::create_rc(&pd, &b_scq, &b_rcq, QpCaps::default())?;
+    let attr = ConnectAttr {
+        gid_index: gid_index as u8,
+        mtu: port.active_mtu,
+        ..ConnectAttr::default()
+    };
+    qa.connect(&qb.endpoint(gid, 7), &attr, 9)?;
+    qb.connect(&qa.endpoint(gid, 9), &attr, 7)?;
+    let shared = QueuePair::create_rc(&pd, &a_scq, &a_scq, QpCaps::default())?;
+    assert!(matches!(VerbsQp::new(shared), Err(VerbsError::SharedCq)));
+    let (a, b) = (VerbsQp::new(qa)?, VerbsQp::new(qb)?);
+    assert!(a.caps().sq_depth >= 64);
+
+    let dma = VerbsDmaDevice::new(&pd, 4096, 16)?;
+    assert_eq!(
+        dma.alloc_buf(5000).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    let mut tx = dma.alloc_buf(4096)?;
+    let rx: Vec<_> = (0..5)
+        .map(|_| dma.alloc_buf(4096))
+        .collect::<Result<_, _>>()?;
+    let msg = pattern(1500, 3);
+    tx.as_mut_slice()[..msg.len()].copy_from_slice(&msg);
+    let tx_sge = dma.dma_map(&tx, 0, msg.len())?;
+    let rx_sges: Vec<cb::Sge> = rx
+        .iter()
+        .map(|b| dma.dma_map(b, 0, 4096))
+        .collect::<Result<_, _>>()?;
+    let recvs: Vec<cb::RecvWr> = rx_sges
+        .iter()
+        .enumerate()
+        .map(|(i, s)| cb::RecvWr {
+            wr_id: 50 + i as u64,
+            sge: *s,
+        })
+        .collect();
+    // SAFETY: the buffers stay mapped and untouched until polled or drained.
+    unsafe { b.post_recv(&recvs) }.map_err(|e| e.error)?;
+    let send = [cb::SendWr {
+        wr_id: 1,
+        op: cb::WrOp::Send,
+        sges: &[tx_sge],
+        signaled: true,
+    }];
+    // SAFETY: as above.
+    unsafe { a.post_send(&send) }.map_err(|e| e.error)?;
+
+    let mut wcs = [cb::Wc {
+        wr_id: 0,
+        status: cb::WcStatus::Success,
+        opcode: cb::WcOpcode::Unknown,
+        byte_len: 0,
+        invalidated_rkey: None,
+    }; 8];
+    let deadline = std::time::Instant::now() + WAIT;
+    let (mut sent, mut got) = (None, None);
+    while (sent.is_none() || got.is_none()) && std::time::Instant::now() < deadline {
+        if a.poll_send(&mut wcs)? > 0 {
+            sent = Some(wcs[0]);
+        }
+        if b.poll_recv(&mut wcs)? > 0 {
+            got = Some(wcs[0]);
+        }
+    }
+    let (sent, got) = (
+        sent.ok_or("no send completion")?,
+        got.ok_or("no recv completion")?,
+    );
+    assert_eq!(
+        (sent.wr_id, sent.status, sent.opcode),
+        (1, cb::WcStatus::Success, cb::WcOpcode::Send)
+    );
+    assert_eq!(
+        (got.wr_id, got.opcode, got.byte_len),
+        (50, cb::WcOpcode::Recv, msg.len() as u32)
+    );
+    assert!(
+        rx[0].as_slice()[..msg.len()] == msg[..],
+        "received bytes differ"
+    );
+
+    // Drain b: its four remaining receives flush and stay pollable.
+    b.drain_qp()?;
+    let n = b.poll_recv(&mut wcs)?;
+    let mut ids: Vec<u64> = wcs[..n].iter().map(|w| w.wr_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![51, 52, 53, 54]);
+    assert!(wcs[..n].iter().all(|w| w.status == cb::WcStatus::Flushed));
+    assert_eq!(b.poll_recv(&mut wcs)?, 0);
+
+    dma.dma_unmap(tx_sge)?;
+    assert_eq!(
+        dma.dma_unmap(tx_sge).unwrap_err().kind(),
+        ErrorKind::BadMapping
+    );
+    for s in rx_sges {
+        dma.dma_unmap(s)?;
+    }
+    Ok(())
+}
+
 type TestFn = fn() -> TestResult;
 
 const TESTS: &[(&str, TestFn)] = &[
@@ -465,6 +578,10 @@ const TESTS: &[(&str, TestFn)] = &[
     ),
     ("memory_pool_huge_or_fallback", memory_pool_huge_or_fallback),
     ("cm_connect_with_private_data", cm_connect_with_private_data),
+    (
+        "core_backend_traits_post_poll_drain",
+        core_backend_traits_post_poll_drain,
+    ),
 ];
 
 fn main() {
