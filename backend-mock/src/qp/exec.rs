@@ -1,0 +1,252 @@
+//! The fake NIC's execution of one Send Queue WR: Send/Send-with-Invalidate
+//! into the peer's next Recv, RDMA Write/Read against the peer's registered
+//! regions, and the error paths real RC hardware takes.
+#![allow(unsafe_code)]
+
+use super::state::{End, PairState, PendingWr};
+use crate::device::MockDevice;
+use crate::fault::{ExecFault, FaultInjector};
+use crate::region::Region;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use rdmaxprt_core::backend::{Sge, Wc, WcOpcode, WcStatus, WrOp};
+
+/// What one execution attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Nothing pending on this SQ.
+    Idle,
+    /// The head is a Send and the peer has no Recv posted (RNR: it waits,
+    /// as with an infinite `rnr_retry`).
+    Blocked,
+    /// A WR was executed, failed or flushed.
+    Ran,
+}
+
+/// Why a WR failed: the requester's status, and whether the responder's QP
+/// goes to error too.
+struct Failure {
+    status: WcStatus,
+    peer_too: bool,
+}
+
+impl Failure {
+    fn local(status: WcStatus) -> Self {
+        Self {
+            status,
+            peer_too: false,
+        }
+    }
+    fn both(status: WcStatus) -> Self {
+        Self {
+            status,
+            peer_too: true,
+        }
+    }
+}
+
+/// Reads the bytes of `sges` (local memory of a posted WR), or `None` if
+/// one is not mapped (recorded by the tracker).
+fn gather(dev: &MockDevice, sges: &[Sge]) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    for &sge in sges {
+        let (region, off) = dev.shared.tracker.resolve(sge)?;
+        // SAFETY: `sge` belongs to a WR posted with `unsafe post_send`,
+        // whose contract keeps the host off this memory until the WR's
+        // completion is polled or the QP drained (region.rs, rule 2).
+        if !unsafe { region.nic_read(off, sge.length as usize, &mut data) } {
+            return None;
+        }
+    }
+    Some(data)
+}
+
+/// Writes `data` across `sges` in order (posted Recv or Read targets), or
+/// `None` if one is not mapped.
+fn scatter(dev: &MockDevice, sges: &[Sge], mut data: &[u8]) -> Option<()> {
+    for &sge in sges {
+        let (region, off) = dev.shared.tracker.resolve(sge)?;
+        let n = data.len().min(sge.length as usize);
+        let (now, rest) = data.split_at(n);
+        // SAFETY: `sge` belongs to a posted Recv or Read WR; the post's
+        // contract keeps the host from reading or writing it until the
+        // completion is polled (region.rs, rule 2).
+        if !unsafe { region.nic_write(off, now) } {
+            return None;
+        }
+        data = rest;
+    }
+    Some(())
+}
+
+/// The peer's registered region behind `rkey`, checked for validity and
+/// for `remote_addr..remote_addr + len` lying inside it.
+fn remote(
+    dev: &MockDevice,
+    rkey: u32,
+    remote_addr: u64,
+    len: usize,
+) -> Option<(Arc<Region>, usize)> {
+    let (region, valid) = dev.shared.mr_lookup(rkey)?;
+    let off = usize::try_from(remote_addr.checked_sub(region.base())?).ok()?;
+    let end = off.checked_add(len)?;
+    (valid && end <= region.len()).then_some((region, off))
+}
+
+fn byte_len(n: usize) -> u32 {
+    // SGE lengths are u32 and a QP has at most `max_send_sge` of them; a
+    // total past u32 saturates like the hardware field would wrap.
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn exec_send(
+    me: &mut End,
+    peer: &mut End,
+    devs: [&MockDevice; 2],
+    wr: &PendingWr,
+    inv: Option<u32>,
+) -> Result<(), Failure> {
+    let data = gather(devs[0], &wr.sges).ok_or(Failure::local(WcStatus::LocalProtection))?;
+    // `step_one` checked a Recv is posted; if not, RNR retries are spent.
+    let recv = peer
+        .rq
+        .pop_front()
+        .ok_or(Failure::local(WcStatus::RetryExceeded))?;
+    if data.len() > recv.sge.length as usize {
+        peer.recv_err(recv.wr_id, WcStatus::LocalLength);
+        return Err(Failure::both(WcStatus::RemoteOp));
+    }
+    if scatter(devs[1], core::slice::from_ref(&recv.sge), &data).is_none() {
+        peer.recv_err(recv.wr_id, WcStatus::LocalProtection);
+        return Err(Failure::both(WcStatus::RemoteOp));
+    }
+    if let Some(rkey) = inv {
+        devs[1].shared.invalidate(rkey);
+    }
+    peer.push_recv(Wc {
+        wr_id: recv.wr_id,
+        status: WcStatus::Success,
+        opcode: WcOpcode::Recv,
+        byte_len: byte_len(data.len()),
+        invalidated_rkey: inv,
+    });
+    me.send_ok(wr, WcOpcode::Send, byte_len(data.len()));
+    Ok(())
+}
+
+fn exec_write(
+    me: &mut End,
+    devs: [&MockDevice; 2],
+    wr: &PendingWr,
+    remote_addr: u64,
+    rkey: u32,
+) -> Result<(), Failure> {
+    let data = gather(devs[0], &wr.sges).ok_or(Failure::local(WcStatus::LocalProtection))?;
+    let (region, off) = remote(devs[1], rkey, remote_addr, data.len())
+        .ok_or(Failure::both(WcStatus::RemoteAccess))?;
+    // SAFETY: the range lies in a registered region (`remote` checked
+    // bounds); host access to registered regions takes the same lock
+    // `nic_write` takes (region.rs, rule 2).
+    if !unsafe { region.nic_write(off, &data) } {
+        return Err(Failure::both(WcStatus::RemoteAccess));
+    }
+    me.send_ok(wr, WcOpcode::Write, byte_len(data.len()));
+    Ok(())
+}
+
+fn exec_read(
+    me: &mut End,
+    devs: [&MockDevice; 2],
+    wr: &PendingWr,
+    remote_addr: u64,
+    rkey: u32,
+) -> Result<(), Failure> {
+    let total: usize = wr.sges.iter().map(|s| s.length as usize).sum();
+    let (region, off) =
+        remote(devs[1], rkey, remote_addr, total).ok_or(Failure::both(WcStatus::RemoteAccess))?;
+    let mut data = Vec::with_capacity(total);
+    // SAFETY: as in `exec_write`: a registered region, bounds checked.
+    if !unsafe { region.nic_read(off, total, &mut data) } {
+        return Err(Failure::both(WcStatus::RemoteAccess));
+    }
+    scatter(devs[0], &wr.sges, &data).ok_or(Failure::local(WcStatus::LocalProtection))?;
+    me.send_ok(wr, WcOpcode::Read, byte_len(total));
+    Ok(())
+}
+
+/// Executes (or fails, or flushes) the head WR of end `s`'s Send Queue.
+pub(crate) fn step_one(st: &mut PairState, devs: &[MockDevice; 2], s: usize) -> Step {
+    let (me, peer) = st.me_and_peer(s);
+    let Some(head) = me.sq.front() else {
+        return Step::Idle;
+    };
+    let is_send = matches!(head.op, WrOp::Send | WrOp::SendInv { .. });
+    if is_send && !peer.error && peer.rq.is_empty() {
+        return Step::Blocked;
+    }
+    match me
+        .faults
+        .as_mut()
+        .map_or(ExecFault::None, FaultInjector::on_exec)
+    {
+        ExecFault::None => {}
+        ExecFault::QpError => {
+            me.flush();
+            return Step::Ran;
+        }
+        ExecFault::Disconnect => {
+            me.flush();
+            peer.flush();
+            return Step::Ran;
+        }
+        ExecFault::ErrorCompletion(status) => {
+            if let Some(wr) = me.sq.pop_front() {
+                me.send_err(wr.wr_id, status);
+            }
+            me.flush();
+            peer.flush();
+            return Step::Ran;
+        }
+    }
+    let Some(wr) = me.sq.pop_front() else {
+        return Step::Idle;
+    };
+    let devs = [&devs[s], &devs[1 - s]];
+    let res = if peer.error {
+        // The responder is gone: transport retries run out.
+        Err(Failure::local(WcStatus::RetryExceeded))
+    } else {
+        match wr.op {
+            WrOp::Send => exec_send(me, peer, devs, &wr, None),
+            WrOp::SendInv { rkey } => exec_send(me, peer, devs, &wr, Some(rkey)),
+            WrOp::Write { remote_addr, rkey } => exec_write(me, devs, &wr, remote_addr, rkey),
+            WrOp::Read { remote_addr, rkey } => exec_read(me, devs, &wr, remote_addr, rkey),
+        }
+    };
+    if let Err(f) = res {
+        // An error completion moves the QP to error; the rest flushes.
+        me.send_err(wr.wr_id, f.status);
+        me.flush();
+        if f.peer_too {
+            peer.flush();
+        }
+    }
+    Step::Ran
+}
+
+/// Runs both ends until neither can progress; returns WRs processed.
+pub(crate) fn run_until_quiet(st: &mut PairState, devs: &[MockDevice; 2]) -> usize {
+    let mut total = 0;
+    loop {
+        let mut ran = 0;
+        for s in 0..2 {
+            while step_one(st, devs, s) == Step::Ran {
+                ran += 1;
+            }
+        }
+        if ran == 0 {
+            return total;
+        }
+        total += ran;
+    }
+}

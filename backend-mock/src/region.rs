@@ -1,0 +1,155 @@
+//! Buffer storage shared by the host (through `MockBuf`/`MockMr`) and the
+//! fake NIC (through the DMA tracker and the MR table), and the fake device
+//! address space.
+//!
+//! # Discipline
+//! The bytes live in `UnsafeCell`s because both sides need them at once
+//! without a guard: [`DmaBuf::as_slice`](rdmaxprt_core::backend::DmaBuf)
+//! hands out a bare `&[u8]`. Soundness rests on three rules:
+//! 1. NIC accesses ([`Region::nic_read`], [`Region::nic_write`]) always hold
+//!    the region's `access` lock, so two NIC operations never overlap.
+//! 2. The NIC only touches memory named by a posted WR (the poster promised,
+//!    in `QueuePair::post_send`/`post_recv`'s `# Safety`, that the host
+//!    leaves it alone until the completion is polled or the QP drained) or
+//!    memory of a registered region, whose host accessors (`MockMr::read`,
+//!    `MockMr::write`) take the same `access` lock.
+//! 3. A region is kept alive by an `Arc` in every live mapping and MR, so a
+//!    buffer dropped while mapped is a recorded violation, never a
+//!    use-after-free.
+#![allow(unsafe_code)]
+
+use crate::lock::Mutex;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Fake IOVA granularity: every buffer starts on its own 4 KiB page and is
+/// followed by an unused guard page, so an address names one buffer.
+const PAGE: u64 = 4096;
+
+/// Next free fake device address. Starts high so address 0 (and small
+/// garbage values) never resolve.
+static NEXT_ADDR: AtomicU64 = AtomicU64::new(0x1_0000_0000);
+
+fn alloc_addr_range(len: usize) -> u64 {
+    let pages = (len as u64).div_ceil(PAGE).max(1) + 1;
+    // Relaxed: the counter only has to hand out disjoint ranges.
+    NEXT_ADDR.fetch_add(pages * PAGE, Ordering::Relaxed)
+}
+
+/// The bytes of one buffer plus its fake device address.
+pub(crate) struct Region {
+    base: u64,
+    access: Mutex<()>,
+    bytes: Box<[UnsafeCell<u8>]>,
+}
+
+// SAFETY: 1. NIC-side access holds `access` (rule 1 of the module docs);
+// 2. host-side access is either through `&`/`&mut` of the single owning
+// `MockBuf`, which the post contract keeps apart from NIC access (rule 2),
+// or through `MockMr`, which holds `access` too. So shared references to a
+// `Region` from several threads never produce a data race that the unsafe
+// post contract does not already forbid.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// A zeroed region of `len` bytes with a fresh address range.
+    pub(crate) fn new(len: usize) -> Self {
+        let bytes: Vec<UnsafeCell<u8>> = (0..len).map(|_| UnsafeCell::new(0)).collect();
+        Self {
+            base: alloc_addr_range(len),
+            access: Mutex::new(()),
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
+    /// Device address of byte 0.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        // `UnsafeCell<u8>` is `repr(transparent)`, and a pointer derived
+        // from the whole slice may write to every element.
+        UnsafeCell::raw_get(self.bytes.as_ptr())
+    }
+
+    /// The bytes, for the host.
+    ///
+    /// # Safety
+    /// 1. No NIC operation may write this region while the returned slice
+    ///    lives (the post contract: not posted, or its completion polled).
+    /// 2. No `host_bytes_mut` slice may be live at the same time.
+    pub(crate) unsafe fn host_bytes(&self) -> &[u8] {
+        // SAFETY: `ptr()` is valid for `len()` initialized bytes for as long
+        // as `self`; the caller rules out concurrent writers (duties 1, 2).
+        unsafe { core::slice::from_raw_parts(self.ptr(), self.len()) }
+    }
+
+    /// The bytes, writable, for the host.
+    ///
+    /// # Safety
+    /// 1. No NIC operation may touch this region while the slice lives.
+    /// 2. No other host slice of this region may be live at the same time
+    ///    (callers derive it from `&mut MockBuf` or hold `access`).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn host_bytes_mut(&self) -> &mut [u8] {
+        // SAFETY: valid for `len()` bytes; exclusive by duties 1 and 2.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr(), self.len()) }
+    }
+
+    /// Runs `f` with the bytes while holding the NIC lock (MR host access).
+    pub(crate) fn with_locked<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let _g = self.access.lock();
+        // SAFETY: 1. NIC operations hold `access`, which we hold, so none
+        // runs; 2. only `MockMr` calls this, and an MR owns its buffer, so
+        // no `MockBuf` slice of this region can exist.
+        f(unsafe { self.host_bytes_mut() })
+    }
+
+    /// The NIC reads `len` bytes at `off`, appending them to `out`.
+    /// Returns `false` (copying nothing) if the range is out of bounds.
+    ///
+    /// # Safety
+    /// The range must be named by a posted WR or lie in a registered region
+    /// (module docs, rule 2), so the host is not writing it.
+    pub(crate) unsafe fn nic_read(&self, off: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        match off.checked_add(len) {
+            Some(end) if end <= self.len() => {}
+            _ => return false,
+        }
+        let _g = self.access.lock();
+        // SAFETY: in bounds (checked above); other NIC operations are
+        // excluded by `access`; the host by the caller's duty.
+        let src = unsafe { core::slice::from_raw_parts(self.ptr().add(off), len) };
+        out.extend_from_slice(src);
+        true
+    }
+
+    /// The NIC writes `data` at `off`. Returns `false` (writing nothing) if
+    /// the range is out of bounds.
+    ///
+    /// # Safety
+    /// As [`nic_read`](Self::nic_read), and the host must not be reading the
+    /// range either.
+    pub(crate) unsafe fn nic_write(&self, off: usize, data: &[u8]) -> bool {
+        match off.checked_add(data.len()) {
+            Some(end) if end <= self.len() => {}
+            _ => return false,
+        }
+        let _g = self.access.lock();
+        // SAFETY: in bounds; exclusive against the NIC by `access` and
+        // against the host by the caller's duty; `data` is a different
+        // allocation (NIC copies go through a bounce buffer).
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr().add(off), data.len());
+        }
+        true
+    }
+}
