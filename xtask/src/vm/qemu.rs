@@ -29,6 +29,8 @@ pub struct Outcome {
     results: Vec<(String, bool, String)>,
     /// Test cases a binary reported SKIPPED.
     skipped: Vec<String>,
+    /// Every test case line (`binary::case verdict`), for the report.
+    cases: Vec<String>,
     /// Saw the guest's SUMMARY line (it ran to the end).
     summary: Option<String>,
     /// QEMU's exit status (124 = timeout).
@@ -111,6 +113,7 @@ pub fn boot(cfg: &VmConfig<'_>) -> Res<Outcome> {
     let mut out = Outcome {
         results: Vec::new(),
         skipped: Vec::new(),
+        cases: Vec::new(),
         summary: None,
         qemu_status: None,
         vm_secs: 0.0,
@@ -139,11 +142,15 @@ pub fn boot(cfg: &VmConfig<'_>) -> Res<Outcome> {
             out.results.push((name, pass, line.clone()));
         } else if line.starts_with("SUMMARY ") {
             out.summary = Some(line.clone());
-        } else if let Some(rest) = line.strip_prefix("test ") {
-            if rest.contains(" ... SKIPPED") || rest.ends_with(" ... ignored") {
-                let case = rest.split(" ... ").next().unwrap_or_default();
+        } else if let Some((case, verdict)) = line
+            .strip_prefix("test ")
+            .and_then(|r| r.split_once(" ... "))
+        {
+            let verdict = verdict.split([' ', ':']).next().unwrap_or_default();
+            if verdict == "SKIPPED" || verdict == "ignored" {
                 out.skipped.push(format!("{current}::{case}"));
             }
+            out.cases.push(format!("{current}::{case} {verdict}"));
         }
     }
     let status = child.wait().map_err(|e| format!("waiting for qemu: {e}"))?;
@@ -157,7 +164,10 @@ impl Outcome {
     pub fn report(&self, tests: &[GuestTest], allow_skips: bool) -> bool {
         let mut ok = true;
         println!();
-        println!("== vm-test results");
+        println!("== vm-test results ({} test cases)", self.cases.len());
+        for c in &self.cases {
+            println!("  {c}");
+        }
         for (_, _, line) in &self.results {
             println!("{line}");
         }
