@@ -1,0 +1,85 @@
+//! Delivery modes: stepped by hand, and a NIC thread with latency that
+//! wakes blocked pollers.
+mod common;
+
+use common::*;
+use rdmaxprt_core::backend::{DmaBuf, WcStatus};
+use rdmaxprt_mock::{Delivery, MockDevice, QpConfig};
+use std::time::{Duration, Instant};
+
+#[test]
+fn stepped_mode_executes_nothing_until_stepped() {
+    let dev = MockDevice::new();
+    let c = QpConfig {
+        delivery: Delivery::Stepped,
+        ..QpConfig::default()
+    };
+    let (a, b) = MockDevice::connect_pair(&dev, &dev, c).unwrap();
+    let (rbuf, rsge) = post_recv_buf(&b, 8, 50);
+    let (_r2, rsge2) = post_recv_buf(&b, 8, 51);
+    let (_s, sge) = mapped(&dev, b"step");
+    post(&a, &[send(1, &[sge], true), send(2, &[sge], true)]).unwrap();
+    assert!(poll_send(&a).is_empty());
+    assert!(poll_recv(&b).is_empty());
+    assert_eq!(rbuf.as_slice()[0], 0, "no bytes move before a step");
+
+    assert!(a.step());
+    assert_eq!(ids(&poll_send(&a)), [(1, WcStatus::Success)]);
+    assert_eq!(&rbuf.as_slice()[..4], b"step");
+    assert!(!b.step(), "b has nothing queued");
+    assert_eq!(dev.step_all(), 1);
+    assert_eq!(ids(&poll_send(&a)), [(2, WcStatus::Success)]);
+    assert_eq!(poll_recv(&b).len(), 2);
+    assert_eq!(a.step_all(), 0);
+    unmap_all(&dev, &[rsge, rsge2, sge]);
+}
+
+#[test]
+fn thread_mode_delivers_after_the_latency_and_wakes_the_waiter() {
+    let dev = MockDevice::new();
+    let latency = Duration::from_millis(30);
+    let c = QpConfig {
+        delivery: Delivery::Thread { latency },
+        ..QpConfig::default()
+    };
+    let (a, b) = MockDevice::connect_pair(&dev, &dev, c).unwrap();
+    let (rbuf, rsge) = post_recv_buf(&b, 8, 9);
+    let (_s, sge) = mapped(&dev, b"thread");
+    let t = Instant::now();
+    post(&a, &[send(1, &[sge], true)]).unwrap();
+    assert!(poll_send(&a).is_empty(), "nothing before the latency");
+    assert!(a.wait_for_completions(Duration::from_secs(5)));
+    assert!(t.elapsed() >= latency, "completed after {:?}", t.elapsed());
+    assert_eq!(ids(&poll_send(&a)), [(1, WcStatus::Success)]);
+    assert!(b.wait_for_completions(Duration::from_secs(5)));
+    assert_eq!(ids(&poll_recv(&b)), [(9, WcStatus::Success)]);
+    assert_eq!(&rbuf.as_slice()[..6], b"thread");
+    assert!(
+        !a.wait_for_completions(Duration::from_millis(5)),
+        "times out when idle"
+    );
+    unmap_all(&dev, &[rsge, sge]);
+}
+
+#[test]
+fn thread_mode_waiter_in_another_thread_is_woken_by_a_drain() {
+    let dev = MockDevice::new();
+    let c = QpConfig {
+        delivery: Delivery::Thread {
+            latency: Duration::from_millis(1),
+        },
+        ..QpConfig::default()
+    };
+    let (a, _b) = MockDevice::connect_pair(&dev, &dev, c).unwrap();
+    let a = std::sync::Arc::new(a);
+    let (_s, sge) = mapped(&dev, b"w");
+    // No Recv at the peer: the Send waits until the drain flushes it.
+    post(&a, &[send(1, &[sge], true)]).unwrap();
+    let a2 = std::sync::Arc::clone(&a);
+    let waiter = std::thread::spawn(move || a2.wait_for_completions(Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(20));
+    rdmaxprt_core::backend::QueuePair::drain_qp(&*a).unwrap();
+    assert!(waiter.join().unwrap());
+    assert_eq!(ids(&poll_send(&a)), [(1, WcStatus::Flushed)]);
+    unmap_all(&dev, &[sge]);
+}
