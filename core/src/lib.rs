@@ -44,3 +44,5 @@ pub mod lifecycle;
 #[cfg(feature = "alloc")]
 pub mod pool;
 pub mod stats;
+#[cfg(feature = "alloc")]
+pub mod transport;

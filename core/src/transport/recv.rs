@@ -1,0 +1,186 @@
+//! Receive contexts: preallocated, persistently mapped buffers posted on
+//! the Receive Queue (`svc_rdma_recv_ctxt`).
+//!
+//! A receive completion validates its `wr_id`, queues the context on the
+//! transport's receive list and sets DATA + enqueues. The worker takes
+//! contexts in arrival order, copies the message out, and returns the
+//! context to the free list to be reposted in batches.
+
+use crate::backend::{DmaDevice, RecvWr, Sge, WcStatus};
+use crate::spin::SpinLock;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+
+/// One receive buffer, mapped for its whole life.
+pub(crate) struct RecvCtxt<B> {
+    pub(crate) buf: B,
+    pub(crate) sge: Sge,
+}
+
+/// What the receive side holds, all behind one short spin lock (the
+/// kernel's `sc_rq_dto_lock`): contexts are few and critical sections tiny.
+pub(crate) struct RecvState {
+    /// Completed receives in arrival order: (ctxt index, byte_len).
+    pub(crate) ready: VecDeque<(u32, u32)>,
+    /// Contexts ready to be posted.
+    pub(crate) free: Vec<u32>,
+    /// Posted contexts (by index) so completions can be validated.
+    pub(crate) posted: Vec<bool>,
+    /// Number posted.
+    pub(crate) posted_count: u32,
+}
+
+/// The receive contexts of one transport.
+pub(crate) struct RecvQueue<D: DmaDevice> {
+    ctxts: Vec<UnsafeCell<RecvCtxt<D::Buf>>>,
+    pub(crate) state: SpinLock,
+    st: UnsafeCell<RecvState>,
+    buf_size: usize,
+}
+
+// SAFETY: `st` is only touched with `state` held (see `with`); a context's
+// buffer is written by the device while posted and read by exactly one
+// worker after its completion moved it to `ready` and the worker took it
+// under the lock, so no two threads access one buffer at once.
+unsafe impl<D: DmaDevice + Sync> Sync for RecvQueue<D> where D::Buf: Send {}
+// SAFETY: owning the queue owns every buffer in it.
+unsafe impl<D: DmaDevice + Send> Send for RecvQueue<D> where D::Buf: Send {}
+
+/// A receive completion's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecvVerdict {
+    /// Queued for the worker.
+    Queued,
+    /// Flushed or failed: the connection is going down.
+    Failed,
+    /// The `wr_id` named no posted receive (a device bug): ignored.
+    Bogus,
+}
+
+impl<D: DmaDevice> RecvQueue<D> {
+    /// Allocates and maps `count` buffers of `buf_size` bytes.
+    pub(crate) fn new(dev: &D, count: u32, buf_size: usize) -> Result<Self, D::Error> {
+        let mut ctxts = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let buf = dev.alloc_buf(buf_size)?;
+            let sge = match dev.dma_map(&buf, 0, buf_size) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Unmap what was mapped so far before reporting.
+                    for c in ctxts.drain(..) {
+                        let c: UnsafeCell<RecvCtxt<D::Buf>> = c;
+                        let _ = dev.dma_unmap(c.into_inner().sge);
+                    }
+                    return Err(e);
+                }
+            };
+            ctxts.push(UnsafeCell::new(RecvCtxt { buf, sge }));
+        }
+        Ok(Self {
+            st: UnsafeCell::new(RecvState {
+                ready: VecDeque::with_capacity(count as usize),
+                free: (0..count).rev().collect(),
+                posted: alloc::vec![false; count as usize],
+                posted_count: 0,
+            }),
+            ctxts,
+            state: SpinLock::new(),
+            buf_size,
+        })
+    }
+
+    /// Runs `f` on the receive state under the lock.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut RecvState) -> R) -> R {
+        let _g = self.state.lock();
+        // SAFETY: the lock is held, so this is the only reference to `st`.
+        f(unsafe { &mut *self.st.get() })
+    }
+
+    /// Takes up to `max` free contexts and returns their Receive WRs,
+    /// marking them posted (undo with [`unpost`](Self::unpost)).
+    pub(crate) fn take_for_post(&self, max: u32, out: &mut Vec<RecvWr>) {
+        self.with(|st| {
+            while (out.len() as u32) < max {
+                let Some(i) = st.free.pop() else { break };
+                st.posted[i as usize] = true;
+                st.posted_count += 1;
+                // SAFETY: a free context is owned by the receive state; only
+                // its immutable SGE is read here.
+                let sge = unsafe { (*self.ctxts[i as usize].get()).sge };
+                out.push(RecvWr {
+                    wr_id: i as u64,
+                    sge,
+                });
+            }
+        });
+    }
+
+    /// Returns the contexts of WRs the device did not take.
+    pub(crate) fn unpost(&self, wrs: &[RecvWr]) {
+        self.with(|st| {
+            for w in wrs {
+                let i = w.wr_id as usize;
+                st.posted[i] = false;
+                st.posted_count -= 1;
+                st.free.push(i as u32);
+            }
+        });
+    }
+
+    /// The receive completion handler's bookkeeping.
+    pub(crate) fn complete(&self, wr_id: u64, status: WcStatus, byte_len: u32) -> RecvVerdict {
+        let i = wr_id as usize;
+        if wr_id >= self.ctxts.len() as u64 {
+            return RecvVerdict::Bogus;
+        }
+        self.with(|st| {
+            if !st.posted[i] {
+                return RecvVerdict::Bogus;
+            }
+            st.posted[i] = false;
+            st.posted_count -= 1;
+            if status == WcStatus::Success {
+                let len = byte_len.min(self.buf_size as u32);
+                st.ready.push_back((i as u32, len));
+                RecvVerdict::Queued
+            } else {
+                st.free.push(i as u32);
+                RecvVerdict::Failed
+            }
+        })
+    }
+
+    /// Takes the oldest completed receive: copies its bytes out with `f`
+    /// and returns the context to the free list.
+    pub(crate) fn take_ready<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let (i, len) = self.with(|st| st.ready.pop_front())?;
+        // SAFETY: the context left `ready` under the lock and is on no list
+        // now, so this worker is its only user; the device finished writing
+        // it before the completion was polled.
+        let c = unsafe { &*self.ctxts[i as usize].get() };
+        let r = f(&crate::backend::DmaBuf::as_slice(&c.buf)[..len as usize]);
+        self.with(|st| st.free.push(i));
+        Some(r)
+    }
+
+    /// Whether completed receives wait.
+    pub(crate) fn has_ready(&self) -> bool {
+        self.with(|st| !st.ready.is_empty())
+    }
+
+    /// Receives currently posted.
+    pub(crate) fn posted(&self) -> u32 {
+        self.with(|st| st.posted_count)
+    }
+
+    /// Teardown (after the QP is drained): drop pending receives and unmap
+    /// every buffer. Returns the buffers still marked posted (should be 0).
+    pub(crate) fn destroy(self, dev: &D) -> u32 {
+        let posted = self.posted();
+        for c in self.ctxts {
+            let _ = dev.dma_unmap(c.into_inner().sge);
+        }
+        posted
+    }
+}

@@ -1,0 +1,445 @@
+//! `sendto` and the Read-chunk pull: building WR chains in send contexts.
+
+use super::read::{self, CallMeta, ReadCtxt};
+use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
+use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WcStatus, WrOp};
+use crate::ctxt::SendCtxt;
+use crate::lifecycle::{GetError, OwnedCtxt, SendCtxtLifecycle};
+use crate::rpcrdma::{encode_error, encode_reply, Header, MsgProc, RdmaError, ReplySpec, Segment};
+use crate::sq::Reserved;
+use crate::wait::WaitQueue;
+use crate::xprt::{Enqueue, XprtFlags};
+use alloc::vec::Vec;
+
+/// RDMA Writes of `data` (at `base` within one mapped region) into the
+/// peer's `segs`; returns the WRs' single-SGE lists and the segments with
+/// the lengths actually written (zero for unused ones).
+fn plan_writes(base: Sge, data_len: u32, segs: &[Segment]) -> (Vec<(Sge, u64, u32)>, Vec<Segment>) {
+    let mut wrs = Vec::new();
+    let mut written = Vec::with_capacity(segs.len());
+    let mut off = 0u32;
+    for s in segs {
+        let n = s.length.min(data_len - off);
+        if n > 0 {
+            let sge = Sge {
+                addr: base.addr + off as u64,
+                length: n,
+                lkey: base.lkey,
+            };
+            wrs.push((sge, s.offset, s.handle));
+        }
+        written.push(Segment { length: n, ..*s });
+        off += n;
+    }
+    (wrs, written)
+}
+
+fn total(segs: &[Segment]) -> u64 {
+    segs.iter().map(|s| s.length as u64).sum()
+}
+
+impl<L, Q, E, W> SvcRdmaXprt<L, Q, E, W>
+where
+    L: SendCtxtLifecycle,
+    Q: QueuePair<Error = DevError<L>>,
+    E: Enqueue,
+    W: WaitQueue,
+{
+    /// A send context, waiting (never closing) if the pool is at its cap:
+    /// Send completions wake the SQ space queue, which we wait on.
+    fn get_ctxt(&self) -> Result<OwnedCtxt<'_, L>, XprtError<DevError<L>>> {
+        loop {
+            match self.send.get() {
+                Ok(c) => return Ok(c),
+                Err(GetError::Alloc(e)) => return Err(XprtError::Backend(e)),
+                Err(GetError::AtCap) => {
+                    let pool = self.send.pool();
+                    self.sq.space_wait().wait_until(&|| {
+                        pool.has_free() || pool.has_pending_release() || self.sq.closed()
+                    });
+                    if self.sq.closed() {
+                        return Err(XprtError::Closed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reserves SQ slots; drains after a wait (the backstop's enqueue may
+    /// have been rejected meanwhile: `svc_rdma_sq_wait`).
+    fn reserve(&self, n: u32) -> Result<(), XprtError<DevError<L>>> {
+        match self.sq.reserve(n) {
+            Ok(Reserved::Immediately) => Ok(()),
+            Ok(Reserved::AfterWait) => {
+                self.send.stats().record_sq_starved();
+                self.send.drain();
+                Ok(())
+            }
+            Err(_) => Err(XprtError::Closed),
+        }
+    }
+
+    /// Posts a built context with its Write WRs ahead of the Send.
+    fn post_chain(
+        &self,
+        mut c: OwnedCtxt<'_, L>,
+        writes: &[(Sge, u64, u32)],
+        inv_rkey: Option<u32>,
+    ) -> Result<(), XprtError<DevError<L>>> {
+        let n = writes.len() as u32 + 1;
+        c.set_sqecount(n);
+        // On error `c` drops: the forward path releases it.
+        self.reserve(n)?;
+        let write_sges: Vec<[Sge; 1]> = writes.iter().map(|w| [w.0]).collect();
+        let res = c.post(|wr_id, ctxt: &SendCtxt<L::Dev>| {
+            let mut chain: Vec<SendWr<'_>> = Vec::with_capacity(n as usize);
+            for (w, sges) in writes.iter().zip(&write_sges) {
+                chain.push(SendWr {
+                    wr_id: WR_ID_IGNORE,
+                    op: WrOp::Write {
+                        remote_addr: w.1,
+                        rkey: w.2,
+                    },
+                    sges,
+                    signaled: false,
+                });
+            }
+            chain.push(SendWr {
+                wr_id,
+                op: match inv_rkey {
+                    Some(rkey) => WrOp::SendInv { rkey },
+                    None => WrOp::Send,
+                },
+                sges: ctxt.sges(),
+                signaled: true,
+            });
+            // SAFETY: every SGE names memory owned by this send context
+            // (header buffer, reply pages, rw buffers), which stays mapped
+            // and alive until the Send's completion is handled and a drain
+            // releases it, or until teardown's reclaim after the QP drain.
+            unsafe { self.qp.post_send(&chain) }
+        });
+        match res {
+            Ok(()) => {
+                Self::bump(&self.counters.replies);
+                Ok(())
+            }
+            Err(f) => {
+                // WRs the device never took return their slots now; a
+                // partial post leaves the QP unusable: close.
+                self.sq.release(n - (f.error.consumed as u32).min(n));
+                if f.error.consumed != 0 {
+                    self.close();
+                }
+                Err(XprtError::Backend(f.error.error))
+            }
+        }
+    }
+
+    /// Sends an RDMA_ERROR (ERR_VERS or ERR_CHUNK) for `xid`.
+    pub fn send_error(&self, xid: u32, err: RdmaError) -> Result<(), XprtError<DevError<L>>> {
+        let mut c = self.get_ctxt()?;
+        let credits = self.cfg.credits;
+        let len = encode_error(c.header_buf(), xid, credits, err)
+            .map_err(|_| XprtError::Internal("header buffer too small for RDMA_ERROR"))?;
+        c.set_header_len(len)
+            .map_err(|_| XprtError::Internal("header length"))?;
+        Self::bump(&self.counters.error_replies);
+        self.post_chain(c, &[], None)
+    }
+
+    /// `svc_rdma_sendto`: sends the reply to `call`.
+    ///
+    /// `reply` is the RPC reply message in pieces (e.g. header, results);
+    /// `payload` is bulk data for the call's first Write chunk. Without a
+    /// Write chunk the payload is sent inline after the reply pieces.
+    /// Inline if the whole fits the inline threshold; otherwise through the
+    /// Reply chunk; otherwise the client gets ERR_CHUNK and this returns
+    /// [`XprtError::ReplyTooLarge`].
+    pub fn sendto(
+        &self,
+        call: &RecvdCall,
+        reply: &[&[u8]],
+        payload: Option<&[u8]>,
+    ) -> Result<(), XprtError<DevError<L>>> {
+        if self.flags().test(XprtFlags::CLOSE) {
+            return Err(XprtError::Closed);
+        }
+        let meta = &call.meta;
+        let mut c = self.get_ctxt()?;
+        let dev = c.device();
+        let mut writes = Vec::new();
+        let mut written_chunks: Vec<Vec<Segment>> = meta
+            .write_list
+            .iter()
+            .map(|ch| ch.iter().map(|s| Segment { length: 0, ..*s }).collect())
+            .collect();
+        let mut pieces: Vec<&[u8]> = reply.to_vec();
+        match (payload, meta.write_list.first()) {
+            (Some(p), Some(chunk)) if !p.is_empty() => {
+                let room = total(chunk);
+                if p.len() as u64 > room {
+                    drop(c);
+                    self.send_error(meta.xid, RdmaError::Chunk)?;
+                    return Err(XprtError::WriteChunkTooSmall {
+                        payload: p.len(),
+                        chunk: room,
+                    });
+                }
+                let base = self.stage(&mut c, dev, p)?;
+                let (w, lens) = plan_writes(base, p.len() as u32, chunk);
+                writes.extend(w);
+                written_chunks[0] = lens;
+            }
+            (Some(p), None) => pieces.push(p),
+            _ => {}
+        }
+        let msg_len: usize = pieces.iter().map(|p| p.len()).sum();
+        let chunk_refs: Vec<&[Segment]> = written_chunks.iter().map(|v| v.as_slice()).collect();
+        let inline_spec = ReplySpec {
+            xid: meta.xid,
+            credits: self.cfg.credits,
+            proc: MsgProc::Msg,
+            write_list: &chunk_refs,
+            reply_chunk: None,
+        };
+        let reply_chunk_lens;
+        let hdr_len = if inline_spec.encoded_len() + msg_len <= self.cfg.max_inline_send {
+            let h = encode_reply(c.header_buf(), &inline_spec)
+                .map_err(|_| XprtError::Internal("header buffer too small"))?;
+            self.add_inline(&mut c, dev, h, &pieces)?
+        } else if let Some(rc) = meta
+            .reply_chunk
+            .as_deref()
+            .filter(|rc| total(rc) >= msg_len as u64)
+        {
+            let joined: Vec<u8> = pieces.concat();
+            let base = self.stage(&mut c, dev, &joined)?;
+            let (w, lens) = plan_writes(base, msg_len as u32, rc);
+            writes.extend(w);
+            reply_chunk_lens = lens;
+            let spec = ReplySpec {
+                proc: MsgProc::NoMsg,
+                reply_chunk: Some(&reply_chunk_lens),
+                ..inline_spec
+            };
+            encode_reply(c.header_buf(), &spec)
+                .map_err(|_| XprtError::Internal("header buffer too small"))?
+        } else {
+            drop(c);
+            self.send_error(meta.xid, RdmaError::Chunk)?;
+            return Err(XprtError::ReplyTooLarge { needed: msg_len });
+        };
+        c.set_header_len(hdr_len)
+            .map_err(|_| XprtError::Internal("header length"))?;
+        self.post_chain(c, &writes, meta.inv_rkey)
+    }
+
+    /// Copies `data` into a new page of the context and maps it for chunk
+    /// Writes; returns the mapping.
+    fn stage(
+        &self,
+        c: &mut OwnedCtxt<'_, L>,
+        dev: &L::Dev,
+        data: &[u8],
+    ) -> Result<Sge, XprtError<DevError<L>>> {
+        let mut page = dev
+            .alloc_buf(data.len().max(1))
+            .map_err(XprtError::Backend)?;
+        page.as_mut_slice()[..data.len()].copy_from_slice(data);
+        let i = c.add_page(page);
+        c.map_rw(dev, i, 0, data.len().max(1)).map_err(|e| match e {
+            crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),
+            _ => XprtError::Internal("rw mapping"),
+        })
+    }
+
+    /// Adds the inline reply after a header of `hdr` bytes: one mapped page
+    /// per piece while SGEs last, else pulled up into the header buffer.
+    /// Returns the header (SGE 0) length.
+    fn add_inline(
+        &self,
+        c: &mut OwnedCtxt<'_, L>,
+        dev: &L::Dev,
+        hdr: usize,
+        pieces: &[&[u8]],
+    ) -> Result<usize, XprtError<DevError<L>>> {
+        let nonempty = pieces.iter().filter(|p| !p.is_empty()).count() as u32;
+        if nonempty < self.max_send_sge.min(c.sges_left() + 1) {
+            for p in pieces.iter().filter(|p| !p.is_empty()) {
+                let mut page = dev.alloc_buf(p.len()).map_err(XprtError::Backend)?;
+                page.as_mut_slice().copy_from_slice(p);
+                let i = c.add_page(page);
+                c.map_page(dev, i, 0, p.len()).map_err(|e| match e {
+                    crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),
+                    _ => XprtError::Internal("send SGEs"),
+                })?;
+            }
+            return Ok(hdr);
+        }
+        // Pull-up: more pieces than SGEs; copy them behind the header.
+        let buf = c.header_buf();
+        let mut at = hdr;
+        for p in pieces {
+            let end = at + p.len();
+            let dst = buf
+                .get_mut(at..end)
+                .ok_or(XprtError::Internal("pull-up exceeds the header buffer"))?;
+            dst.copy_from_slice(p);
+            at = end;
+        }
+        Ok(at)
+    }
+
+    /// Starts pulling a call's Read chunks; the call surfaces from
+    /// `recvfrom` once the Reads complete.
+    pub(super) fn start_reads(
+        &self,
+        h: &Header<'_>,
+        meta: CallMeta,
+        bytes: &[u8],
+    ) -> Result<(), XprtError<DevError<L>>> {
+        let Some((chunks, segs)) = read::plan(h, self.cfg.max_read_bytes) else {
+            return self.send_error(meta.xid, RdmaError::Chunk);
+        };
+        let inline = match h.body_offset() {
+            Some(o) => bytes.get(o..).unwrap_or(&[]).to_vec(),
+            None => Vec::new(),
+        };
+        let total: usize = chunks.iter().map(|&(_, l)| l as usize).sum();
+        let dev = self.send.pool().device();
+        let buf = dev.alloc_buf(total.max(1)).map_err(XprtError::Backend)?;
+        let sge = dev
+            .dma_map(&buf, 0, total.max(1))
+            .map_err(XprtError::Backend)?;
+        let n = segs.len() as u32;
+        let xid = meta.xid;
+        let idx = self.with_reads(|r| {
+            let ctxt = ReadCtxt {
+                buf,
+                sge,
+                sqes: n,
+                meta,
+                inline,
+                chunks,
+                done: false,
+            };
+            match r.free.pop() {
+                Some(i) => {
+                    r.slots[i as usize] = Some(ctxt);
+                    i
+                }
+                None => {
+                    r.slots.push(Some(ctxt));
+                    r.slots.len() as u32 - 1
+                }
+            }
+        });
+        if let Err(e) = self.reserve(n) {
+            self.drop_read(idx);
+            return Err(e);
+        }
+        let mut sge_lists: Vec<[Sge; 1]> = Vec::with_capacity(segs.len());
+        let mut off = 0u64;
+        for s in &segs {
+            sge_lists.push([Sge {
+                addr: sge.addr + off,
+                length: s.length,
+                lkey: sge.lkey,
+            }]);
+            off += s.length as u64;
+        }
+        let chain: Vec<SendWr<'_>> = segs
+            .iter()
+            .zip(&sge_lists)
+            .enumerate()
+            .map(|(i, (s, l))| SendWr {
+                wr_id: if i + 1 == segs.len() {
+                    (TAG | idx) as u64
+                } else {
+                    WR_ID_IGNORE
+                },
+                op: WrOp::Read {
+                    remote_addr: s.offset,
+                    rkey: s.handle,
+                },
+                sges: l,
+                signaled: i + 1 == segs.len(),
+            })
+            .collect();
+        // SAFETY: the Read target buffer is owned by the read context, which
+        // is freed only after its completion (`read_done` ->
+        // `take_read_complete`) or at teardown after the QP drain.
+        match unsafe { self.qp.post_send(&chain) } {
+            Ok(()) => {
+                Self::bump(&self.counters.read_calls);
+                Ok(())
+            }
+            Err(e) => {
+                self.sq.release(n - (e.consumed as u32).min(n));
+                if e.consumed == 0 {
+                    self.drop_read(idx);
+                } else {
+                    self.close();
+                }
+                tracing::debug!(xid, "posting Reads failed");
+                Err(XprtError::Backend(e.error))
+            }
+        }
+    }
+
+    fn drop_read(&self, idx: u32) {
+        if let Some(r) = self.with_reads(|r| {
+            r.free.push(idx);
+            r.slots.get_mut(idx as usize).and_then(Option::take)
+        }) {
+            let _ = self.send.pool().device().dma_unmap(r.sge);
+        }
+    }
+
+    /// Read completion: slots back; on success queue the call.
+    pub(super) fn read_done(&self, idx: u32, status: WcStatus) {
+        let sqes = self.with_reads(|r| match r.slots.get_mut(idx as usize) {
+            Some(Some(ctxt)) if !ctxt.done => {
+                ctxt.done = true;
+                if status == WcStatus::Success {
+                    r.ready.push_back(idx);
+                }
+                Some(ctxt.sqes)
+            }
+            _ => None,
+        });
+        let Some(sqes) = sqes else {
+            Self::bump(&self.counters.bogus_completions);
+            return;
+        };
+        self.sq.release(sqes);
+        if status != WcStatus::Success {
+            self.flags().set(XprtFlags::CLOSE);
+        }
+        self.flags().set(XprtFlags::DATA);
+        self.xprt.enqueue();
+    }
+
+    /// A call whose Reads completed, assembled.
+    pub(super) fn take_read_complete(&self) -> Option<RecvdCall> {
+        loop {
+            let idx = self.with_reads(|r| r.ready.pop_front())?;
+            let r = self.with_reads(|r| {
+                r.free.push(idx);
+                r.slots.get_mut(idx as usize).and_then(Option::take)
+            })?;
+            let dev = self.send.pool().device();
+            let _ = dev.dma_unmap(r.sge);
+            match read::assemble(&r.inline, &r.chunks, r.buf.as_slice()) {
+                Some(msg) => {
+                    Self::bump(&self.counters.calls);
+                    return Some(RecvdCall { meta: r.meta, msg });
+                }
+                None => {
+                    let _ = self.send_error(r.meta.xid, RdmaError::Chunk);
+                }
+            }
+        }
+    }
+}
