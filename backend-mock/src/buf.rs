@@ -123,12 +123,15 @@ impl MockMr {
         self.buf().dev.mr_lookup(self.rkey).is_some_and(|(_, v)| v)
     }
 
-    /// Runs `f` on the bytes; no RDMA touches them meanwhile.
+    /// Runs `f` on the bytes; no RDMA touches them meanwhile. `f` must not
+    /// post, step or drain a QP, nor access this MR again (the NIC waits on
+    /// the lock `f` runs under: that would deadlock).
     pub fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         self.buf().region.with_locked(|b| f(b))
     }
 
     /// Runs `f` on the bytes, writable; no RDMA touches them meanwhile.
+    /// Same restrictions on `f` as [`read`](MockMr::read).
     pub fn write<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
         self.buf().region.with_locked(f)
     }

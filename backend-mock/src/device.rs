@@ -55,7 +55,7 @@ impl DevShared {
     }
 
     /// Send-with-Invalidate: the key stops working until deregistered.
-    /// Unknown keys are ignored (see `WrOp::SendInv` in the crate docs).
+    /// Unknown keys are ignored (crate docs, "Not supported").
     pub(crate) fn invalidate(&self, rkey: u32) {
         if let Some(e) = self.mrs.lock().get_mut(&rkey) {
             e.valid = false;

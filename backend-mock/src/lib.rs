@@ -61,7 +61,9 @@
 //! Inline data, SRQs, atomics, CQ overflow, multi-SGE receives, RNR retry
 //! limits (a Send waits for a Recv forever), and partial QP failure: an
 //! error that real RC hardware would report to the peer only later (a
-//! timeout) moves the peer to error immediately.
+//! timeout) moves the peer to error immediately. Send-with-Invalidate of an
+//! rkey the receiving device does not know is reported in the receiver's
+//! completion and otherwise ignored (hardware would fail it).
 //!
 //! Features: `std` (default) adds the NIC thread, blocking waits and the
 //! map/unmap cost model; `alloc` is the rest, no_std.

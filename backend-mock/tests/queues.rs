@@ -3,7 +3,7 @@ mod common;
 
 use common::*;
 use rdmaxprt_core::backend::{DmaDevice, Error, ErrorKind, QueuePair, RecvWr, WcStatus};
-use rdmaxprt_mock::{Delivery, MockDevice, QpConfig};
+use rdmaxprt_mock::{MockDevice, QpConfig};
 
 fn cfg(sq: u32, rq: u32) -> QpConfig {
     QpConfig {
@@ -93,11 +93,7 @@ fn rq_full_reports_recv_queue_full_with_the_consumed_count() {
 #[test]
 fn drain_qp_flushes_every_outstanding_wr_including_unsignaled_ones() {
     let dev = MockDevice::new();
-    let stepped = QpConfig {
-        delivery: Delivery::Stepped,
-        ..QpConfig::default()
-    };
-    let (a, b) = MockDevice::connect_pair(&dev, &dev, stepped).unwrap();
+    let (a, b) = stepped_pair(&dev);
     let (_r, rsge) = post_recv_buf(&a, 8, 100);
     let (_s, sge) = mapped(&dev, b"f");
     post(

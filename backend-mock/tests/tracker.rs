@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use rdmaxprt_core::backend::{DmaDevice, Error, ErrorKind, Sge, WcStatus};
-use rdmaxprt_mock::{Delivery, DeviceConfig, MockDevice, QpConfig, Violation};
+use rdmaxprt_mock::{DeviceConfig, MockDevice, Violation};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -85,11 +85,7 @@ fn tracker_reports_leaks_and_assert_clean_panics_on_them() {
 #[test]
 fn nic_access_after_early_unmap_is_a_violation() {
     let dev = MockDevice::new();
-    let stepped = QpConfig {
-        delivery: Delivery::Stepped,
-        ..QpConfig::default()
-    };
-    let (a, b) = MockDevice::connect_pair(&dev, &dev, stepped).unwrap();
+    let (a, b) = stepped_pair(&dev);
     let (_r, rsge) = post_recv_buf(&b, 16, 1);
     let (_s, ssge) = mapped(&dev, b"unmapped early");
     post(&a, &[send(2, &[ssge], true)]).unwrap();

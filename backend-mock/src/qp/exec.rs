@@ -134,43 +134,51 @@ fn exec_send(
     Ok(())
 }
 
-fn exec_write(
+/// RDMA Write (`read == false`: gather local SGEs, write remotely) or Read
+/// (`read == true`: read remotely, scatter into local SGEs) against the
+/// peer's registered region named by `rkey`.
+fn exec_rdma(
     me: &mut End,
     devs: [&MockDevice; 2],
     wr: &PendingWr,
-    remote_addr: u64,
-    rkey: u32,
+    (remote_addr, rkey): (u64, u32),
+    read: bool,
 ) -> Result<(), Failure> {
-    let data = gather(devs[0], &wr.sges).ok_or(Failure::local(WcStatus::LocalProtection))?;
-    let (region, off) = remote(devs[1], rkey, remote_addr, data.len())
-        .ok_or(Failure::both(WcStatus::RemoteAccess))?;
-    // SAFETY: the range lies in a registered region (`remote` checked
-    // bounds); host access to registered regions takes the same lock
-    // `nic_write` takes (region.rs, rule 2).
-    if !unsafe { region.nic_write(off, &data) } {
-        return Err(Failure::both(WcStatus::RemoteAccess));
-    }
-    me.send_ok(wr, WcOpcode::Write, byte_len(data.len()));
-    Ok(())
-}
-
-fn exec_read(
-    me: &mut End,
-    devs: [&MockDevice; 2],
-    wr: &PendingWr,
-    remote_addr: u64,
-    rkey: u32,
-) -> Result<(), Failure> {
-    let total: usize = wr.sges.iter().map(|s| s.length as usize).sum();
+    let local_fault = Failure::local(WcStatus::LocalProtection);
+    let mut data = if read {
+        Vec::new()
+    } else {
+        gather(devs[0], &wr.sges).ok_or(local_fault)?
+    };
+    let len = if read {
+        wr.sges.iter().map(|s| s.length as usize).sum()
+    } else {
+        data.len()
+    };
     let (region, off) =
-        remote(devs[1], rkey, remote_addr, total).ok_or(Failure::both(WcStatus::RemoteAccess))?;
-    let mut data = Vec::with_capacity(total);
-    // SAFETY: as in `exec_write`: a registered region, bounds checked.
-    if !unsafe { region.nic_read(off, total, &mut data) } {
+        remote(devs[1], rkey, remote_addr, len).ok_or(Failure::both(WcStatus::RemoteAccess))?;
+    // SAFETY: the range lies in a registered region (`remote` checked its
+    // bounds); host access to registered regions takes the same lock the
+    // NIC accessors take (region.rs, rule 2).
+    let ok = unsafe {
+        if read {
+            region.nic_read(off, len, &mut data)
+        } else {
+            region.nic_write(off, &data)
+        }
+    };
+    if !ok {
         return Err(Failure::both(WcStatus::RemoteAccess));
     }
-    scatter(devs[0], &wr.sges, &data).ok_or(Failure::local(WcStatus::LocalProtection))?;
-    me.send_ok(wr, WcOpcode::Read, byte_len(total));
+    if read {
+        scatter(devs[0], &wr.sges, &data).ok_or(Failure::local(WcStatus::LocalProtection))?;
+    }
+    let opcode = if read {
+        WcOpcode::Read
+    } else {
+        WcOpcode::Write
+    };
+    me.send_ok(wr, opcode, byte_len(len));
     Ok(())
 }
 
@@ -219,8 +227,10 @@ pub(crate) fn step_one(st: &mut PairState, devs: &[MockDevice; 2], s: usize) -> 
         match wr.op {
             WrOp::Send => exec_send(me, peer, devs, &wr, None),
             WrOp::SendInv { rkey } => exec_send(me, peer, devs, &wr, Some(rkey)),
-            WrOp::Write { remote_addr, rkey } => exec_write(me, devs, &wr, remote_addr, rkey),
-            WrOp::Read { remote_addr, rkey } => exec_read(me, devs, &wr, remote_addr, rkey),
+            WrOp::Write { remote_addr, rkey } => {
+                exec_rdma(me, devs, &wr, (remote_addr, rkey), false)
+            }
+            WrOp::Read { remote_addr, rkey } => exec_rdma(me, devs, &wr, (remote_addr, rkey), true),
         }
     };
     if let Err(f) = res {

@@ -4,7 +4,7 @@
 use rdmaxprt_core::backend::{
     DmaBuf, DmaDevice, QueuePair, RecvWr, SendWr, Sge, Wc, WcOpcode, WcStatus, WrOp,
 };
-use rdmaxprt_mock::{MockBuf, MockDevice, MockQp};
+use rdmaxprt_mock::{Delivery, MockBuf, MockDevice, MockQp, QpConfig};
 
 pub const NO_WC: Wc = Wc {
     wr_id: u64::MAX,
@@ -70,4 +70,13 @@ pub fn unmap_all(dev: &MockDevice, sges: &[Sge]) {
     for s in sges {
         dev.dma_unmap(*s).unwrap();
     }
+}
+
+/// A connected pair on `dev` whose WRs run only when stepped.
+pub fn stepped_pair(dev: &MockDevice) -> (MockQp, MockQp) {
+    let c = QpConfig {
+        delivery: Delivery::Stepped,
+        ..QpConfig::default()
+    };
+    MockDevice::connect_pair(dev, dev, c).unwrap()
 }
