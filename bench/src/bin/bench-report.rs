@@ -1,0 +1,479 @@
+//! `bench-report`: runs a short version of every benchmark with its own
+//! timing loop (median over repeated runs, not criterion), prints the
+//! tables and writes `target/bench-report/report.md` and
+//! `target/bench-report/pool_size.svg`.
+//!
+//! ```text
+//! cargo run -p rdmaxprt-bench --release --bin bench-report [-- --quick] [--out DIR]
+//! ```
+//! `--quick` (CI) finishes in well under a minute.
+
+use rdmaxprt_bench::freelist::{self, ListKind};
+use rdmaxprt_bench::keepup::{self, KeepupResult, KeepupSpec};
+use rdmaxprt_bench::plot::{self, Series};
+use rdmaxprt_bench::put::{self, PutSpec};
+use rdmaxprt_bench::report::Table;
+use rdmaxprt_bench::setup::PolicyKind;
+use rdmaxprt_bench::summary::{fmt_ns, fmt_rate, fmt_ratio, median, ratio, rel_change, verdict};
+use rdmaxprt_bench::{drain, put::Timed};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How hard to try.
+struct Mode {
+    quick: bool,
+    /// Repetitions a median is taken over.
+    reps: usize,
+    /// B1 rounds per repetition.
+    put_rounds: usize,
+    /// B1 contexts per thread per round.
+    put_batch: usize,
+    /// B2 contexts released per repetition (at least).
+    drain_ctxts: usize,
+    /// B3 window per policy.
+    keepup_for: Duration,
+    /// B6 pairs per thread per repetition.
+    pairs: u64,
+}
+
+impl Mode {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                quick,
+                reps: 9,
+                put_rounds: 32,
+                put_batch: 1024,
+                drain_ctxts: 4096,
+                keepup_for: Duration::from_millis(300),
+                pairs: 200_000,
+            }
+        } else {
+            Self {
+                quick,
+                reps: 15,
+                put_rounds: 128,
+                put_batch: 1024,
+                drain_ctxts: 16384,
+                keepup_for: Duration::from_millis(1500),
+                pairs: 1_000_000,
+            }
+        }
+    }
+}
+
+/// Median ns/op of `reps` runs of `f`, plus the min and max.
+fn med(reps: usize, mut f: impl FnMut() -> Timed) -> (f64, f64, f64) {
+    let xs: Vec<f64> = (0..reps.max(1)).map(|_| f().ns_per_op()).collect();
+    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(&xs).unwrap_or(f64::NAN), lo, hi)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn us(d: Duration) -> String {
+    if d.is_zero() {
+        "0".into()
+    } else {
+        format!("{} us", d.as_secs_f64() * 1e6)
+    }
+}
+
+const UNMAP_COSTS: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_nanos(500),
+    Duration::from_micros(2),
+];
+const THREADS: [usize; 2] = [1, 2];
+
+/// B1 results: `(policy or None for the floor, unmap, threads) -> median ns`.
+type PutResults = HashMap<(Option<PolicyKind>, Duration, usize), f64>;
+
+fn b1(mode: &Mode) -> (Table, PutResults) {
+    let mut res = PutResults::new();
+    let mut t = Table::new(
+        "B1 completion path: time per put",
+        &[
+            "policy",
+            "unmap cost",
+            "completion threads",
+            "ns/put (median)",
+            "min..max",
+            "floor: bare ReleaseList::push",
+            "ratio to floor",
+        ],
+    );
+    let spec = |policy, unmap, threads| PutSpec {
+        policy,
+        unmap,
+        threads,
+        batch: mode.put_batch,
+    };
+    for threads in THREADS {
+        let (f, _, _) = med(mode.reps, || {
+            put::run(&spec(None, Duration::ZERO, threads), mode.put_rounds)
+        });
+        res.insert((None, Duration::ZERO, threads), f);
+    }
+    for policy in PolicyKind::ALL {
+        for unmap in UNMAP_COSTS {
+            for threads in THREADS {
+                let (m, lo, hi) = med(mode.reps, || {
+                    put::run(&spec(Some(policy), unmap, threads), mode.put_rounds)
+                });
+                res.insert((Some(policy), unmap, threads), m);
+                let floor = res[&(None, Duration::ZERO, threads)];
+                t.row(vec![
+                    policy.to_string(),
+                    us(unmap),
+                    threads.to_string(),
+                    fmt_ns(m),
+                    format!("{}..{}", fmt_ns(lo), fmt_ns(hi)),
+                    fmt_ns(floor),
+                    fmt_ratio(ratio(m, floor)),
+                ]);
+            }
+        }
+    }
+    t.note = format!(
+        "Only `put` is timed: {} contexts per thread are built and posted before each timed batch, \
+         and drained/flushed after it. One page (one unmap) per context. Workqueue: one release \
+         thread, running during the timed window. Median of {} runs of {} batches.",
+        mode.put_batch, mode.reps, mode.put_rounds
+    );
+    (t, res)
+}
+
+fn b1_targets(res: &PutResults) -> Table {
+    let mut t = Table::new("B1 targets", &["target", "threads", "measured", "verdict"]);
+    for threads in THREADS {
+        let floor = res[&(None, Duration::ZERO, threads)];
+        let d0 = res[&(Some(PolicyKind::Deferred), Duration::ZERO, threads)];
+        let d2 = res[&(
+            Some(PolicyKind::Deferred),
+            Duration::from_micros(2),
+            threads,
+        )];
+        let r = ratio(d0, floor);
+        t.row(vec![
+            "Deferred put <= 1.5x bare push (unmap 0)".into(),
+            threads.to_string(),
+            fmt_ratio(r),
+            verdict(r.map(|r| r <= 1.5)).into(),
+        ]);
+        for unmap in UNMAP_COSTS {
+            let d = res[&(Some(PolicyKind::Deferred), unmap, threads)];
+            let w = res[&(Some(PolicyKind::Workqueue), unmap, threads)];
+            let r = ratio(w, d);
+            t.row(vec![
+                format!("Workqueue put >= 20x Deferred put (unmap {})", us(unmap)),
+                threads.to_string(),
+                fmt_ratio(r),
+                verdict(r.map(|r| r >= 20.0)).into(),
+            ]);
+        }
+        let c = rel_change(d0, d2);
+        t.row(vec![
+            "Deferred put changes <= 10% from unmap 0 to 2 us".into(),
+            threads.to_string(),
+            c.map_or("n/a".into(), |c| format!("{:+.1}%", c * 100.0)),
+            verdict(c.map(|c| c.abs() <= 0.10)).into(),
+        ]);
+    }
+    t
+}
+
+fn b2(mode: &Mode) -> Table {
+    let mut t = Table::new(
+        "B2 drain: time per context released (Deferred)",
+        &[
+            "batch",
+            "unmap cost",
+            "ns/context (median)",
+            "min..max",
+            "floor: take_all + unmap wait + free push",
+            "ratio to floor",
+        ],
+    );
+    for unmap in [Duration::ZERO, Duration::from_nanos(500)] {
+        for batch in [1usize, 8, 64, 512] {
+            let rounds = mode.drain_ctxts.div_ceil(batch);
+            let (m, lo, hi) = med(mode.reps, || drain::time_drain(batch, unmap, rounds));
+            let (f, _, _) = med(mode.reps, || drain::time_drain_floor(batch, unmap, rounds));
+            t.row(vec![
+                batch.to_string(),
+                us(unmap),
+                fmt_ns(m),
+                format!("{}..{}", fmt_ns(lo), fmt_ns(hi)),
+                fmt_ns(f),
+                fmt_ratio(ratio(m, f)),
+            ]);
+        }
+    }
+    t.note = format!(
+        "Timed: one `drain` releasing the batch (unmap, page release, free-list push, stats). \
+         Median of {} runs of >= {} contexts.",
+        mode.reps, mode.drain_ctxts
+    );
+    t
+}
+
+fn b3(mode: &Mode) -> (Table, Table, Vec<KeepupResult>) {
+    const WARMUP: f64 = 0.2;
+    let results: Vec<KeepupResult> = PolicyKind::ALL
+        .iter()
+        .map(|&p| keepup::run(&KeepupSpec::new(p, mode.keepup_for)))
+        .collect();
+    let mut t = Table::new(
+        "B3 keep-up: completion vs release under a full-rate producer",
+        &[
+            "policy",
+            "cap",
+            "completion rate",
+            "release rate",
+            "release / completion",
+            "floor: completion rate",
+            "pool after warm-up",
+            "pool max (hwm)",
+            "growth after warm-up",
+            "max lag (completed - released)",
+            "waits at cap (get -> AtCap)",
+        ],
+    );
+    for r in &results {
+        let max_lag = r
+            .samples
+            .iter()
+            .map(|s| s.completed.saturating_sub(s.released))
+            .max()
+            .unwrap_or(0);
+        t.row(vec![
+            r.spec.policy.to_string(),
+            r.spec.cap().to_string(),
+            fmt_rate(r.completion_rate()),
+            fmt_rate(r.release_rate()),
+            fmt_ratio(ratio(r.release_rate(), r.completion_rate())),
+            fmt_rate(r.completion_rate()),
+            r.pool_after_warmup(WARMUP).to_string(),
+            r.pool_hwm().to_string(),
+            r.growth_after_warmup(WARMUP).to_string(),
+            max_lag.to_string(),
+            r.waits_at_cap.to_string(),
+        ]);
+    }
+    let s = &results[0].spec;
+    t.note = format!(
+        "Each policy runs {:?}: one producer thread (get -> map 1 page -> post -> NIC FIFO of {} \
+         in flight -> put), unmap cost {} per context, sampled every {:?}. Deferred: a worker \
+         drains in a loop (and get drains when the free list is empty); cap = sq_depth + credits \
+         = {}. Workqueue: {} release thread(s), safety cap {}. Inline: release inside put. \
+         The floor of the release rate is the completion rate (ratio 1.00x = keeping up). \
+         Warm-up = first {:.0}% of the window. Plot: pool_size.svg.",
+        mode.keepup_for,
+        s.sq_depth,
+        us(s.unmap),
+        s.sample_every,
+        s.sq_depth + s.credits,
+        s.wq_threads,
+        s.wq_cap,
+        WARMUP * 100.0
+    );
+    let mut tt = Table::new("B3 targets", &["target", "measured", "verdict"]);
+    let get = |p| results.iter().find(|r| r.spec.policy == p).expect("ran");
+    let d = get(PolicyKind::Deferred);
+    // Flat: never above the cap, and after warm-up it moves by at most 5 %
+    // of the cap (contexts in flight jitter by a few).
+    let flat = d.pool_hwm() <= u64::from(d.spec.cap())
+        && d.growth_after_warmup(WARMUP) * 20 <= u64::from(d.spec.cap());
+    tt.row(vec![
+        "Deferred pool flat at/under its cap after warm-up".into(),
+        format!(
+            "pool {} -> max {} (growth {}, cap {})",
+            d.pool_after_warmup(WARMUP),
+            d.growth_after_warmup(WARMUP),
+            d.pool_hwm(),
+            d.spec.cap()
+        ),
+        verdict(Some(flat)).into(),
+    ]);
+    let last = d.samples.last().copied();
+    let keeps_up = last.map(|s| s.completed.saturating_sub(s.released) <= u64::from(d.spec.cap()));
+    tt.row(vec![
+        "Deferred release rate == completion rate (gap bounded by the cap)".into(),
+        format!(
+            "{} vs {} ({})",
+            fmt_rate(d.release_rate()),
+            fmt_rate(d.completion_rate()),
+            fmt_ratio(ratio(d.release_rate(), d.completion_rate()))
+        ),
+        verdict(keeps_up).into(),
+    ]);
+    let w = get(PolicyKind::Workqueue);
+    let lags = w.pool_hwm() > u64::from(d.spec.cap()) && w.release_rate() < w.completion_rate();
+    tt.row(vec![
+        "Workqueue shows the lag (release < completion, pool grows past Deferred's cap)".into(),
+        format!(
+            "{} vs {}, pool max {} (cap hits {})",
+            fmt_rate(w.release_rate()),
+            fmt_rate(w.completion_rate()),
+            w.pool_hwm(),
+            w.waits_at_cap
+        ),
+        verdict(Some(lags)).into(),
+    ]);
+    (t, tt, results)
+}
+
+fn b6(mode: &Mode) -> Table {
+    let mut t = Table::new(
+        "B6 free-list pop+push pairs",
+        &[
+            "list",
+            "threads",
+            "ns/pair (median)",
+            "min..max",
+            "floor: 2 shared fetch_add",
+            "ratio to floor",
+        ],
+    );
+    for threads in THREADS {
+        let (f, _, _) = med(mode.reps, || {
+            freelist::time_pairs(ListKind::Floor, threads, mode.pairs)
+        });
+        for kind in [ListKind::Locked, ListKind::Tagged] {
+            let (m, lo, hi) = med(mode.reps, || {
+                freelist::time_pairs(kind, threads, mode.pairs)
+            });
+            t.row(vec![
+                kind.to_string(),
+                threads.to_string(),
+                fmt_ns(m),
+                format!("{}..{}", fmt_ns(lo), fmt_ns(hi)),
+                fmt_ns(f),
+                fmt_ratio(ratio(m, f)),
+            ]);
+        }
+    }
+    t.note = format!(
+        "{} pairs per thread per run, {} nodes on the list, median of {} runs; per-pair time \
+         as each thread sees it.",
+        mode.pairs,
+        freelist::NODES,
+        mode.reps
+    );
+    t
+}
+
+fn out_dir(args: &[String]) -> PathBuf {
+    if let Some(i) = args.iter().position(|a| a == "--out") {
+        if let Some(d) = args.get(i + 1) {
+            return PathBuf::from(d);
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("bench-report")
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("usage: bench-report [--quick] [--out DIR]");
+        return Ok(());
+    }
+    let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+    let dir = out_dir(&args);
+    std::fs::create_dir_all(&dir)?;
+    let started = Instant::now();
+    let load_start = loadavg();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+
+    let mut sections: Vec<Table> = Vec::new();
+    let emit = |t: &Table, sections: &mut Vec<Table>| {
+        println!("{}", t.to_markdown());
+        sections.push(t.clone());
+    };
+    eprintln!("B1 ...");
+    let (t1, res1) = b1(&mode);
+    emit(&t1, &mut sections);
+    emit(&b1_targets(&res1), &mut sections);
+    eprintln!("B2 ...");
+    emit(&b2(&mode), &mut sections);
+    eprintln!("B3 ...");
+    let (t3, t3t, r3) = b3(&mode);
+    emit(&t3, &mut sections);
+    emit(&t3t, &mut sections);
+    let series: Vec<Series> = r3
+        .iter()
+        .map(|r| Series {
+            label: format!("{} (cap {})", r.spec.policy, r.spec.cap()),
+            points: r.pool_series(),
+        })
+        .collect();
+    let svg = dir.join("pool_size.svg");
+    plot::pool_size_svg(
+        &svg,
+        &format!(
+            "B3: send-context pool size, unmap {} per context",
+            us(r3[0].spec.unmap)
+        ),
+        &series,
+    )?;
+    eprintln!("B6 ...");
+    emit(&b6(&mode), &mut sections);
+
+    let mut pending = Table::new("B4, B5", &["benchmark", "status"]);
+    pending.row(vec![
+        "B4 (end-to-end RPC path over the transport)".into(),
+        "not run: needs the transport (issue 5)".into(),
+    ]);
+    pending.row(vec![
+        "B5 (transport under load)".into(),
+        "not run: needs the transport (issue 5)".into(),
+    ]);
+    emit(&pending, &mut sections);
+
+    let cmd = format!(
+        "cargo run -p rdmaxprt-bench --release --bin bench-report{}",
+        if mode.quick { " -- --quick" } else { "" }
+    );
+    let mut md = String::new();
+    md.push_str("# rdmaxprt lifecycle benchmarks\n\n");
+    md.push_str(&format!("- command: `{cmd}`\n"));
+    md.push_str(&format!(
+        "- mode: {}\n",
+        if mode.quick { "quick" } else { "full" }
+    ));
+    md.push_str(&format!("- cores: {cores}\n"));
+    md.push_str(&format!(
+        "- load average (1/5/15 min): {load_start} at start, {} at end\n",
+        loadavg()
+    ));
+    md.push_str(&format!(
+        "- wall time: {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    ));
+    md.push_str("- device: cost-model `CostDevice` (unmap = busy wait; nothing else costs)\n");
+    md.push_str("- plot: `pool_size.svg` (B3, log scale)\n\n");
+    for t in &sections {
+        md.push_str(&t.to_markdown());
+        md.push('\n');
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md)?;
+    eprintln!(
+        "wrote {} and {} in {:.1} s (cores {cores}, load {})",
+        path.display(),
+        svg.display(),
+        started.elapsed().as_secs_f64(),
+        loadavg()
+    );
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! B3, keep-up (the OOM story): does release keep up with completion?
+//!
+//! A producer thread runs at full rate: `get` -> map a page -> post -> hand
+//! the `wr_id` to the "NIC", a FIFO of `sq_depth` in-flight contexts; when
+//! the FIFO is full the oldest completes (`put`). When `get` says `AtCap`
+//! the producer counts a wait, lets the NIC complete its oldest context
+//! (a real server would sleep until a Send completion) and retries.
+//!
+//! The release side is the policy's: for Deferred a worker thread drains
+//! between "requests" (and `get` drains when the free list is empty); for
+//! Workqueue the shared pool's release thread(s); for Inline the `put`
+//! itself. The calling thread samples the pool size and the completion and
+//! release counts every `sample_every`.
+//!
+//! With a nonzero unmap cost and one workqueue thread, Workqueue completes
+//! faster than it releases and its `get` (which never drains) allocates
+//! until the safety cap; Deferred stays at or under `sq_depth + credits`.
+
+use crate::device::CostDevice;
+use crate::setup::{self, build_and_post, PolicyKind};
+use rdmaxprt_core::lifecycle::{GetError, SendCtxtLifecycle};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// One B3 configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepupSpec {
+    /// Policy under test.
+    pub policy: PolicyKind,
+    /// Unmap cost per context.
+    pub unmap: Duration,
+    /// How long the producer runs.
+    pub run_for: Duration,
+    /// Sampling period.
+    pub sample_every: Duration,
+    /// Contexts the NIC holds in flight.
+    pub sq_depth: u32,
+    /// Credits: replies being built at once (Deferred/Inline cap is
+    /// `sq_depth + credits`).
+    pub credits: u32,
+    /// Release threads of the Workqueue pool.
+    pub wq_threads: usize,
+    /// The Workqueue safety cap (generous, so the growth shows).
+    pub wq_cap: u32,
+}
+
+impl KeepupSpec {
+    /// The defaults of the report: 1 us unmap, SQ 128 + 64 credits, one
+    /// workqueue thread with a cap of 65536.
+    pub fn new(policy: PolicyKind, run_for: Duration) -> Self {
+        Self {
+            policy,
+            unmap: Duration::from_micros(1),
+            run_for,
+            sample_every: Duration::from_millis(10),
+            sq_depth: 128,
+            credits: 64,
+            wq_threads: 1,
+            wq_cap: 1 << 16,
+        }
+    }
+
+    /// The pool cap this configuration runs with.
+    pub fn cap(&self) -> u32 {
+        match self.policy {
+            PolicyKind::Workqueue => self.wq_cap,
+            _ => self.sq_depth + self.credits,
+        }
+    }
+}
+
+/// One sample of a B3 run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Seconds since the producer started.
+    pub t: f64,
+    /// Contexts allocated.
+    pub pool_size: u64,
+    /// Completions (`put`s) so far.
+    pub completed: u64,
+    /// Contexts released so far.
+    pub released: u64,
+}
+
+/// What a B3 run measured (counts are at the end of the window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepupResult {
+    /// The configuration.
+    pub spec: KeepupSpec,
+    /// Samples, the first at t = 0 and the last at the end of the window.
+    pub samples: Vec<Sample>,
+    /// Times `get` returned `AtCap`.
+    pub waits_at_cap: u64,
+    /// High-water mark of contexts in use (not on the free list).
+    pub in_use_hwm: u64,
+}
+
+impl KeepupResult {
+    fn last(&self) -> Sample {
+        self.samples.last().copied().unwrap_or(Sample {
+            t: 0.0,
+            pool_size: 0,
+            completed: 0,
+            released: 0,
+        })
+    }
+
+    /// Window length in seconds.
+    pub fn secs(&self) -> f64 {
+        self.last().t
+    }
+
+    /// Completions per second over the window.
+    pub fn completion_rate(&self) -> f64 {
+        self.last().completed as f64 / self.secs()
+    }
+
+    /// Releases per second over the window.
+    pub fn release_rate(&self) -> f64 {
+        self.last().released as f64 / self.secs()
+    }
+
+    /// Largest pool size sampled.
+    pub fn pool_hwm(&self) -> u64 {
+        self.samples.iter().map(|s| s.pool_size).max().unwrap_or(0)
+    }
+
+    /// Pool size at the end of warm-up (the first sample at or after
+    /// `fraction` of the window).
+    pub fn pool_after_warmup(&self, fraction: f64) -> u64 {
+        let t0 = self.secs() * fraction;
+        self.samples
+            .iter()
+            .find(|s| s.t >= t0)
+            .map_or(0, |s| s.pool_size)
+    }
+
+    /// Largest pool size sampled after warm-up minus the size at the end of
+    /// warm-up: 0 means flat.
+    pub fn growth_after_warmup(&self, fraction: f64) -> u64 {
+        let t0 = self.secs() * fraction;
+        let max_after = self
+            .samples
+            .iter()
+            .filter(|s| s.t >= t0)
+            .map(|s| s.pool_size)
+            .max()
+            .unwrap_or(0);
+        max_after.saturating_sub(self.pool_after_warmup(fraction))
+    }
+
+    /// `(t, pool_size)` points for the plot.
+    pub fn pool_series(&self) -> Vec<(f64, f64)> {
+        self.samples
+            .iter()
+            .map(|s| (s.t, s.pool_size as f64))
+            .collect()
+    }
+}
+
+fn producer<L>(
+    life: &L,
+    stop: &AtomicBool,
+    completed: &AtomicU64,
+    waits: &AtomicU64,
+    sq_depth: usize,
+) where
+    L: SendCtxtLifecycle<Dev = CostDevice>,
+{
+    let mut nic: VecDeque<u64> = VecDeque::with_capacity(sq_depth + 1);
+    let complete = |id: u64| {
+        life.put(id).expect("valid wr_id");
+        completed.fetch_add(1, Ordering::Relaxed);
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match build_and_post(life) {
+            Ok(id) => {
+                nic.push_back(id);
+                if nic.len() >= sq_depth {
+                    complete(nic.pop_front().expect("non-empty"));
+                }
+            }
+            Err(GetError::AtCap) => {
+                waits.fetch_add(1, Ordering::Relaxed);
+                match nic.pop_front() {
+                    Some(id) => complete(id),
+                    None => std::thread::yield_now(),
+                }
+            }
+            Err(e) => panic!("get failed: {e}"),
+        }
+    }
+    // After the window: the NIC completes what it holds (not sampled).
+    for id in nic {
+        life.put(id).expect("valid wr_id");
+    }
+}
+
+fn run_on<L>(life: &L, dev: &CostDevice, spec: &KeepupSpec, worker_drains: bool) -> KeepupResult
+where
+    L: SendCtxtLifecycle<Dev = CostDevice>,
+{
+    let stop = AtomicBool::new(false);
+    let completed = AtomicU64::new(0);
+    let waits = AtomicU64::new(0);
+    let mut samples = Vec::new();
+    std::thread::scope(|s| {
+        let (stop, completed, waits) = (&stop, &completed, &waits);
+        let sq = spec.sq_depth.max(1) as usize;
+        let start = Instant::now();
+        s.spawn(move || producer(life, stop, completed, waits, sq));
+        if worker_drains {
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if life.drain() == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        }
+        let sample = |t: f64| {
+            // Completions first: a release is always preceded by its
+            // completion, so the lag read this way is never overstated.
+            let completed = completed.load(Ordering::Relaxed);
+            let st = life.stats().snapshot();
+            Sample {
+                t,
+                pool_size: st.pool_size,
+                completed,
+                released: st.completions,
+            }
+        };
+        samples.push(sample(0.0));
+        loop {
+            std::thread::sleep(spec.sample_every);
+            let t = start.elapsed();
+            samples.push(sample(t.as_secs_f64()));
+            if t >= spec.run_for {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    // Untimed cleanup: release everything quickly.
+    dev.set_unmap_cost(Duration::ZERO);
+    life.flush();
+    life.drain();
+    let st = life.stats().snapshot();
+    KeepupResult {
+        spec: *spec,
+        samples,
+        waits_at_cap: waits.load(Ordering::Relaxed),
+        in_use_hwm: st.in_use_hwm,
+    }
+}
+
+/// Runs one B3 configuration.
+pub fn run(spec: &KeepupSpec) -> KeepupResult {
+    let dev = CostDevice::new(spec.unmap);
+    let cap = spec.cap();
+    match spec.policy {
+        PolicyKind::Deferred => run_on(&setup::deferred(&dev, cap), &dev, spec, true),
+        PolicyKind::Inline => run_on(&setup::inline(&dev, cap), &dev, spec, false),
+        PolicyKind::Workqueue => run_on(
+            &setup::workqueue(&dev, cap, spec.wq_threads),
+            &dev,
+            spec,
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t: f64, pool_size: u64) -> Sample {
+        Sample {
+            t,
+            pool_size,
+            completed: (t * 1000.0) as u64,
+            released: (t * 500.0) as u64,
+        }
+    }
+
+    #[test]
+    fn warmup_growth_and_rates_from_samples() {
+        let r = KeepupResult {
+            spec: KeepupSpec::new(PolicyKind::Workqueue, Duration::from_secs(1)),
+            samples: vec![
+                sample(0.0, 0),
+                sample(0.25, 100),
+                sample(0.5, 150),
+                sample(1.0, 400),
+            ],
+            waits_at_cap: 0,
+            in_use_hwm: 0,
+        };
+        assert_eq!(r.pool_after_warmup(0.2), 100);
+        assert_eq!(r.growth_after_warmup(0.2), 300);
+        assert_eq!(r.pool_hwm(), 400);
+        assert!((r.completion_rate() - 1000.0).abs() < 1e-9);
+        assert!((r.release_rate() - 500.0).abs() < 1e-9);
+        assert_eq!(r.pool_series().len(), 4);
+    }
+
+    #[test]
+    fn deferred_stays_under_its_cap() {
+        let mut spec = KeepupSpec::new(PolicyKind::Deferred, Duration::from_millis(30));
+        spec.unmap = Duration::ZERO;
+        let r = run(&spec);
+        assert!(r.pool_hwm() <= u64::from(spec.cap()));
+        assert!(r.samples.len() >= 2);
+    }
+}

@@ -1,0 +1,205 @@
+//! B1, the completion path: time per `put` for each policy, against a bare
+//! `ReleaseList::push` on a links array (the floor).
+//!
+//! Only the `put` calls are timed. Each of `threads` completion threads
+//! builds and posts its own batch of contexts (untimed), all threads meet at
+//! a spinning barrier (so they really overlap), each times `put` over its batch, and after a second barrier
+//! thread 0 drains or flushes (untimed, with the unmap cost switched off so
+//! cleanup stays short; the Deferred `put` never unmaps, and the Workqueue
+//! workers ran at full cost during the timed window). The result is the sum
+//! of the threads' timed durations, so `total / puts` is the mean time of one
+//! `put` as a completion thread sees it.
+
+use crate::barrier::SpinBarrier;
+use crate::device::CostDevice;
+use crate::setup::{self, build_and_post, PolicyKind};
+use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
+use rdmaxprt_core::llist::{ReleaseList, NIL};
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+/// One B1 configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutSpec {
+    /// Policy under test; `None` for the bare-push floor.
+    pub policy: Option<PolicyKind>,
+    /// Unmap cost of the device.
+    pub unmap: Duration,
+    /// Completion threads calling `put` concurrently.
+    pub threads: usize,
+    /// Contexts per thread per round.
+    pub batch: usize,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timed {
+    /// Sum over threads of the timed region.
+    pub total: Duration,
+    /// Operations timed (over all threads).
+    pub ops: u64,
+}
+
+impl Timed {
+    /// Mean nanoseconds per operation.
+    pub fn ns_per_op(&self) -> f64 {
+        crate::summary::ns_per(self.total, self.ops)
+    }
+
+    /// `total` rescaled to `iters` operations (for criterion's
+    /// `iter_custom`, which asks for a duration of exactly `iters`).
+    pub fn scaled_to(&self, iters: u64) -> Duration {
+        if self.ops == 0 {
+            return Duration::ZERO;
+        }
+        self.total.mul_f64(iters as f64 / self.ops as f64)
+    }
+}
+
+/// Rounds needed so that at least `ops` operations are timed.
+pub fn rounds_for(ops: u64, threads: usize, batch: usize) -> usize {
+    let per_round = (threads.max(1) * batch.max(1)) as u64;
+    ops.div_ceil(per_round).max(1) as usize
+}
+
+/// Runs `rounds` rounds on `threads` threads: `prepare(t, ids)` fills the
+/// thread's ids (untimed), `op(id)` is timed for each id, `cleanup()` runs
+/// on thread 0 after every thread has finished the round (untimed).
+pub fn batched<P, O, C>(threads: usize, rounds: usize, prepare: P, op: O, cleanup: C) -> Timed
+where
+    P: Fn(usize, &mut Vec<u64>) + Sync,
+    O: Fn(u64) + Sync,
+    C: Fn() + Sync,
+{
+    let threads = threads.max(1);
+    let barrier = SpinBarrier::new(threads);
+    let per_thread: Vec<(Duration, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, prepare, op, cleanup) = (&barrier, &prepare, &op, &cleanup);
+                s.spawn(move || {
+                    let mut ids = Vec::new();
+                    let (mut total, mut n) = (Duration::ZERO, 0u64);
+                    for _ in 0..rounds {
+                        ids.clear();
+                        prepare(t, &mut ids);
+                        barrier.wait();
+                        let start = Instant::now();
+                        for &id in &ids {
+                            op(id);
+                        }
+                        total += start.elapsed();
+                        n += ids.len() as u64;
+                        barrier.wait();
+                        if t == 0 {
+                            cleanup();
+                        }
+                        barrier.wait();
+                    }
+                    (total, n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread panicked"))
+            .collect()
+    });
+    Timed {
+        total: per_thread.iter().map(|p| p.0).sum(),
+        ops: per_thread.iter().map(|p| p.1).sum(),
+    }
+}
+
+/// Times `put` on `life` (see the module docs).
+pub fn time_puts<L>(life: &L, dev: &CostDevice, spec: &PutSpec, rounds: usize) -> Timed
+where
+    L: SendCtxtLifecycle<Dev = CostDevice>,
+{
+    dev.set_unmap_cost(spec.unmap);
+    batched(
+        spec.threads,
+        rounds,
+        |_, ids| {
+            for _ in 0..spec.batch {
+                ids.push(build_and_post(life).expect("pool sized for the batch"));
+            }
+        },
+        |id| {
+            if life.put(id).is_err() {
+                panic!("put rejected wr_id {id:#x}");
+            }
+        },
+        || {
+            dev.set_unmap_cost(Duration::ZERO);
+            life.flush();
+            dev.set_unmap_cost(spec.unmap);
+        },
+    )
+}
+
+/// Times a bare `ReleaseList::push` of `batch` indices per thread (the
+/// floor of any completion path that pushes on a shared list).
+pub fn time_bare_push(threads: usize, batch: usize, rounds: usize) -> Timed {
+    let threads = threads.max(1);
+    let n = threads * batch;
+    let links: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(NIL)).collect();
+    let list = ReleaseList::new();
+    batched(
+        threads,
+        rounds,
+        |t, ids| ids.extend((t * batch..(t + 1) * batch).map(|i| i as u64)),
+        |id| {
+            list.push(&links, id as u32);
+        },
+        || {
+            let taken = list.take_all(&links).count();
+            assert_eq!(taken, n, "every pushed node comes back");
+        },
+    )
+}
+
+/// Runs one B1 configuration for `rounds` rounds on a fresh lifecycle
+/// (Workqueue: one release worker thread).
+pub fn run(spec: &PutSpec, rounds: usize) -> Timed {
+    let Some(policy) = spec.policy else {
+        return time_bare_push(spec.threads, spec.batch, rounds);
+    };
+    let dev = CostDevice::new(spec.unmap);
+    let cap = u32::try_from(spec.threads.max(1) * spec.batch).expect("cap fits u32");
+    match policy {
+        PolicyKind::Deferred => time_puts(&setup::deferred(&dev, cap), &dev, spec, rounds),
+        PolicyKind::Inline => time_puts(&setup::inline(&dev, cap), &dev, spec, rounds),
+        PolicyKind::Workqueue => time_puts(&setup::workqueue(&dev, cap, 1), &dev, spec, rounds),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_cover_the_requested_ops() {
+        assert_eq!(rounds_for(0, 1, 512), 1);
+        assert_eq!(rounds_for(512, 1, 512), 1);
+        assert_eq!(rounds_for(513, 1, 512), 2);
+        assert_eq!(rounds_for(2048, 2, 512), 2);
+    }
+
+    #[test]
+    fn every_policy_and_the_floor_time_every_put() {
+        for policy in [None].into_iter().chain(PolicyKind::ALL.map(Some)) {
+            for threads in [1, 2] {
+                let spec = PutSpec {
+                    policy,
+                    unmap: Duration::ZERO,
+                    threads,
+                    batch: 16,
+                };
+                let t = run(&spec, 3);
+                assert_eq!(t.ops, 3 * 16 * threads as u64, "{policy:?}");
+                assert!(t.scaled_to(10) <= t.total);
+            }
+        }
+    }
+}
