@@ -438,11 +438,13 @@ where
     /// and the runtime is asked to schedule the transport so a worker sees
     /// CLOSE and arranges [`free`](Self::free).
     pub fn close(&self) {
-        if self.flags().set(XprtFlags::CLOSE) {
-            return;
-        }
+        // CLOSE may already be set (a flushed receive sets it): still close
+        // the SQ so waiters wake; enqueue only on the first close.
+        let already = self.flags().set(XprtFlags::CLOSE);
         self.sq.close();
-        self.xprt.enqueue();
+        if !already {
+            self.xprt.enqueue();
+        }
     }
 
     /// Teardown in the kernel's order: drain the QP (every posted WR

@@ -1,0 +1,139 @@
+//! What the runtime needs of a transport, object-safe so one server can
+//! mix backends and release policies.
+
+use rdmaxprt_core::backend::{DmaDevice, ErrorKind, QueuePair};
+use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
+use rdmaxprt_core::stats::StatsSnapshot;
+use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, TeardownReport, XprtError};
+use rdmaxprt_core::wait::CondvarWait;
+use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
+use std::time::Duration;
+
+/// A queue pair whose completions a poller can sleep on.
+pub trait CompletionWait {
+    /// Blocks until a completion may be pollable or `timeout` passes;
+    /// returns whether one may be.
+    fn wait_for_completions(&self, timeout: Duration) -> bool;
+}
+
+#[cfg(feature = "mock")]
+impl CompletionWait for rdmaxprt_mock::MockQp {
+    fn wait_for_completions(&self, timeout: Duration) -> bool {
+        rdmaxprt_mock::MockQp::wait_for_completions(self, timeout)
+    }
+}
+
+/// A transport failure as the runtime sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtError {
+    /// The transport is closed.
+    #[error("transport closed")]
+    Closed,
+    /// The reply could not be sent but the connection lives (the client
+    /// was answered with RDMA_ERROR).
+    #[error("reply not sent: {0}")]
+    ReplyRejected(String),
+    /// A backend failure that ends the connection.
+    #[error("backend failure ({kind}): {msg}")]
+    Fatal {
+        /// Backend-independent class.
+        kind: ErrorKind,
+        /// The backend's message.
+        msg: String,
+    },
+}
+
+fn rt_err<E: rdmaxprt_core::backend::Error>(e: XprtError<E>) -> RtError {
+    match e {
+        XprtError::Closed => RtError::Closed,
+        XprtError::Backend(b) => RtError::Fatal {
+            kind: b.kind(),
+            msg: b.to_string(),
+        },
+        e @ (XprtError::ReplyTooLarge { .. } | XprtError::WriteChunkTooSmall { .. }) => {
+            RtError::ReplyRejected(e.to_string())
+        }
+        e => RtError::Fatal {
+            kind: ErrorKind::Other,
+            msg: e.to_string(),
+        },
+    }
+}
+
+/// The transport operations a worker and a poller use.
+pub trait ServerXprt: Send + Sync {
+    /// Transport flags.
+    fn flags(&self) -> &XprtFlags;
+    /// Whether the SQ has room (no one waiting for space).
+    fn has_wspace(&self) -> bool;
+    /// Next call, if any (caller holds BUSY).
+    fn recvfrom(&self) -> Result<Option<RecvdCall>, RtError>;
+    /// Sends a reply.
+    fn sendto(
+        &self,
+        call: &RecvdCall,
+        reply: &[&[u8]],
+        payload: Option<&[u8]>,
+    ) -> Result<(), RtError>;
+    /// Drains the send release list.
+    fn release_ctxt(&self) -> usize;
+    /// Polls completions.
+    fn poll(&self, budget: usize) -> Result<usize, RtError>;
+    /// Sleeps until completions may be pollable.
+    fn wait_for_completions(&self, timeout: Duration) -> bool;
+    /// Starts closing.
+    fn close(&self);
+    /// Send-context counters.
+    fn stats(&self) -> StatsSnapshot;
+    /// Tears down (QP drain, release, unmap).
+    fn free(self: Box<Self>) -> TeardownReport;
+}
+
+type DevErr<L> = <<L as SendCtxtLifecycle>::Dev as rdmaxprt_core::backend::ErrorType>::Error;
+
+impl<L, Q, E> ServerXprt for SvcRdmaXprt<L, Q, E, CondvarWait>
+where
+    L: SendCtxtLifecycle,
+    L::Dev: DmaDevice + Send + Sync,
+    <L::Dev as DmaDevice>::Buf: Send,
+    DevErr<L>: Send,
+    Q: QueuePair<Error = DevErr<L>> + CompletionWait + Send + Sync,
+    E: Enqueue,
+{
+    fn flags(&self) -> &XprtFlags {
+        SvcRdmaXprt::flags(self)
+    }
+    fn has_wspace(&self) -> bool {
+        SvcRdmaXprt::has_wspace(self)
+    }
+    fn recvfrom(&self) -> Result<Option<RecvdCall>, RtError> {
+        SvcRdmaXprt::recvfrom(self).map_err(rt_err)
+    }
+    fn sendto(
+        &self,
+        call: &RecvdCall,
+        reply: &[&[u8]],
+        payload: Option<&[u8]>,
+    ) -> Result<(), RtError> {
+        SvcRdmaXprt::sendto(self, call, reply, payload).map_err(rt_err)
+    }
+    fn release_ctxt(&self) -> usize {
+        SvcRdmaXprt::release_ctxt(self)
+    }
+    fn poll(&self, budget: usize) -> Result<usize, RtError> {
+        SvcRdmaXprt::poll(self, budget).map_err(rt_err)
+    }
+    fn wait_for_completions(&self, timeout: Duration) -> bool {
+        self.qp().wait_for_completions(timeout)
+    }
+    fn close(&self) {
+        SvcRdmaXprt::close(self)
+    }
+    fn stats(&self) -> StatsSnapshot {
+        self.send_lifecycle().stats().snapshot()
+    }
+    fn free(self: Box<Self>) -> TeardownReport {
+        SvcRdmaXprt::free(*self)
+    }
+}

@@ -1,0 +1,262 @@
+//! ONC RPC (RFC 5531) service API: a user implements [`Service`] for one
+//! program; a [`Dispatcher`] decodes each call header, picks the service,
+//! and encodes the accepted or denied reply.
+//!
+//! Built on `rdmaxprt_core::oncrpc` (zero-copy, no_std) rather than the
+//! `onc-rpc` crate, which serializes through `std::io` and `Vec` per
+//! message.
+
+use rdmaxprt_core::oncrpc::{
+    decode_call, encode_reply, AcceptStat, CallDecodeError, Credential, ReplyStat,
+};
+use std::ops::RangeInclusive;
+
+/// What a procedure sees of its call.
+#[derive(Debug)]
+pub struct CallContext<'a> {
+    /// Transaction id.
+    pub xid: u32,
+    /// Program number.
+    pub prog: u32,
+    /// Program version.
+    pub vers: u32,
+    /// Procedure number.
+    pub proc: u32,
+    /// Caller's credential (AUTH_NONE or AUTH_SYS).
+    pub cred: Credential<'a>,
+}
+
+/// Why a procedure produced no results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcError {
+    /// No such procedure (`PROC_UNAVAIL`).
+    ProcUnavail,
+    /// The arguments could not be decoded (`GARBAGE_ARGS`).
+    GarbageArgs,
+    /// The procedure failed internally (`SYSTEM_ERR`).
+    SystemErr,
+}
+
+/// A procedure's output.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplyBody {
+    /// XDR-encoded results, sent after the reply header.
+    pub results: Vec<u8>,
+    /// Bulk payload for the client's first Write chunk (sent inline after
+    /// the results if the client offered none).
+    pub bulk: Option<Vec<u8>>,
+}
+
+/// One ONC RPC program.
+pub trait Service: Send + Sync + 'static {
+    /// The program number.
+    fn program(&self) -> u32;
+    /// Versions served.
+    fn versions(&self) -> RangeInclusive<u32>;
+    /// Runs procedure `ctx.proc` on the XDR `args`, filling `out`.
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        args: &[u8],
+        out: &mut ReplyBody,
+    ) -> Result<(), ProcError>;
+}
+
+/// A reply ready for `sendto`: header + results, and any bulk payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatched {
+    /// The encoded RPC reply header (accepted or denied).
+    pub header: Vec<u8>,
+    /// The procedure's results (empty unless SUCCESS).
+    pub body: ReplyBody,
+}
+
+/// Routes calls to services by program number.
+#[derive(Default)]
+pub struct Dispatcher {
+    services: Vec<Box<dyn Service>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let progs: Vec<u32> = self.services.iter().map(|s| s.program()).collect();
+        f.debug_struct("Dispatcher")
+            .field("programs", &progs)
+            .finish()
+    }
+}
+
+fn header(xid: u32, stat: ReplyStat) -> Vec<u8> {
+    let mut h = vec![0; stat.encoded_len()];
+    // The buffer is sized by `encoded_len`, so encoding cannot run out.
+    let n = encode_reply(&mut h, xid, stat).unwrap_or(0);
+    h.truncate(n);
+    h
+}
+
+impl Dispatcher {
+    /// No services yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a service (builder style).
+    pub fn with(mut self, s: impl Service) -> Self {
+        self.services.push(Box::new(s));
+        self
+    }
+
+    /// Decodes `msg` and runs the call. `None` when the message is not a
+    /// call that can be answered (too short, or not a CALL): drop it.
+    pub fn dispatch(&self, msg: &[u8]) -> Option<Dispatched> {
+        let call = match decode_call(msg) {
+            Ok(c) => c,
+            Err(e) => return self.reject(msg, e),
+        };
+        let reply = |stat| Dispatched {
+            header: header(call.xid, stat),
+            body: ReplyBody::default(),
+        };
+        let progs: Vec<&dyn Service> = self
+            .services
+            .iter()
+            .filter(|s| s.program() == call.prog)
+            .map(|s| s.as_ref())
+            .collect();
+        if progs.is_empty() {
+            return Some(reply(ReplyStat::Accepted(AcceptStat::ProgUnavail)));
+        }
+        let Some(svc) = progs.iter().find(|s| s.versions().contains(&call.vers)) else {
+            let low = progs
+                .iter()
+                .map(|s| *s.versions().start())
+                .min()
+                .unwrap_or(0);
+            let high = progs.iter().map(|s| *s.versions().end()).max().unwrap_or(0);
+            return Some(reply(ReplyStat::Accepted(AcceptStat::ProgMismatch {
+                low,
+                high,
+            })));
+        };
+        let ctx = CallContext {
+            xid: call.xid,
+            prog: call.prog,
+            vers: call.vers,
+            proc: call.proc,
+            cred: call.cred,
+        };
+        let args = msg.get(call.args_offset..).unwrap_or(&[]);
+        let mut body = ReplyBody::default();
+        let stat = match svc.call(&ctx, args, &mut body) {
+            Ok(()) => AcceptStat::Success,
+            Err(e) => {
+                body = ReplyBody::default();
+                match e {
+                    ProcError::ProcUnavail => AcceptStat::ProcUnavail,
+                    ProcError::GarbageArgs => AcceptStat::GarbageArgs,
+                    ProcError::SystemErr => AcceptStat::SystemErr,
+                }
+            }
+        };
+        Some(Dispatched {
+            header: header(call.xid, ReplyStat::Accepted(stat)),
+            body,
+        })
+    }
+
+    fn reject(&self, msg: &[u8], e: CallDecodeError) -> Option<Dispatched> {
+        let xid = rdmaxprt_core::oncrpc::peek_xid(msg)?;
+        let stat = e.reply()?;
+        Some(Dispatched {
+            header: header(xid, stat),
+            body: ReplyBody::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdmaxprt_core::oncrpc::{self, decode_reply, encode_call, CallSpec};
+
+    struct Echo;
+    impl Service for Echo {
+        fn program(&self) -> u32 {
+            0x2000_0001
+        }
+        fn versions(&self) -> RangeInclusive<u32> {
+            1..=2
+        }
+        fn call(
+            &self,
+            ctx: &CallContext<'_>,
+            args: &[u8],
+            out: &mut ReplyBody,
+        ) -> Result<(), ProcError> {
+            match ctx.proc {
+                0 => Ok(()),
+                1 => {
+                    out.results.extend_from_slice(args);
+                    Ok(())
+                }
+                2 => Err(ProcError::GarbageArgs),
+                _ => Err(ProcError::ProcUnavail),
+            }
+        }
+    }
+
+    fn call(prog: u32, vers: u32, proc: u32, args: &[u8]) -> Vec<u8> {
+        let spec = CallSpec {
+            xid: 42,
+            prog,
+            vers,
+            proc,
+            cred: None,
+        };
+        let mut b = vec![0; spec.encoded_len()];
+        let n = encode_call(&mut b, &spec).unwrap();
+        b.truncate(n);
+        b.extend_from_slice(args);
+        b
+    }
+
+    fn stat(d: &Dispatched) -> ReplyStat {
+        decode_reply(&d.header).unwrap().stat
+    }
+
+    #[test]
+    fn dispatch_routes_to_the_procedure_and_returns_its_results() {
+        let d = Dispatcher::new().with(Echo);
+        let r = d.dispatch(&call(0x2000_0001, 1, 1, b"abcd")).unwrap();
+        assert_eq!(stat(&r), ReplyStat::Accepted(AcceptStat::Success));
+        assert_eq!(r.body.results, b"abcd");
+    }
+
+    #[test]
+    fn dispatch_answers_every_error_class() {
+        let d = Dispatcher::new().with(Echo);
+        let s = |m: Vec<u8>| stat(&d.dispatch(&m).unwrap());
+        assert_eq!(
+            s(call(7, 1, 0, b"")),
+            ReplyStat::Accepted(AcceptStat::ProgUnavail)
+        );
+        assert_eq!(
+            s(call(0x2000_0001, 9, 0, b"")),
+            ReplyStat::Accepted(AcceptStat::ProgMismatch { low: 1, high: 2 })
+        );
+        assert_eq!(
+            s(call(0x2000_0001, 1, 99, b"")),
+            ReplyStat::Accepted(AcceptStat::ProcUnavail)
+        );
+        assert_eq!(
+            s(call(0x2000_0001, 1, 2, b"")),
+            ReplyStat::Accepted(AcceptStat::GarbageArgs)
+        );
+        let mut bad_vers = call(0x2000_0001, 1, 0, b"");
+        bad_vers[8..12].copy_from_slice(&3u32.to_be_bytes());
+        assert_eq!(s(bad_vers), ReplyStat::RPC_MISMATCH);
+        assert!(d.dispatch(b"ab").is_none(), "too short to answer");
+        let _ = oncrpc::RPC_VERSION;
+    }
+}
