@@ -22,11 +22,15 @@ pub fn y_range(series: &[Series]) -> (f64, f64) {
     (1.0, (max * 2.0).max(10.0))
 }
 
-/// Writes `series` as an SVG line chart (log-scale y) to `path`.
+/// Writes `series` as an SVG line chart (log-scale y) to `path`, with a
+/// thin dashed horizontal line for each `(label, y)` in `marks` (caps).
+/// The first series is drawn last and thickest, so it stays visible when
+/// another line lies on top of it.
 pub fn pool_size_svg(
     path: &Path,
     title: &str,
     series: &[Series],
+    marks: &[(String, f64)],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let x_max = series
         .iter()
@@ -45,20 +49,36 @@ pub fn pool_size_svg(
         .configure_mesh()
         .x_desc("time (s)")
         .y_desc("send contexts allocated (log)")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
+    for (label, y) in marks {
+        let grey = BLACK.mix(0.5);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, *y), (x_max, *y)],
+                6,
+                4,
+                grey.stroke_width(1),
+            ))?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+    }
     let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
-    for (i, s) in series.iter().enumerate() {
+    for (i, s) in series.iter().enumerate().rev() {
         let color = colors[i % colors.len()];
+        let width = if i == 0 { 4 } else { 2 };
         // Log scale: keep points at or above 1.
         let pts = s.points.iter().map(|&(x, y)| (x, y.max(y_min)));
         chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+            .draw_series(LineSeries::new(pts, color.stroke_width(width)))?
             .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
+            });
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
@@ -89,7 +109,7 @@ mod tests {
             label: "deferred".into(),
             points: vec![(0.0, 1.0), (0.5, 192.0), (1.0, 192.0)],
         }];
-        pool_size_svg(&path, "t", &s).unwrap();
+        pool_size_svg(&path, "t", &s, &[("cap".into(), 192.0)]).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.contains("<svg") && svg.contains("deferred"));
         std::fs::remove_dir_all(&dir).unwrap();

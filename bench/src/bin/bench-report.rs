@@ -382,11 +382,49 @@ fn out_dir(args: &[String]) -> PathBuf {
     target.join("bench-report")
 }
 
+/// `--only-put POLICY:UNMAP_NS:THREADS[:ROUNDS]`: one B1 configuration.
+fn only_put(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let parts: Vec<&str> = arg.split(':').collect();
+    let [policy, unmap_ns, threads, rest @ ..] = parts.as_slice() else {
+        return Err(format!("bad --only-put spec {arg:?}").into());
+    };
+    let policy = match *policy {
+        "deferred" => Some(PolicyKind::Deferred),
+        "workqueue" => Some(PolicyKind::Workqueue),
+        "inline" => Some(PolicyKind::Inline),
+        "floor" => None,
+        p => return Err(format!("unknown policy {p:?}").into()),
+    };
+    let rounds: usize = rest.first().map_or(Ok(32), |r| r.parse())?;
+    let spec = PutSpec {
+        policy,
+        unmap: Duration::from_nanos(unmap_ns.parse()?),
+        threads: threads.parse()?,
+        batch: 1024,
+    };
+    let t = put::run(&spec, rounds);
+    println!(
+        "{arg}: {} per put over {} puts",
+        fmt_ns(t.ns_per_op()),
+        t.ops
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("usage: bench-report [--quick] [--out DIR]");
+        println!("       bench-report --only-put POLICY:UNMAP_NS:THREADS[:ROUNDS]");
+        println!("         one B1 configuration, no files (for callgrind); POLICY is");
+        println!("         deferred, workqueue, inline or floor");
         return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--only-put") {
+        let spec = args
+            .get(i + 1)
+            .ok_or("--only-put needs POLICY:UNMAP_NS:THREADS")?;
+        return only_put(spec);
     }
     let mode = Mode::new(args.iter().any(|a| a == "--quick"));
     let dir = out_dir(&args);
@@ -425,6 +463,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             us(r3[0].spec.unmap)
         ),
         &series,
+        &[(
+            format!("deferred/inline cap {}", r3[0].spec.cap()),
+            f64::from(r3[0].spec.cap()),
+        )],
     )?;
     eprintln!("B6 ...");
     emit(&b6(&mode), &mut sections);
