@@ -149,6 +149,11 @@ impl<W: WaitQueue> SqAccount<W> {
         self.space_wait.wake_all();
     }
 
+    /// Tickets taken so far by slow-path waiters (wrapping).
+    pub fn tickets_issued(&self) -> u32 {
+        self.ticket_head.load(Ordering::SeqCst)
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub fn closed(&self) -> bool {
         self.is_closed()
