@@ -162,15 +162,19 @@ impl<D: DmaDevice> SendCtxt<D> {
         self.pages.len()
     }
 
-    fn check_range(
+    /// Maps a checked range of one owned page.
+    fn map_range(
         &self,
+        dev: &D,
         page: usize,
         offset: usize,
         len: usize,
-    ) -> Result<(), CtxtError<D::Error>> {
+    ) -> Result<Sge, CtxtError<D::Error>> {
         let p = self.pages.get(page).ok_or(CtxtError::OutOfRange)?;
         match offset.checked_add(len) {
-            Some(end) if end <= p.as_slice().len() && len <= u32::MAX as usize => Ok(()),
+            Some(end) if end <= p.as_slice().len() && len <= u32::MAX as usize => {
+                dev.dma_map(p, offset, len).map_err(CtxtError::Map)
+            }
             _ => Err(CtxtError::OutOfRange),
         }
     }
@@ -186,10 +190,7 @@ impl<D: DmaDevice> SendCtxt<D> {
         if self.sges.len() as u32 >= self.max_sges {
             return Err(CtxtError::TooManySges { max: self.max_sges });
         }
-        self.check_range(page, offset, len)?;
-        let sge = dev
-            .dma_map(&self.pages[page], offset, len)
-            .map_err(CtxtError::Map)?;
+        let sge = self.map_range(dev, page, offset, len)?;
         self.sges.push(sge);
         Ok(sge)
     }
@@ -203,10 +204,7 @@ impl<D: DmaDevice> SendCtxt<D> {
         offset: usize,
         len: usize,
     ) -> Result<Sge, CtxtError<D::Error>> {
-        self.check_range(page, offset, len)?;
-        let sge = dev
-            .dma_map(&self.pages[page], offset, len)
-            .map_err(CtxtError::Map)?;
+        let sge = self.map_range(dev, page, offset, len)?;
         self.rw.push(sge);
         Ok(sge)
     }

@@ -247,19 +247,10 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 Err(now) => n = now,
             }
         }
-        let cid = CompletionId {
-            xprt: self.cfg.xprt_id,
-            seq: n,
-        };
-        match SendCtxt::alloc(&self.dev, cid, self.cfg.hdr_size, self.cfg.max_sges) {
-            Ok(c) => {
-                // SAFETY: index `n` was reserved by our CAS above and has
-                // never been published, so nobody else can reach this slot.
-                self.slots[n as usize]
-                    .ctxt
-                    .with_mut(|p| unsafe { *p = Some(c) });
-                Stats::bump(&self.stats.allocations);
-                self.stats.pool_size.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: index `n` was reserved by our CAS above and has never
+        // been published, so nobody else can reach this slot.
+        match unsafe { self.install(n) } {
+            Ok(()) => {
                 self.take(n);
                 Ok(Some(n))
             }
@@ -272,6 +263,25 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 Err(e)
             }
         }
+    }
+
+    /// Allocates a context (header buffer mapped for life) into slot `idx`.
+    ///
+    /// # Safety
+    /// The caller must own the slot, which must be empty.
+    unsafe fn install(&self, idx: u32) -> Result<(), D::Error> {
+        let cid = CompletionId {
+            xprt: self.cfg.xprt_id,
+            seq: idx,
+        };
+        let c = SendCtxt::alloc(&self.dev, cid, self.cfg.hdr_size, self.cfg.max_sges)?;
+        self.slots[idx as usize].ctxt.with_mut(|p| {
+            // SAFETY: the caller owns the slot (this fn's contract).
+            unsafe { *p = Some(c) }
+        });
+        Stats::bump(&self.stats.allocations);
+        self.stats.pool_size.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Marks slot `idx` as being posted and returns its `wr_id`.
@@ -402,25 +412,8 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         if unsafe { self.is_populated(idx) } {
             return Ok(());
         }
-        let cid = CompletionId {
-            xprt: self.cfg.xprt_id,
-            seq: idx,
-        };
-        match SendCtxt::alloc(&self.dev, cid, self.cfg.hdr_size, self.cfg.max_sges) {
-            Ok(c) => {
-                // SAFETY: the caller owns the slot.
-                self.slots[idx as usize]
-                    .ctxt
-                    .with_mut(|p| unsafe { *p = Some(c) });
-                Stats::bump(&self.stats.allocations);
-                self.stats.pool_size.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.put_free(idx);
-                Err(e)
-            }
-        }
+        // SAFETY: the caller owns the slot, and it is empty (checked above).
+        unsafe { self.install(idx) }.inspect_err(|_| self.put_free(idx))
     }
 
     /// The release step: chunk resources, unmap SGEs 1..n, pages, then back
