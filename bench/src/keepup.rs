@@ -83,6 +83,17 @@ pub struct Sample {
     pub released: u64,
 }
 
+/// Rates over part of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    /// Length in seconds.
+    pub secs: f64,
+    /// Completions per second.
+    pub completion_rate: f64,
+    /// Releases per second.
+    pub release_rate: f64,
+}
+
 /// What a B3 run measured (counts are at the end of the window).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeepupResult {
@@ -148,6 +159,25 @@ impl KeepupResult {
             .max()
             .unwrap_or(0);
         max_after.saturating_sub(self.pool_after_warmup(fraction))
+    }
+
+    /// Rates from the start to the first sample at the cap (the whole
+    /// window if the pool never reaches it): the phase in which release
+    /// lags and the pool grows, before `get` starts waiting at the cap.
+    pub fn until_cap(&self) -> Window {
+        let cap = u64::from(self.spec.cap());
+        let end = self
+            .samples
+            .iter()
+            .skip(1)
+            .find(|s| s.pool_size >= cap)
+            .copied()
+            .unwrap_or_else(|| self.last());
+        Window {
+            secs: end.t,
+            completion_rate: end.completed as f64 / end.t,
+            release_rate: end.released as f64 / end.t,
+        }
     }
 
     /// `(t, pool_size)` points for the plot.
@@ -303,6 +333,13 @@ mod tests {
         assert!((r.completion_rate() - 1000.0).abs() < 1e-9);
         assert!((r.release_rate() - 500.0).abs() < 1e-9);
         assert_eq!(r.pool_series().len(), 4);
+        // Never reaches the Workqueue cap: the whole window.
+        assert_eq!(r.until_cap().secs, 1.0);
+        let mut small = r.clone();
+        small.spec.wq_cap = 150;
+        let u = small.until_cap();
+        assert_eq!(u.secs, 0.5);
+        assert!((u.completion_rate - 1000.0).abs() < 1e-9);
     }
 
     #[test]

@@ -144,7 +144,10 @@ fn b1(mode: &Mode) -> (Table, PutResults) {
     t.note = format!(
         "Only `put` is timed: {} contexts per thread are built and posted before each timed batch, \
          and drained/flushed after it. One page (one unmap) per context. Workqueue: one release \
-         thread, running during the timed window. Median of {} runs of {} batches.",
+         thread, running during the timed window. Median of {} runs of {} batches. \
+         With 2 threads both push back-to-back onto one list head, so every put pays a \
+         cross-core cache-line transfer (the floor shows it too); whether the threads really \
+         overlap depends on what else runs on the machine (see the load above).",
         mode.put_batch, mode.reps, mode.put_rounds
     );
     (t, res)
@@ -239,6 +242,7 @@ fn b3(mode: &Mode) -> (Table, Table, Vec<KeepupResult>) {
             "release rate",
             "release / completion",
             "floor: completion rate",
+            "until cap: completion vs release (s)",
             "pool after warm-up",
             "pool max (hwm)",
             "growth after warm-up",
@@ -260,6 +264,15 @@ fn b3(mode: &Mode) -> (Table, Table, Vec<KeepupResult>) {
             fmt_rate(r.release_rate()),
             fmt_ratio(ratio(r.release_rate(), r.completion_rate())),
             fmt_rate(r.completion_rate()),
+            {
+                let u = r.until_cap();
+                format!(
+                    "{} vs {} ({:.2} s)",
+                    fmt_rate(u.completion_rate),
+                    fmt_rate(u.release_rate),
+                    u.secs
+                )
+            },
             r.pool_after_warmup(WARMUP).to_string(),
             r.pool_hwm().to_string(),
             r.growth_after_warmup(WARMUP).to_string(),
@@ -274,6 +287,8 @@ fn b3(mode: &Mode) -> (Table, Table, Vec<KeepupResult>) {
          drains in a loop (and get drains when the free list is empty); cap = sq_depth + credits \
          = {}. Workqueue: {} release thread(s), safety cap {}. Inline: release inside put. \
          The floor of the release rate is the completion rate (ratio 1.00x = keeping up). \
+         \"Until cap\": rates from the start to the first sample at the cap (the whole window if \
+         the cap is never reached): the lag phase before `get` starts to wait. \
          Warm-up = first {:.0}% of the window. Plot: pool_size.svg.",
         mode.keepup_for,
         s.sq_depth,
@@ -296,8 +311,8 @@ fn b3(mode: &Mode) -> (Table, Table, Vec<KeepupResult>) {
         format!(
             "pool {} -> max {} (growth {}, cap {})",
             d.pool_after_warmup(WARMUP),
-            d.growth_after_warmup(WARMUP),
             d.pool_hwm(),
+            d.growth_after_warmup(WARMUP),
             d.spec.cap()
         ),
         verdict(Some(flat)).into(),
@@ -315,13 +330,15 @@ fn b3(mode: &Mode) -> (Table, Table, Vec<KeepupResult>) {
         verdict(keeps_up).into(),
     ]);
     let w = get(PolicyKind::Workqueue);
-    let lags = w.pool_hwm() > u64::from(d.spec.cap()) && w.release_rate() < w.completion_rate();
+    let wu = w.until_cap();
+    let lags = w.pool_hwm() > u64::from(d.spec.cap()) && wu.release_rate < wu.completion_rate;
     tt.row(vec![
         "Workqueue shows the lag (release < completion, pool grows past Deferred's cap)".into(),
         format!(
-            "{} vs {}, pool max {} (cap hits {})",
-            fmt_rate(w.release_rate()),
-            fmt_rate(w.completion_rate()),
+            "release {} vs completion {} until the cap ({:.2} s), pool max {} (waits at cap {})",
+            fmt_rate(wu.release_rate),
+            fmt_rate(wu.completion_rate),
+            wu.secs,
             w.pool_hwm(),
             w.waits_at_cap
         ),
@@ -411,6 +428,26 @@ fn only_put(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `--only-drain BATCH:UNMAP_NS[:ROUNDS]`: one B2 configuration.
+fn only_drain(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let parts: Vec<&str> = arg.split(':').collect();
+    let [batch, unmap_ns, rest @ ..] = parts.as_slice() else {
+        return Err(format!("bad --only-drain spec {arg:?}").into());
+    };
+    let rounds: usize = rest.first().map_or(Ok(64), |r| r.parse())?;
+    let t = drain::time_drain(
+        batch.parse()?,
+        Duration::from_nanos(unmap_ns.parse()?),
+        rounds,
+    );
+    println!(
+        "{arg}: {} per context over {} contexts",
+        fmt_ns(t.ns_per_op()),
+        t.ops
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
@@ -418,7 +455,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("       bench-report --only-put POLICY:UNMAP_NS:THREADS[:ROUNDS]");
         println!("         one B1 configuration, no files (for callgrind); POLICY is");
         println!("         deferred, workqueue, inline or floor");
+        println!("       bench-report --only-drain BATCH:UNMAP_NS[:ROUNDS]");
+        println!("         one B2 configuration (Deferred drain), no files");
         return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--only-drain") {
+        let spec = args.get(i + 1).ok_or("--only-drain needs BATCH:UNMAP_NS")?;
+        return only_drain(spec);
     }
     if let Some(i) = args.iter().position(|a| a == "--only-put") {
         let spec = args
