@@ -3,7 +3,8 @@
 //! get -> map -> post step that puts a context in flight.
 
 use crate::device::CostDevice;
-use rdmaxprt_core::backend::{DmaDevice, ErrorKind, PostError};
+use rdmaxprt_core::backend::{DmaDevice, ErrorKind, ErrorType, PostError};
+use rdmaxprt_core::ctxt::CtxtError;
 use rdmaxprt_core::lifecycle::{
     Deferred, GetError, Inline, SendCtxtLifecycle, Workqueue, WorkqueuePool,
 };
@@ -91,7 +92,7 @@ pub fn pool_config(cap: u32) -> PoolConfig {
 }
 
 /// A Deferred lifecycle over `dev` with `cap` contexts at most.
-pub fn deferred(dev: &CostDevice, cap: u32) -> DeferredL {
+pub fn deferred<D: DmaDevice + Clone>(dev: &D, cap: u32) -> Deferred<D, Arc<BenchXprt>> {
     Deferred::new(
         dev.clone(),
         pool_config(cap),
@@ -100,31 +101,40 @@ pub fn deferred(dev: &CostDevice, cap: u32) -> DeferredL {
 }
 
 /// An Inline lifecycle over `dev` with `cap` contexts at most.
-pub fn inline(dev: &CostDevice, cap: u32) -> InlineL {
+pub fn inline<D: DmaDevice + Clone>(dev: &D, cap: u32) -> Inline<D> {
     Inline::new(dev.clone(), pool_config(cap))
 }
 
 /// A Workqueue lifecycle over `dev` with safety cap `cap`, served by a new
 /// pool of `threads` release workers (stopped when the lifecycle drops).
-pub fn workqueue(dev: &CostDevice, cap: u32, threads: usize) -> WorkqueueL {
+pub fn workqueue<D>(dev: &D, cap: u32, threads: usize) -> Workqueue<D>
+where
+    D: DmaDevice + Clone + Send + Sync + 'static,
+    D::Buf: Send,
+{
     Workqueue::new(dev.clone(), pool_config(cap), WorkqueuePool::new(threads))
 }
 
-/// Puts one context in flight: `get`, allocate and map one page, set a
-/// header, post (the post always succeeds). Returns the `wr_id` its
-/// completion must carry, or why `get` failed (`AtCap`).
-pub fn build_and_post<L>(life: &L) -> Result<u64, GetError<ErrorKind>>
-where
-    L: SendCtxtLifecycle<Dev = CostDevice>,
-{
+/// The error type of a lifecycle's device.
+pub type DevError<L> = <<L as SendCtxtLifecycle>::Dev as ErrorType>::Error;
+
+/// Puts one context in flight on any device: `get`, allocate and map one
+/// page, set a header, post (the post always succeeds). Returns the `wr_id`
+/// its completion must carry, or why `get` failed (`AtCap`; a device error
+/// while building comes back as `Alloc`).
+pub fn build_and_post<L: SendCtxtLifecycle>(life: &L) -> Result<u64, GetError<DevError<L>>> {
     let mut c = life.get()?;
     let dev = c.device();
     let page = dev.alloc_buf(PAGE_SIZE).map_err(GetError::Alloc)?;
     let p = c.add_page(page);
-    c.map_page(dev, p, 0, PAGE_SIZE)
-        .map_err(|_| GetError::Alloc(ErrorKind::InvalidArgument))?;
-    c.set_header_len(28)
-        .map_err(|_| GetError::Alloc(ErrorKind::InvalidArgument))?;
+    match c.map_page(dev, p, 0, PAGE_SIZE) {
+        Ok(_) => {}
+        Err(CtxtError::Map(e)) => return Err(GetError::Alloc(e)),
+        Err(e) => panic!("bench context does not fit its pool config: {e}"),
+    }
+    if let Err(e) = c.set_header_len(28) {
+        panic!("bench header does not fit: {e}");
+    }
     let mut id = 0;
     let posted = c.post(|wr_id, _| {
         id = wr_id;
