@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+pub mod client;
+
 pub use rdmaxprt_core::{
     backend, ctxt, lifecycle, llist, oncrpc, pool, rpcrdma, sq, stats, wait, xprt,
 };

@@ -1,0 +1,56 @@
+//! An RPC-over-RDMA version 1 client (RFC 8166 requester side, RFC 5531
+//! calls), for tests, examples and load generation against the server
+//! transport.
+//!
+//! [`RpcClient`] is generic over the backend through [`RemoteMemory`]
+//! (registering buffers the server RDMA Reads and Writes), core's
+//! [`QueuePair`](rdmaxprt_core::backend::QueuePair) and [`CompletionWait`];
+//! all three are implemented for the mock NIC behind the `mock` feature.
+//!
+//! What a call does:
+//! - builds the ONC RPC call (AUTH_NONE or AUTH_SYS) and the transport
+//!   header: `RDMA_MSG` inline when header and call fit the inline
+//!   threshold, else `RDMA_NOMSG` with the whole call in a Position Zero
+//!   Read chunk; optionally a positional Read chunk for a large opaque
+//!   argument ([`CallOptions::read_payload`]);
+//! - offers a Write chunk for bulk results and/or a Reply chunk for a long
+//!   reply ([`CallOptions`]);
+//! - matches the reply by xid (many calls may be in flight:
+//!   [`RpcClient::start_call`] / [`RpcClient::wait`], or
+//!   [`RpcClient::call_many`]), never exceeding the server's credit grant;
+//! - decodes `RDMA_MSG`, `RDMA_NOMSG` (Reply chunk) and `RDMA_ERROR`
+//!   (typed: [`ClientError::RdmaVers`], [`ClientError::RdmaChunk`]), and
+//!   returns the results plus the Write chunk's bytes ([`ReplyBytes`]);
+//! - deregisters and unmaps everything once the reply is in (regions) or
+//!   the Send completed (send buffers); teardown drains the QP first.
+//!
+//! ```
+//! use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
+//! use rdmaxprt::mock::{MockDevice, QpConfig};
+//!
+//! let dev = MockDevice::new();
+//! let (cq, _server_qp) = MockDevice::connect_pair(&dev, &dev, QpConfig::default()).unwrap();
+//! let client = RpcClient::new(cq, dev.clone(), ClientConfig::default()).unwrap();
+//! // 1024-byte threshold - 28-byte transport header - 40-byte RPC header.
+//! assert_eq!(client.inline_args_limit(&CallOptions::default()), 956);
+//! drop(client);
+//! dev.assert_clean();
+//! ```
+//!
+//! Not supported: a Write list of more than one chunk, Read chunks at more
+//! than one position, RDMA_MSGP, multiple-SGE receives, backchannel.
+
+mod backend;
+mod chunk;
+mod error;
+mod post;
+mod rpc;
+mod types;
+
+pub use backend::{CompletionWait, RemoteMemory, RemoteRegion};
+pub use error::{BoxError, ClientError};
+pub use rpc::RpcClient;
+pub use types::{
+    Auth, AuthSysParams, CallOptions, CallPath, CallRequest, ClientConfig, ClientStats, ReplyBytes,
+    ReplyPath, Ticket,
+};

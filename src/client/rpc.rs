@@ -1,0 +1,748 @@
+//! [`RpcClient`]: calls out, replies matched by xid, credits honoured.
+
+use super::backend::{CompletionWait, RemoteMemory, RemoteRegion};
+use super::chunk::{segment_count, Offered};
+use super::error::ClientError;
+use super::post::{RecvRing, SendBufs};
+use super::types::{
+    Auth, CallOptions, CallPath, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath,
+    Ticket,
+};
+use rdmaxprt_core::backend::{QueuePair, Wc, WcOpcode, WcStatus};
+use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
+use rdmaxprt_core::rpcrdma::{
+    self, decode_reply_header, Header, MsgProc, Proc, RdmaError, ReadSegment, Segment,
+    HEADER_MIN_SIZE,
+};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Longest single sleep in a blocking wait (re-polls after it even if the
+/// backend's wakeup got lost).
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+/// Bytes of an ONC RPC accepted-SUCCESS reply header with an empty
+/// verifier: the smallest reply worth receiving.
+const MIN_RPC_REPLY: usize = 24;
+
+const EMPTY_WC: Wc = Wc {
+    wr_id: 0,
+    status: WcStatus::Flushed,
+    opcode: WcOpcode::Unknown,
+    byte_len: 0,
+    invalidated_rkey: None,
+};
+
+/// A call in flight: what it offered and the regions that stay registered
+/// until its reply arrives (the server may still RDMA them until then).
+struct Pending<R> {
+    path: CallPath,
+    /// Held, never read: the server may RDMA Read it until the reply.
+    _read: Option<Offered<R>>,
+    write: Option<Offered<R>>,
+    reply: Option<Offered<R>>,
+}
+
+/// An RPC-over-RDMA version 1 client on one connected QP.
+///
+/// Single-threaded (`&mut self`); run one per connection and thread for
+/// load. Every call in flight holds one credit and one posted receive;
+/// never more calls are in flight than the server granted (1 until the
+/// first reply, RFC 8166 section 3.3.1).
+///
+/// Dropping the client (or [`close`](Self::close)) drains the QP, then
+/// unmaps and deregisters everything it ever mapped.
+pub struct RpcClient<Q, D>
+where
+    Q: QueuePair + CompletionWait,
+    D: RemoteMemory,
+{
+    qp: Q,
+    dev: D,
+    cfg: ClientConfig,
+    sends: SendBufs<D::Buf>,
+    recvs: RecvRing<D::Buf>,
+    pending: HashMap<u32, Pending<D::Region>>,
+    done: HashMap<u32, Result<ReplyBytes, ClientError>>,
+    granted: u32,
+    next_xid: u32,
+    sq_depth: usize,
+    /// A failed completion was seen; the connection gets failed after the
+    /// current poll.
+    failed: bool,
+    /// The connection was failed: QP drained, calls failed.
+    broken: bool,
+    torn_down: bool,
+    stats: ClientStats,
+}
+
+type Res<T> = Result<T, ClientError>;
+
+impl<Q, D> RpcClient<Q, D>
+where
+    Q: QueuePair + CompletionWait,
+    D: RemoteMemory,
+    Q::Error: std::error::Error + Send + Sync + 'static,
+    D::Error: std::error::Error + Send + Sync + 'static,
+{
+    /// A client on the connected `qp`, mapping with `dev`: maps and posts
+    /// `cfg.credits` receive buffers of `cfg.inline_threshold` bytes.
+    pub fn new(qp: Q, dev: D, cfg: ClientConfig) -> Res<Self> {
+        if cfg.credits == 0 {
+            return Err(ClientError::InvalidConfig("credits must be at least 1"));
+        }
+        if cfg.inline_threshold < HEADER_MIN_SIZE + MIN_RPC_REPLY {
+            return Err(ClientError::InvalidConfig(
+                "inline threshold below the smallest header plus RPC reply",
+            ));
+        }
+        if cfg.max_chunk_segments == 0 || cfg.max_segment_len == 0 {
+            return Err(ClientError::InvalidConfig("chunks need at least one byte"));
+        }
+        let caps = qp.caps();
+        if cfg.credits > caps.rq_depth || cfg.credits > caps.sq_depth {
+            return Err(ClientError::InvalidConfig(
+                "more credits than the QP's receive or send queue holds",
+            ));
+        }
+        let mut c = Self {
+            sq_depth: caps.sq_depth as usize,
+            qp,
+            dev,
+            sends: SendBufs::new(),
+            recvs: RecvRing::new(),
+            pending: HashMap::new(),
+            done: HashMap::new(),
+            granted: 1,
+            next_xid: cfg.first_xid,
+            failed: false,
+            broken: false,
+            torn_down: false,
+            stats: ClientStats::default(),
+            cfg,
+        };
+        for _ in 0..c.cfg.credits {
+            c.recvs.add(&c.dev, c.cfg.inline_threshold)?;
+        }
+        c.recvs.post_idle(&c.qp)?;
+        Ok(c)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    /// The queue pair.
+    pub fn qp(&self) -> &Q {
+        &self.qp
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// Calls sent and not yet answered.
+    pub fn in_flight(&self) -> u32 {
+        self.pending.len() as u32
+    }
+
+    /// The credit limit in force: the server's last grant, at most
+    /// `cfg.credits`.
+    pub fn credits(&self) -> u32 {
+        self.granted
+    }
+
+    /// Whether another call can start without waiting for a credit.
+    pub fn has_credit(&self) -> bool {
+        self.in_flight() < self.granted && !self.broken
+    }
+
+    /// Whether the connection failed (every later call fails).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Longest `args` that still go inline (`RDMA_MSG`) with `opts`: the
+    /// inline threshold minus the transport header and the RPC call header.
+    pub fn inline_args_limit(&self, opts: &CallOptions<'_>) -> usize {
+        let auth = opts.auth.unwrap_or(&self.cfg.auth);
+        let rpc = rpc_header_len(auth);
+        let reads = opts
+            .read_payload
+            .filter(|p| !p.is_empty())
+            .map_or(0, |p| segment_count(p.len(), self.cfg.max_segment_len));
+        let hdr = self.header_len(reads, opts);
+        self.cfg.inline_threshold.saturating_sub(hdr + rpc)
+    }
+
+    /// Largest results that come back inline: the inline threshold minus
+    /// the reply's transport header and the accepted-SUCCESS RPC header.
+    pub fn inline_results_limit(&self, opts: &CallOptions<'_>) -> usize {
+        let write = opts
+            .write_chunk
+            .map(|n| segment_count(n as usize, self.cfg.max_segment_len));
+        let segs = vec![Segment::default(); write.unwrap_or(0)];
+        let chunks: Vec<&[Segment]> = write.iter().map(|_| segs.as_slice()).collect();
+        let spec = rpcrdma::ReplySpec {
+            xid: 0,
+            credits: 0,
+            proc: MsgProc::Msg,
+            write_list: &chunks,
+            reply_chunk: None,
+        };
+        self.cfg
+            .inline_threshold
+            .saturating_sub(spec.encoded_len() + MIN_RPC_REPLY)
+    }
+
+    /// Transport header length of a call with `reads` Read segments.
+    fn header_len(&self, reads: usize, opts: &CallOptions<'_>) -> usize {
+        let seg_count =
+            |n: Option<u32>| n.map(|n| segment_count(n as usize, self.cfg.max_segment_len));
+        let write = vec![Segment::default(); seg_count(opts.write_chunk).unwrap_or(0)];
+        let reply = vec![Segment::default(); seg_count(opts.reply_chunk).unwrap_or(0)];
+        let write_list: Vec<&[Segment]> =
+            opts.write_chunk.iter().map(|_| write.as_slice()).collect();
+        let read_list = vec![ReadSegment::default(); reads];
+        rpcrdma::CallSpec {
+            xid: 0,
+            credits: 0,
+            proc: MsgProc::Msg,
+            read_list: &read_list,
+            write_list: &write_list,
+            reply_chunk: opts.reply_chunk.map(|_| reply.as_slice()),
+        }
+        .encoded_len()
+    }
+
+    /// Calls `prog`/`vers`/`proc` with XDR-encoded `args` and waits for the
+    /// reply.
+    pub fn call(
+        &mut self,
+        prog: u32,
+        vers: u32,
+        proc: u32,
+        args: &[u8],
+        opts: &CallOptions<'_>,
+    ) -> Res<ReplyBytes> {
+        let t = self.start_call(prog, vers, proc, args, opts)?;
+        self.wait(t)
+    }
+
+    /// Runs a batch: starts each call as soon as a credit allows (so up to
+    /// the granted credits are in flight at once), then collects every
+    /// reply, in request order.
+    pub fn call_many(&mut self, reqs: &[CallRequest<'_>]) -> Vec<Res<ReplyBytes>> {
+        let tickets: Vec<Res<Ticket>> = reqs
+            .iter()
+            .map(|r| self.start_call(r.prog, r.vers, r.proc, r.args, &r.opts))
+            .collect();
+        tickets
+            .into_iter()
+            .map(|t| t.and_then(|t| self.wait(t)))
+            .collect()
+    }
+
+    /// Builds and sends a call; returns its ticket. Blocks (up to the
+    /// timeout) while no credit or Send Queue slot is free.
+    pub fn start_call(
+        &mut self,
+        prog: u32,
+        vers: u32,
+        proc: u32,
+        args: &[u8],
+        opts: &CallOptions<'_>,
+    ) -> Res<Ticket> {
+        if opts.write_chunk == Some(0) || opts.reply_chunk == Some(0) {
+            return Err(ClientError::InvalidOptions(
+                "a chunk needs at least one byte",
+            ));
+        }
+        self.wait_until_sendable()?;
+        let xid = self.take_xid();
+        let msg = self.rpc_call(xid, prog, vers, proc, args, opts)?;
+        let payload = opts.read_payload.filter(|p| !p.is_empty());
+        if payload.is_some() && msg.len() % 4 != 0 {
+            return Err(ClientError::InvalidOptions(
+                "a positional Read chunk needs args of a multiple of 4 bytes",
+            ));
+        }
+        let write = opts
+            .write_chunk
+            .map(|n| self.offer(n as usize))
+            .transpose()?;
+        let reply = opts
+            .reply_chunk
+            .map(|n| self.offer(n as usize))
+            .transpose()?;
+        let reads = payload.map_or(0, |p| segment_count(p.len(), self.cfg.max_segment_len));
+        let inline_len = self.header_len(reads, opts) + msg.len();
+        let (path, read, proc_, body): (CallPath, Option<Offered<D::Region>>, MsgProc, &[u8]) =
+            if !opts.force_position_zero && inline_len <= self.cfg.inline_threshold {
+                match payload {
+                    None => (CallPath::Inline, None, MsgProc::Msg, &msg),
+                    Some(p) => {
+                        let o = self.offer(p.len())?;
+                        if !o.mr.write_at(0, p) {
+                            return Err(ClientError::InvalidOptions("read payload too long"));
+                        }
+                        (CallPath::InlineWithReadChunk, Some(o), MsgProc::Msg, &msg)
+                    }
+                }
+            } else {
+                let mut whole = msg.clone();
+                if let Some(p) = payload {
+                    whole.extend_from_slice(p);
+                    whole.resize(whole.len().div_ceil(4) * 4, 0);
+                }
+                let o = self.offer(whole.len())?;
+                if !o.mr.write_at(0, &whole) {
+                    return Err(ClientError::InvalidOptions("call too long"));
+                }
+                (CallPath::PositionZero, Some(o), MsgProc::NoMsg, &[])
+            };
+        // A positional chunk sits right after the inline message.
+        let position = match path {
+            CallPath::PositionZero => 0,
+            _ => u32::try_from(msg.len())
+                .map_err(|_| ClientError::InvalidOptions("call too long"))?,
+        };
+        let read_list: Vec<ReadSegment> = read.iter().flat_map(|o| o.read_list(position)).collect();
+        let write_list: Vec<&[Segment]> = write.iter().map(|o| o.segs.as_slice()).collect();
+        let spec = rpcrdma::CallSpec {
+            xid,
+            credits: self.cfg.credits,
+            proc: proc_,
+            read_list: &read_list,
+            write_list: &write_list,
+            reply_chunk: reply.as_ref().map(|o| o.segs.as_slice()),
+        };
+        let hdr_len = spec.encoded_len();
+        if hdr_len + body.len() > self.cfg.inline_threshold {
+            return Err(ClientError::HeaderTooLarge {
+                needed: hdr_len + body.len(),
+                threshold: self.cfg.inline_threshold,
+            });
+        }
+        let mut wire = vec![0u8; hdr_len];
+        rpcrdma::encode_call(&mut wire, &spec)?;
+        wire.extend_from_slice(body);
+        self.sends.post(&self.dev, &self.qp, &wire)?;
+        self.pending.insert(
+            xid,
+            Pending {
+                path,
+                _read: read,
+                write,
+                reply,
+            },
+        );
+        let s = &mut self.stats;
+        s.calls += 1;
+        match path {
+            CallPath::PositionZero => s.position_zero_calls += 1,
+            CallPath::InlineWithReadChunk => s.read_chunk_calls += 1,
+            CallPath::Inline => {}
+        }
+        s.max_in_flight = s.max_in_flight.max(self.pending.len() as u32);
+        Ok(Ticket { xid })
+    }
+
+    /// Encodes the RPC call message: header, then `args`.
+    fn rpc_call(
+        &self,
+        xid: u32,
+        prog: u32,
+        vers: u32,
+        proc: u32,
+        args: &[u8],
+        opts: &CallOptions<'_>,
+    ) -> Res<Vec<u8>> {
+        let cred = opts.auth.unwrap_or(&self.cfg.auth).sys_spec();
+        let spec = oncrpc::CallSpec {
+            xid,
+            prog,
+            vers,
+            proc,
+            cred,
+        };
+        let mut msg = vec![0u8; spec.encoded_len()];
+        let n = oncrpc::encode_call(&mut msg, &spec)?;
+        msg.truncate(n);
+        msg.extend_from_slice(args);
+        Ok(msg)
+    }
+
+    /// Registers `len` bytes as one chunk.
+    fn offer(&self, len: usize) -> Res<Offered<D::Region>> {
+        if segment_count(len, self.cfg.max_segment_len) > self.cfg.max_chunk_segments as usize {
+            return Err(ClientError::InvalidOptions(
+                "chunk needs more segments than allowed",
+            ));
+        }
+        let mr = self
+            .dev
+            .register_remote(len)
+            .map_err(|e| ClientError::backend("register", e))?;
+        Ok(Offered::new(mr, len, self.cfg.max_segment_len))
+    }
+
+    fn take_xid(&mut self) -> u32 {
+        loop {
+            let xid = self.next_xid;
+            self.next_xid = self.next_xid.wrapping_add(1);
+            if !self.pending.contains_key(&xid) && !self.done.contains_key(&xid) {
+                return xid;
+            }
+        }
+    }
+
+    /// Waits for a credit and a Send Queue slot.
+    fn wait_until_sendable(&mut self) -> Res<()> {
+        if self.broken {
+            return Err(ClientError::Disconnected);
+        }
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut counted = false;
+        while self.pending.len() as u32 >= self.granted || self.sends.outstanding() >= self.sq_depth
+        {
+            if !counted {
+                self.stats.credit_waits += 1;
+                counted = true;
+            }
+            if self.progress(deadline)? {
+                return Err(ClientError::NoCredit);
+            }
+            if self.broken {
+                return Err(ClientError::Disconnected);
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls; if nothing arrived, sleeps until a completion or `deadline`.
+    /// Returns whether the deadline has passed.
+    fn progress(&mut self, deadline: Instant) -> Res<bool> {
+        if self.poll()? > 0 {
+            return Ok(false);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(true);
+        }
+        self.qp
+            .wait_for_completions((deadline - now).min(WAIT_SLICE));
+        Ok(false)
+    }
+
+    /// Blocks until the reply to `ticket` (or the timeout, which gives the
+    /// ticket back in [`ClientError::Timeout`]).
+    pub fn wait(&mut self, ticket: Ticket) -> Res<ReplyBytes> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        loop {
+            if let Some(r) = self.done.remove(&ticket.xid) {
+                return r;
+            }
+            if !self.pending.contains_key(&ticket.xid) {
+                return Err(ClientError::UnknownTicket);
+            }
+            if self.progress(deadline)? {
+                return Err(ClientError::Timeout { ticket });
+            }
+        }
+    }
+
+    /// Non-blocking: polls once and returns the reply to `ticket` if it is
+    /// in (the ticket is then spent), `None` if it is still in flight.
+    pub fn try_wait(&mut self, ticket: &Ticket) -> Option<Res<ReplyBytes>> {
+        if let Err(e) = self.poll() {
+            return Some(Err(e));
+        }
+        match self.done.remove(&ticket.xid) {
+            Some(r) => Some(r),
+            None if self.pending.contains_key(&ticket.xid) => None,
+            None => Some(Err(ClientError::UnknownTicket)),
+        }
+    }
+
+    /// Polls both completion queues until empty, matching replies to calls;
+    /// returns how many completions were handled. A failed or flushed
+    /// completion fails the connection: the QP is drained and every call in
+    /// flight completes with [`ClientError::Disconnected`].
+    pub fn poll(&mut self) -> Res<usize> {
+        if self.torn_down {
+            return Ok(0);
+        }
+        let n = self.poll_cqs()?;
+        if !self.broken {
+            // Receives consumed by replies go back on the RQ.
+            if let Err(e) = self.recvs.post_idle(&self.qp) {
+                tracing::debug!(%e, "reposting receives failed");
+                self.failed = true;
+            }
+        }
+        if self.failed && !self.broken {
+            self.fail_connection();
+        }
+        Ok(n)
+    }
+
+    fn poll_cqs(&mut self) -> Res<usize> {
+        let mut wcs = [EMPTY_WC; 16];
+        let mut total = 0;
+        loop {
+            let n = self
+                .qp
+                .poll_send(&mut wcs)
+                .map_err(|e| ClientError::backend("poll_send", e))?;
+            for wc in &wcs[..n] {
+                self.on_send_wc(wc);
+            }
+            let m = self
+                .qp
+                .poll_recv(&mut wcs)
+                .map_err(|e| ClientError::backend("poll_recv", e))?;
+            for wc in &wcs[..m] {
+                self.on_recv_wc(wc);
+            }
+            total += n + m;
+            if n + m == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn on_send_wc(&mut self, wc: &Wc) {
+        self.sends.complete(&self.dev, wc.wr_id);
+        if wc.status != WcStatus::Success {
+            self.failed = true;
+        }
+    }
+
+    fn on_recv_wc(&mut self, wc: &Wc) {
+        let ok = wc.status == WcStatus::Success;
+        let bytes = self.recvs.complete(wc.wr_id, ok.then_some(wc.byte_len));
+        if !ok {
+            self.failed = true;
+            return;
+        }
+        let Some(bytes) = bytes else {
+            tracing::warn!(wr_id = wc.wr_id, "receive completion for no posted buffer");
+            return;
+        };
+        if wc.invalidated_rkey.is_some() {
+            self.stats.remote_invalidations += 1;
+        }
+        self.on_reply(&bytes);
+    }
+
+    /// Matches one received message to its call and completes the call.
+    fn on_reply(&mut self, bytes: &[u8]) {
+        let hdr = match decode_reply_header(bytes, &self.cfg.limits) {
+            Ok(h) => h,
+            Err(e) => {
+                let xid = rpcrdma::peek_xid(bytes).filter(|x| self.pending.contains_key(x));
+                match xid {
+                    Some(xid) => self.finish(xid, Err(ClientError::BadReplyHeader(e))),
+                    None => self.stats.unmatched_replies += 1,
+                }
+                return;
+            }
+        };
+        let xid = hdr.xid();
+        let Some(call) = self.pending.get(&xid) else {
+            self.stats.unmatched_replies += 1;
+            return;
+        };
+        self.granted = hdr.credits().clamp(1, self.cfg.credits);
+        let r = assemble(&hdr, bytes, call);
+        self.finish(xid, r);
+    }
+
+    /// Completes call `xid`: its regions are deregistered (the reply came,
+    /// so the server is done with them) and its result waits for `wait`.
+    fn finish(&mut self, xid: u32, r: Res<ReplyBytes>) {
+        if let Some(call) = self.pending.remove(&xid) {
+            self.stats.replies += 1;
+            if matches!(&r, Ok(b) if b.reply_path == ReplyPath::ReplyChunk) {
+                self.stats.reply_chunk_replies += 1;
+            }
+            drop(call);
+            self.done.insert(xid, r);
+        }
+    }
+
+    /// The connection is gone: drain the QP so nothing can touch our
+    /// memory any more, reap what it flushed, fail every call in flight.
+    fn fail_connection(&mut self) {
+        self.broken = true;
+        self.drain_and_reap();
+        let xids: Vec<u32> = self.pending.keys().copied().collect();
+        for xid in xids {
+            self.pending.remove(&xid);
+            self.done.insert(xid, Err(ClientError::Disconnected));
+        }
+    }
+
+    /// Tears the connection down (as dropping does) and returns the final
+    /// counters.
+    pub fn close(mut self) -> ClientStats {
+        self.teardown();
+        self.stats
+    }
+
+    /// Receive buffers (each persistently mapped until teardown).
+    pub fn recv_buffers(&self) -> usize {
+        self.recvs.len()
+    }
+}
+
+impl<Q, D> RpcClient<Q, D>
+where
+    Q: QueuePair + CompletionWait,
+    D: RemoteMemory,
+{
+    /// Moves the QP to error and waits for every posted WR to complete or
+    /// flush, then polls until the flushed completions stop coming (a
+    /// fault injector may hold some back for a few polls): each Send
+    /// buffer is unmapped as its completion is seen, each receive buffer
+    /// marked unposted. Replies still queued are not processed: the calls
+    /// fail anyway.
+    fn drain_and_reap(&mut self) {
+        if let Err(e) = self.qp.drain_qp() {
+            tracing::warn!(%e, "client drain_qp failed");
+        }
+        let mut wcs = [EMPTY_WC; 16];
+        let mut quiet = 0;
+        while quiet < 8 {
+            let n = self.qp.poll_send(&mut wcs).unwrap_or(0);
+            for wc in &wcs[..n] {
+                self.sends.complete(&self.dev, wc.wr_id);
+            }
+            let m = self.qp.poll_recv(&mut wcs).unwrap_or(0);
+            for wc in &wcs[..m] {
+                self.recvs.complete(wc.wr_id, None);
+            }
+            quiet = if n + m == 0 { quiet + 1 } else { 0 };
+        }
+    }
+
+    /// Teardown: drain the QP (unless a failure already did), then unmap
+    /// every buffer and deregister every region. Idempotent.
+    fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        if !self.broken {
+            self.broken = true;
+            self.drain_and_reap();
+        }
+        self.torn_down = true;
+        // The QP is drained: no WR can touch any of this memory now.
+        self.sends.release_after_drain(&self.dev);
+        self.recvs.release_after_drain(&self.dev);
+        self.pending.clear();
+    }
+}
+
+impl<Q, D> Drop for RpcClient<Q, D>
+where
+    Q: QueuePair + CompletionWait,
+    D: RemoteMemory,
+{
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Builds the result of one call from its reply.
+fn assemble<R: RemoteRegion>(hdr: &Header<'_>, bytes: &[u8], call: &Pending<R>) -> Res<ReplyBytes> {
+    let (body, reply_path) = match hdr.proc() {
+        Proc::Error => {
+            return Err(match hdr.rdma_error() {
+                Some(RdmaError::Vers { low, high }) => ClientError::RdmaVers { low, high },
+                Some(RdmaError::Chunk) => ClientError::RdmaChunk,
+                None => ClientError::ProtocolViolation("RDMA_ERROR without an error code"),
+            })
+        }
+        Proc::Msg => {
+            let body = bytes
+                .get(hdr.header_len()..)
+                .ok_or(ClientError::ProtocolViolation("header longer than message"))?;
+            (body.to_vec(), ReplyPath::Inline)
+        }
+        Proc::NoMsg => {
+            let (Some(offered), Some(returned)) = (&call.reply, hdr.reply_chunk()) else {
+                return Err(ClientError::ProtocolViolation(
+                    "RDMA_NOMSG reply but the call offered no Reply chunk",
+                ));
+            };
+            (offered.gather(returned)?, ReplyPath::ReplyChunk)
+        }
+        Proc::Done | Proc::MsgP => {
+            return Err(ClientError::ProtocolViolation(
+                "reply is neither RDMA_MSG, RDMA_NOMSG nor RDMA_ERROR",
+            ))
+        }
+    };
+    let mut returned = hdr.write_list().iter();
+    let bulk = match (&call.write, returned.next()) {
+        (Some(offered), Some(chunk)) => Some(offered.gather(chunk)?),
+        (Some(_), None) => {
+            return Err(ClientError::ProtocolViolation(
+                "reply lacks the Write chunk the call offered",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ClientError::ProtocolViolation(
+                "reply has a Write chunk the call did not offer",
+            ))
+        }
+        (None, None) => None,
+    };
+    if returned.next().is_some() {
+        return Err(ClientError::ProtocolViolation(
+            "reply has more Write chunks than the call offered",
+        ));
+    }
+    let rpc = oncrpc::decode_reply(&body).map_err(ClientError::BadRpcReply)?;
+    if rpc.xid != hdr.xid() {
+        return Err(ClientError::XidMismatch {
+            expected: hdr.xid(),
+            got: rpc.xid,
+        });
+    }
+    match rpc.stat {
+        ReplyStat::Accepted(AcceptStat::Success) => {}
+        ReplyStat::Accepted(a) => return Err(ClientError::NotSuccess(a)),
+        ReplyStat::Denied(d) => return Err(ClientError::Denied(d)),
+    }
+    let results = body.get(rpc.body_offset..).unwrap_or_default().to_vec();
+    Ok(ReplyBytes {
+        xid: hdr.xid(),
+        results,
+        bulk,
+        call_path: call.path,
+        reply_path,
+        credits: hdr.credits(),
+    })
+}
+
+/// Bytes of the RPC call header for `auth`.
+fn rpc_header_len(auth: &Auth) -> usize {
+    oncrpc::CallSpec {
+        xid: 0,
+        prog: 0,
+        vers: 0,
+        proc: 0,
+        cred: auth.sys_spec(),
+    }
+    .encoded_len()
+}
