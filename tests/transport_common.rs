@@ -6,8 +6,10 @@
 #![allow(dead_code)]
 
 use rdmaxprt::client::{ClientConfig, RpcClient};
-use rdmaxprt::mock::{MockDevice, MockError, MockQp, QpConfig};
-use rdmaxprt_core::backend::QueuePair;
+use rdmaxprt::mock::{MockBuf, MockDevice, MockError, MockQp, QpConfig};
+use rdmaxprt_core::backend::{
+    DmaBuf, DmaDevice, QueuePair, RecvWr, SendWr, Sge, Wc, WcOpcode, WcStatus, WrOp,
+};
 use rdmaxprt_core::lifecycle::Deferred;
 use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
 use rdmaxprt_core::pool::PoolConfig;
@@ -142,43 +144,200 @@ pub fn worker_pass(x: &Server) -> usize {
     n
 }
 
-/// Servers running [`serve`] on a thread until stopped.
+/// Servers running on threads until stopped, the way the runtime runs
+/// them: a completion poller thread (the completion handlers) and a worker
+/// thread (worker passes), so a worker waiting for SQ space is woken by
+/// completions the poller handles. A transport found closing is
+/// disconnected (what the runtime's teardown does to the connection), so
+/// its client sees the loss instead of waiting for replies forever.
 pub struct ServerThread {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<Server>>,
+    xs: Arc<Vec<Server>>,
+    poller: JoinHandle<()>,
+    worker: JoinHandle<()>,
 }
 
 impl ServerThread {
-    /// Serves every transport of `xs` round robin; sleeps on the first
-    /// one's completions when a whole round found nothing.
+    /// Starts serving every transport of `xs`.
     pub fn spawn(xs: Vec<Server>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || {
+        let xs = Arc::new(xs);
+        let (s, v) = (Arc::clone(&stop), Arc::clone(&xs));
+        let poller = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                let mut work = 0;
-                for x in &xs {
-                    work += serve(x);
-                }
-                if work == 0 {
-                    match xs.first() {
-                        Some(x) if xs.len() == 1 => {
+                let n: usize = v.iter().map(|x| x.poll(usize::MAX).unwrap_or(0)).sum();
+                if n == 0 {
+                    match v.first() {
+                        Some(x) if v.len() == 1 => {
                             x.qp().wait_for_completions(Duration::from_millis(2));
                         }
-                        _ => std::thread::sleep(Duration::from_micros(200)),
+                        _ => std::thread::sleep(Duration::from_micros(100)),
                     }
                 }
             }
-            xs
         });
-        Self { stop, handle }
+        let (s, v) = (Arc::clone(&stop), Arc::clone(&xs));
+        let worker = std::thread::spawn(move || {
+            let mut disconnected = vec![false; v.len()];
+            while !s.load(Ordering::SeqCst) {
+                let mut n = 0;
+                for (i, x) in v.iter().enumerate() {
+                    if x.flags().test(XprtFlags::CLOSE) {
+                        if !disconnected[i] {
+                            disconnected[i] = true;
+                            x.qp().disconnect();
+                        }
+                        continue;
+                    }
+                    n += worker_pass(x);
+                }
+                if n == 0 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        });
+        Self {
+            stop,
+            xs,
+            poller,
+            worker,
+        }
     }
 
-    /// Stops the thread and gives the transports back (for `free`).
+    /// The transports being served.
+    pub fn servers(&self) -> &[Server] {
+        &self.xs
+    }
+
+    /// Stops both threads and gives the transports back (for `free`).
     pub fn stop(self) -> Vec<Server> {
         self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("server thread panicked")
+        self.poller.join().expect("poller thread panicked");
+        self.worker.join().expect("worker thread panicked");
+        match Arc::try_unwrap(self.xs) {
+            Ok(xs) => xs,
+            Err(_) => panic!("harness invariant: both threads are joined"),
+        }
     }
+}
+
+/// A client that sends raw bytes (any transport header at all) from its
+/// own QP and collects whatever comes back: for malformed input.
+pub struct RawClient {
+    /// The client's end of the pair.
+    pub qp: MockQp,
+    dev: MockDevice,
+    recvs: Vec<(MockBuf, Sge)>,
+}
+
+impl RawClient {
+    /// Posts `n` receive buffers of `size` bytes on `qp`.
+    pub fn new(dev: &MockDevice, qp: MockQp, n: usize, size: usize) -> Self {
+        let mut c = Self {
+            qp,
+            dev: dev.clone(),
+            recvs: Vec::new(),
+        };
+        for i in 0..n {
+            let buf = dev.alloc_buf(size).unwrap();
+            let sge = dev.dma_map(&buf, 0, size).unwrap();
+            c.recvs.push((buf, sge));
+            c.post_recv(i);
+        }
+        c
+    }
+
+    fn post_recv(&self, i: usize) {
+        let wr = RecvWr {
+            wr_id: i as u64,
+            sge: self.recvs[i].1,
+        };
+        // SAFETY: the buffer stays mapped and owned by `self.recvs`, read
+        // only after its completion is polled in `recv`, unmapped only in
+        // `Drop` after the QP is drained.
+        unsafe { self.qp.post_recv(&[wr]) }.unwrap();
+    }
+
+    /// Sends `bytes` in one Send and waits for its completion.
+    pub fn send(&self, bytes: &[u8]) {
+        let mut buf = self.dev.alloc_buf(bytes.len()).unwrap();
+        buf.as_mut_slice().copy_from_slice(bytes);
+        let sge = self.dev.dma_map(&buf, 0, bytes.len()).unwrap();
+        let sges = [sge];
+        let wr = SendWr {
+            wr_id: 7,
+            op: WrOp::Send,
+            sges: &sges,
+            signaled: true,
+        };
+        // SAFETY: `buf` stays alive and mapped until the completion is
+        // polled just below (Inline delivery runs the Send during the post).
+        unsafe { self.qp.post_send(&[wr]) }.unwrap();
+        let mut wc = [NO_WC; 1];
+        assert_eq!(self.qp.poll_send(&mut wc).unwrap(), 1, "Inline delivery");
+        self.dev.dma_unmap(sge).unwrap();
+        drop(buf);
+    }
+
+    /// Every message received since the last call (receives reposted;
+    /// flushed receives are skipped: the connection is gone).
+    pub fn recv(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut wcs = [NO_WC; 16];
+        loop {
+            let n = self.qp.poll_recv(&mut wcs).unwrap();
+            if n == 0 {
+                return out;
+            }
+            for wc in wcs[..n].iter().filter(|w| w.status == WcStatus::Success) {
+                let i = wc.wr_id as usize;
+                out.push(self.recvs[i].0.as_slice()[..wc.byte_len as usize].to_vec());
+                self.post_recv(i);
+            }
+        }
+    }
+}
+
+impl Drop for RawClient {
+    fn drop(&mut self) {
+        let _ = self.qp.drain_qp();
+        let mut wcs = [NO_WC; 16];
+        while self.qp.poll_recv(&mut wcs).unwrap_or(0) > 0 {}
+        while self.qp.poll_send(&mut wcs).unwrap_or(0) > 0 {}
+        for (buf, sge) in self.recvs.drain(..) {
+            let _ = self.dev.dma_unmap(sge);
+            drop(buf);
+        }
+    }
+}
+
+/// A completion slot to poll into.
+pub const NO_WC: Wc = Wc {
+    wr_id: u64::MAX,
+    status: WcStatus::Other(0),
+    opcode: WcOpcode::Unknown,
+    byte_len: 0,
+    invalidated_rkey: None,
+};
+
+/// XDR words, big-endian.
+pub fn words(ws: &[u32]) -> Vec<u8> {
+    ws.iter().flat_map(|w| w.to_be_bytes()).collect()
+}
+
+/// An RPC call message (AUTH_NONE) of the echo procedure with `args`.
+pub fn rpc_call(xid: u32, args: &[u8]) -> Vec<u8> {
+    let spec = oncrpc::CallSpec {
+        xid,
+        prog: PROG,
+        vers: VERS,
+        proc: PROC_ECHO,
+        cred: None,
+    };
+    let mut m = vec![0; spec.encoded_len()];
+    oncrpc::encode_call(&mut m, &spec).unwrap();
+    m.extend_from_slice(args);
+    m
 }
 
 /// Deterministic bytes of length `n` (different for different `seed`s).
