@@ -6,8 +6,8 @@
 //! Timed: the one `drain` that releases them.
 
 use crate::device::{busy_wait, CostDevice};
-use crate::put::Timed;
 use crate::setup::{self, build_and_post};
+use crate::timing::Timed;
 use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
 use rdmaxprt_core::llist::{FreeList, LockedFreeList, ReleaseList, NIL};
 use std::sync::atomic::AtomicU32;
@@ -35,7 +35,7 @@ pub fn time_drain(batch: usize, unmap: Duration, rounds: usize) -> Timed {
         assert_eq!(n, batch, "drain releases the whole batch");
         ops += n as u64;
     }
-    Timed { total, ops }
+    Timed::single(total, ops)
 }
 
 /// The floor: `take_all` of `batch` nodes, then for each node the unmap
@@ -62,7 +62,7 @@ pub fn time_drain_floor(batch: usize, unmap: Duration, rounds: usize) -> Timed {
         assert_eq!(n, batch);
         ops += n as u64;
     }
-    Timed { total, ops }
+    Timed::single(total, ops)
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@
 //! shared-head list can do for a pop and a push.
 
 use crate::barrier::SpinBarrier;
-use crate::put::Timed;
+use crate::timing::{overlap, Timed};
 use rdmaxprt_core::llist::{FreeList, LockedFreeList, TaggedFreeList, NIL};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Nodes on the list while it is measured (more than threads, so a pop
 /// never finds it empty).
@@ -40,7 +40,7 @@ impl fmt::Display for ListKind {
 fn on_threads(threads: usize, per_thread: u64, body: impl Fn(u64) + Sync) -> Timed {
     let threads = threads.max(1);
     let barrier = SpinBarrier::new(threads);
-    let total: Duration = std::thread::scope(|s| {
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|_| {
                 let (barrier, body) = (&barrier, &body);
@@ -48,17 +48,18 @@ fn on_threads(threads: usize, per_thread: u64, body: impl Fn(u64) + Sync) -> Tim
                     barrier.wait();
                     let start = Instant::now();
                     body(per_thread);
-                    start.elapsed()
+                    (start, Instant::now())
                 })
             })
             .collect();
         hs.into_iter()
             .map(|h| h.join().expect("bench thread panicked"))
-            .sum()
+            .collect()
     });
     Timed {
-        total,
+        total: spans.iter().map(|&(a, b)| b - a).sum(),
         ops: per_thread * threads as u64,
+        overlap: overlap(&[spans]),
     }
 }
 

@@ -22,3 +22,4 @@ pub mod put;
 pub mod report;
 pub mod setup;
 pub mod summary;
+pub mod timing;

@@ -13,6 +13,8 @@
 use crate::barrier::SpinBarrier;
 use crate::device::CostDevice;
 use crate::setup::{self, build_and_post, PolicyKind};
+use crate::timing::overlap;
+pub use crate::timing::Timed;
 use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
 use rdmaxprt_core::llist::{ReleaseList, NIL};
 use std::sync::atomic::AtomicU32;
@@ -29,31 +31,6 @@ pub struct PutSpec {
     pub threads: usize,
     /// Contexts per thread per round.
     pub batch: usize,
-}
-
-/// What a run measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timed {
-    /// Sum over threads of the timed region.
-    pub total: Duration,
-    /// Operations timed (over all threads).
-    pub ops: u64,
-}
-
-impl Timed {
-    /// Mean nanoseconds per operation.
-    pub fn ns_per_op(&self) -> f64 {
-        crate::summary::ns_per(self.total, self.ops)
-    }
-
-    /// `total` rescaled to `iters` operations (for criterion's
-    /// `iter_custom`, which asks for a duration of exactly `iters`).
-    pub fn scaled_to(&self, iters: u64) -> Duration {
-        if self.ops == 0 {
-            return Duration::ZERO;
-        }
-        self.total.mul_f64(iters as f64 / self.ops as f64)
-    }
 }
 
 /// Rounds needed so that at least `ops` operations are timed.
@@ -73,13 +50,15 @@ where
 {
     let threads = threads.max(1);
     let barrier = SpinBarrier::new(threads);
-    let per_thread: Vec<(Duration, u64)> = std::thread::scope(|s| {
+    type PerThread = (Duration, u64, Vec<(Instant, Instant)>);
+    let per_thread: Vec<PerThread> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (barrier, prepare, op, cleanup) = (&barrier, &prepare, &op, &cleanup);
                 s.spawn(move || {
                     let mut ids = Vec::new();
                     let (mut total, mut n) = (Duration::ZERO, 0u64);
+                    let mut spans = Vec::with_capacity(rounds);
                     for _ in 0..rounds {
                         ids.clear();
                         prepare(t, &mut ids);
@@ -88,7 +67,9 @@ where
                         for &id in &ids {
                             op(id);
                         }
-                        total += start.elapsed();
+                        let end = Instant::now();
+                        total += end - start;
+                        spans.push((start, end));
                         n += ids.len() as u64;
                         barrier.wait();
                         if t == 0 {
@@ -96,7 +77,7 @@ where
                         }
                         barrier.wait();
                     }
-                    (total, n)
+                    (total, n, spans)
                 })
             })
             .collect();
@@ -105,9 +86,13 @@ where
             .map(|h| h.join().expect("bench thread panicked"))
             .collect()
     });
+    let rounds_spans: Vec<Vec<(Instant, Instant)>> = (0..rounds)
+        .map(|r| per_thread.iter().map(|p| p.2[r]).collect())
+        .collect();
     Timed {
         total: per_thread.iter().map(|p| p.0).sum(),
         ops: per_thread.iter().map(|p| p.1).sum(),
+        overlap: overlap(&rounds_spans),
     }
 }
 
@@ -180,6 +165,7 @@ mod tests {
 
     #[test]
     fn rounds_cover_the_requested_ops() {
+        assert_eq!(rounds_for(1, 2, 4), 1);
         assert_eq!(rounds_for(0, 1, 512), 1);
         assert_eq!(rounds_for(512, 1, 512), 1);
         assert_eq!(rounds_for(513, 1, 512), 2);
@@ -199,6 +185,7 @@ mod tests {
                 let t = run(&spec, 3);
                 assert_eq!(t.ops, 3 * 16 * threads as u64, "{policy:?}");
                 assert!(t.scaled_to(10) <= t.total);
+                assert_eq!(t.overlap.is_some(), threads == 2);
             }
         }
     }

@@ -63,12 +63,41 @@ impl Mode {
     }
 }
 
-/// Median ns/op of `reps` runs of `f`, plus the min and max.
-fn med(reps: usize, mut f: impl FnMut() -> Timed) -> (f64, f64, f64) {
-    let xs: Vec<f64> = (0..reps.max(1)).map(|_| f().ns_per_op()).collect();
-    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (median(&xs).unwrap_or(f64::NAN), lo, hi)
+/// Medians over repeated runs.
+#[derive(Debug, Clone, Copy)]
+struct Med {
+    /// Median ns/op.
+    ns: f64,
+    /// Fastest run.
+    lo: f64,
+    /// Slowest run.
+    hi: f64,
+    /// Median thread overlap (multi-threaded runs).
+    overlap: Option<f64>,
+}
+
+impl Med {
+    fn range(&self) -> String {
+        format!("{}..{}", fmt_ns(self.lo), fmt_ns(self.hi))
+    }
+}
+
+/// Median ns/op of `reps` runs of `f`, with the min, max and overlap.
+fn med(reps: usize, mut f: impl FnMut() -> Timed) -> Med {
+    let runs: Vec<Timed> = (0..reps.max(1)).map(|_| f()).collect();
+    let xs: Vec<f64> = runs.iter().map(Timed::ns_per_op).collect();
+    let ovl: Vec<f64> = runs.iter().filter_map(|t| t.overlap).collect();
+    Med {
+        ns: median(&xs).unwrap_or(f64::NAN),
+        lo: xs.iter().copied().fold(f64::INFINITY, f64::min),
+        hi: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        overlap: median(&ovl),
+    }
+}
+
+/// `97%`, or `-` for one thread.
+fn fmt_overlap(o: Option<f64>) -> String {
+    o.map_or("-".into(), |o| format!("{:.0}%", o * 100.0))
 }
 
 fn loadavg() -> String {
@@ -94,9 +123,12 @@ const THREADS: [usize; 2] = [1, 2];
 
 /// B1 results: `(policy or None for the floor, unmap, threads) -> median ns`.
 type PutResults = HashMap<(Option<PolicyKind>, Duration, usize), f64>;
+/// B1 floors: `threads -> median`.
+type Floors = HashMap<usize, Med>;
 
 fn b1(mode: &Mode) -> (Table, PutResults) {
     let mut res = PutResults::new();
+    let mut floors = Floors::new();
     let mut t = Table::new(
         "B1 completion path: time per put",
         &[
@@ -107,6 +139,7 @@ fn b1(mode: &Mode) -> (Table, PutResults) {
             "min..max",
             "floor: bare ReleaseList::push",
             "ratio to floor",
+            "thread overlap: put / floor",
         ],
     );
     let spec = |policy, unmap, threads| PutSpec {
@@ -116,27 +149,37 @@ fn b1(mode: &Mode) -> (Table, PutResults) {
         batch: mode.put_batch,
     };
     for threads in THREADS {
-        let (f, _, _) = med(mode.reps, || {
+        let f = med(mode.reps, || {
             put::run(&spec(None, Duration::ZERO, threads), mode.put_rounds)
         });
-        res.insert((None, Duration::ZERO, threads), f);
+        res.insert((None, Duration::ZERO, threads), f.ns);
+        floors.insert(threads, f);
     }
     for policy in PolicyKind::ALL {
         for unmap in UNMAP_COSTS {
             for threads in THREADS {
-                let (m, lo, hi) = med(mode.reps, || {
+                let m = med(mode.reps, || {
                     put::run(&spec(Some(policy), unmap, threads), mode.put_rounds)
                 });
-                res.insert((Some(policy), unmap, threads), m);
-                let floor = res[&(None, Duration::ZERO, threads)];
+                res.insert((Some(policy), unmap, threads), m.ns);
+                let floor = floors[&threads];
                 t.row(vec![
                     policy.to_string(),
                     us(unmap),
                     threads.to_string(),
-                    fmt_ns(m),
-                    format!("{}..{}", fmt_ns(lo), fmt_ns(hi)),
-                    fmt_ns(floor),
-                    fmt_ratio(ratio(m, floor)),
+                    fmt_ns(m.ns),
+                    m.range(),
+                    fmt_ns(floor.ns),
+                    fmt_ratio(ratio(m.ns, floor.ns)),
+                    if threads == 1 {
+                        "-".into()
+                    } else {
+                        format!(
+                            "{} / {}",
+                            fmt_overlap(m.overlap),
+                            fmt_overlap(floor.overlap)
+                        )
+                    },
                 ]);
             }
         }
@@ -146,8 +189,10 @@ fn b1(mode: &Mode) -> (Table, PutResults) {
          and drained/flushed after it. One page (one unmap) per context. Workqueue: one release \
          thread, running during the timed window. Median of {} runs of {} batches. \
          With 2 threads both push back-to-back onto one list head, so every put pays a \
-         cross-core cache-line transfer (the floor shows it too); whether the threads really \
-         overlap depends on what else runs on the machine (see the load above).",
+         cross-core cache-line transfer (the floor shows it too) - if the threads really run \
+         side by side. \"Thread overlap\" is the share of the timed time both threads were \
+         inside it at once: near 0% means the other core was taken (by another process) and \
+         the 2-thread figure is effectively a 1-thread one.",
         mode.put_batch, mode.reps, mode.put_rounds
     );
     (t, res)
@@ -207,15 +252,15 @@ fn b2(mode: &Mode) -> Table {
     for unmap in [Duration::ZERO, Duration::from_nanos(500)] {
         for batch in [1usize, 8, 64, 512] {
             let rounds = mode.drain_ctxts.div_ceil(batch);
-            let (m, lo, hi) = med(mode.reps, || drain::time_drain(batch, unmap, rounds));
-            let (f, _, _) = med(mode.reps, || drain::time_drain_floor(batch, unmap, rounds));
+            let m = med(mode.reps, || drain::time_drain(batch, unmap, rounds));
+            let f = med(mode.reps, || drain::time_drain_floor(batch, unmap, rounds));
             t.row(vec![
                 batch.to_string(),
                 us(unmap),
-                fmt_ns(m),
-                format!("{}..{}", fmt_ns(lo), fmt_ns(hi)),
-                fmt_ns(f),
-                fmt_ratio(ratio(m, f)),
+                fmt_ns(m.ns),
+                m.range(),
+                fmt_ns(f.ns),
+                fmt_ratio(ratio(m.ns, f.ns)),
             ]);
         }
     }
@@ -375,23 +420,29 @@ fn b6(mode: &Mode) -> Table {
             "min..max",
             "floor: 2 shared fetch_add",
             "ratio to floor",
+            "thread overlap: list / floor",
         ],
     );
     for threads in THREADS {
-        let (f, _, _) = med(mode.reps, || {
+        let f = med(mode.reps, || {
             freelist::time_pairs(ListKind::Floor, threads, mode.pairs)
         });
         for kind in [ListKind::Locked, ListKind::Tagged] {
-            let (m, lo, hi) = med(mode.reps, || {
+            let m = med(mode.reps, || {
                 freelist::time_pairs(kind, threads, mode.pairs)
             });
             t.row(vec![
                 kind.to_string(),
                 threads.to_string(),
-                fmt_ns(m),
-                format!("{}..{}", fmt_ns(lo), fmt_ns(hi)),
-                fmt_ns(f),
-                fmt_ratio(ratio(m, f)),
+                fmt_ns(m.ns),
+                m.range(),
+                fmt_ns(f.ns),
+                fmt_ratio(ratio(m.ns, f.ns)),
+                if threads == 1 {
+                    "-".into()
+                } else {
+                    format!("{} / {}", fmt_overlap(m.overlap), fmt_overlap(f.overlap))
+                },
             ]);
         }
     }
