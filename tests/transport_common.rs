@@ -13,7 +13,7 @@ use rdmaxprt_core::backend::{
 use rdmaxprt_core::lifecycle::Deferred;
 use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
 use rdmaxprt_core::pool::PoolConfig;
-use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, XprtConfig, XprtError};
+use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, TeardownReport, XprtConfig, XprtError};
 use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -83,6 +83,16 @@ pub fn pair(
     let (x, hook) = server(dev, sq, xcfg);
     let c = RpcClient::new(cq, dev.clone(), ccfg).expect("client");
     (c, x, hook)
+}
+
+/// A connected client and server with every default (Inline delivery).
+pub fn default_pair(dev: &MockDevice) -> (Client, Server, Arc<Hook>) {
+    pair(
+        dev,
+        QpConfig::default(),
+        XprtConfig::default(),
+        ClientConfig::default(),
+    )
 }
 
 /// The echo service: answers one call with a hand-rolled accepted-SUCCESS
@@ -338,6 +348,18 @@ pub fn rpc_call(xid: u32, args: &[u8]) -> Vec<u8> {
     oncrpc::encode_call(&mut m, &spec).unwrap();
     m.extend_from_slice(args);
     m
+}
+
+/// Frees the server transport and drops the client, then checks the
+/// teardown found nothing stuck and the tracker is clean (no leak, no
+/// violation). Returns the server's report.
+pub fn finish(dev: MockDevice, c: Client, x: Server) -> TeardownReport {
+    let report = x.free();
+    assert_eq!(report.reclaimed_send, 0, "{report:?}");
+    assert_eq!(report.stuck_recvs, 0, "{report:?}");
+    drop(c);
+    dev.assert_clean();
+    report
 }
 
 /// Deterministic bytes of length `n` (different for different `seed`s).

@@ -35,14 +35,6 @@ fn setup(ccfg: ClientConfig) -> (MockDevice, Client, Server) {
     (dev, c, x)
 }
 
-fn finish(dev: MockDevice, c: Client, x: Server) {
-    let report = x.free();
-    assert_eq!(report.reclaimed_send, 0, "{report:?}");
-    assert_eq!(report.stuck_recvs, 0, "{report:?}");
-    drop(c);
-    dev.assert_clean();
-}
-
 #[test]
 fn inline_limits_follow_the_1024_byte_threshold() {
     let (dev, c, x) = setup(ClientConfig::default());

@@ -113,12 +113,7 @@ fn a_send_completion_after_the_last_release_is_drained_by_one_backstop_wakeup_ni
 #[test]
 fn a_burst_of_completions_pays_for_one_backstop_wakeup_and_one_batch_drain() {
     let dev = MockDevice::new();
-    let (mut c, x, hook) = pair(
-        &dev,
-        QpConfig::default(),
-        XprtConfig::default(),
-        ClientConfig::default(),
-    );
+    let (mut c, x, hook) = default_pair(&dev);
     // One round trip for the server's credit grant.
     let t = c
         .start_call(PROG, VERS, PROC_NULL, b"", &CallOptions::default())
