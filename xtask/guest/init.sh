@@ -5,8 +5,12 @@
 # and a spare dummy1 (192.168.78.1/24, no rxe: tests may create one there),
 # runs every test listed in /tests/list serially with RDMAXPRT_TEST_DEVICE=rxe0,
 # prints one "RESULT <name> PASS|FAIL" line per test and a final
-# "SUMMARY pass=N fail=M", then powers off. Kernel command line knobs:
+# "SUMMARY pass=N fail=M", then powers off. Then the pairs of /tests/pairs
+# (interop and benchmarks): a server in the background, a client in the
+# foreground, each bounded; one RESULT line per pair. Programs built from
+# the workspace's examples are in /examples/. Kernel command line knobs:
 #   rdmaxprt.test_timeout=SECS  per-test bound (default 120)
+#   rdmaxprt.pair_timeout=SECS  per-side bound of a pair (default 60)
 #   rdmaxprt.shell=1            drop to a shell at the end instead (debugging)
 /bin/busybox --install -s
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -23,10 +27,12 @@ echo 16 > /proc/sys/vm/nr_hugepages
 echo "GUEST-UP uptime=$(cut -d' ' -f1 /proc/uptime)s kernel=$(uname -r)"
 
 TEST_TIMEOUT=120
+PAIR_TIMEOUT=60
 SHELL_AT_END=0
 for a in $(cat /proc/cmdline); do
   case $a in
     rdmaxprt.test_timeout=*) TEST_TIMEOUT=${a#rdmaxprt.test_timeout=} ;;
+    rdmaxprt.pair_timeout=*) PAIR_TIMEOUT=${a#rdmaxprt.pair_timeout=} ;;
     rdmaxprt.shell=1) SHELL_AT_END=1 ;;
   esac
 done
@@ -71,7 +77,12 @@ until grep -q '0000:0000:0000:0000:0000:ffff:c0a8:4d01' /sys/class/infiniband/rx
   n=$((n+1)); [ $n -gt 50 ] && setup_fail rxe0_gid
   sleep 0.1
 done
-echo "SETUP ok: rxe0 on dummy0 (192.168.77.1), spare dummy1, uptime=$(cut -d' ' -f1 /proc/uptime)s"
+# The index of that GID, for perftest's -x.
+for f in /sys/class/infiniband/rxe0/ports/1/gids/*; do
+  grep -q 'ffff:c0a8:4d01' "$f" 2>/dev/null && { RXE_GID=${f##*/}; break; }
+done
+export RXE_GID
+echo "SETUP ok: rxe0 on dummy0 (192.168.77.1, gid index $RXE_GID), spare dummy1, uptime=$(cut -d' ' -f1 /proc/uptime)s"
 
 export RDMAXPRT_TEST_DEVICE=rxe0
 export RDMAXPRT_TEST_IP=192.168.77.1
@@ -99,4 +110,69 @@ while IFS="$TAB" read -r name path args; do
     dmesg | grep -i -E 'rxe|infiniband|rdma|ib_' | tail -n 10
   fi
 done < /tests/list
+
+# Pairs: "name<TAB>server<TAB>client<TAB>check" ("-" = none), run with sh -c.
+# The client starts once something listens: an rdma_cm id in LISTEN
+# (`rdma resource show cm_id`) or a TCP socket (perftest's exchange).
+any_listener() {
+  rdma resource show cm_id 2>/dev/null | grep -q LISTEN && return 0
+  awk '$4 == "0A" { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+show_log() { # name side rc file
+  echo "---- $1 $2 (rc=$3)"
+  case $1 in
+    bench/*) sed "s|^|BENCH $1 $2: |" "$4" ;;
+    *) tail -n 8 "$4" | sed 's/^/| /' ;;
+  esac
+}
+SLOG=/tmp/pair.server.log
+CLOG=/tmp/pair.client.log
+export SLOG CLOG
+while IFS="$TAB" read -r name scmd ccmd check; do
+  [ -n "$name" ] || continue
+  echo
+  echo "==== $name (pair)"
+  : > $SLOG
+  : > $CLOG
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  spid=
+  if [ "$scmd" != - ]; then
+    timeout "$PAIR_TIMEOUT" sh -c "$scmd" > $SLOG 2>&1 </dev/null &
+    spid=$!
+    n=0
+    until any_listener; do
+      n=$((n+1))
+      [ $n -gt 150 ] && break
+      kill -0 $spid 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+  timeout "$PAIR_TIMEOUT" sh -c "$ccmd" > $CLOG 2>&1 </dev/null
+  crc=$?
+  src=0
+  if [ -n "$spid" ]; then
+    # The server ends with the client's disconnect: a few seconds at most.
+    n=0
+    while kill -0 $spid 2>/dev/null && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.1; done
+    kill $spid 2>/dev/null
+    wait $spid
+    src=$?
+  fi
+  chk=0
+  if [ $crc = 0 ] && [ $src = 0 ] && [ "$check" != - ] && [ -n "$check" ]; then
+    sh -c "$check" >/tmp/pair.check.log 2>&1
+    chk=$?
+  fi
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  secs=$(echo "$t1 $t0" | awk '{printf "%.1f", $1-$2}')
+  [ -n "$spid" ] && show_log "$name" server $src $SLOG
+  show_log "$name" client $crc $CLOG
+  if [ $crc = 0 ] && [ $src = 0 ] && [ $chk = 0 ]; then
+    PASS=$((PASS+1)); echo "RESULT $name PASS (${secs}s)"
+  else
+    FAIL=$((FAIL+1)); echo "RESULT $name FAIL (server rc=$src, client rc=$crc, check rc=$chk, ${secs}s)"
+    [ $chk = 0 ] || { echo "---- check: $check"; tail -n 5 /tmp/pair.check.log | sed 's/^/| /'; }
+    dmesg | grep -i -E 'rxe|infiniband|rdma|ib_' | tail -n 10
+  fi
+done < /tests/pairs
 finish

@@ -3,7 +3,8 @@
 //! `cargo run -p xtask -- vm-test` runs the device tests on real verbs:
 //! Soft-RoCE (rdma_rxe) in a stock Debian kernel booted under QEMU, because
 //! the host kernel has no RDMA. See `vm` for the steps and `--help` for the
-//! options.
+//! options. `cargo run -p xtask -- vm-bench` sets our verbs path beside
+//! perftest in the same VM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,8 +22,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the device tests, boot a QEMU VM with rdma_rxe and run them.
+    /// Build the device tests, boot a QEMU VM with rdma_rxe and run them,
+    /// then the interop pairs (our rping against the stock one, both ways).
     VmTest(VmTestArgs),
+    /// Our verbs path (examples/echo_bench) against perftest's
+    /// ib_send_lat/ib_send_bw in one VM boot; prints a table with the ratios
+    /// and writes target/vm-bench/report.md. Not a test: no assertion.
+    VmBench(VmBenchArgs),
+}
+
+/// The VM's machine options, shared by `vm-test` and `vm-bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VmOpts {
+    /// Accelerator: auto (KVM only if kvm_intel/kvm_amd is loaded), kvm, tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: String,
+    /// Guest memory.
+    #[arg(long, default_value = "1G")]
+    pub mem: String,
+    /// Guest CPUs (a benchmark's server and client each busy-poll one).
+    #[arg(long, default_value_t = 2)]
+    pub smp: u32,
+}
+
+/// Options of `vm-bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VmBenchArgs {
+    /// Bound on the whole QEMU run, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Bound on each benchmark inside the VM, in seconds.
+    #[arg(long, default_value_t = 90)]
+    pub pair_timeout: u64,
+    /// The machine.
+    #[command(flatten)]
+    pub vm: VmOpts,
+    /// Fewer iterations (a smoke run of the bench itself).
+    #[arg(long)]
+    pub quick: bool,
+    /// Echo the whole serial console.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 /// Options of `vm-test`.
@@ -44,15 +84,16 @@ pub struct VmTestArgs {
     /// Bound on each test binary inside the VM, in seconds.
     #[arg(long, default_value_t = 150)]
     pub test_timeout: u64,
-    /// Accelerator: auto (KVM only if kvm_intel/kvm_amd is loaded), kvm, tcg.
-    #[arg(long, default_value = "auto")]
-    pub accel: String,
-    /// Guest memory.
-    #[arg(long, default_value = "1G")]
-    pub mem: String,
-    /// Guest CPUs.
-    #[arg(long, default_value_t = 2)]
-    pub smp: u32,
+    /// Bound on each side of an interop pair inside the VM, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub pair_timeout: u64,
+    /// Run only the examples and pairs of xtask/vm-tests.txt (no packages,
+    /// no bins).
+    #[arg(long)]
+    pub interop_only: bool,
+    /// The machine.
+    #[command(flatten)]
+    pub vm: VmOpts,
     /// Do not fail when a device test reports SKIPPED inside the VM.
     #[arg(long)]
     pub allow_skips: bool,
@@ -65,6 +106,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::VmTest(args) => vm::vm_test(&args),
+        Cmd::VmBench(args) => vm::vm_bench(&args),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,

@@ -267,30 +267,98 @@ pub struct GuestTest {
     pub args: String,
 }
 
-/// Build the per-run archive: /init, /tests/*, /tests/list, missing libs.
-pub fn tests_archive(run_dir: &Path, base_root: &Path, tests: &[GuestTest]) -> Res<PathBuf> {
+/// A host-built example program, shipped as `/examples/<name>` for the
+/// pair commands to call.
+pub struct GuestExample {
+    /// File name in the guest.
+    pub name: String,
+    /// Host path.
+    pub path: PathBuf,
+}
+
+/// A server command started in the background and a client command run in
+/// the foreground (guest/init.sh): PASS iff both exit 0 and the check, if
+/// any, does too. Commands run under `sh -c`; the check sees the logs as
+/// `$SLOG` and `$CLOG`.
+#[derive(Debug, Clone)]
+pub struct GuestPair {
+    /// Name in RESULT lines. Names starting with `bench/` get their whole
+    /// logs echoed as `BENCH <name> server|client: <line>`.
+    pub name: String,
+    /// Server command; empty for a client-only run.
+    pub server: String,
+    /// Client command.
+    pub client: String,
+    /// Optional check command.
+    pub check: String,
+}
+
+fn ship(root: &Path, base_libs: &Path, from: &Path, to: &Path) -> Res<()> {
+    fs::copy(from, to).map_err(|e| format!("copy {}: {e}", from.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    for (name, path) in ldd(from, &base_libs.display().to_string())? {
+        if !base_libs.join(&name).exists() && !name.starts_with("ld-linux") {
+            let _ = fs::copy(&path, root.join(LIBDIR).join(&name));
+        }
+    }
+    Ok(())
+}
+
+/// Build the per-run archive: /init, /tests/* with /tests/list, the
+/// examples in /examples/, /tests/pairs, and the libraries the base lacks.
+pub fn tests_archive(
+    run_dir: &Path,
+    base_root: &Path,
+    tests: &[GuestTest],
+    examples: &[GuestExample],
+    pairs: &[GuestPair],
+) -> Res<PathBuf> {
     let root = run_dir.join("tests-root");
     let _ = fs::remove_dir_all(&root);
-    mkdirs(&root, &["tests", LIBDIR])?;
+    mkdirs(&root, &["tests", "examples", LIBDIR])?;
     let init = root.join("init");
     fs::write(&init, GUEST_INIT).map_err(|e| e.to_string())?;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     let base_libs = base_root.join(LIBDIR);
-    let libpath = base_libs.display().to_string();
     let mut list = String::new();
     for (i, t) in tests.iter().enumerate() {
         let file = format!("{:02}-{}", i, t.name.replace(['/', ':', ' '], "_"));
-        let dst = root.join("tests").join(&file);
-        fs::copy(&t.path, &dst).map_err(|e| format!("copy {}: {e}", t.path.display()))?;
-        fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-        for (name, path) in ldd(&t.path, &libpath)? {
-            if !base_libs.join(&name).exists() && !name.starts_with("ld-linux") {
-                let _ = fs::copy(&path, root.join(LIBDIR).join(&name));
-            }
-        }
+        ship(&root, &base_libs, &t.path, &root.join("tests").join(&file))?;
         list.push_str(&format!("{}\t/tests/{file}\t{}\n", t.name, t.args));
     }
     fs::write(root.join("tests/list"), list).map_err(|e| e.to_string())?;
+    for e in examples {
+        ship(
+            &root,
+            &base_libs,
+            &e.path,
+            &root.join("examples").join(&e.name),
+        )?;
+    }
+    let mut plist = String::new();
+    for p in pairs {
+        for f in [&p.name, &p.server, &p.client, &p.check] {
+            if f.contains(['\t', '\n']) {
+                return Err(format!("pair {}: no tabs or newlines in commands", p.name));
+            }
+        }
+        // init.sh reads with IFS=tab, which merges empty fields: "-" = none.
+        let or_dash = |f: &str| {
+            if f.is_empty() {
+                "-".to_owned()
+            } else {
+                f.to_owned()
+            }
+        };
+        plist.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            p.name,
+            or_dash(&p.server),
+            p.client,
+            or_dash(&p.check)
+        ));
+    }
+    fs::write(root.join("tests/pairs"), plist).map_err(|e| e.to_string())?;
     let out = run_dir.join("tests.cpio.gz");
     pack(&root, &out)?;
     Ok(out)

@@ -14,6 +14,7 @@
 //! 6. exit non-zero on any failure, skip (unless `--allow-skips`), missing
 //!    result, or timeout.
 
+mod bench;
 mod fetch;
 mod host;
 mod initramfs;
@@ -24,9 +25,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+pub use bench::vm_bench;
+
 use crate::VmTestArgs;
 use host::Res;
-use initramfs::GuestTest;
+use initramfs::{GuestExample, GuestPair, GuestTest};
 
 fn workspace_root() -> PathBuf {
     // xtask/ is one level below the workspace root.
@@ -41,29 +44,107 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// Packages and binaries from xtask/vm-tests.txt.
-fn manifest(root: &Path) -> Res<(Vec<String>, Vec<PathBuf>)> {
+/// What xtask/vm-tests.txt asks for.
+#[derive(Default)]
+struct Manifest {
+    packages: Vec<String>,
+    bins: Vec<PathBuf>,
+    /// (package, example name).
+    examples: Vec<(String, String)>,
+    pairs: Vec<GuestPair>,
+}
+
+fn manifest(root: &Path) -> Res<Manifest> {
     let path = root.join("xtask/vm-tests.txt");
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (mut pkgs, mut bins) = (Vec::new(), Vec::new());
+    let mut m = Manifest::default();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let bad = |what: &str| format!("{}:{}: {what}", path.display(), n + 1);
         match line.split_once(char::is_whitespace) {
-            Some(("package", p)) => pkgs.push(p.trim().to_owned()),
-            Some(("bin", b)) => bins.push(root.join(b.trim())),
+            Some(("package", p)) => m.packages.push(p.trim().to_owned()),
+            Some(("bin", b)) => m.bins.push(root.join(b.trim())),
+            Some(("example", rest)) => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                [pkg, name] => m.examples.push((pkg.to_owned(), name.to_owned())),
+                _ => return Err(bad("expected `example PACKAGE NAME`")),
+            },
+            Some(("pair", rest)) => {
+                let (name, cmds) = rest
+                    .trim()
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| bad("expected `pair NAME SERVER ;; CLIENT [;; CHECK]`"))?;
+                let parts: Vec<&str> = cmds.split(";;").map(str::trim).collect();
+                if !(2..=3).contains(&parts.len()) || parts[1].is_empty() {
+                    return Err(bad("expected `pair NAME SERVER ;; CLIENT [;; CHECK]`"));
+                }
+                m.pairs.push(GuestPair {
+                    name: name.to_owned(),
+                    server: parts[0].to_owned(),
+                    client: parts[1].to_owned(),
+                    check: parts.get(2).copied().unwrap_or_default().to_owned(),
+                });
+            }
             _ => {
-                return Err(format!(
-                    "{}:{}: expected `package NAME` or `bin PATH`",
-                    path.display(),
-                    n + 1
+                return Err(bad(
+                    "expected `package NAME`, `bin PATH`, `example PACKAGE NAME` or `pair ...`",
                 ))
             }
         }
     }
-    Ok((pkgs, bins))
+    Ok(m)
+}
+
+/// `cargo build --example` for each (package, example); their executables.
+fn build_examples(
+    root: &Path,
+    examples: &[(String, String)],
+    release: bool,
+) -> Res<Vec<GuestExample>> {
+    let mut out = Vec::new();
+    for (pkg, name) in examples {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root).args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "-p",
+            pkg,
+            "--example",
+            name,
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        println!(
+            "xtask: building example: cargo build -p {pkg} --example {name}{}",
+            if release { " --release" } else { "" }
+        );
+        let res = cmd
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cargo: {e}"))?;
+        if !res.status.success() {
+            return Err(format!("building example {name} of {pkg} failed"));
+        }
+        let exe = String::from_utf8_lossy(&res.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| {
+                v["reason"] == "compiler-artifact"
+                    && v["target"]["name"] == name.as_str()
+                    && v["target"]["kind"][0] == "example"
+            })
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .ok_or_else(|| format!("cargo reported no executable for example {name}"))?;
+        out.push(GuestExample {
+            name: name.clone(),
+            path: exe,
+        });
+    }
+    Ok(out)
 }
 
 /// `cargo test --no-run` for `packages`; every test executable it reports.
@@ -138,6 +219,60 @@ fn build_tests(root: &Path, packages: &[String], release: bool) -> Res<Vec<Guest
     Ok(tests)
 }
 
+/// What one VM boot runs.
+struct Plan {
+    tests: Vec<GuestTest>,
+    examples: Vec<GuestExample>,
+    pairs: Vec<GuestPair>,
+}
+
+/// Fetch the guest, build the initramfs for `plan`, boot it; the outcome
+/// and the serial log's path.
+fn boot_plan(
+    cache: &Path,
+    run_dir: &Path,
+    guest: &fetch::Guest,
+    plan: &Plan,
+    args: &VmTestArgs,
+    t0: Instant,
+) -> Res<qemu::Outcome> {
+    let (base, base_root) = initramfs::base(cache, guest)?;
+    fs::create_dir_all(run_dir).map_err(|e| e.to_string())?;
+    let tests_cpio = initramfs::tests_archive(
+        run_dir,
+        &base_root,
+        &plan.tests,
+        &plan.examples,
+        &plan.pairs,
+    )?;
+    let initrd = run_dir.join("initrd.img");
+    let mut img = fs::read(&base).map_err(|e| e.to_string())?;
+    img.extend(fs::read(&tests_cpio).map_err(|e| e.to_string())?);
+    fs::write(&initrd, img).map_err(|e| e.to_string())?;
+    println!(
+        "xtask: {} test binaries, {} examples, {} pairs; initramfs ready ({:.1}s)",
+        plan.tests.len(),
+        plan.examples.len(),
+        plan.pairs.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    for t in &plan.tests {
+        println!("  {} <- {}", t.name, t.path.display());
+    }
+    for e in &plan.examples {
+        println!("  /examples/{} <- {}", e.name, e.path.display());
+    }
+    let kernel = guest
+        .kernel_root
+        .join(format!("boot/vmlinuz-{}", guest.kver));
+    qemu::boot(&qemu::VmConfig {
+        kernel: &kernel,
+        initrd: &initrd,
+        log: &run_dir.join("vm.log"),
+        args,
+    })
+}
+
 /// Run the whole thing; Ok(true) iff every test passed.
 pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
     let t0 = Instant::now();
@@ -146,9 +281,17 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
     let cache = target_dir(&root).join("vm-cache");
     fs::create_dir_all(&cache).map_err(|e| format!("mkdir {}: {e}", cache.display()))?;
 
-    let (mut packages, mut bins) = (args.packages.clone(), args.bins.clone());
-    if packages.is_empty() && bins.is_empty() {
-        (packages, bins) = manifest(&root)?;
+    let mut m = Manifest {
+        packages: args.packages.clone(),
+        bins: args.bins.clone(),
+        ..Manifest::default()
+    };
+    if m.packages.is_empty() && m.bins.is_empty() {
+        m = manifest(&root)?;
+        if args.interop_only {
+            m.packages.clear();
+            m.bins.clear();
+        }
     }
     let guest = fetch::fetch(&cache)?;
     println!(
@@ -156,8 +299,8 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
         guest.kver,
         t0.elapsed().as_secs_f64()
     );
-    let mut tests = build_tests(&root, &packages, args.release)?;
-    for b in &bins {
+    let mut tests = build_tests(&root, &m.packages, args.release)?;
+    for b in &m.bins {
         let name = b
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -168,36 +311,20 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
             args: String::new(),
         });
     }
-    if tests.is_empty() {
-        return Err("nothing to run: no test binaries found".into());
+    let examples = build_examples(&root, &m.examples, args.release)?;
+    if tests.is_empty() && m.pairs.is_empty() {
+        return Err("nothing to run: no test binaries or pairs found".into());
     }
-    let (base, base_root) = initramfs::base(&cache, &guest)?;
+    let plan = Plan {
+        tests,
+        examples,
+        pairs: m.pairs,
+    };
     let run_dir = cache.join("run");
-    fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
-    let tests_cpio = initramfs::tests_archive(&run_dir, &base_root, &tests)?;
-    let initrd = run_dir.join("initrd.img");
-    let mut img = fs::read(&base).map_err(|e| e.to_string())?;
-    img.extend(fs::read(&tests_cpio).map_err(|e| e.to_string())?);
-    fs::write(&initrd, img).map_err(|e| e.to_string())?;
-    println!(
-        "xtask: {} test binaries, initramfs ready ({:.1}s)",
-        tests.len(),
-        t0.elapsed().as_secs_f64()
-    );
-    for t in &tests {
-        println!("  {} <- {}", t.name, t.path.display());
-    }
-
-    let kernel = guest
-        .kernel_root
-        .join(format!("boot/vmlinuz-{}", guest.kver));
-    let outcome = qemu::boot(&qemu::VmConfig {
-        kernel: &kernel,
-        initrd: &initrd,
-        log: &run_dir.join("vm.log"),
-        args,
-    })?;
-    let ok = outcome.report(&tests, args.allow_skips);
+    let outcome = boot_plan(&cache, &run_dir, &guest, &plan, args, t0)?;
+    let mut expected: Vec<&str> = plan.tests.iter().map(|t| t.name.as_str()).collect();
+    expected.extend(plan.pairs.iter().map(|p| p.name.as_str()));
+    let ok = outcome.report(&expected, args.allow_skips);
     println!(
         "xtask: vm-test {} in {:.1}s (VM {:.1}s, {}); serial log {}",
         if ok { "PASSED" } else { "FAILED" },

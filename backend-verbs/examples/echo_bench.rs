@@ -1,0 +1,531 @@
+//! SEND/RECV echo latency and message rate on our verbs path, shaped like
+//! perftest's `ib_send_lat` / `ib_send_bw` so the numbers can be set side
+//! by side (`cargo run -p xtask -- vm-bench` does, in the Soft-RoCE VM).
+//!
+//! ```text
+//! echo_bench [-a ADDR] [-p PORT] [--sizes 64,65536] [--lat-iters 1000,200]
+//!            [--bw-iters 2000,500] [--window 128] [--rx-depth 512]
+//!            [--signal-every 16] [--event] [--timeout SECS]
+//! ```
+//! One process, two threads: a server thread listens on ADDR:PORT (rdma_cm;
+//! on rxe use the address of the rxe netdev, not `lo`) and the main thread
+//! connects to it, once per test and size; the connect's private data says
+//! which test. Per size (iteration counts pair up with `--sizes`, or one
+//! count for all):
+//! - `lat`: ping-pong. The client SENDs `size` bytes, the server SENDs
+//!   `size` bytes back as soon as its receive completes, and so on. Like
+//!   ib_send_lat we report half the round trip (typical = median).
+//! - `bw`: the client keeps up to `--window` SENDs in flight (ib_send_bw's
+//!   tx depth 128), signaling every `--signal-every`th, against a server
+//!   that keeps `--rx-depth` receives posted (ib_send_bw's 512) and reposts
+//!   each one as it completes. Time runs from the first post to the last
+//!   send completion (RC: acknowledged, so received).
+//!
+//! Completions are busy-polled, as perftest does, unless `--event`.
+//! Results are printed as lines a script can pick up:
+//! ```text
+//! ECHO lat size=64 iters=1000 typical_us=.. avg_us=.. min_us=.. max_us=..
+//! ECHO bw size=64 iters=2000 window=128 secs=.. mpps=.. mib_s=..
+//! ```
+
+use std::error::Error;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdmaxprt_verbs::{
+    Access, CmConnection, CmListener, CompletionChannel, CompletionQueue, Context, MemoryPool,
+    ProtectionDomain, QpCaps, RecvWr, ResolvedRoute, SendOp, SendWr, WcOpcode, WorkCompletion,
+};
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const MODE_LAT: u8 = 1;
+const MODE_BW: u8 = 2;
+/// Receive slots of a latency connection (either side).
+const LAT_RECVS: usize = 16;
+/// wr_id flag of send-queue requests (receives use their slot number).
+const SEND_FLAG: u64 = 1 << 63;
+
+#[derive(Debug, Clone)]
+struct Opts {
+    addr: IpAddr,
+    port: u16,
+    sizes: Vec<usize>,
+    lat_iters: Vec<u32>,
+    bw_iters: Vec<u32>,
+    window: usize,
+    rx_depth: usize,
+    signal_every: usize,
+    event: bool,
+    timeout: Duration,
+}
+
+fn usage() -> &'static str {
+    "usage: echo_bench [-a ADDR] [-p PORT] [--sizes 64,65536] [--lat-iters 1000,200] \
+     [--bw-iters 2000,500] [--window 128] [--rx-depth 512] [--signal-every 16] [--event] \
+     [--timeout SECS]"
+}
+
+fn list<T: std::str::FromStr>(s: &str) -> Res<Vec<T>>
+where
+    T::Err: Error + Send + Sync + 'static,
+{
+    s.split(',')
+        .map(|x| x.trim().parse::<T>().map_err(Into::into))
+        .collect()
+}
+
+fn parse_args() -> Res<Opts> {
+    let mut o = Opts {
+        addr: IpAddr::from([192, 168, 77, 1]),
+        port: 7200,
+        sizes: vec![64, 65536],
+        lat_iters: vec![1000, 200],
+        bw_iters: vec![2000, 500],
+        window: 128,
+        rx_depth: 512,
+        signal_every: 16,
+        event: false,
+        timeout: Duration::from_secs(30),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{a} needs a value\n{}", usage()))
+        };
+        match a.as_str() {
+            "-a" => o.addr = value()?.parse()?,
+            "-p" => o.port = value()?.parse()?,
+            "--sizes" => o.sizes = list(&value()?)?,
+            "--lat-iters" => o.lat_iters = list(&value()?)?,
+            "--bw-iters" => o.bw_iters = list(&value()?)?,
+            "--window" => o.window = value()?.parse()?,
+            "--rx-depth" => o.rx_depth = value()?.parse()?,
+            "--signal-every" => o.signal_every = value()?.parse()?,
+            "--event" => o.event = true,
+            "--timeout" => o.timeout = Duration::from_secs(value()?.parse()?),
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument {a:?}\n{}", usage()).into()),
+        }
+    }
+    for (name, v) in [("--lat-iters", &o.lat_iters), ("--bw-iters", &o.bw_iters)] {
+        if v.len() != 1 && v.len() != o.sizes.len() {
+            return Err(format!("{name}: give one count or one per size").into());
+        }
+    }
+    if o.sizes.iter().any(|&s| s == 0 || s > 1 << 20)
+        || o.window == 0
+        || o.rx_depth == 0
+        || o.signal_every == 0
+    {
+        return Err("sizes must be 1..=1 MiB; window, rx depth, signal-every > 0".into());
+    }
+    Ok(o)
+}
+
+fn iters_for(v: &[u32], i: usize) -> u32 {
+    if v.len() == 1 {
+        v[0]
+    } else {
+        v[i]
+    }
+}
+
+/// The test a connection is for, carried in the connect's private data.
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    mode: u8,
+    size: u32,
+    iters: u32,
+}
+
+impl Spec {
+    fn encode(self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0] = b'E';
+        b[1] = self.mode;
+        b[4..8].copy_from_slice(&self.size.to_le_bytes());
+        b[8..12].copy_from_slice(&self.iters.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Res<Self> {
+        if b.len() < 12 || b[0] != b'E' {
+            return Err(format!("not an echo_bench connect: {b:?}").into());
+        }
+        let word = |at: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&b[at..at + 4]);
+            u32::from_le_bytes(w)
+        };
+        Ok(Self {
+            mode: b[1],
+            size: word(4),
+            iters: word(8),
+        })
+    }
+}
+
+/// One side of a connection: its CQ, QP and memory. Slot `i` of the
+/// receive area is `size` bytes at `i * size`; the send buffer follows.
+struct End {
+    conn: CmConnection,
+    cq: CompletionQueue,
+    pool: MemoryPool,
+    size: usize,
+    recv_slots: usize,
+    timeout: Duration,
+    wcs: Vec<WorkCompletion>,
+}
+
+/// PD, CQ (busy-poll or event mode) and pool on `ctx`.
+fn resources(
+    ctx: &Context,
+    o: &Opts,
+    cq_depth: i32,
+    pool_len: usize,
+) -> Res<(ProtectionDomain, CompletionQueue, MemoryPool)> {
+    let pd = ProtectionDomain::new(ctx)?;
+    let ch = if o.event {
+        Some(CompletionChannel::new(ctx)?)
+    } else {
+        None
+    };
+    let cq = CompletionQueue::new(ctx, cq_depth, ch.as_ref())?;
+    let pool = MemoryPool::new(&pd, pool_len, Access::ALL)?;
+    Ok((pd, cq, pool))
+}
+
+fn caps(send: usize, recv: usize) -> QpCaps {
+    QpCaps {
+        max_send_wr: send as u32,
+        max_recv_wr: recv as u32,
+        max_send_sge: 1,
+        max_recv_sge: 1,
+        max_inline_data: 0,
+    }
+}
+
+impl End {
+    fn send_off(&self) -> usize {
+        self.recv_slots * self.size
+    }
+
+    fn post_recvs(&self, slots: impl Iterator<Item = usize>) -> Res<()> {
+        let slots: Vec<usize> = slots.collect();
+        let sges: Vec<[rdmaxprt_verbs::Sge; 1]> = slots
+            .iter()
+            .map(|&s| Ok([self.pool.sge(s * self.size, self.size as u32)?]))
+            .collect::<Res<_>>()?;
+        let wrs: Vec<RecvWr<'_>> = slots
+            .iter()
+            .zip(&sges)
+            .map(|(&slot, s)| RecvWr {
+                wr_id: slot as u64,
+                sges: s,
+            })
+            .collect();
+        // SAFETY: each slot is a distinct `size`-byte range of our pool, which
+        // lives as long as the QP's work (the End owns both); a slot is read
+        // and reposted only after its completion was polled.
+        unsafe { self.conn.qp().post_recv(&wrs)? };
+        Ok(())
+    }
+
+    /// SEND `len` bytes of the send buffer; wr_id `SEND_FLAG | tag`.
+    fn post_send(&self, tag: u64, len: usize, signaled: bool) -> Res<()> {
+        let sge = [self.pool.sge(self.send_off(), len as u32)?];
+        // SAFETY: the send buffer lies in our pool, alive as long as the QP's
+        // work; its bytes are written only before the first send (every
+        // send of a run carries the same bytes), never while one is posted.
+        unsafe {
+            self.conn.qp().post_send(&[SendWr {
+                wr_id: SEND_FLAG | tag,
+                op: SendOp::Send,
+                sges: &sge,
+                signaled,
+                fence: false,
+            }])?
+        };
+        Ok(())
+    }
+
+    /// Wait for at least one completion; any failed one is an error.
+    fn poll(&mut self) -> Res<&[WorkCompletion]> {
+        self.wcs.clear();
+        self.cq.next(&mut self.wcs, 32, self.timeout)?;
+        if let Some(bad) = self.wcs.iter().find(|w| !w.is_ok()) {
+            return Err(format!("work request failed: {bad:?}").into());
+        }
+        Ok(&self.wcs)
+    }
+
+    /// Wait for one receive (counting send completions on the way);
+    /// returns its slot and the number of sends completed meanwhile.
+    fn wait_recv(&mut self, sends_done: &mut usize) -> Res<usize> {
+        loop {
+            let mut slot = None;
+            for w in self.poll()? {
+                if w.wr_id() & SEND_FLAG != 0 {
+                    *sends_done += 1;
+                } else if w.opcode() == Some(WcOpcode::Recv) {
+                    slot = Some(w.wr_id() as usize);
+                }
+            }
+            // Latency connections have one message in flight per direction,
+            // so a batch holds at most one receive.
+            if let Some(s) = slot {
+                return Ok(s);
+            }
+        }
+    }
+}
+
+/// Serve one connection per test, as the client asks.
+fn server(listener: CmListener, o: Opts, conns: usize) -> Res<()> {
+    for _ in 0..conns {
+        let req = listener.get_request(o.timeout)?;
+        let spec = Spec::decode(req.private_data())?;
+        let size = spec.size as usize;
+        let ctx = req.context()?;
+        let recv_slots = if spec.mode == MODE_BW {
+            o.rx_depth
+        } else {
+            LAT_RECVS
+        };
+        let (pd, cq, pool) =
+            resources(&ctx, &o, (recv_slots + 64) as i32, (recv_slots + 1) * size)?;
+        let conn = req.accept(&pd, &cq, &cq, caps(32, recv_slots), &[], o.timeout)?;
+        let mut end = End {
+            conn,
+            cq,
+            pool,
+            size,
+            recv_slots,
+            timeout: o.timeout,
+            wcs: Vec::with_capacity(32),
+        };
+        end.pool.fill(end.send_off(), size, 0x5a)?;
+        end.post_recvs(0..recv_slots)?;
+        // "Ready": every receive is up, the client may start the clock.
+        end.post_send(u64::from(u32::MAX), 4, true)?;
+        let mut sends_done = 0usize;
+        let mut sends_posted = 1usize;
+        match spec.mode {
+            MODE_LAT => {
+                for i in 0..spec.iters {
+                    let slot = end.wait_recv(&mut sends_done)?;
+                    end.post_recvs(std::iter::once(slot))?;
+                    end.post_send(u64::from(i), size, true)?;
+                    sends_posted += 1;
+                }
+            }
+            MODE_BW => {
+                let mut got = 0u32;
+                let mut t_first = None;
+                while got < spec.iters {
+                    let mut slots = Vec::new();
+                    for w in end.poll()? {
+                        if w.wr_id() & SEND_FLAG != 0 {
+                            sends_done += 1;
+                        } else {
+                            slots.push(w.wr_id() as usize);
+                        }
+                    }
+                    if !slots.is_empty() {
+                        t_first.get_or_insert_with(Instant::now);
+                        got += slots.len() as u32;
+                        end.post_recvs(slots.into_iter())?;
+                    }
+                }
+                let secs = t_first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                eprintln!(
+                    "echo_bench server: {got} x {size} B received in {secs:.3}s (first to last)"
+                );
+            }
+            m => return Err(format!("unknown mode {m}").into()),
+        }
+        while sends_done < sends_posted {
+            for w in end.poll()? {
+                if w.wr_id() & SEND_FLAG != 0 {
+                    sends_done += 1;
+                }
+            }
+        }
+        end.conn.wait_disconnected(o.timeout)?;
+    }
+    Ok(())
+}
+
+/// Connect for `spec`, post the receives, wait for the server's ready.
+fn client_connect(o: &Opts, spec: Spec, send_depth: usize) -> Res<End> {
+    let route = ResolvedRoute::resolve(SocketAddr::new(o.addr, o.port), o.timeout)?;
+    let ctx = route.context()?;
+    let size = spec.size as usize;
+    let (pd, cq, pool) = resources(&ctx, o, (send_depth + LAT_RECVS + 16) as i32, {
+        (LAT_RECVS + 1) * size
+    })?;
+    let conn = route.connect(
+        &pd,
+        &cq,
+        &cq,
+        caps(send_depth + 4, LAT_RECVS),
+        &spec.encode(),
+        o.timeout,
+    )?;
+    let mut end = End {
+        conn,
+        cq,
+        pool,
+        size,
+        recv_slots: LAT_RECVS,
+        timeout: o.timeout,
+        wcs: Vec::with_capacity(32),
+    };
+    end.pool.fill(end.send_off(), size, 0xa5)?;
+    end.post_recvs(0..LAT_RECVS)?;
+    let mut ignored = 0;
+    let slot = end.wait_recv(&mut ignored)?;
+    end.post_recvs(std::iter::once(slot))?;
+    Ok(end)
+}
+
+fn finish(end: End) -> Res<()> {
+    end.conn.disconnect()?;
+    let _ = end.conn.wait_disconnected(Duration::from_secs(5));
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn run_lat(o: &Opts, size: usize, iters: u32) -> Res<()> {
+    let spec = Spec {
+        mode: MODE_LAT,
+        size: size as u32,
+        iters,
+    };
+    let mut end = client_connect(o, spec, 16)?;
+    let mut rtts = Vec::with_capacity(iters as usize);
+    let (mut done, mut posted) = (0usize, 0usize);
+    for i in 0..iters {
+        let t = Instant::now();
+        end.post_send(u64::from(i), size, true)?;
+        posted += 1;
+        let slot = end.wait_recv(&mut done)?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+        end.post_recvs(std::iter::once(slot))?;
+    }
+    while done < posted {
+        for w in end.poll()? {
+            if w.wr_id() & SEND_FLAG != 0 {
+                done += 1;
+            }
+        }
+    }
+    finish(end)?;
+    // One-way latency = half the round trip, as ib_send_lat reports it.
+    let mut half: Vec<f64> = rtts.iter().map(|r| r / 2.0).collect();
+    half.sort_by(f64::total_cmp);
+    let avg = half.iter().sum::<f64>() / half.len().max(1) as f64;
+    println!(
+        "ECHO lat size={size} iters={iters} typical_us={:.2} avg_us={avg:.2} min_us={:.2} max_us={:.2} p99_us={:.2}",
+        percentile(&half, 0.5),
+        half[0],
+        half[half.len() - 1],
+        percentile(&half, 0.99),
+    );
+    Ok(())
+}
+
+fn run_bw(o: &Opts, size: usize, iters: u32) -> Res<()> {
+    let spec = Spec {
+        mode: MODE_BW,
+        size: size as u32,
+        iters,
+    };
+    let mut end = client_connect(o, spec, o.window)?;
+    let n = iters as usize;
+    let (mut posted, mut completed) = (0usize, 0usize);
+    let t0 = Instant::now();
+    while completed < n {
+        while posted < n && posted - completed < o.window {
+            let last = posted + 1 == n;
+            let signaled = last || (posted + 1) % o.signal_every == 0;
+            end.post_send(posted as u64, size, signaled)?;
+            posted += 1;
+        }
+        for w in end.poll()? {
+            if w.wr_id() & SEND_FLAG != 0 {
+                // A signaled completion covers every send before it.
+                completed = completed.max((w.wr_id() & !SEND_FLAG) as usize + 1);
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    finish(end)?;
+    let rate = n as f64 / secs;
+    println!(
+        "ECHO bw size={size} iters={iters} window={} secs={secs:.4} mpps={:.6} mib_s={:.2}",
+        o.window,
+        rate / 1e6,
+        rate * size as f64 / f64::from(1u32 << 20),
+    );
+    Ok(())
+}
+
+fn run(o: Opts) -> Res<()> {
+    let listener = CmListener::bind(SocketAddr::new(o.addr, o.port), 8)?;
+    let conns = 2 * o.sizes.len();
+    let so = o.clone();
+    let srv = thread::spawn(move || server(listener, so, conns));
+    for (i, &size) in o.sizes.iter().enumerate() {
+        // On an error the server thread may still wait for a connection
+        // that never comes (bounded by its timeout): do not join it then.
+        run_lat(&o, size, iters_for(&o.lat_iters, i))?;
+        run_bw(&o, size, iters_for(&o.bw_iters, i))?;
+    }
+    srv.join().map_err(|_| "server thread panicked")??;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match parse_args().and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_round_trip() {
+        let s = Spec {
+            mode: MODE_BW,
+            size: 65536,
+            iters: 500,
+        };
+        let d = Spec::decode(&s.encode()).unwrap();
+        assert_eq!((d.mode, d.size, d.iters), (MODE_BW, 65536, 500));
+        assert!(Spec::decode(b"nope").is_err());
+    }
+
+    #[test]
+    fn percentile_picks_the_median() {
+        assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.5), 2.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.99), 4.0);
+    }
+}

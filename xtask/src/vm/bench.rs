@@ -1,0 +1,400 @@
+//! `vm-bench`: our verbs path (backend-verbs/examples/echo_bench) beside
+//! perftest's `ib_send_lat` / `ib_send_bw`, on the same rxe0 in one VM boot,
+//! at 64 B and 64 KiB. Prints a table with the ratios (ours / perftest) and
+//! writes it, with the raw lines, to `target/vm-bench/report.md`.
+//!
+//! Not a test: under TCG the numbers are slow and noisy; only the ratios
+//! mean something, and even they move by tens of percent between runs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::time::Instant;
+
+use super::host::{self, Res};
+use super::initramfs::GuestPair;
+use super::{boot_plan, build_examples, fetch, target_dir, workspace_root, Plan};
+use crate::{VmBenchArgs, VmTestArgs};
+
+/// The server address (dummy0 in the guest).
+const ADDR: &str = "192.168.77.1";
+
+/// One message size and its iteration counts.
+struct Size {
+    bytes: usize,
+    lat_iters: u32,
+    bw_iters: u32,
+}
+
+fn sizes(quick: bool) -> Vec<Size> {
+    let d = if quick { 5 } else { 1 };
+    vec![
+        Size {
+            bytes: 64,
+            lat_iters: 1000 / d,
+            bw_iters: 2000 / d,
+        },
+        Size {
+            bytes: 65536,
+            lat_iters: 200 / d,
+            bw_iters: 500 / d,
+        },
+    ]
+}
+
+fn perftest_pair(name: String, tool: &str, port: u16, size: usize, iters: u32) -> GuestPair {
+    // -x: the IPv4-mapped GID (init.sh finds its index); -F: no CPU
+    // frequency check (meaningless in a VM).
+    let cmd = format!("{tool} -d rxe0 -x $RXE_GID -F -p {port} -s {size} -n {iters}");
+    GuestPair {
+        name,
+        client: format!("{cmd} {ADDR}"),
+        server: cmd,
+        check: String::new(),
+    }
+}
+
+fn pairs(sizes: &[Size]) -> Vec<GuestPair> {
+    let mut out = Vec::new();
+    let mut port = 18600;
+    for s in sizes {
+        for (tool, iters) in [("ib_send_lat", s.lat_iters), ("ib_send_bw", s.bw_iters)] {
+            out.push(perftest_pair(
+                format!("bench/{tool}_{}", s.bytes),
+                tool,
+                port,
+                s.bytes,
+                iters,
+            ));
+            port += 1;
+        }
+    }
+    let join = |f: &dyn Fn(&Size) -> String| sizes.iter().map(f).collect::<Vec<_>>().join(",");
+    out.push(GuestPair {
+        name: "bench/echo_bench".into(),
+        server: String::new(),
+        client: format!(
+            "/examples/echo_bench -a {ADDR} -p 7200 --sizes {} --lat-iters {} --bw-iters {}",
+            join(&|s| s.bytes.to_string()),
+            join(&|s| s.lat_iters.to_string()),
+            join(&|s| s.bw_iters.to_string()),
+        ),
+        check: String::new(),
+    });
+    out
+}
+
+/// The client's lines of each `bench/` pair, from the serial log.
+fn bench_lines(log: &str) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in log.lines() {
+        let Some(rest) = line.strip_prefix("BENCH ") else {
+            continue;
+        };
+        let Some((name, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        if let Some(text) = rest.strip_prefix("client: ") {
+            m.entry(name.to_owned()).or_default().push(text.to_owned());
+        }
+    }
+    m
+}
+
+/// perftest's result row for `size`: the header's column names (up to the
+/// first one with a space in it) mapped to the row's numbers.
+fn perftest_row(lines: &[String], size: usize) -> Option<(Vec<String>, Vec<f64>)> {
+    let h = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("#bytes"))?;
+    let header: Vec<String> = lines[h].split_whitespace().map(str::to_owned).collect();
+    let row = lines[h + 1..].iter().find_map(|l| {
+        let nums: Vec<f64> = l
+            .split_whitespace()
+            .map_while(|t| t.parse::<f64>().ok())
+            .collect();
+        (nums.len() >= 3 && nums[0] as usize == size).then_some(nums)
+    })?;
+    Some((header, row))
+}
+
+/// ib_send_lat: (typical, average) one-way latency in us.
+fn perftest_lat(lines: &[String], size: usize) -> Option<(f64, f64)> {
+    let (h, row) = perftest_row(lines, size)?;
+    let col = |p: &str| {
+        h.iter()
+            .position(|c| c.starts_with(p))
+            .and_then(|i| row.get(i).copied())
+    };
+    Some((col("t_typical")?, col("t_avg")?))
+}
+
+/// ib_send_bw: (BW average in MB/s as perftest counts them (MiB), Mpps):
+/// the last two columns of "#bytes #iterations BW peak BW average MsgRate".
+fn perftest_bw(lines: &[String], size: usize) -> Option<(f64, f64)> {
+    let (_, row) = perftest_row(lines, size)?;
+    (row.len() >= 5).then(|| (row[row.len() - 2], row[row.len() - 1]))
+}
+
+/// Our `ECHO <kind> size=<n> key=value ...` line for `size`, as a map.
+fn echo_line(lines: &[String], kind: &str, size: usize) -> Option<BTreeMap<String, f64>> {
+    lines.iter().find_map(|l| {
+        let mut w = l.strip_prefix("ECHO ")?.split_whitespace();
+        if w.next()? != kind {
+            return None;
+        }
+        let kv: BTreeMap<String, f64> = w
+            .filter_map(|t| t.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+            .collect();
+        (kv.get("size").copied()? as usize == size).then_some(kv)
+    })
+}
+
+fn human(bytes: usize) -> String {
+    if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// One row of the table.
+struct Row {
+    size: usize,
+    metric: &'static str,
+    better: &'static str,
+    ours: Option<f64>,
+    theirs: Option<f64>,
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) if v >= 10.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.2}"),
+        None => "n/a".into(),
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| size | metric | better | ours (echo_bench) | perftest | ours / perftest |\n\
+         |---|---|---|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let ratio = match (r.ours, r.theirs) {
+            (Some(o), Some(p)) if p > 0.0 => format!("{:.2}", o / p),
+            _ => "n/a".into(),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} |",
+            human(r.size),
+            r.metric,
+            r.better,
+            fmt_num(r.ours),
+            fmt_num(r.theirs),
+            ratio
+        );
+    }
+    t
+}
+
+/// Run the benchmark VM; Ok(true) iff every number was measured.
+pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
+    let t0 = Instant::now();
+    host::check_prerequisites()?;
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let cache = target.join("vm-cache");
+    fs::create_dir_all(&cache).map_err(|e| format!("mkdir {}: {e}", cache.display()))?;
+    let guest = fetch::fetch(&cache)?;
+    let examples = build_examples(
+        &root,
+        &[("rdmaxprt-verbs".into(), "echo_bench".into())],
+        true,
+    )?;
+    let sizes = sizes(a.quick);
+    let plan = Plan {
+        tests: Vec::new(),
+        examples,
+        pairs: pairs(&sizes),
+    };
+    let vm_args = VmTestArgs {
+        packages: Vec::new(),
+        bins: Vec::new(),
+        release: true,
+        timeout: a.timeout,
+        test_timeout: a.pair_timeout,
+        pair_timeout: a.pair_timeout,
+        interop_only: true,
+        vm: a.vm.clone(),
+        allow_skips: true,
+        verbose: a.verbose,
+    };
+    let run_dir = cache.join("bench-run");
+    let outcome = boot_plan(&cache, &run_dir, &guest, &plan, &vm_args, t0)?;
+    let expected: Vec<&str> = plan.pairs.iter().map(|p| p.name.as_str()).collect();
+    let all_ran = outcome.report(&expected, true);
+    let log_path = run_dir.join("vm.log");
+    let log = fs::read_to_string(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let lines = bench_lines(&log);
+    let get = |name: &str| lines.get(name).cloned().unwrap_or_default();
+
+    let ours = get("bench/echo_bench");
+    let mut rows = Vec::new();
+    for s in &sizes {
+        let b = s.bytes;
+        let lat = perftest_lat(&get(&format!("bench/ib_send_lat_{b}")), b);
+        let bw = perftest_bw(&get(&format!("bench/ib_send_bw_{b}")), b);
+        let ol = echo_line(&ours, "lat", b);
+        let ob = echo_line(&ours, "bw", b);
+        let of =
+            |m: &Option<BTreeMap<String, f64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
+        let lat_row = [
+            (
+                "latency, typical (us, one-way = RTT/2)",
+                of(&ol, "typical_us"),
+                lat.map(|l| l.0),
+            ),
+            (
+                "latency, average (us, one-way)",
+                of(&ol, "avg_us"),
+                lat.map(|l| l.1),
+            ),
+        ];
+        let rate_row = [
+            (
+                "message rate (k msg/s)",
+                of(&ob, "mpps").map(|v| v * 1e3),
+                bw.map(|v| v.1 * 1e3),
+            ),
+            ("bandwidth (MiB/s)", of(&ob, "mib_s"), bw.map(|v| v.0)),
+        ];
+        for (better, group) in [("lower", lat_row), ("higher", rate_row)] {
+            for (metric, ours, theirs) in group {
+                rows.push(Row {
+                    size: b,
+                    metric,
+                    better,
+                    ours,
+                    theirs,
+                });
+            }
+        }
+    }
+    let complete = rows.iter().all(|r| r.ours.is_some() && r.theirs.is_some());
+    let tbl = table(&rows);
+    println!();
+    println!(
+        "== vm-bench: our verbs path vs perftest on rxe0 ({})",
+        outcome.accel
+    );
+    print!("{tbl}");
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# vm-bench: rdmaxprt-verbs echo vs perftest on Soft-RoCE\n"
+    );
+    let _ = writeln!(
+        md,
+        "One VM boot ({}, {} vCPUs, stock Debian kernel {}), rxe0 on dummy0, server and \
+         client in the same guest; VM run {:.1}s. Under TCG the absolute numbers are those \
+         of an emulated CPU: read the ratios, and expect them to move between runs.\n",
+        outcome.accel, a.vm.smp, guest.kver, outcome.vm_secs
+    );
+    md.push_str(&tbl);
+    md.push_str(
+        "\nOurs: `backend-verbs/examples/echo_bench` (SEND/RECV over an rdma_cm RC connection, \
+         busy-polled CQ; latency = ping-pong RTT/2, median as \"typical\"; rate = windowed \
+         SEND stream, 128 in flight, against 512 posted receives). Perftest: the same sizes \
+         and iteration counts, `-F`, GID by index (`-x`).\n\n## Commands (in the guest)\n\n",
+    );
+    for p in &plan.pairs {
+        if p.server.is_empty() {
+            let _ = writeln!(md, "- `{}`", p.client);
+        } else {
+            let _ = writeln!(md, "- `{}` & then `{}`", p.server, p.client);
+        }
+    }
+    md.push_str("\n## Raw client output\n\n```text\n");
+    for (name, ls) in &lines {
+        for l in ls.iter().filter(|l| {
+            l.starts_with("ECHO ")
+                || l.trim_start().starts_with("#bytes")
+                || l.split_whitespace()
+                    .next()
+                    .is_some_and(|t| t.parse::<u64>().is_ok())
+        }) {
+            let _ = writeln!(md, "{name}: {l}");
+        }
+    }
+    md.push_str("```\n");
+    let out_dir = target.join("vm-bench");
+    fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let report = out_dir.join("report.md");
+    fs::write(&report, md).map_err(|e| format!("{}: {e}", report.display()))?;
+    println!(
+        "xtask: vm-bench {} in {:.1}s (VM {:.1}s); report {}; serial log {}",
+        if complete && all_ran {
+            "done"
+        } else {
+            "INCOMPLETE"
+        },
+        t0.elapsed().as_secs_f64(),
+        outcome.vm_secs,
+        report.display(),
+        log_path.display()
+    );
+    Ok(complete && all_ran)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_perftest_lat() {
+        let l = v(&[
+            "---------------------------------------------------------------------------------------",
+            " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99% percentile[usec]   99.9% percentile[usec] ",
+            " 64       1000          20.11          250.3        27.80             30.12           8.01            60.2                   200.1",
+            "---------------------------------------------------------------------------------------",
+        ]);
+        assert_eq!(perftest_lat(&l, 64), Some((27.80, 30.12)));
+        assert_eq!(perftest_lat(&l, 65536), None);
+    }
+
+    #[test]
+    fn parses_perftest_bw() {
+        let l = v(&[
+            " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]",
+            " 65536      500              26.50              26.12                0.000418",
+        ]);
+        assert_eq!(perftest_bw(&l, 65536), Some((26.12, 0.000418)));
+    }
+
+    #[test]
+    fn parses_echo_lines() {
+        let l = v(&[
+            "ECHO lat size=64 iters=1000 typical_us=40.00 avg_us=45.50 min_us=30.00",
+            "ECHO bw size=64 iters=2000 window=128 secs=0.5 mpps=0.004 mib_s=0.24",
+        ]);
+        assert_eq!(echo_line(&l, "lat", 64).unwrap()["typical_us"], 40.0);
+        assert_eq!(echo_line(&l, "bw", 64).unwrap()["mpps"], 0.004);
+        assert!(echo_line(&l, "bw", 65536).is_none());
+    }
+
+    #[test]
+    fn bench_lines_keep_client_output() {
+        let log = "BENCH bench/x server: a\nBENCH bench/x client: ECHO y\nother\n";
+        let m = bench_lines(log);
+        assert_eq!(m["bench/x"], vec!["ECHO y".to_owned()]);
+    }
+}
