@@ -1,0 +1,316 @@
+//! The client against a hostile server: replies crafted by hand on a raw
+//! mock QP. Every malformed or inconsistent reply is a typed error for the
+//! call it names, never a panic, and the client stays usable.
+
+#[path = "transport_common.rs"]
+mod common;
+
+use common::*;
+use rdmaxprt::client::{CallOptions, ClientConfig, ClientError, RpcClient};
+use rdmaxprt::mock::{MockDevice, QpConfig};
+use rdmaxprt_core::oncrpc::{self, AcceptStat, AuthStat, RejectStat, ReplyStat};
+use rdmaxprt_core::rpcrdma::{
+    decode_header, encode_error, encode_reply, Limits, MsgProc, RdmaError, ReplySpec, Segment,
+};
+use std::time::Duration;
+
+fn setup() -> (MockDevice, Client, RawClient) {
+    let dev = MockDevice::new();
+    let (cq, sq) = MockDevice::connect_pair(&dev, &dev, QpConfig::default()).unwrap();
+    let ccfg = ClientConfig {
+        timeout: Duration::from_millis(100),
+        ..ClientConfig::default()
+    };
+    let c = RpcClient::new(cq, dev.clone(), ccfg).unwrap();
+    let raw = RawClient::new(&dev, sq, 32, 1024);
+    (dev, c, raw)
+}
+
+/// The call as the raw server received it: xid and offered Write chunk.
+struct Seen {
+    xid: u32,
+    write: Vec<Segment>,
+}
+
+fn receive_call(raw: &RawClient) -> Seen {
+    let got = raw.recv();
+    assert_eq!(got.len(), 1, "one call");
+    let h = decode_header(&got[0], &Limits::DEFAULT).unwrap();
+    Seen {
+        xid: h.xid(),
+        write: h
+            .write_list()
+            .iter()
+            .next()
+            .map(|c| c.iter().collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn rpc_reply(xid: u32, stat: ReplyStat, results: &[u8]) -> Vec<u8> {
+    let mut b = vec![0; 64];
+    let n = oncrpc::encode_reply(&mut b, xid, stat).unwrap();
+    b.truncate(n);
+    b.extend_from_slice(results);
+    b
+}
+
+fn ok_body(xid: u32, results: &[u8]) -> Vec<u8> {
+    rpc_reply(xid, ReplyStat::Accepted(AcceptStat::Success), results)
+}
+
+/// An RDMA_MSG reply header with `write` as its Write list, then `body`.
+fn msg_reply(xid: u32, write: &[&[Segment]], reply: Option<&[Segment]>, body: &[u8]) -> Vec<u8> {
+    let spec = ReplySpec {
+        xid,
+        credits: 8,
+        proc: if reply.is_some() {
+            MsgProc::NoMsg
+        } else {
+            MsgProc::Msg
+        },
+        write_list: write,
+        reply_chunk: reply,
+    };
+    let mut b = vec![0; spec.encoded_len()];
+    encode_reply(&mut b, &spec).unwrap();
+    b.extend_from_slice(body);
+    b
+}
+
+/// Starts a call with `opts`, answers it with `make(seen)`, returns the
+/// outcome.
+fn exchange(
+    c: &mut Client,
+    raw: &RawClient,
+    opts: &CallOptions<'_>,
+    make: impl FnOnce(&Seen) -> Vec<u8>,
+) -> Result<rdmaxprt::client::ReplyBytes, ClientError> {
+    let t = c.start_call(PROG, VERS, PROC_ECHO, b"hi", opts).unwrap();
+    let seen = receive_call(raw);
+    raw.send(&make(&seen));
+    c.wait(t)
+}
+
+#[test]
+fn hostile_replies_are_typed_errors_and_the_client_stays_usable() {
+    let (dev, mut c, raw) = setup();
+    let none = CallOptions::default();
+    let bulk = CallOptions {
+        write_chunk: Some(64),
+        ..Default::default()
+    };
+    let r = exchange(&mut c, &raw, &none, |s| {
+        msg_reply(s.xid, &[], None, &ok_body(s.xid, b"fine"))
+    });
+    assert_eq!(r.unwrap().results, b"fine");
+    assert_eq!(c.credits(), 8, "the grant of the reply");
+
+    let e = exchange(&mut c, &raw, &none, |s| {
+        let mut b = vec![0; 28];
+        let n = encode_error(&mut b, s.xid, 8, RdmaError::Vers { low: 2, high: 3 }).unwrap();
+        b.truncate(n);
+        b
+    });
+    assert!(
+        matches!(e, Err(ClientError::RdmaVers { low: 2, high: 3 })),
+        "{e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &none, |s| {
+        let mut b = vec![0; 28];
+        let n = encode_error(&mut b, s.xid, 8, RdmaError::Chunk).unwrap();
+        b.truncate(n);
+        b
+    });
+    assert!(matches!(e, Err(ClientError::RdmaChunk)), "{e:?}");
+
+    let e = exchange(&mut c, &raw, &none, |s| words(&[s.xid, 7, 8, 0, 0, 0, 0]));
+    assert!(
+        matches!(e, Err(ClientError::BadReplyHeader(_))),
+        "bad version: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &none, |s| words(&[s.xid, 1]));
+    assert!(
+        matches!(e, Err(ClientError::BadReplyHeader(_))),
+        "too short: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &none, |s| words(&[s.xid, 1, 8, 4, 77]));
+    assert!(
+        matches!(e, Err(ClientError::BadReplyHeader(_))),
+        "bad error code: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &none, |s| words(&[s.xid, 1, 8, 3]));
+    assert!(
+        matches!(e, Err(ClientError::ProtocolViolation(_))),
+        "RDMA_DONE: {e:?}"
+    );
+
+    let stray = [Segment {
+        handle: 0x1234,
+        length: 16,
+        offset: 0x1000,
+    }];
+    let e = exchange(&mut c, &raw, &none, |s| {
+        msg_reply(s.xid, &[], Some(&stray), &[])
+    });
+    assert!(
+        matches!(e, Err(ClientError::ProtocolViolation(_))),
+        "Reply chunk never offered: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &none, |s| {
+        msg_reply(s.xid, &[&stray], None, &ok_body(s.xid, b""))
+    });
+    assert!(
+        matches!(e, Err(ClientError::ProtocolViolation(_))),
+        "Write chunk never offered: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &bulk, |s| {
+        msg_reply(s.xid, &[], None, &ok_body(s.xid, b""))
+    });
+    assert!(
+        matches!(e, Err(ClientError::ProtocolViolation(_))),
+        "offered Write chunk missing: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &bulk, |s| {
+        let mut w = s.write.clone();
+        w[0].handle ^= 1;
+        msg_reply(s.xid, &[&w], None, &ok_body(s.xid, b""))
+    });
+    assert!(
+        matches!(e, Err(ClientError::ProtocolViolation(_))),
+        "foreign handle: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &bulk, |s| {
+        let mut w = s.write.clone();
+        w[0].length += 1;
+        msg_reply(s.xid, &[&w], None, &ok_body(s.xid, b""))
+    });
+    assert!(
+        matches!(e, Err(ClientError::ProtocolViolation(_))),
+        "overlong: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &bulk, |s| {
+        let w = [s.write.clone(), s.write.clone()];
+        let refs: Vec<&[Segment]> = w.iter().map(|v| v.as_slice()).collect();
+        msg_reply(s.xid, &refs, None, &ok_body(s.xid, b""))
+    });
+    assert!(
+        matches!(e, Err(ClientError::ProtocolViolation(_))),
+        "two chunks: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &none, |s| {
+        msg_reply(s.xid, &[], None, &ok_body(s.xid ^ 1, b""))
+    });
+    assert!(matches!(e, Err(ClientError::XidMismatch { .. })), "{e:?}");
+
+    let e = exchange(&mut c, &raw, &none, |s| {
+        msg_reply(s.xid, &[], None, &words(&[s.xid, 0, 0]))
+    });
+    assert!(
+        matches!(e, Err(ClientError::BadRpcReply(_))),
+        "a CALL as reply: {e:?}"
+    );
+
+    let e = exchange(&mut c, &raw, &none, |s| {
+        let denied = ReplyStat::Denied(RejectStat::AuthError(AuthStat::TooWeak));
+        msg_reply(s.xid, &[], None, &rpc_reply(s.xid, denied, b""))
+    });
+    assert!(
+        matches!(
+            e,
+            Err(ClientError::Denied(RejectStat::AuthError(
+                AuthStat::TooWeak
+            )))
+        ),
+        "{e:?}"
+    );
+
+    // A reply for a call nobody made is dropped; the real one still lands.
+    let t = c.start_call(PROG, VERS, PROC_ECHO, b"hi", &none).unwrap();
+    let s = receive_call(&raw);
+    raw.send(&msg_reply(
+        0x0bad_f00d,
+        &[],
+        None,
+        &ok_body(0x0bad_f00d, b""),
+    ));
+    raw.send(&words(&[0x0bad_f00e]));
+    raw.send(&msg_reply(s.xid, &[], None, &ok_body(s.xid, b"late")));
+    assert_eq!(c.wait(t).unwrap().results, b"late");
+    assert_eq!(c.stats().unmatched_replies, 2);
+
+    // Bulk done right, after all that.
+    let r = exchange(&mut c, &raw, &bulk, |s| {
+        let mut w = s.write.clone();
+        w[0].length = 0;
+        msg_reply(s.xid, &[&w], None, &ok_body(s.xid, b"ok"))
+    });
+    let r = r.unwrap();
+    assert_eq!(
+        (r.results.as_slice(), r.bulk.as_deref()),
+        (&b"ok"[..], Some(&b""[..]))
+    );
+    assert!(!c.is_broken());
+    drop(c);
+    drop(raw);
+    dev.assert_clean();
+}
+
+#[test]
+fn mutated_replies_never_panic_the_client() {
+    let (dev, mut c, raw) = setup();
+    let bulk = CallOptions {
+        write_chunk: Some(64),
+        reply_chunk: Some(256),
+        ..Default::default()
+    };
+    let mut rng: u64 = 0x0123_4567_89ab_cdef;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..1500 {
+        let r = exchange(&mut c, &raw, &bulk, |s| {
+            let w = s.write.clone();
+            let mut m = msg_reply(s.xid, &[&w], None, &ok_body(s.xid, b"results"));
+            // Keep the xid: every mutant is attributed to its call.
+            for _ in 0..1 + next() % 3 {
+                if m.len() <= 4 {
+                    break;
+                }
+                let at = 4 + (next() as usize) % (m.len() - 4);
+                match next() % 3 {
+                    0 => m[at] ^= 1 << (next() % 8),
+                    1 => m.truncate(at.max(4)),
+                    _ => m[at] = [0, 1, 0xff, 0x80][(next() % 4) as usize],
+                }
+            }
+            m
+        });
+        match r {
+            Ok(_) => ok += 1,
+            Err(ClientError::Timeout { .. } | ClientError::NoCredit) => {
+                panic!("mutant {i} left its call unresolved")
+            }
+            Err(_) => err += 1,
+        }
+    }
+    assert!(err > 500 && ok > 0, "ok {ok}, errors {err}");
+    assert!(!c.is_broken());
+    drop(c);
+    drop(raw);
+    dev.assert_clean();
+}
