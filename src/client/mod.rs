@@ -44,6 +44,7 @@ mod backend;
 mod chunk;
 mod error;
 mod post;
+mod reply;
 mod rpc;
 mod types;
 

@@ -4,15 +4,15 @@ use super::backend::{CompletionWait, RemoteMemory, RemoteRegion};
 use super::chunk::{segment_count, Offered};
 use super::error::ClientError;
 use super::post::{RecvRing, SendBufs};
+use super::reply::{assemble, Pending};
 use super::types::{
     Auth, CallOptions, CallPath, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath,
     Ticket,
 };
 use rdmaxprt_core::backend::{QueuePair, Wc, WcOpcode, WcStatus};
-use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
+use rdmaxprt_core::oncrpc;
 use rdmaxprt_core::rpcrdma::{
-    self, decode_reply_header, Header, MsgProc, Proc, RdmaError, ReadSegment, Segment,
-    HEADER_MIN_SIZE,
+    self, decode_reply_header, MsgProc, ReadSegment, Segment, HEADER_MIN_SIZE,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,16 +32,6 @@ const EMPTY_WC: Wc = Wc {
     byte_len: 0,
     invalidated_rkey: None,
 };
-
-/// A call in flight: what it offered and the regions that stay registered
-/// until its reply arrives (the server may still RDMA them until then).
-struct Pending<R> {
-    path: CallPath,
-    /// Held, never read: the server may RDMA Read it until the reply.
-    _read: Option<Offered<R>>,
-    write: Option<Offered<R>>,
-    reply: Option<Offered<R>>,
-}
 
 /// An RPC-over-RDMA version 1 client on one connected QP.
 ///
@@ -660,79 +650,6 @@ where
     fn drop(&mut self) {
         self.teardown();
     }
-}
-
-/// Builds the result of one call from its reply.
-fn assemble<R: RemoteRegion>(hdr: &Header<'_>, bytes: &[u8], call: &Pending<R>) -> Res<ReplyBytes> {
-    let (body, reply_path) = match hdr.proc() {
-        Proc::Error => {
-            return Err(match hdr.rdma_error() {
-                Some(RdmaError::Vers { low, high }) => ClientError::RdmaVers { low, high },
-                Some(RdmaError::Chunk) => ClientError::RdmaChunk,
-                None => ClientError::ProtocolViolation("RDMA_ERROR without an error code"),
-            })
-        }
-        Proc::Msg => {
-            let body = bytes
-                .get(hdr.header_len()..)
-                .ok_or(ClientError::ProtocolViolation("header longer than message"))?;
-            (body.to_vec(), ReplyPath::Inline)
-        }
-        Proc::NoMsg => {
-            let (Some(offered), Some(returned)) = (&call.reply, hdr.reply_chunk()) else {
-                return Err(ClientError::ProtocolViolation(
-                    "RDMA_NOMSG reply but the call offered no Reply chunk",
-                ));
-            };
-            (offered.gather(returned)?, ReplyPath::ReplyChunk)
-        }
-        Proc::Done | Proc::MsgP => {
-            return Err(ClientError::ProtocolViolation(
-                "reply is neither RDMA_MSG, RDMA_NOMSG nor RDMA_ERROR",
-            ))
-        }
-    };
-    let mut returned = hdr.write_list().iter();
-    let bulk = match (&call.write, returned.next()) {
-        (Some(offered), Some(chunk)) => Some(offered.gather(chunk)?),
-        (Some(_), None) => {
-            return Err(ClientError::ProtocolViolation(
-                "reply lacks the Write chunk the call offered",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(ClientError::ProtocolViolation(
-                "reply has a Write chunk the call did not offer",
-            ))
-        }
-        (None, None) => None,
-    };
-    if returned.next().is_some() {
-        return Err(ClientError::ProtocolViolation(
-            "reply has more Write chunks than the call offered",
-        ));
-    }
-    let rpc = oncrpc::decode_reply(&body).map_err(ClientError::BadRpcReply)?;
-    if rpc.xid != hdr.xid() {
-        return Err(ClientError::XidMismatch {
-            expected: hdr.xid(),
-            got: rpc.xid,
-        });
-    }
-    match rpc.stat {
-        ReplyStat::Accepted(AcceptStat::Success) => {}
-        ReplyStat::Accepted(a) => return Err(ClientError::NotSuccess(a)),
-        ReplyStat::Denied(d) => return Err(ClientError::Denied(d)),
-    }
-    let results = body.get(rpc.body_offset..).unwrap_or_default().to_vec();
-    Ok(ReplyBytes {
-        xid: hdr.xid(),
-        results,
-        bulk,
-        call_path: call.path,
-        reply_path,
-        credits: hdr.credits(),
-    })
 }
 
 /// Bytes of the RPC call header for `auth`.

@@ -1,0 +1,97 @@
+//! Turning a received reply into the call's result: the transport header
+//! (`RDMA_MSG`, `RDMA_NOMSG` with the Reply chunk, `RDMA_ERROR`), the Write
+//! chunk's bytes, and the RPC reply header.
+
+use super::backend::RemoteRegion;
+use super::chunk::Offered;
+use super::error::ClientError;
+use super::types::{CallPath, ReplyBytes, ReplyPath};
+use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
+use rdmaxprt_core::rpcrdma::{Header, Proc, RdmaError};
+
+/// A call in flight: what it offered and the regions that stay registered
+/// until its reply arrives (the server may still RDMA them until then).
+pub(super) struct Pending<R> {
+    pub(super) path: CallPath,
+    /// Held, never read: the server may RDMA Read it until the reply.
+    pub(super) _read: Option<Offered<R>>,
+    pub(super) write: Option<Offered<R>>,
+    pub(super) reply: Option<Offered<R>>,
+}
+
+/// Builds the result of one call from its reply.
+pub(super) fn assemble<R: RemoteRegion>(
+    hdr: &Header<'_>,
+    bytes: &[u8],
+    call: &Pending<R>,
+) -> Result<ReplyBytes, ClientError> {
+    let (body, reply_path) = match hdr.proc() {
+        Proc::Error => {
+            return Err(match hdr.rdma_error() {
+                Some(RdmaError::Vers { low, high }) => ClientError::RdmaVers { low, high },
+                Some(RdmaError::Chunk) => ClientError::RdmaChunk,
+                None => ClientError::ProtocolViolation("RDMA_ERROR without an error code"),
+            })
+        }
+        Proc::Msg => {
+            let body = bytes
+                .get(hdr.header_len()..)
+                .ok_or(ClientError::ProtocolViolation("header longer than message"))?;
+            (body.to_vec(), ReplyPath::Inline)
+        }
+        Proc::NoMsg => {
+            let (Some(offered), Some(returned)) = (&call.reply, hdr.reply_chunk()) else {
+                return Err(ClientError::ProtocolViolation(
+                    "RDMA_NOMSG reply but the call offered no Reply chunk",
+                ));
+            };
+            (offered.gather(returned)?, ReplyPath::ReplyChunk)
+        }
+        Proc::Done | Proc::MsgP => {
+            return Err(ClientError::ProtocolViolation(
+                "reply is neither RDMA_MSG, RDMA_NOMSG nor RDMA_ERROR",
+            ))
+        }
+    };
+    let mut returned = hdr.write_list().iter();
+    let bulk = match (&call.write, returned.next()) {
+        (Some(offered), Some(chunk)) => Some(offered.gather(chunk)?),
+        (Some(_), None) => {
+            return Err(ClientError::ProtocolViolation(
+                "reply lacks the Write chunk the call offered",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ClientError::ProtocolViolation(
+                "reply has a Write chunk the call did not offer",
+            ))
+        }
+        (None, None) => None,
+    };
+    if returned.next().is_some() {
+        return Err(ClientError::ProtocolViolation(
+            "reply has more Write chunks than the call offered",
+        ));
+    }
+    let rpc = oncrpc::decode_reply(&body).map_err(ClientError::BadRpcReply)?;
+    if rpc.xid != hdr.xid() {
+        return Err(ClientError::XidMismatch {
+            expected: hdr.xid(),
+            got: rpc.xid,
+        });
+    }
+    match rpc.stat {
+        ReplyStat::Accepted(AcceptStat::Success) => {}
+        ReplyStat::Accepted(a) => return Err(ClientError::NotSuccess(a)),
+        ReplyStat::Denied(d) => return Err(ClientError::Denied(d)),
+    }
+    let results = body.get(rpc.body_offset..).unwrap_or_default().to_vec();
+    Ok(ReplyBytes {
+        xid: hdr.xid(),
+        results,
+        bulk,
+        call_path: call.path,
+        reply_path,
+        credits: hdr.credits(),
+    })
+}
