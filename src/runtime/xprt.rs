@@ -9,19 +9,7 @@ use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::time::Duration;
 
-/// A queue pair whose completions a poller can sleep on.
-pub trait CompletionWait {
-    /// Blocks until a completion may be pollable or `timeout` passes;
-    /// returns whether one may be.
-    fn wait_for_completions(&self, timeout: Duration) -> bool;
-}
-
-#[cfg(feature = "mock")]
-impl CompletionWait for rdmaxprt_mock::MockQp {
-    fn wait_for_completions(&self, timeout: Duration) -> bool {
-        rdmaxprt_mock::MockQp::wait_for_completions(self, timeout)
-    }
-}
+pub use crate::client::CompletionWait;
 
 /// A transport failure as the runtime sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -89,13 +89,18 @@ pub struct XprtCounters {
     pub read_calls: AtomicU64,
     /// Completions with bogus `wr_id`s.
     pub bogus_completions: AtomicU64,
+    /// Reply chains the device took only part of (the transport closed;
+    /// the context is reclaimed at teardown).
+    pub partial_posts: AtomicU64,
 }
 
 /// What [`SvcRdmaXprt::free`] found at teardown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TeardownReport {
-    /// Send contexts still posted after the QP drain (released by reclaim;
-    /// non-zero means the backend lost completions).
+    /// Send contexts no completion released (released by reclaim after
+    /// the QP drain): chains that failed part-way (their Send never went
+    /// out, see [`XprtCounters::partial_posts`]) plus any completion a
+    /// backend lost. More than `partial_posts` means the latter.
     pub reclaimed_send: usize,
     /// Receives still marked posted after the drain.
     pub stuck_recvs: u32,
@@ -460,8 +465,25 @@ where
         if let Err(e) = self.qp.drain_qp() {
             tracing::warn!(%e, "drain_qp failed at teardown");
         }
-        // Handle every completion the drain produced.
-        while matches!(self.poll(usize::MAX), Ok(n) if n > 0) {}
+        // Handle every completion the drain produced. A backend may hold a
+        // completion back for a few polls: keep polling while anything is
+        // still posted, for a bounded number of empty rounds.
+        let mut empty_rounds = 0;
+        while empty_rounds < 1000 {
+            match self.poll(usize::MAX) {
+                Ok(0) | Err(_) => {
+                    let outstanding = self.recv.posted() > 0
+                        || self.send.pool().census().posted > 0
+                        || self.with_reads(|r| r.slots.iter().flatten().any(|c| !c.done));
+                    if !outstanding {
+                        break;
+                    }
+                    empty_rounds += 1;
+                    core::hint::spin_loop();
+                }
+                Ok(_) => empty_rounds = 0,
+            }
+        }
         self.send.flush();
         // SAFETY: the QP is drained (above) and `self` is owned, so no
         // completion handler runs concurrently.

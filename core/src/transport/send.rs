@@ -129,6 +129,10 @@ where
                 // partial post leaves the QP unusable: close.
                 self.sq.release(n - (f.error.consumed as u32).min(n));
                 if f.error.consumed != 0 {
+                    // The Send (last) never went out, so no completion
+                    // names this context: teardown reclaims it after the
+                    // QP drain, the first moment its memory is safe.
+                    Self::bump(&self.counters.partial_posts);
                     self.close();
                 }
                 Err(XprtError::Backend(f.error.error))
