@@ -60,6 +60,11 @@ pub struct VmBenchArgs {
     /// Fewer iterations (a smoke run of the bench itself).
     #[arg(long)]
     pub quick: bool,
+    /// How both sides wait for completions: busy (poll the CQ, perftest's
+    /// default), event (CQ events: perftest `-e`, echo_bench `--event`), or
+    /// both, one after the other in the same boot.
+    #[arg(long, default_value = "both")]
+    pub mode: String,
     /// Echo the whole serial console.
     #[arg(long, short = 'v')]
     pub verbose: bool,

@@ -42,10 +42,18 @@ fn sizes(quick: bool) -> Vec<Size> {
     ]
 }
 
-fn perftest_pair(name: String, tool: &str, port: u16, size: usize, iters: u32) -> GuestPair {
+fn perftest_pair(
+    name: String,
+    tool: &str,
+    port: u16,
+    size: usize,
+    iters: u32,
+    event: bool,
+) -> GuestPair {
     // -x: the IPv4-mapped GID (init.sh finds its index); -F: no CPU
-    // frequency check (meaningless in a VM).
-    let cmd = format!("{tool} -d rxe0 -x $RXE_GID -F -p {port} -s {size} -n {iters}");
+    // frequency check (meaningless in a VM); -e: CQ events.
+    let ev = if event { " -e" } else { "" };
+    let cmd = format!("{tool} -d rxe0 -x $RXE_GID -F{ev} -p {port} -s {size} -n {iters}");
     GuestPair {
         name,
         client: format!("{cmd} {ADDR}"),
@@ -54,33 +62,71 @@ fn perftest_pair(name: String, tool: &str, port: u16, size: usize, iters: u32) -
     }
 }
 
-fn pairs(sizes: &[Size]) -> Vec<GuestPair> {
-    let mut out = Vec::new();
-    let mut port = 18600;
-    for s in sizes {
-        for (tool, iters) in [("ib_send_lat", s.lat_iters), ("ib_send_bw", s.bw_iters)] {
-            out.push(perftest_pair(
-                format!("bench/{tool}_{}", s.bytes),
-                tool,
-                port,
-                s.bytes,
-                iters,
-            ));
-            port += 1;
+/// How the programs wait for completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Busy-poll the CQ (perftest's default).
+    Busy,
+    /// Sleep on the completion channel (perftest `-e`, echo_bench `--event`).
+    Event,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Busy => "busy-poll",
+            Mode::Event => "event",
         }
     }
-    let join = |f: &dyn Fn(&Size) -> String| sizes.iter().map(f).collect::<Vec<_>>().join(",");
-    out.push(GuestPair {
-        name: "bench/echo_bench".into(),
-        server: String::new(),
-        client: format!(
-            "/examples/echo_bench -a {ADDR} -p 7200 --sizes {} --lat-iters {} --bw-iters {}",
-            join(&|s| s.bytes.to_string()),
-            join(&|s| s.lat_iters.to_string()),
-            join(&|s| s.bw_iters.to_string()),
-        ),
-        check: String::new(),
-    });
+}
+
+/// The modes `--mode` names.
+fn modes(arg: &str) -> Res<Vec<Mode>> {
+    match arg {
+        "both" => Ok(vec![Mode::Busy, Mode::Event]),
+        "busy" => Ok(vec![Mode::Busy]),
+        "event" => Ok(vec![Mode::Event]),
+        other => Err(format!("--mode must be both, busy or event, not {other:?}")),
+    }
+}
+
+fn pairs(sizes: &[Size], modes: &[Mode]) -> Vec<GuestPair> {
+    let mut out = Vec::new();
+    let mut port = 18600;
+    for (mi, &mode) in modes.iter().enumerate() {
+        let event = mode == Mode::Event;
+        for s in sizes {
+            for (tool, iters) in [("ib_send_lat", s.lat_iters), ("ib_send_bw", s.bw_iters)] {
+                // perftest 4.5's ib_send_lat -e prints "inf" for every latency.
+                if event && tool == "ib_send_lat" {
+                    continue;
+                }
+                out.push(perftest_pair(
+                    format!("bench/{}/{tool}_{}", mode.name(), s.bytes),
+                    tool,
+                    port,
+                    s.bytes,
+                    iters,
+                    event,
+                ));
+                port += 1;
+            }
+        }
+        let join = |f: &dyn Fn(&Size) -> String| sizes.iter().map(f).collect::<Vec<_>>().join(",");
+        out.push(GuestPair {
+            name: format!("bench/{}/echo_bench", mode.name()),
+            server: String::new(),
+            client: format!(
+                "/examples/echo_bench -a {ADDR} -p {} --sizes {} --lat-iters {} --bw-iters {}{}",
+                7200 + mi,
+                join(&|s| s.bytes.to_string()),
+                join(&|s| s.lat_iters.to_string()),
+                join(&|s| s.bw_iters.to_string()),
+                if event { " --event" } else { "" },
+            ),
+            check: String::new(),
+        });
+    }
     out
 }
 
@@ -111,7 +157,7 @@ fn perftest_row(lines: &[String], size: usize) -> Option<(Vec<String>, Vec<f64>)
     let row = lines[h + 1..].iter().find_map(|l| {
         let nums: Vec<f64> = l
             .split_whitespace()
-            .map_while(|t| t.parse::<f64>().ok())
+            .map_while(|t| t.parse::<f64>().ok().filter(|v| v.is_finite()))
             .collect();
         (nums.len() >= 3 && nums[0] as usize == size).then_some(nums)
     })?;
@@ -161,6 +207,7 @@ fn human(bytes: usize) -> String {
 
 /// One row of the table.
 struct Row {
+    mode: Mode,
     size: usize,
     metric: &'static str,
     better: &'static str,
@@ -179,8 +226,8 @@ fn fmt_num(v: Option<f64>) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| size | metric | better | ours (echo_bench) | perftest | ours / perftest |\n\
-         |---|---|---|---:|---:|---:|\n",
+        "| mode | size | metric | better | ours (echo_bench) | perftest | ours / perftest |\n\
+         |---|---|---|---|---:|---:|---:|\n",
     );
     for r in rows {
         let ratio = match (r.ours, r.theirs) {
@@ -189,7 +236,8 @@ fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.mode.name(),
             human(r.size),
             r.metric,
             r.better,
@@ -199,6 +247,14 @@ fn table(rows: &[Row]) -> String {
         );
     }
     t
+}
+
+/// The host's 1-minute load average (the VM competes with it for cores).
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Run the benchmark VM; Ok(true) iff every number was measured.
@@ -216,10 +272,12 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
         true,
     )?;
     let sizes = sizes(a.quick);
+    let modes = modes(&a.mode)?;
+    let load_before = loadavg();
     let plan = Plan {
         tests: Vec::new(),
         examples,
-        pairs: pairs(&sizes),
+        pairs: pairs(&sizes, &modes),
     };
     let vm_args = VmTestArgs {
         packages: Vec::new(),
@@ -242,12 +300,13 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     let lines = bench_lines(&log);
     let get = |name: &str| lines.get(name).cloned().unwrap_or_default();
 
-    let ours = get("bench/echo_bench");
     let mut rows = Vec::new();
-    for s in &sizes {
+    for (&mode, s) in modes.iter().flat_map(|m| sizes.iter().map(move |s| (m, s))) {
+        let m = mode.name();
+        let ours = get(&format!("bench/{m}/echo_bench"));
         let b = s.bytes;
-        let lat = perftest_lat(&get(&format!("bench/ib_send_lat_{b}")), b);
-        let bw = perftest_bw(&get(&format!("bench/ib_send_bw_{b}")), b);
+        let lat = perftest_lat(&get(&format!("bench/{m}/ib_send_lat_{b}")), b);
+        let bw = perftest_bw(&get(&format!("bench/{m}/ib_send_bw_{b}")), b);
         let ol = echo_line(&ours, "lat", b);
         let ob = echo_line(&ours, "bw", b);
         let of =
@@ -275,6 +334,7 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
         for (better, group) in [("lower", lat_row), ("higher", rate_row)] {
             for (metric, ours, theirs) in group {
                 rows.push(Row {
+                    mode,
                     size: b,
                     metric,
                     better,
@@ -301,16 +361,25 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     let _ = writeln!(
         md,
         "One VM boot ({}, {} vCPUs, stock Debian kernel {}), rxe0 on dummy0, server and \
-         client in the same guest; VM run {:.1}s. Under TCG the absolute numbers are those \
-         of an emulated CPU: read the ratios, and expect them to move between runs.\n",
-        outcome.accel, a.vm.smp, guest.kver, outcome.vm_secs
+         client in the same guest; VM run {:.1}s; host load average before/after: {} / {}. \
+         Under TCG the absolute numbers are those of an emulated CPU: read the ratios, and \
+         expect them to move between runs. Busy-poll mode needs a host core per polling \
+         vCPU: on a loaded host both tools fall to the scheduler's time slice (~4 ms).\n",
+        outcome.accel,
+        a.vm.smp,
+        guest.kver,
+        outcome.vm_secs,
+        load_before,
+        loadavg()
     );
     md.push_str(&tbl);
     md.push_str(
         "\nOurs: `backend-verbs/examples/echo_bench` (SEND/RECV over an rdma_cm RC connection, \
-         busy-polled CQ; latency = ping-pong RTT/2, median as \"typical\"; rate = windowed \
+         CQ busy-polled or event-driven as the mode says; latency = ping-pong RTT/2, median as \"typical\"; rate = windowed \
          SEND stream, 128 in flight, against 512 posted receives). Perftest: the same sizes \
-         and iteration counts, `-F`, GID by index (`-x`).\n\n## Commands (in the guest)\n\n",
+         and iteration counts, `-F`, GID by index (`-x`); in event mode only ib_send_bw \
+         (perftest 4.5's `ib_send_lat -e` prints `inf` for every latency), so the event \
+         latency rows have ours alone.\n\n## Commands (in the guest)\n\n",
     );
     for p in &plan.pairs {
         if p.server.is_empty() {
