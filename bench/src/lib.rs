@@ -10,7 +10,23 @@
 //! | B6 | free-list pop: locked vs tagged | [`freelist`] |
 //!
 //! Everything runs on [`device::CostDevice`], a DMA device whose only cost
-//! is a busy wait in `dma_unmap`, so the lifecycle is measured alone.
+//! is a busy wait in `dma_unmap`, so the lifecycle is measured alone (B3
+//! also reruns Deferred and Workqueue on `rdmaxprt_mock::MockDevice` as a
+//! cross-check).
+//!
+//! ```text
+//! cargo run -p rdmaxprt-bench --release --bin bench-report [-- --quick]
+//!     # tables on stdout, target/bench-report/{report.md,pool_size.svg}
+//! cargo bench -p rdmaxprt-bench [--bench put|drain|freelist]
+//!     # criterion (B1, B2, B6)
+//! valgrind --tool=callgrind target/release/bench-report --only-put deferred:0:1
+//! valgrind --tool=callgrind target/release/bench-report --only-drain 512:0
+//!     # one configuration, for instruction profiles
+//! ```
+//!
+//! Timing on a shared 2-core machine is noisy: the report prints the load
+//! average, medians with min..max, and for two-thread runs how much the
+//! threads actually overlapped.
 
 pub mod barrier;
 pub mod device;
