@@ -4,7 +4,9 @@
 # Installs the host packages the harness and rdma-sys need (Debian 12, root),
 # then runs `cargo run -p xtask -- vm-test`, which downloads the Debian
 # kernel and the guest's rdma userspace with `apt-get download` (cached in
-# target/vm-cache/), boots QEMU (TCG) and prints one RESULT line per test.
+# target/vm-cache/), boots QEMU (TCG) and prints one RESULT line per test
+# binary and per interop pair of xtask/vm-tests.txt (our rping example
+# against rdma-core's rping, both ways). vm-bench stays out of CI (noisy).
 # Exit status: the xtask's (non-zero on any failure, skip or timeout).
 #   bash .ci/vm.sh [extra vm-test arguments]
 set -euo pipefail
