@@ -50,6 +50,10 @@ pub struct XprtConfig {
     pub limits: Limits,
     /// Largest Read chunk total pulled for one call.
     pub max_read_bytes: u64,
+    /// Inline replies up to this many bytes are copied into the header
+    /// buffer instead of being mapped (the kernel's pull-up threshold is
+    /// half the default inline size). 0 maps every reply.
+    pub pullup_threshold: usize,
 }
 
 impl Default for XprtConfig {
@@ -61,6 +65,7 @@ impl Default for XprtConfig {
             max_inline_send: rpcrdma::DEFAULT_INLINE_THRESHOLD,
             limits: Limits::DEFAULT,
             max_read_bytes: Limits::DEFAULT.max_chunk_bytes * 2,
+            pullup_threshold: rpcrdma::DEFAULT_INLINE_THRESHOLD / 2,
         }
     }
 }

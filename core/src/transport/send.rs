@@ -258,9 +258,12 @@ where
         })
     }
 
-    /// Adds the inline reply after a header of `hdr` bytes: one mapped page
-    /// per piece while SGEs last, else pulled up into the header buffer.
-    /// Returns the header (SGE 0) length.
+    /// Adds the inline reply after a header of `hdr` bytes: pulled up
+    /// (copied) into the persistently mapped header buffer when it is small
+    /// (at most `pullup_threshold` bytes: a copy is cheaper than a map and
+    /// an unmap, as the kernel's `svc_rdma_pull_up_needed` decides) or when
+    /// it has more pieces than the Send has SGEs; otherwise one mapped page
+    /// per piece. Returns the header (SGE 0) length.
     fn add_inline(
         &self,
         c: &mut OwnedCtxt<'_, L>,
@@ -269,7 +272,9 @@ where
         pieces: &[&[u8]],
     ) -> Result<usize, XprtError<DevError<L>>> {
         let nonempty = pieces.iter().filter(|p| !p.is_empty()).count() as u32;
-        if nonempty < self.max_send_sge.min(c.sges_left() + 1) {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        let small = len <= self.cfg.pullup_threshold;
+        if !small && nonempty < self.max_send_sge.min(c.sges_left() + 1) {
             for p in pieces.iter().filter(|p| !p.is_empty()) {
                 let mut page = dev.alloc_buf(p.len()).map_err(XprtError::Backend)?;
                 page.as_mut_slice().copy_from_slice(p);
@@ -281,7 +286,7 @@ where
             }
             return Ok(hdr);
         }
-        // Pull-up: more pieces than SGEs; copy them behind the header.
+        // Pull-up: copy the pieces behind the header.
         let buf = c.header_buf();
         let mut at = hdr;
         for p in pieces {
