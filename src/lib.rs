@@ -11,5 +11,14 @@ pub use rdmaxprt_core::{
 #[cfg(feature = "mock")]
 pub use rdmaxprt_mock as mock;
 
+/// The libibverbs backend (feature `verbs`); the client's traits for it
+/// are in [`client::verbs`].
+#[cfg(feature = "verbs")]
+pub use rdmaxprt_verbs as verbs;
+
+/// Soft-RoCE (rdma_rxe) device provisioning (feature `rxe`).
+#[cfg(feature = "rxe")]
+pub use rdmaxprt_rxe as rxe;
+
 pub mod runtime;
 pub mod service;

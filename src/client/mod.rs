@@ -47,6 +47,8 @@ mod post;
 mod reply;
 mod rpc;
 mod types;
+#[cfg(feature = "verbs")]
+pub mod verbs;
 
 pub use backend::{CompletionWait, RemoteMemory, RemoteRegion};
 pub use error::{BoxError, ClientError};
