@@ -48,6 +48,8 @@ fn target_dir(root: &Path) -> PathBuf {
 #[derive(Default)]
 struct Manifest {
     packages: Vec<String>,
+    /// `test PACKAGE TARGET [FEATURES]`: one test target built with features.
+    tests: Vec<Vec<String>>,
     bins: Vec<PathBuf>,
     /// (package, example name).
     examples: Vec<(String, String)>,
@@ -66,6 +68,23 @@ fn manifest(root: &Path) -> Res<Manifest> {
         let bad = |what: &str| format!("{}:{}: {what}", path.display(), n + 1);
         match line.split_once(char::is_whitespace) {
             Some(("package", p)) => m.packages.push(p.trim().to_owned()),
+            Some(("test", rest)) => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                [pkg, target] => m.tests.push(vec![
+                    "-p".into(),
+                    pkg.into(),
+                    "--test".into(),
+                    target.into(),
+                ]),
+                [pkg, target, features] => m.tests.push(vec![
+                    "-p".into(),
+                    pkg.into(),
+                    "--test".into(),
+                    target.into(),
+                    "--features".into(),
+                    features.into(),
+                ]),
+                _ => return Err(bad("expected `test PACKAGE TARGET [FEATURES]`")),
+            },
             Some(("bin", b)) => m.bins.push(root.join(b.trim())),
             Some(("example", rest)) => match rest.split_whitespace().collect::<Vec<_>>()[..] {
                 [pkg, name] => m.examples.push((pkg.to_owned(), name.to_owned())),
@@ -152,6 +171,15 @@ fn build_tests(root: &Path, packages: &[String], release: bool) -> Res<Vec<Guest
     if packages.is_empty() {
         return Ok(Vec::new());
     }
+    let args: Vec<String> = packages
+        .iter()
+        .flat_map(|p| ["-p".to_owned(), p.clone()])
+        .collect();
+    cargo_test_no_run(root, &args, release)
+}
+
+/// `cargo test --no-run ARGS`; every test executable it reports.
+fn cargo_test_no_run(root: &Path, sel: &[String], release: bool) -> Res<Vec<GuestTest>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root).args([
@@ -162,12 +190,10 @@ fn build_tests(root: &Path, packages: &[String], release: bool) -> Res<Vec<Guest
     if release {
         cmd.arg("--release");
     }
-    for p in packages {
-        cmd.args(["-p", p]);
-    }
+    cmd.args(sel);
     println!(
-        "xtask: building tests: cargo test --no-run -p {}",
-        packages.join(" -p ")
+        "xtask: building tests: cargo test --no-run {}",
+        sel.join(" ")
     );
     let out = cmd
         .stderr(Stdio::inherit())
@@ -290,6 +316,7 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
         m = manifest(&root)?;
         if args.interop_only {
             m.packages.clear();
+            m.tests.clear();
             m.bins.clear();
         }
     }
@@ -300,6 +327,9 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
         t0.elapsed().as_secs_f64()
     );
     let mut tests = build_tests(&root, &m.packages, args.release)?;
+    for sel in &m.tests {
+        tests.extend(cargo_test_no_run(&root, sel, args.release)?);
+    }
     for b in &m.bins {
         let name = b
             .file_name()
