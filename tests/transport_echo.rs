@@ -337,3 +337,28 @@ fn unknown_procedures_and_programs_are_typed_rpc_errors() {
     assert_eq!(null.results, b"");
     finish(dev, c, x);
 }
+
+#[test]
+fn send_with_invalidate_only_when_the_client_said_it_can_take_it() {
+    let opts = CallOptions {
+        write_chunk: Some(64),
+        ..Default::default()
+    };
+    for allowed in [false, true] {
+        let dev = MockDevice::new();
+        let xcfg = XprtConfig {
+            send_with_invalidate: allowed,
+            ..XprtConfig::default()
+        };
+        let (mut c, x, _hook) = pair(&dev, QpConfig::default(), xcfg, ClientConfig::default());
+        // One chunk, one rkey: the call qualifies for Send-with-Invalidate.
+        let r = echo_once(&mut c, &x, b"abcd", &opts).unwrap();
+        assert_eq!(r.bulk.as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(
+            c.stats().remote_invalidations,
+            u64::from(allowed),
+            "allowed = {allowed}"
+        );
+        finish(dev, c, x);
+    }
+}

@@ -54,6 +54,12 @@ pub struct XprtConfig {
     /// buffer instead of being mapped (the kernel's pull-up threshold is
     /// half the default inline size). 0 maps every reply.
     pub pullup_threshold: usize,
+    /// Reply with Send-with-Invalidate when a call's chunks all carry one
+    /// rkey. Only for a client that said it can take it (the kernel checks
+    /// `RPCRDMA_CMP_F_SND_W_INV_OK` in the connection's private data): a
+    /// peer whose chunk memory is a plain MR fails the receive. Off by
+    /// default.
+    pub send_with_invalidate: bool,
 }
 
 impl Default for XprtConfig {
@@ -66,6 +72,7 @@ impl Default for XprtConfig {
             limits: Limits::DEFAULT,
             max_read_bytes: Limits::DEFAULT.max_chunk_bytes * 2,
             pullup_threshold: rpcrdma::DEFAULT_INLINE_THRESHOLD / 2,
+            send_with_invalidate: false,
         }
     }
 }

@@ -236,7 +236,8 @@ where
         };
         c.set_header_len(hdr_len)
             .map_err(|_| XprtError::Internal("header length"))?;
-        self.post_chain(c, &writes, meta.inv_rkey)
+        let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
+        self.post_chain(c, &writes, inv)
     }
 
     /// Copies `data` into a new page of the context and maps it for chunk
