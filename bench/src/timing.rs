@@ -62,6 +62,54 @@ pub fn overlap(rounds: &[Vec<(Instant, Instant)>]) -> Option<f64> {
     (!mean.is_zero()).then(|| common.as_secs_f64() / mean.as_secs_f64())
 }
 
+/// Repeated runs of one configuration, filtered for real contention.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runs {
+    /// The runs the figures come from: those that qualified, or every run
+    /// if none did (then `qualified` is false).
+    pub kept: Vec<Timed>,
+    /// Runs made.
+    pub tried: usize,
+    /// Whether `kept` are qualifying runs.
+    pub qualified: bool,
+}
+
+/// Runs `f` until `want` runs qualify or `max_tries` runs were made. A
+/// single-threaded run always qualifies; a multi-threaded one needs its
+/// threads to have overlapped at least `min_overlap`, so that a
+/// "two-thread" figure is not secretly a one-thread one (a busy machine
+/// often leaves only one core).
+pub fn collect_runs(
+    want: usize,
+    max_tries: usize,
+    min_overlap: f64,
+    mut f: impl FnMut() -> Timed,
+) -> Runs {
+    let want = want.max(1);
+    let (mut good, mut all) = (Vec::new(), Vec::new());
+    while good.len() < want && all.len() < max_tries.max(want) {
+        let t = f();
+        if t.overlap.map_or(true, |o| o >= min_overlap) {
+            good.push(t);
+        }
+        all.push(t);
+    }
+    let tried = all.len();
+    if good.is_empty() {
+        Runs {
+            kept: all,
+            tried,
+            qualified: false,
+        }
+    } else {
+        Runs {
+            kept: good,
+            tried,
+            qualified: true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +141,29 @@ mod tests {
         assert_eq!(overlap(&rounds), Some(0.5));
         assert_eq!(overlap(&[vec![(at(0), at(10))]]), None);
         assert_eq!(overlap(&[]), None);
+    }
+
+    #[test]
+    fn collect_runs_keeps_only_overlapped_multi_thread_runs() {
+        let run = |o: Option<f64>| Timed {
+            total: Duration::from_micros(1),
+            ops: 1,
+            overlap: o,
+        };
+        // Single-threaded: every run counts, no extra tries.
+        let r = collect_runs(3, 9, 0.5, || run(None));
+        assert_eq!((r.kept.len(), r.tried, r.qualified), (3, 3, true));
+        // Alternating overlap: tries until 3 good ones.
+        let mut i = 0;
+        let r = collect_runs(3, 9, 0.5, || {
+            i += 1;
+            run(Some(if i % 2 == 0 { 0.9 } else { 0.1 }))
+        });
+        assert_eq!((r.kept.len(), r.tried, r.qualified), (3, 6, true));
+        assert!(r.kept.iter().all(|t| t.overlap == Some(0.9)));
+        // Never overlapping: gives up after max_tries and keeps all.
+        let r = collect_runs(3, 5, 0.5, || run(Some(0.0)));
+        assert_eq!((r.kept.len(), r.tried, r.qualified), (5, 5, false));
     }
 
     #[test]

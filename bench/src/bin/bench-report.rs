@@ -8,6 +8,7 @@
 //! ```
 //! `--quick` (CI) finishes in well under a minute.
 
+use rdmaxprt_bench::drain;
 use rdmaxprt_bench::freelist::{self, ListKind};
 use rdmaxprt_bench::keepup::{self, DeviceKind, KeepupResult, KeepupSpec};
 use rdmaxprt_bench::plot::{self, Series};
@@ -15,7 +16,7 @@ use rdmaxprt_bench::put::{self, PutSpec};
 use rdmaxprt_bench::report::Table;
 use rdmaxprt_bench::setup::PolicyKind;
 use rdmaxprt_bench::summary::{fmt_ns, fmt_rate, fmt_ratio, median, ratio, rel_change, verdict};
-use rdmaxprt_bench::{drain, put::Timed};
+use rdmaxprt_bench::timing::{collect_runs, Timed};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -74,30 +75,56 @@ struct Med {
     hi: f64,
     /// Median thread overlap (multi-threaded runs).
     overlap: Option<f64>,
+    /// Runs the figures come from / runs made.
+    kept: usize,
+    tried: usize,
+    /// Whether the kept runs overlapped enough (multi-threaded runs).
+    qualified: bool,
 }
 
 impl Med {
     fn range(&self) -> String {
         format!("{}..{}", fmt_ns(self.lo), fmt_ns(self.hi))
     }
+
+    /// The overlap cell: median overlap and how many runs were kept.
+    fn overlap_cell(&self) -> String {
+        match self.overlap {
+            None => "-".into(),
+            Some(o) => format!(
+                "{:.0}% ({}/{}{})",
+                o * 100.0,
+                self.kept,
+                self.tried,
+                if self.qualified {
+                    ""
+                } else {
+                    ", none overlapped"
+                }
+            ),
+        }
+    }
 }
 
-/// Median ns/op of `reps` runs of `f`, with the min, max and overlap.
-fn med(reps: usize, mut f: impl FnMut() -> Timed) -> Med {
-    let runs: Vec<Timed> = (0..reps.max(1)).map(|_| f()).collect();
-    let xs: Vec<f64> = runs.iter().map(Timed::ns_per_op).collect();
-    let ovl: Vec<f64> = runs.iter().filter_map(|t| t.overlap).collect();
+/// Smallest thread overlap for a multi-threaded run to count.
+const MIN_OVERLAP: f64 = 0.5;
+
+/// Median ns/op of `reps` qualifying runs of `f` (multi-threaded runs must
+/// overlap at least [`MIN_OVERLAP`]; up to `3 * reps` tries), with the min,
+/// max and overlap.
+fn med(reps: usize, f: impl FnMut() -> Timed) -> Med {
+    let runs = collect_runs(reps, 3 * reps, MIN_OVERLAP, f);
+    let xs: Vec<f64> = runs.kept.iter().map(Timed::ns_per_op).collect();
+    let ovl: Vec<f64> = runs.kept.iter().filter_map(|t| t.overlap).collect();
     Med {
         ns: median(&xs).unwrap_or(f64::NAN),
         lo: xs.iter().copied().fold(f64::INFINITY, f64::min),
         hi: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         overlap: median(&ovl),
+        kept: runs.kept.len(),
+        tried: runs.tried,
+        qualified: runs.qualified,
     }
-}
-
-/// `97%`, or `-` for one thread.
-fn fmt_overlap(o: Option<f64>) -> String {
-    o.map_or("-".into(), |o| format!("{:.0}%", o * 100.0))
 }
 
 fn loadavg() -> String {
@@ -139,7 +166,7 @@ fn b1(mode: &Mode) -> (Table, PutResults) {
             "min..max",
             "floor: bare ReleaseList::push",
             "ratio to floor",
-            "thread overlap: put / floor",
+            "thread overlap (kept/tried): put / floor",
         ],
     );
     let spec = |policy, unmap, threads| PutSpec {
@@ -174,11 +201,7 @@ fn b1(mode: &Mode) -> (Table, PutResults) {
                     if threads == 1 {
                         "-".into()
                     } else {
-                        format!(
-                            "{} / {}",
-                            fmt_overlap(m.overlap),
-                            fmt_overlap(floor.overlap)
-                        )
+                        format!("{} / {}", m.overlap_cell(), floor.overlap_cell())
                     },
                 ]);
             }
@@ -192,7 +215,9 @@ fn b1(mode: &Mode) -> (Table, PutResults) {
          cross-core cache-line transfer (the floor shows it too) - if the threads really run \
          side by side. \"Thread overlap\" is the share of the timed time both threads were \
          inside it at once: near 0% means the other core was taken (by another process) and \
-         the 2-thread figure is effectively a 1-thread one.",
+         the run is effectively single-threaded. Two-thread figures are medians over runs \
+         that overlapped >= 50% only (up to 3x the runs are tried; \"none overlapped\" = the \
+         figure is not a contended one).",
         mode.put_batch, mode.reps, mode.put_rounds
     );
     (t, res)
@@ -420,7 +445,7 @@ fn b6(mode: &Mode) -> Table {
             "min..max",
             "floor: 2 shared fetch_add",
             "ratio to floor",
-            "thread overlap: list / floor",
+            "thread overlap (kept/tried): list / floor",
         ],
     );
     for threads in THREADS {
@@ -441,7 +466,7 @@ fn b6(mode: &Mode) -> Table {
                 if threads == 1 {
                     "-".into()
                 } else {
-                    format!("{} / {}", fmt_overlap(m.overlap), fmt_overlap(f.overlap))
+                    format!("{} / {}", m.overlap_cell(), f.overlap_cell())
                 },
             ]);
         }
