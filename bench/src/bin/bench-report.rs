@@ -390,20 +390,25 @@ fn b3(mode: &Mode) -> (Table, Table, Vec<KeepupResult>) {
             .expect("ran")
     };
     let d = get(PolicyKind::Deferred);
-    // Flat: never above the cap, and after warm-up it moves by at most 5 %
-    // of the cap (contexts in flight jitter by a few).
-    let flat = d.pool_hwm() <= u64::from(d.spec.cap())
-        && d.growth_after_warmup(WARMUP) * 20 <= u64::from(d.spec.cap());
+    // Two readings of "flat at/under its cap": bounded (never above the cap,
+    // the OOM question) and flat (after warm-up it moves by at most 5 % of
+    // the cap; `get` may allocate up to the cap by design when the worker
+    // holds the whole release list mid-drain).
+    let cap = u64::from(d.spec.cap());
     tt.row(vec![
-        "Deferred pool flat at/under its cap after warm-up".into(),
+        "Deferred pool bounded: never above its cap".into(),
+        format!("max {} (cap {})", d.pool_hwm(), cap),
+        verdict(Some(d.pool_hwm() <= cap)).into(),
+    ]);
+    tt.row(vec![
+        "Deferred pool flat after warm-up (grows <= 5% of the cap)".into(),
         format!(
-            "pool {} -> max {} (growth {}, cap {})",
+            "pool {} -> max {} (growth {})",
             d.pool_after_warmup(WARMUP),
             d.pool_hwm(),
             d.growth_after_warmup(WARMUP),
-            d.spec.cap()
         ),
-        verdict(Some(flat)).into(),
+        verdict(Some(d.growth_after_warmup(WARMUP) * 20 <= cap)).into(),
     ]);
     let last = d.samples.last().copied();
     let keeps_up = last.map(|s| s.completed.saturating_sub(s.released) <= u64::from(d.spec.cap()));
