@@ -63,6 +63,12 @@ struct Args {
     /// Server worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Keep glibc's default mmap/trim thresholds. By default they are
+    /// raised so 1 MiB payload buffers are reused from the heap instead of
+    /// being mmapped, faulted in and unmapped on every call: that churn
+    /// (~100 us per 1 MiB call here) would swamp what the transport does.
+    #[arg(long)]
+    malloc_defaults: bool,
 }
 
 /// One call of the mix: procedure, argument bytes, options, and the bytes
@@ -293,6 +299,14 @@ fn run(args: &Args, policy: Policy, conns: usize) -> Row {
 
 fn main() {
     let args = Args::parse();
+    if !args.malloc_defaults {
+        // SAFETY: mallopt only tunes glibc's allocator thresholds; it runs
+        // before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+        }
+    }
     let mut rows = Vec::new();
     for p in &args.policies {
         let policy = match p {
@@ -305,9 +319,10 @@ fn main() {
         }
     }
     println!(
-        "loadgen on the mock NIC: {} cores, mix {:?}, {} in flight per connection, {:.1}s per run, unmap {} ns, {} workers",
+        "loadgen on the mock NIC: {} cores, mix {:?}, {} in flight per connection, {:.1}s per run, unmap {} ns, {} workers, malloc {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        args.mix, args.inflight, args.secs, args.unmap_ns, args.workers
+        args.mix, args.inflight, args.secs, args.unmap_ns, args.workers,
+        if args.malloc_defaults { "glibc defaults" } else { "mmap/trim thresholds raised" }
     );
     println!("| policy | conns | calls/s | p50 us | p99 us | p999 us | CPU us/call | peak RSS MiB | pool (sum) | largest pool | ctx/drain | backstop enqueues | cap hits | errors |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
