@@ -23,17 +23,46 @@ use core::sync::atomic::Ordering;
 /// The "no node" index.
 pub const NIL: u32 = u32::MAX;
 
+/// Where the lists find node `idx`'s link word. A plain `[AtomicU32]`
+/// works; the send-context pool keeps each link inside its context's slot,
+/// on the cache line the completion path touches anyway.
+pub trait Links {
+    /// Node `idx`'s link word. Panics if `idx` is out of range (a broken
+    /// internal invariant: indices come from the arena, never the wire).
+    fn link(&self, idx: u32) -> &AtomicU32;
+}
+
+impl Links for [AtomicU32] {
+    #[inline]
+    fn link(&self, idx: u32) -> &AtomicU32 {
+        &self[idx as usize]
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Links for alloc::vec::Vec<AtomicU32> {
+    #[inline]
+    fn link(&self, idx: u32) -> &AtomicU32 {
+        &self[idx as usize]
+    }
+}
+
 /// A chain taken off a [`ReleaseList`] by [`ReleaseList::take_all`]: the
 /// consumer now owns every node on it. Iterate it to visit them (most
 /// recently pushed first, as `llist_del_all`).
-#[derive(Debug)]
 #[must_use = "the taken nodes are owned by this chain; release them"]
-pub struct Chain<'a> {
-    links: &'a [AtomicU32],
+pub struct Chain<'a, L: Links + ?Sized> {
+    links: &'a L,
     next: u32,
 }
 
-impl Iterator for Chain<'_> {
+impl<L: Links + ?Sized> core::fmt::Debug for Chain<'_, L> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Chain").field("next", &self.next).finish()
+    }
+}
+
+impl<L: Links + ?Sized> Iterator for Chain<'_, L> {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
@@ -45,7 +74,7 @@ impl Iterator for Chain<'_> {
         // every producer's Release CAS (each CAS is an RMW, so the release
         // sequence runs through all of them), and those producers wrote these
         // links before their CAS. Nobody else writes a taken node's link.
-        self.next = self.links[cur as usize].load(Ordering::Relaxed);
+        self.next = self.links.link(cur).load(Ordering::Relaxed);
         Some(cur)
     }
 }
@@ -77,8 +106,8 @@ impl ReleaseList {
     /// an index out of range panics (a broken internal invariant: indices
     /// come from the arena, never from the wire).
     #[inline]
-    pub fn push(&self, links: &[AtomicU32], idx: u32) -> bool {
-        let link = &links[idx as usize];
+    pub fn push<L: Links + ?Sized>(&self, links: &L, idx: u32) -> bool {
+        let link = links.link(idx);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // Relaxed: published by the Release CAS below.
@@ -100,7 +129,7 @@ impl ReleaseList {
     /// Takes every node with one atomic swap. The caller must be the only
     /// consumer at a time (the transport's drain holds that role).
     #[inline]
-    pub fn take_all<'a>(&self, links: &'a [AtomicU32]) -> Chain<'a> {
+    pub fn take_all<'a, L: Links + ?Sized>(&self, links: &'a L) -> Chain<'a, L> {
         // Acquire pairs with the Release CAS in `push`. Skip the RMW when the
         // list is visibly empty: an empty drain is the common idle case.
         let next = if self.head.load(Ordering::Relaxed) == NIL {
@@ -122,9 +151,9 @@ impl ReleaseList {
 /// The free list's contract: any thread may push or pop concurrently.
 pub trait FreeList: Send + Sync {
     /// Pushes node `idx`, which the caller owns.
-    fn push(&self, links: &[AtomicU32], idx: u32);
+    fn push<L: Links + ?Sized>(&self, links: &L, idx: u32);
     /// Pops a node, transferring its ownership to the caller.
-    fn pop(&self, links: &[AtomicU32]) -> Option<u32>;
+    fn pop<L: Links + ?Sized>(&self, links: &L) -> Option<u32>;
     /// Whether the list looked empty (a hint).
     fn is_empty(&self) -> bool;
 }
@@ -148,11 +177,11 @@ impl Default for LockedFreeList {
 
 impl FreeList for LockedFreeList {
     #[inline]
-    fn push(&self, links: &[AtomicU32], idx: u32) {
+    fn push<L: Links + ?Sized>(&self, links: &L, idx: u32) {
         self.list.push(links, idx);
     }
 
-    fn pop(&self, links: &[AtomicU32]) -> Option<u32> {
+    fn pop<L: Links + ?Sized>(&self, links: &L) -> Option<u32> {
         let _serialized = self.pop_lock.lock();
         // Acquire pairs with the pusher's Release CAS: we are about to read
         // the node's link and then own the context it names.
@@ -164,7 +193,7 @@ impl FreeList for LockedFreeList {
             // Safe against ABA: only the lock holder removes nodes, so `head`
             // cannot leave and come back while we hold the lock; pushers only
             // add in front, which makes the CAS fail and we retry.
-            let next = links[head as usize].load(Ordering::Relaxed);
+            let next = links.link(head).load(Ordering::Relaxed);
             match self.list.head.compare_exchange_weak(
                 head,
                 next,
@@ -203,8 +232,8 @@ fn tagged(gen: u64, idx: u32) -> u64 {
 }
 
 impl FreeList for TaggedFreeList {
-    fn push(&self, links: &[AtomicU32], idx: u32) {
-        let link = &links[idx as usize];
+    fn push<L: Links + ?Sized>(&self, links: &L, idx: u32) {
+        let link = links.link(idx);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             link.store(head as u32, Ordering::Relaxed);
@@ -221,7 +250,7 @@ impl FreeList for TaggedFreeList {
         }
     }
 
-    fn pop(&self, links: &[AtomicU32]) -> Option<u32> {
+    fn pop<L: Links + ?Sized>(&self, links: &L) -> Option<u32> {
         // Acquire pairs with the pusher's Release CAS.
         let mut head = self.head.load(Ordering::Acquire);
         loop {
@@ -233,7 +262,7 @@ impl FreeList for TaggedFreeList {
             // pushed it back) meanwhile; then the generation differs and the
             // CAS below fails. The link word always exists (arena memory is
             // never freed while the list lives), so the read itself is sound.
-            let next = links[idx as usize].load(Ordering::Relaxed);
+            let next = links.link(idx).load(Ordering::Relaxed);
             let new = tagged((head >> 32).wrapping_add(1), next);
             match self
                 .head

@@ -19,7 +19,7 @@
 
 use crate::backend::DmaDevice;
 use crate::ctxt::{CompletionId, SendCtxt};
-use crate::llist::{FreeList, LockedFreeList, ReleaseList, NIL};
+use crate::llist::{FreeList, Links, LockedFreeList, ReleaseList, NIL};
 use crate::stats::Stats;
 use crate::sync::{AtomicU32, AtomicU8, UnsafeCell};
 use alloc::boxed::Box;
@@ -117,7 +117,13 @@ pub struct Census {
     pub pending_release: u32,
 }
 
-struct Slot<D: DmaDevice> {
+/// One context's slot, alone on its cache line(s): the completion path
+/// touches `state`, `gen`, `sqes` and `link` of exactly one slot, so two
+/// completion threads putting different contexts never share a line.
+#[repr(align(64))]
+pub(crate) struct Slot<D: DmaDevice> {
+    /// The free list's or release list's link (one list at a time).
+    link: AtomicU32,
     state: AtomicU8,
     gen: AtomicU32,
     /// SQ slots of the posted chain, readable by the completion path
@@ -126,12 +132,34 @@ struct Slot<D: DmaDevice> {
     ctxt: UnsafeCell<Option<SendCtxt<D>>>,
 }
 
+/// The arena: its slots hold the list links too.
+pub(crate) struct Slots<D: DmaDevice>(Box<[Slot<D>]>);
+
+impl<D: DmaDevice> core::ops::Deref for Slots<D> {
+    type Target = [Slot<D>];
+    fn deref(&self) -> &[Slot<D>] {
+        &self.0
+    }
+}
+
+impl<D: DmaDevice> core::ops::DerefMut for Slots<D> {
+    fn deref_mut(&mut self) -> &mut [Slot<D>] {
+        &mut self.0
+    }
+}
+
+impl<D: DmaDevice> Links for Slots<D> {
+    #[inline]
+    fn link(&self, idx: u32) -> &AtomicU32 {
+        &self.0[idx as usize].link
+    }
+}
+
 /// The arena, free list, release list and counters of one transport.
 pub struct SendCtxtPool<D: DmaDevice, F: FreeList = LockedFreeList> {
     dev: D,
     cfg: PoolConfig,
-    slots: Box<[Slot<D>]>,
-    links: Box<[AtomicU32]>,
+    slots: Slots<D>,
     free: F,
     pub(crate) release: ReleaseList,
     allocated: AtomicU32,
@@ -170,18 +198,17 @@ impl<D: DmaDevice, F: FreeList + Default> SendCtxtPool<D, F> {
         let cap = cfg.cap.min(MAX_CAP);
         let slots = (0..cap)
             .map(|_| Slot {
+                link: AtomicU32::new(NIL),
                 state: AtomicU8::new(EMPTY),
                 gen: AtomicU32::new(0),
                 sqes: AtomicU32::new(0),
                 ctxt: UnsafeCell::new(None),
             })
             .collect();
-        let links = (0..cap).map(|_| AtomicU32::new(NIL)).collect();
         Self {
             dev,
             cfg: PoolConfig { cap, ..cfg },
-            slots,
-            links,
+            slots: Slots(slots),
             free: F::default(),
             release: ReleaseList::new(),
             allocated: AtomicU32::new(0),
@@ -206,13 +233,13 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         &self.stats
     }
 
-    pub(crate) fn links(&self) -> &[AtomicU32] {
-        &self.links
+    pub(crate) fn links(&self) -> &Slots<D> {
+        &self.slots
     }
 
     /// Pops a free context (state FREE -> OWNED).
     pub(crate) fn pop_free(&self) -> Option<u32> {
-        let idx = self.free.pop(&self.links)?;
+        let idx = self.free.pop(&self.slots)?;
         self.take(idx);
         Some(idx)
     }
@@ -259,7 +286,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 // empty FREE slot; the next taker allocates into it
                 // (`populate`), so the cap and the census stay exact.
                 self.slots[n as usize].state.store(FREE, Ordering::Relaxed);
-                self.free.push(&self.links, n);
+                self.free.push(&self.slots, n);
                 Err(e)
             }
         }
@@ -436,7 +463,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
             .store(FREE, Ordering::Relaxed);
         self.stats.return_in_use(1);
         // Release (inside push) hands the context to the next popper.
-        self.free.push(&self.links, idx);
+        self.free.push(&self.slots, idx);
     }
 
     /// Whether a `get` could be satisfied without allocating (hint).

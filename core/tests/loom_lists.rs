@@ -24,12 +24,12 @@ fn release_list_producers_and_take_all_consumer() {
             .into_iter()
             .map(|nodes| {
                 let (l, list) = (l.clone(), list.clone());
-                thread::spawn(move || nodes.iter().filter(|&&i| list.push(&l, i)).count())
+                thread::spawn(move || nodes.iter().filter(|&&i| list.push(&l[..], i)).count())
             })
             .collect();
-        let taken_mid: Vec<u32> = list.take_all(&l).collect();
+        let taken_mid: Vec<u32> = list.take_all(&l[..]).collect();
         let edges: usize = producers.into_iter().map(|p| p.join().unwrap()).sum();
-        let rest: Vec<u32> = list.take_all(&l).collect();
+        let rest: Vec<u32> = list.take_all(&l[..]).collect();
         let mut all: Vec<u32> = taken_mid.iter().chain(rest.iter()).copied().collect();
         all.sort();
         assert_eq!(all, [0, 1, 2, 3], "a node was lost or duplicated");
@@ -48,17 +48,17 @@ fn free_list_pop_push_no_aba<F: FreeList + Default + 'static>(name: &str) {
         let l = links(3);
         let f = Arc::new(F::default());
         for i in 0..3 {
-            f.push(&l, i);
+            f.push(&l[..], i);
         }
         let ths: Vec<_> = (0..2)
             .map(|_| {
                 let (l, f) = (l.clone(), f.clone());
                 thread::spawn(move || {
-                    let a = f.pop(&l).expect("3 nodes, 2 poppers");
-                    let b = f.pop(&l);
-                    f.push(&l, a);
+                    let a = f.pop(&l[..]).expect("3 nodes, 2 poppers");
+                    let b = f.pop(&l[..]);
+                    f.push(&l[..], a);
                     if let Some(b) = b {
-                        f.push(&l, b);
+                        f.push(&l[..], b);
                     }
                 })
             })
@@ -67,7 +67,7 @@ fn free_list_pop_push_no_aba<F: FreeList + Default + 'static>(name: &str) {
             t.join().unwrap();
         }
         let mut all = Vec::new();
-        while let Some(i) = f.pop(&l) {
+        while let Some(i) = f.pop(&l[..]) {
             all.push(i);
             assert!(all.len() <= 3, "cycle in the free list (ABA)");
         }
