@@ -69,6 +69,9 @@ struct Args {
     /// (~100 us per 1 MiB call here) would swamp what the transport does.
     #[arg(long)]
     malloc_defaults: bool,
+    /// Internal: run exactly one (policy, conns) and print its row.
+    #[arg(long, hide = true)]
+    row_only: bool,
 }
 
 /// One call of the mix: procedure, argument bytes, options, and the bytes
@@ -132,17 +135,33 @@ struct Row {
     report: rdmaxprt::runtime::ServerReport,
 }
 
-fn rusage() -> (f64, f64) {
+/// Resets the kernel's peak-RSS mark (VmHWM) so each run reports its own
+/// peak (Linux: writing 5 to clear_refs).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// VmHWM in MiB, from /proc/self/status (0 if unreadable).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Process CPU time (user + sys), seconds.
+fn cpu_secs() -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we pass and reads
     // nothing else.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is a valid, writable rusage.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
-    (
-        t(ru.ru_utime) + t(ru.ru_stime),
-        ru.ru_maxrss as f64 / 1024.0,
-    )
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
 
 fn client_loop(
@@ -223,7 +242,8 @@ fn run(args: &Args, policy: Policy, conns: usize) -> Row {
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let (cpu0, _) = rusage();
+    reset_peak_rss();
+    let cpu0 = cpu_secs();
     let start = Instant::now();
     let clients: Vec<_> = (0..conns)
         .map(|_| {
@@ -276,7 +296,8 @@ fn run(args: &Args, policy: Policy, conns: usize) -> Row {
     let report = server.report();
     let server = Arc::try_unwrap(server).expect("server still shared");
     let final_report = server.shutdown();
-    let (cpu1, rss) = rusage();
+    let cpu1 = cpu_secs();
+    let rss = peak_rss_mib();
     let calls = calls.load(Ordering::Relaxed);
     if let Err(e) = server_dev.tracker().check() {
         eprintln!("TRACKER: {e}");
@@ -297,6 +318,28 @@ fn run(args: &Args, policy: Policy, conns: usize) -> Row {
     }
 }
 
+/// One table row.
+fn row(r: &Row) -> String {
+    let s = &r.report.stats;
+    format!(
+        "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {:.1} | {} | {} | {} |",
+        r.policy,
+        r.conns,
+        r.calls as f64 / r.secs,
+        r.hist.value_at_quantile(0.5),
+        r.hist.value_at_quantile(0.99),
+        r.hist.value_at_quantile(0.999),
+        r.cpu_us_per_call,
+        r.peak_rss_mib,
+        s.pool_size,
+        r.report.max_pool_size,
+        s.batch_mean(),
+        s.backstop_enqueues,
+        s.cap_hits,
+        r.errors
+    )
+}
+
 fn main() {
     let args = Args::parse();
     if !args.malloc_defaults {
@@ -307,43 +350,62 @@ fn main() {
             libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
         }
     }
-    let mut rows = Vec::new();
-    for p in &args.policies {
-        let policy = match p {
-            PolicyArg::Deferred => Policy::Deferred,
-            PolicyArg::Workqueue => Policy::Workqueue,
-            PolicyArg::Inline => Policy::Inline,
-        };
-        for &conns in &args.conns {
-            rows.push(run(&args, policy, conns));
-        }
+    let policy_of = |p: &PolicyArg| match p {
+        PolicyArg::Deferred => Policy::Deferred,
+        PolicyArg::Workqueue => Policy::Workqueue,
+        PolicyArg::Inline => Policy::Inline,
+    };
+    if args.row_only {
+        // A child: exactly one run, one row.
+        let r = run(&args, policy_of(&args.policies[0]), args.conns[0]);
+        println!("{}", row(&r));
+        return;
     }
     println!(
-        "loadgen on the mock NIC: {} cores, mix {:?}, {} in flight per connection, {:.1}s per run, unmap {} ns, {} workers, malloc {}",
+        "loadgen on the mock NIC: {} cores, mix {:?}, {} in flight per connection, {:.1}s per run, unmap {} ns, {} workers, malloc {}, one process per row",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.mix, args.inflight, args.secs, args.unmap_ns, args.workers,
         if args.malloc_defaults { "glibc defaults" } else { "mmap/trim thresholds raised" }
     );
     println!("| policy | conns | calls/s | p50 us | p99 us | p999 us | CPU us/call | peak RSS MiB | pool (sum) | largest pool | ctx/drain | backstop enqueues | cap hits | errors |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        let s = &r.report.stats;
-        println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {:.1} | {} | {} | {} |",
-            r.policy,
-            r.conns,
-            r.calls as f64 / r.secs,
-            r.hist.value_at_quantile(0.5),
-            r.hist.value_at_quantile(0.99),
-            r.hist.value_at_quantile(0.999),
-            r.cpu_us_per_call,
-            r.peak_rss_mib,
-            s.pool_size,
-            r.report.max_pool_size,
-            s.batch_mean(),
-            s.backstop_enqueues,
-            s.cap_hits,
-            r.errors
-        );
+    let exe = std::env::current_exe().expect("own executable");
+    let mix = format!("{:?}", args.mix).to_lowercase();
+    for p in &args.policies {
+        let policy = format!("{:?}", p).to_lowercase();
+        for &conns in &args.conns {
+            // Each row in a fresh process, so peak RSS and the allocator's
+            // state belong to that run alone.
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args([
+                "--row-only",
+                "--policies",
+                &policy,
+                "--conns",
+                &conns.to_string(),
+            ])
+            .args([
+                "--inflight",
+                &args.inflight.to_string(),
+                "--secs",
+                &args.secs.to_string(),
+            ])
+            .args(["--unmap-ns", &args.unmap_ns.to_string(), "--mix", &mix])
+            .args(["--workers", &args.workers.to_string()]);
+            if args.malloc_defaults {
+                cmd.arg("--malloc-defaults");
+            }
+            match cmd.output() {
+                Ok(o) if o.status.success() => print!("{}", String::from_utf8_lossy(&o.stdout)),
+                Ok(o) => println!(
+                    "| {policy} | {conns} | run failed: {} |",
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("?")
+                ),
+                Err(e) => println!("| {policy} | {conns} | could not start: {e} |"),
+            }
+        }
     }
 }
