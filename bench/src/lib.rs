@@ -6,7 +6,8 @@
 //! | B1 | completion path: time per `put`, vs a bare list push | [`put`] |
 //! | B2 | drain: time per context released, by batch size | [`drain`] |
 //! | B3 | keep-up: completion vs release rate, pool size over time | [`keepup`] |
-//! | B4, B5 | need the transport (not written yet) | - |
+//! | B4 | end-to-end echo over the mock NIC: run-to-completion and threaded, vs raw mock Send/Recv | [`rtc`], [`threaded`], [`e2e`] |
+//! | B5 | idle trailing edge: last Send completion to release, worker wakeups | [`idle`] |
 //! | B6 | free-list pop: locked vs tagged | [`freelist`] |
 //!
 //! Everything runs on [`device::CostDevice`], a DMA device whose only cost
@@ -31,11 +32,15 @@
 pub mod barrier;
 pub mod device;
 pub mod drain;
+pub mod e2e;
 pub mod freelist;
+pub mod idle;
 pub mod keepup;
 pub mod plot;
 pub mod put;
 pub mod report;
+pub mod rtc;
 pub mod setup;
 pub mod summary;
+pub mod threaded;
 pub mod timing;

@@ -1,0 +1,269 @@
+//! B5, the idle trailing edge: an idle transport sends its last reply; how
+//! long until that reply's send context is released (back on the free
+//! list) with no further RPC, and how many worker wakeups it took. The
+//! seed's answer is the backstop: the Send completion's push takes the
+//! release list from empty to non-empty, sets DATA and enqueues the
+//! transport once; that worker's pass (recvfrom finds nothing, then
+//! release_ctxt) drains it.
+//!
+//! - [`threaded`]: the real runtime. Per trial one call; when the client
+//!   has the reply (so the reply's Send has executed: Inline delivery
+//!   queues its completion during the post), poll the server's counters
+//!   until the contexts in use are back to the idle baseline. Wakeups =
+//!   the `backstop_enqueues` delta.
+//! - [`rtc`]: the same on one thread with a hand-driven transport: after
+//!   the reply, loop { poll completions; if enqueued, one worker pass }
+//!   until the pool census shows nothing pending and in-use back to the
+//!   baseline; count the worker passes.
+
+use crate::e2e::{elapsed_ns, EchoService, Payload, PROG, VERS};
+use crate::rtc::{server_turn, worker_pass, RtcConn};
+use rdmaxprt::client::{ClientConfig, RpcClient};
+use rdmaxprt::lifecycle::Policy;
+use rdmaxprt::mock::{MockDevice, QpConfig};
+use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig};
+use rdmaxprt::service::Dispatcher;
+use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
+use std::time::{Duration, Instant};
+
+/// One idle edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// ns from "the client has the reply" to "context released"; `None`
+    /// if not released within the timeout.
+    pub ns: Option<u64>,
+    /// Worker wakeups it took: backstop enqueues (threaded) or worker
+    /// passes (run-to-completion).
+    pub wakeups: u64,
+    /// Already released when the client saw the reply (the worker's own
+    /// release_ctxt after sendto found the completion handled).
+    pub already: bool,
+}
+
+/// Many idle edges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdleResult {
+    /// One per trial.
+    pub edges: Vec<Edge>,
+}
+
+impl IdleResult {
+    /// Release times of the released trials, sorted.
+    pub fn sorted_ns(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.edges.iter().filter_map(|e| e.ns).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Trials not released within the timeout.
+    pub fn timed_out(&self) -> usize {
+        self.edges.iter().filter(|e| e.ns.is_none()).count()
+    }
+
+    /// Trials released before the client saw the reply.
+    pub fn already(&self) -> usize {
+        self.edges.iter().filter(|e| e.already).count()
+    }
+
+    /// `(min, max, trials with exactly one)` wakeups.
+    pub fn wakeups(&self) -> (u64, u64, usize) {
+        let min = self.edges.iter().map(|e| e.wakeups).min().unwrap_or(0);
+        let max = self.edges.iter().map(|e| e.wakeups).max().unwrap_or(0);
+        let one = self.edges.iter().filter(|e| e.wakeups == 1).count();
+        (min, max, one)
+    }
+}
+
+/// Threaded: the real runtime (Deferred, [`crate::threaded::WORKERS`]
+/// workers), one connection, `trials` idle edges of `size`-byte echoes;
+/// each edge waits at most `timeout` for the release.
+pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
+    let server_dev = MockDevice::new();
+    let (connector, listener) = MockNetwork::new(server_dev.clone(), QpConfig::default());
+    let server = std::sync::Arc::new(Server::start(
+        ServerConfig {
+            workers: crate::threaded::WORKERS,
+            policy: Policy::Deferred,
+            ..ServerConfig::default()
+        },
+        Dispatcher::new().with(EchoService),
+    ));
+    let accept = server.serve(listener);
+    let cdev = MockDevice::new();
+    let qp = connector.connect(&cdev).expect("connect");
+    drop(connector);
+    let mut c = RpcClient::new(qp, cdev, ClientConfig::default()).expect("client");
+    let p = Payload::new(size);
+    let in_use = || server.report().stats.in_use;
+    let backstops = || server.report().stats.backstop_enqueues;
+    // Settle: one call, then wait for its context to come back.
+    if let Ok(t) = c.start_call(PROG, VERS, p.proc, &p.args, &p.opts()) {
+        let _ = c.wait(t);
+    }
+    let settle = Instant::now();
+    while in_use() != 0 && settle.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let baseline = in_use();
+    let mut res = IdleResult::default();
+    for _ in 0..trials {
+        let b0 = backstops();
+        let ok = c
+            .start_call(PROG, VERS, p.proc, &p.args, &p.opts())
+            .ok()
+            .and_then(|t| c.wait(t).ok())
+            .is_some_and(|r| p.check(&r));
+        if !ok {
+            res.edges.push(Edge {
+                ns: None,
+                wakeups: 0,
+                already: false,
+            });
+            continue;
+        }
+        let t0 = Instant::now();
+        let already = in_use() <= baseline;
+        let ns = loop {
+            if in_use() <= baseline {
+                break Some(elapsed_ns(t0));
+            }
+            if t0.elapsed() > timeout {
+                break None;
+            }
+            std::thread::yield_now();
+        };
+        res.edges.push(Edge {
+            ns,
+            wakeups: backstops() - b0,
+            already,
+        });
+    }
+    c.close();
+    accept.join().expect("listener thread");
+    let server = std::sync::Arc::try_unwrap(server).expect("server no longer shared");
+    let rep = server.shutdown();
+    if rep.reclaimed_send != 0 {
+        eprintln!("B5 threaded teardown: {rep:?}");
+    }
+    res
+}
+
+/// Run-to-completion: one hand-driven transport, `trials` idle edges.
+/// Wakeups = worker passes after the reply until released (at most
+/// `max_passes` loop turns are tried).
+pub fn rtc(trials: usize, size: usize, max_passes: u64) -> IdleResult {
+    let dev = MockDevice::new();
+    let mut conn = RtcConn::new(&dev, 1);
+    let d = Dispatcher::new().with(EchoService);
+    let p = Payload::new(size);
+    let mut res = IdleResult::default();
+    let stats = |c: &RtcConn| c.server.send_lifecycle().stats().snapshot();
+    let settled = |c: &RtcConn, baseline: u64| {
+        let census = c.server.send_lifecycle().pool().census();
+        census.pending_release == 0 && stats(c).in_use <= baseline
+    };
+    for trial in 0..=trials {
+        let Ok(t) = conn
+            .client
+            .start_call(PROG, VERS, p.proc, &p.args, &p.opts())
+        else {
+            res.edges.push(Edge {
+                ns: None,
+                wakeups: 0,
+                already: false,
+            });
+            continue;
+        };
+        // Serve it: poll (the receive enqueues), worker pass (sendto; its
+        // release_ctxt finds the Send completion not yet handled).
+        let mut reply = None;
+        for _ in 0..1000 {
+            server_turn(&conn.server, &conn.hook, &d);
+            if let Some(r) = conn.client.try_wait(&t) {
+                reply = Some(r);
+                break;
+            }
+        }
+        let ok = reply.is_some_and(|r| r.is_ok_and(|r| p.check(&r)));
+        if trial == 0 {
+            // Warm-up: release, then the idle baseline (no context in use).
+            for _ in 0..4 {
+                server_turn(&conn.server, &conn.hook, &d);
+            }
+            continue;
+        }
+        let baseline = 0;
+        let t0 = Instant::now();
+        let already = settled(&conn, baseline);
+        let mut passes = 0;
+        let mut ns = None;
+        for _ in 0..max_passes.max(1) {
+            if settled(&conn, baseline) {
+                ns = Some(elapsed_ns(t0));
+                break;
+            }
+            let _ = conn.server.poll(usize::MAX);
+            if conn.hook.take() {
+                worker_pass(&conn.server, &d);
+                passes += 1;
+            }
+        }
+        if ns.is_none() && settled(&conn, baseline) {
+            ns = Some(elapsed_ns(t0));
+        }
+        res.edges.push(Edge {
+            ns: if ok { ns } else { None },
+            wakeups: passes,
+            already,
+        });
+    }
+    let _ = conn.finish();
+    if let Err(e) = dev.tracker().check() {
+        eprintln!("B5 run-to-completion tracker: {e}");
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtc_idle_edge_takes_exactly_one_worker_pass() {
+        for size in [64, 64 << 10] {
+            let r = rtc(20, size, 10);
+            assert_eq!(r.edges.len(), 20);
+            assert_eq!(r.timed_out(), 0, "{r:?}");
+            assert_eq!(r.already(), 0, "the trailing release needs the backstop");
+            assert_eq!(r.wakeups(), (1, 1, 20), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn threaded_idle_edge_is_released_with_one_backstop_enqueue() {
+        let r = threaded(20, 64, Duration::from_secs(5));
+        assert_eq!(r.edges.len(), 20);
+        assert_eq!(r.timed_out(), 0, "{r:?}");
+        assert_eq!(r.wakeups(), (1, 1, 20), "{r:?}");
+    }
+
+    #[test]
+    fn summaries() {
+        let e = |ns, wakeups, already| Edge {
+            ns,
+            wakeups,
+            already,
+        };
+        let r = IdleResult {
+            edges: vec![
+                e(Some(30), 1, false),
+                e(None, 0, false),
+                e(Some(10), 2, true),
+            ],
+        };
+        assert_eq!(r.sorted_ns(), vec![10, 30]);
+        assert_eq!(r.timed_out(), 1);
+        assert_eq!(r.already(), 1);
+        assert_eq!(r.wakeups(), (0, 2, 1));
+    }
+}
