@@ -134,7 +134,8 @@ fn backstop_never_leaves_contexts_without_a_pending_enqueue() {
     );
 }
 
-/// `get` on an empty free list drains while a completion pushes: the get
+/// `get` on an empty free list drains while a completion pushes and a
+/// worker's `release_ctxt` drains too: the get
 /// either recycles the completed context or reports the cap; it never
 /// allocates past the cap, never touches a context the completion path
 /// still owns (loom's cell tracking), and nothing is lost.
@@ -152,6 +153,13 @@ fn get_draining_while_put_pushes() {
                 }
             })
         };
+        // A worker's release_ctxt drains concurrently with get's own drain.
+        let drainer = {
+            let life = life.clone();
+            thread::spawn(move || {
+                life.drain();
+            })
+        };
         let getter = {
             let life = life.clone();
             thread::spawn(move || match life.get() {
@@ -164,6 +172,7 @@ fn get_draining_while_put_pushes() {
             })
         };
         completer.join().unwrap();
+        drainer.join().unwrap();
         let _ = getter.join().unwrap();
         life.drain();
         let c = life.pool().census();
