@@ -108,35 +108,11 @@ pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
     let mut res = IdleResult::default();
     for _ in 0..trials {
         let b0 = backstops();
-        let ok = c
-            .start_call(PROG, VERS, p.proc, &p.args, &p.opts())
-            .ok()
-            .and_then(|t| c.wait(t).ok())
-            .is_some_and(|r| p.check(&r));
-        if !ok {
-            res.edges.push(Edge {
-                ns: None,
-                wakeups: 0,
-                already: false,
-            });
-            continue;
+        res.edges
+            .push(threaded_edge(&mut c, &p, baseline, timeout, &in_use));
+        if let Some(e) = res.edges.last_mut() {
+            e.wakeups = backstops() - b0;
         }
-        let t0 = Instant::now();
-        let already = in_use() <= baseline;
-        let ns = loop {
-            if in_use() <= baseline {
-                break Some(elapsed_ns(t0));
-            }
-            if t0.elapsed() > timeout {
-                break None;
-            }
-            std::thread::yield_now();
-        };
-        res.edges.push(Edge {
-            ns,
-            wakeups: backstops() - b0,
-            already,
-        });
     }
     c.close();
     accept.join().expect("listener thread");
@@ -146,6 +122,66 @@ pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
         eprintln!("B5 threaded teardown: {rep:?}");
     }
     res
+}
+
+/// One threaded idle edge: start a call, then spin (yielding) on both the
+/// client's completions and the server's counters. With Inline delivery
+/// the client's receive completion is queued in the same step as the
+/// server's Send completion, so "the client polled the reply" marks the
+/// Send completion to within one spin; the edge ends when the contexts in
+/// use are back to `baseline`. Wakeups are filled in by the caller.
+fn threaded_edge(
+    c: &mut RpcClient<rdmaxprt::mock::MockQp, MockDevice>,
+    p: &Payload,
+    baseline: u64,
+    timeout: Duration,
+    in_use: &dyn Fn() -> u64,
+) -> Edge {
+    let failed = Edge {
+        ns: None,
+        wakeups: 0,
+        already: false,
+    };
+    let Ok(t) = c.start_call(PROG, VERS, p.proc, &p.args, &p.opts()) else {
+        return failed;
+    };
+    let start = Instant::now();
+    let mut reply_at = None;
+    loop {
+        if reply_at.is_none() {
+            match c.try_wait(&t) {
+                Some(Ok(r)) if p.check(&r) => {
+                    let at = Instant::now();
+                    // Released before this first look after the reply?
+                    if in_use() <= baseline {
+                        return Edge {
+                            ns: Some(0),
+                            wakeups: 0,
+                            already: true,
+                        };
+                    }
+                    reply_at = Some(at);
+                }
+                Some(_) => return failed,
+                None => {}
+            }
+        }
+        if let Some(at) = reply_at {
+            if in_use() <= baseline {
+                return Edge {
+                    ns: Some(elapsed_ns(at)),
+                    wakeups: 0,
+                    already: false,
+                };
+            }
+            if at.elapsed() > timeout {
+                return failed;
+            }
+        } else if start.elapsed() > timeout {
+            return failed;
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// Run-to-completion: one hand-driven transport, `trials` idle edges.
@@ -176,9 +212,15 @@ pub fn rtc(trials: usize, size: usize, max_passes: u64) -> IdleResult {
         };
         // Serve it: poll (the receive enqueues), worker pass (sendto; its
         // release_ctxt finds the Send completion not yet handled).
+        // One poll and at most one pass per step, the reply checked after
+        // each, so the step that sent it stops before polling its Send
+        // completion.
         let mut reply = None;
         for _ in 0..1000 {
-            server_turn(&conn.server, &conn.hook, &d);
+            let _ = conn.server.poll(usize::MAX);
+            if conn.hook.take() {
+                worker_pass(&conn.server, &d);
+            }
             if let Some(r) = conn.client.try_wait(&t) {
                 reply = Some(r);
                 break;

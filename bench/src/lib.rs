@@ -7,6 +7,7 @@
 //! | B2 | drain: time per context released, by batch size | [`drain`] |
 //! | B3 | keep-up: completion vs release rate, pool size over time | [`keepup`] |
 //! | B4 | end-to-end echo over the mock NIC: run-to-completion and threaded, vs raw mock Send/Recv | [`rtc`], [`threaded`], [`e2e`] |
+//! | B4 profile | callgrind per-call costs of (a), with fixes | [`profile`] |
 //! | B5 | idle trailing edge: last Send completion to release, worker wakeups | [`idle`] |
 //! | B6 | free-list pop: locked vs tagged | [`freelist`] |
 //!
@@ -37,6 +38,7 @@ pub mod freelist;
 pub mod idle;
 pub mod keepup;
 pub mod plot;
+pub mod profile;
 pub mod put;
 pub mod report;
 pub mod rtc;

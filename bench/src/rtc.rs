@@ -137,15 +137,22 @@ pub fn worker_pass(x: &RtcServer, d: &Dispatcher) -> usize {
     n
 }
 
-/// The server half of one loop turn: poll completions, then a worker pass
-/// if the transport was enqueued. Returns whether a pass ran.
-pub fn server_turn(x: &RtcServer, hook: &Hook, d: &Dispatcher) -> bool {
-    let _ = x.poll(usize::MAX);
-    if hook.take() {
-        worker_pass(x, d);
-        true
-    } else {
-        false
+/// The server half of one loop turn, until quiet: poll completions, then
+/// a worker pass if the transport was enqueued; again while either did
+/// something (a call with a Read chunk surfaces only after its Read
+/// completion is polled). Returns the worker passes run.
+pub fn server_turn(x: &RtcServer, hook: &Hook, d: &Dispatcher) -> usize {
+    let mut passes = 0;
+    loop {
+        let polled = x.poll(usize::MAX).unwrap_or(0);
+        let pass = hook.take();
+        if pass {
+            worker_pass(x, d);
+            passes += 1;
+        }
+        if polled == 0 && !pass {
+            return passes;
+        }
     }
 }
 

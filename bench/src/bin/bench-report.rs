@@ -9,7 +9,9 @@
 //! `--quick` (CI) finishes in well under a minute.
 
 use rdmaxprt_bench::drain;
+use rdmaxprt_bench::e2e::E2eResult;
 use rdmaxprt_bench::freelist::{self, ListKind};
+use rdmaxprt_bench::idle::{self, IdleResult};
 use rdmaxprt_bench::keepup::{self, DeviceKind, KeepupResult, KeepupSpec};
 use rdmaxprt_bench::plot::{self, Series};
 use rdmaxprt_bench::put::{self, PutSpec};
@@ -17,6 +19,7 @@ use rdmaxprt_bench::report::Table;
 use rdmaxprt_bench::setup::PolicyKind;
 use rdmaxprt_bench::summary::{fmt_ns, fmt_rate, fmt_ratio, median, ratio, rel_change, verdict};
 use rdmaxprt_bench::timing::{collect_runs, Timed};
+use rdmaxprt_bench::{rtc, threaded};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -36,6 +39,12 @@ struct Mode {
     keepup_for: Duration,
     /// B6 pairs per thread per repetition.
     pairs: u64,
+    /// B4 timed window per run.
+    e2e_for: Duration,
+    /// B4 runs per configuration (median).
+    e2e_reps: usize,
+    /// B5 idle edges per variant.
+    idle_trials: usize,
 }
 
 impl Mode {
@@ -49,6 +58,9 @@ impl Mode {
                 drain_ctxts: 4096,
                 keepup_for: Duration::from_millis(300),
                 pairs: 200_000,
+                e2e_for: Duration::from_millis(150),
+                e2e_reps: 3,
+                idle_trials: 300,
             }
         } else {
             Self {
@@ -59,6 +71,9 @@ impl Mode {
                 drain_ctxts: 16384,
                 keepup_for: Duration::from_millis(1500),
                 pairs: 1_000_000,
+                e2e_for: Duration::from_millis(700),
+                e2e_reps: 5,
+                idle_trials: 2000,
             }
         }
     }
@@ -486,6 +501,258 @@ fn b6(mode: &Mode) -> Table {
     t
 }
 
+/// B4 modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum E2eMode {
+    /// One thread, Inline delivery.
+    Rtc,
+    /// The runtime's threads.
+    Threaded,
+}
+
+impl E2eMode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Rtc => "(a) run-to-completion",
+            Self::Threaded => "(b) threaded",
+        }
+    }
+
+    /// One run: the transport (`raw` false) or its floor.
+    fn run(self, raw: bool, conns: usize, size: usize, dur: Duration) -> E2eResult {
+        match (self, raw) {
+            (Self::Rtc, false) => rtc::run(conns, size, E2E_WINDOW, dur),
+            (Self::Rtc, true) => rtc::run_raw(conns, size, E2E_WINDOW, dur),
+            (Self::Threaded, false) => threaded::run(
+                conns,
+                size,
+                E2E_WINDOW,
+                dur,
+                rdmaxprt::lifecycle::Policy::Deferred,
+            ),
+            (Self::Threaded, true) => threaded::run_raw(conns, size, E2E_WINDOW, dur),
+        }
+    }
+}
+
+/// Calls in flight per connection.
+const E2E_WINDOW: usize = 8;
+const E2E_CONNS: [usize; 3] = [1, 16, 64];
+const E2E_SIZES: [usize; 2] = [64, 64 << 10];
+
+/// The median run of `reps` (by calls/s), with the median CPU per call.
+#[derive(Debug, Clone)]
+struct E2eMed {
+    /// The run with the median rate (its latencies are reported).
+    run: E2eResult,
+    rate: f64,
+    cpu_ns: f64,
+    errors: u64,
+}
+
+fn e2e_med(reps: usize, mut f: impl FnMut() -> E2eResult) -> E2eMed {
+    let mut runs: Vec<E2eResult> = (0..reps.max(1)).map(|_| f()).collect();
+    let cpu: Vec<f64> = runs.iter().map(E2eResult::cpu_ns_per_call).collect();
+    let errors = runs.iter().map(|r| r.errors).sum();
+    runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let run = runs.swap_remove(runs.len() / 2);
+    E2eMed {
+        rate: run.rate(),
+        cpu_ns: median(&cpu).unwrap_or(f64::NAN),
+        run,
+        errors,
+    }
+}
+
+fn size_name(size: usize) -> String {
+    if size >= 1024 {
+        format!("{} KiB", size >> 10)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// B4 results: `(mode, conns, size) -> (transport, floor)`.
+type E2eResults = Vec<((E2eMode, usize, usize), E2eMed, E2eMed)>;
+
+fn b4(mode: &Mode) -> (Table, E2eResults) {
+    let mut res = E2eResults::new();
+    let mut t = Table::new(
+        "B4 end-to-end echo over the mock NIC (Deferred)",
+        &[
+            "mode",
+            "conns",
+            "size",
+            "calls/s",
+            "floor calls/s",
+            "ratio transport/raw",
+            "p50 / p99 latency",
+            "floor p50 / p99",
+            "CPU per call (both ends)",
+            "floor CPU per call",
+            "CPU ratio transport/raw",
+            "errors",
+        ],
+    );
+    for m in [E2eMode::Rtc, E2eMode::Threaded] {
+        for conns in E2E_CONNS {
+            for size in E2E_SIZES {
+                eprintln!("B4 {} x{conns} {} ...", m.name(), size_name(size));
+                let x = e2e_med(mode.e2e_reps, || m.run(false, conns, size, mode.e2e_for));
+                let f = e2e_med(mode.e2e_reps, || m.run(true, conns, size, mode.e2e_for));
+                t.row(vec![
+                    m.name().into(),
+                    conns.to_string(),
+                    size_name(size),
+                    fmt_rate(x.rate),
+                    fmt_rate(f.rate),
+                    fmt_ratio(ratio(x.rate, f.rate)),
+                    format!("{} / {}", fmt_ns(x.run.lat(0.5)), fmt_ns(x.run.lat(0.99))),
+                    format!("{} / {}", fmt_ns(f.run.lat(0.5)), fmt_ns(f.run.lat(0.99))),
+                    fmt_ns(x.cpu_ns),
+                    fmt_ns(f.cpu_ns),
+                    fmt_ratio(ratio(x.cpu_ns, f.cpu_ns)),
+                    format!("{} / {}", x.errors, f.errors),
+                ]);
+                res.push(((m, conns, size), x, f));
+            }
+        }
+    }
+    t.note = format!(
+        "Echo of the payload each way, {E2E_WINDOW} calls in flight per connection, release \
+         policy Deferred, Inline mock delivery (a post executes at once). 64 B: inline both \
+         ways. 64 KiB: {}. \
+         (a) run-to-completion: one thread drives every client and server transport in a loop \
+         (client start_call up to the window; server poll, and if enqueued a worker pass: \
+         recvfrom -> dispatch -> sendto -> release_ctxt; client try_wait): the code path's CPU \
+         with no thread wakeups. (b) threaded: the real `runtime::Server` ({} workers, one \
+         completion poller per connection) and one client thread per connection, as \
+         examples/loadgen.rs. Floor: raw mock Send/Recv echo on a QP pair with no transport \
+         (client sends from pre-filled buffers, server sends each message back from its \
+         receive buffer), same sizes, same window, same mode ((b): a server thread and a \
+         client thread per pair). CPU = process user+sys (getrusage, every thread, both ends) \
+         over the timed window / calls. calls/s and CPU: median of {} runs of {:?}; latency \
+         (start_call to reply) from the median run. Errors: transport / floor, summed over runs.",
+        rdmaxprt_bench::e2e::Payload::new(64 << 10).path(),
+        threaded::WORKERS,
+        mode.e2e_reps,
+        mode.e2e_for,
+    );
+    (t, res)
+}
+
+fn b5(mode: &Mode) -> (Table, Vec<(String, IdleResult)>) {
+    let mut t = Table::new(
+        "B5 idle trailing edge: last Send completion to release, no further RPC",
+        &[
+            "variant",
+            "size",
+            "trials",
+            "released",
+            "median",
+            "p99",
+            "max",
+            "wakeups per edge (min..max)",
+            "edges with exactly 1",
+            "already released when the client had the reply",
+        ],
+    );
+    let mut all = Vec::new();
+    for size in E2E_SIZES {
+        eprintln!("B5 {} ...", size_name(size));
+        let runs = [
+            (
+                "threaded runtime (wakeups = backstop_enqueues delta)",
+                idle::threaded(mode.idle_trials, size, Duration::from_secs(2)),
+            ),
+            (
+                "run-to-completion (wakeups = worker passes)",
+                idle::rtc(mode.idle_trials, size, 16),
+            ),
+        ];
+        for (name, r) in runs {
+            let ns = r.sorted_ns();
+            let q = |q| {
+                rdmaxprt_bench::e2e::percentile(&ns, q).map_or("n/a".into(), |v| fmt_ns(v as f64))
+            };
+            let (lo, hi, one) = r.wakeups();
+            t.row(vec![
+                name.into(),
+                size_name(size),
+                r.edges.len().to_string(),
+                (r.edges.len() - r.timed_out()).to_string(),
+                q(0.5),
+                q(0.99),
+                q(1.0),
+                format!("{lo}..{hi}"),
+                one.to_string(),
+                r.already().to_string(),
+            ]);
+            all.push((format!("{name}, {}", size_name(size)), r));
+        }
+    }
+    t.note = "Per trial: one echo call on an otherwise idle connection, then, from the moment \
+              the client has the reply (with Inline delivery the reply's Send completion is \
+              already queued on the server's CQ then), until the context is back on the free \
+              list: threaded = the runtime's counters show contexts in use back to the idle \
+              baseline (polled with yield_now in between, so on a busy 2-core box the polling \
+              thread competes with the poller and worker it waits for); run-to-completion = \
+              loop { poll completions; if enqueued, one worker pass } until the pool census has \
+              nothing pending release and in-use is back to the baseline. Released = within 2 s \
+              (threaded) or 16 turns (run-to-completion). \"Already released\": the worker's own \
+              release_ctxt after sendto found the completion already handled (threaded only; \
+              the backstop still fires once)."
+        .into();
+    (t, all)
+}
+
+fn b45_targets(res: &E2eResults, idle: &[(String, IdleResult)]) -> Table {
+    let mut t = Table::new("B4, B5 targets", &["target", "measured", "verdict"]);
+    for (m, conns, size) in res.iter().map(|r| r.0) {
+        let Some((_, x, f)) = res.iter().find(|r| r.0 == (m, conns, size)) else {
+            continue;
+        };
+        let r = ratio(x.rate, f.rate);
+        t.row(vec![
+            format!(
+                "B4 {} x{conns} {}: calls/s >= 0.5x the raw mock loop",
+                m.name(),
+                size_name(size)
+            ),
+            fmt_ratio(r),
+            verdict(r.map(|r| r >= 0.5)).into(),
+        ]);
+    }
+    for m in [E2eMode::Rtc, E2eMode::Threaded] {
+        for conns in E2E_CONNS {
+            if let Some((_, x, _)) = res.iter().find(|r| r.0 == (m, conns, 64)) {
+                t.row(vec![
+                    format!(
+                        "B4 {} x{conns} 64 B: CPU per call (both ends) < 0.5 us",
+                        m.name()
+                    ),
+                    fmt_ns(x.cpu_ns),
+                    verdict(x.cpu_ns.is_finite().then_some(x.cpu_ns < 500.0)).into(),
+                ]);
+            }
+        }
+    }
+    for (name, r) in idle {
+        let (lo, hi, _) = r.wakeups();
+        let ok = r.timed_out() == 0 && lo == 1 && hi == 1;
+        t.row(vec![
+            format!("B5 {name}: released within one worker wakeup, no further RPC"),
+            format!(
+                "{} of {} released, wakeups {lo}..{hi}",
+                r.edges.len() - r.timed_out(),
+                r.edges.len()
+            ),
+            verdict(Some(ok)).into(),
+        ]);
+    }
+    t
+}
+
 fn out_dir(args: &[String]) -> PathBuf {
     if let Some(i) = args.iter().position(|a| a == "--out") {
         if let Some(d) = args.get(i + 1) {
@@ -547,6 +814,43 @@ fn only_drain(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `--only-e2e MODE:KIND:CONNS:SIZE[:MS]`: one B4 run (MODE rtc or
+/// threaded, KIND transport or raw), no files (for callgrind).
+fn only_e2e(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let parts: Vec<&str> = arg.split(':').collect();
+    let [m, kind, conns, size, rest @ ..] = parts.as_slice() else {
+        return Err(format!("bad --only-e2e spec {arg:?}").into());
+    };
+    let m = match *m {
+        "rtc" => E2eMode::Rtc,
+        "threaded" => E2eMode::Threaded,
+        x => return Err(format!("unknown mode {x:?}").into()),
+    };
+    let raw = match *kind {
+        "transport" => false,
+        "raw" => true,
+        x => return Err(format!("unknown kind {x:?}").into()),
+    };
+    let ms: u64 = rest.first().map_or(Ok(300), |r| r.parse())?;
+    let r = m.run(
+        raw,
+        conns.parse()?,
+        size.parse()?,
+        Duration::from_millis(ms),
+    );
+    println!(
+        "{arg}: {} calls, {}, p50 {} p99 {}, CPU {} per call, {} errors (load {})",
+        r.calls,
+        fmt_rate(r.rate()),
+        fmt_ns(r.lat(0.5)),
+        fmt_ns(r.lat(0.99)),
+        fmt_ns(r.cpu_ns_per_call()),
+        r.errors,
+        loadavg()
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
@@ -556,11 +860,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("         deferred, workqueue, inline or floor");
         println!("       bench-report --only-drain BATCH:UNMAP_NS[:ROUNDS]");
         println!("         one B2 configuration (Deferred drain), no files");
+        println!("       bench-report --only-e2e MODE:KIND:CONNS:SIZE[:MS]");
+        println!("         one B4 run, no files; MODE rtc or threaded, KIND transport or raw");
+        println!("       bench-report --only-b45 [--quick]");
+        println!("         the B4 and B5 tables only, on stdout");
         return Ok(());
     }
     if let Some(i) = args.iter().position(|a| a == "--only-drain") {
         let spec = args.get(i + 1).ok_or("--only-drain needs BATCH:UNMAP_NS")?;
         return only_drain(spec);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--only-e2e") {
+        let spec = args
+            .get(i + 1)
+            .ok_or("--only-e2e needs MODE:KIND:CONNS:SIZE")?;
+        return only_e2e(spec);
+    }
+    if args.iter().any(|a| a == "--only-b45") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        let started = Instant::now();
+        println!(
+            "cores {}, load {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg()
+        );
+        let (t4, r4) = b4(&mode);
+        println!("{}", t4.to_markdown());
+        let (t5, r5) = b5(&mode);
+        println!("{}", t5.to_markdown());
+        println!("{}", b45_targets(&r4, &r5).to_markdown());
+        println!("{}", rdmaxprt_bench::profile::table().to_markdown());
+        println!(
+            "{:.1} s, load {}",
+            started.elapsed().as_secs_f64(),
+            loadavg()
+        );
+        return Ok(());
     }
     if let Some(i) = args.iter().position(|a| a == "--only-put") {
         let spec = args
@@ -618,16 +953,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("B6 ...");
     emit(&b6(&mode), &mut sections);
 
-    let mut pending = Table::new("B4, B5", &["benchmark", "status"]);
-    pending.row(vec![
-        "B4 (end-to-end RPC path over the transport)".into(),
-        "not run: needs the transport (issue 5)".into(),
-    ]);
-    pending.row(vec![
-        "B5 (transport under load)".into(),
-        "not run: needs the transport (issue 5)".into(),
-    ]);
-    emit(&pending, &mut sections);
+    let (t4, r4) = b4(&mode);
+    emit(&t4, &mut sections);
+    let (t5, r5) = b5(&mode);
+    emit(&t5, &mut sections);
+    emit(&b45_targets(&r4, &r5), &mut sections);
+    emit(&rdmaxprt_bench::profile::table(), &mut sections);
 
     let cmd = format!(
         "cargo run -p rdmaxprt-bench --release --bin bench-report{}",
@@ -649,7 +980,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "- wall time: {:.1} s\n",
         started.elapsed().as_secs_f64()
     ));
-    md.push_str("- device: cost-model `CostDevice` (unmap = busy wait; nothing else costs)\n");
+    md.push_str(
+        "- device: cost-model `CostDevice` (unmap = busy wait; nothing else costs) for B1-B3, B6; \
+         the rdmaxprt-mock NIC (Inline delivery) for B4, B5\n",
+    );
     md.push_str("- plot: `pool_size.svg` (B3, log scale)\n\n");
     for t in &sections {
         md.push_str(&t.to_markdown());
