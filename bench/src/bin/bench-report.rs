@@ -632,7 +632,10 @@ fn b4(mode: &Mode) -> (Table, E2eResults) {
          receive buffer), same sizes, same window, same mode ((b): a server thread and a \
          client thread per pair). CPU = process user+sys (getrusage, every thread, both ends) \
          over the timed window / calls. calls/s and CPU: median of {} runs of {:?}; latency \
-         (start_call to reply) from the median run. Errors: transport / floor, summed over runs.",
+         (start_call to reply) from the median run; in (a) it is the time of a loop turn over \
+         every connection, in (b) it includes thread wakeups. Errors: transport / floor, \
+         summed over runs. Load average: see the header (the threaded runs add up to 130 \
+         threads on 2 cores).",
         rdmaxprt_bench::e2e::Payload::new(64 << 10).path(),
         threaded::WORKERS,
         mode.e2e_reps,
@@ -691,17 +694,20 @@ fn b5(mode: &Mode) -> (Table, Vec<(String, IdleResult)>) {
             all.push((format!("{name}, {}", size_name(size)), r));
         }
     }
-    t.note = "Per trial: one echo call on an otherwise idle connection, then, from the moment \
-              the client has the reply (with Inline delivery the reply's Send completion is \
-              already queued on the server's CQ then), until the context is back on the free \
-              list: threaded = the runtime's counters show contexts in use back to the idle \
-              baseline (polled with yield_now in between, so on a busy 2-core box the polling \
-              thread competes with the poller and worker it waits for); run-to-completion = \
+    t.note = "Per trial: one echo call on an otherwise idle connection, then time from the \
+              reply's Send completion to the context back on the free list. Threaded (real \
+              runtime): the client thread spins (try_wait + yield_now, no blocking wait); with \
+              Inline delivery its receive completion is queued in the same step as the server's \
+              Send completion, so the moment it sees the reply marks the Send completion to \
+              within one spin; the edge ends when the runtime's counters show contexts in use \
+              back to the idle baseline. On a busy 2-core box the spinning client competes with \
+              the poller and worker it waits for. \"Already released\" = released before the \
+              client's first look after the reply (counted as 0 ns): the worker's own \
+              release_ctxt after sendto found the completion handled, or the backstop's worker \
+              ran first; the backstop still fired once. Run-to-completion: after the reply, \
               loop { poll completions; if enqueued, one worker pass } until the pool census has \
               nothing pending release and in-use is back to the baseline. Released = within 2 s \
-              (threaded) or 16 turns (run-to-completion). \"Already released\": the worker's own \
-              release_ctxt after sendto found the completion already handled (threaded only; \
-              the backstop still fires once)."
+              (threaded) or 16 turns (run-to-completion)."
         .into();
     (t, all)
 }
@@ -890,6 +896,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", t5.to_markdown());
         println!("{}", b45_targets(&r4, &r5).to_markdown());
         println!("{}", rdmaxprt_bench::profile::table().to_markdown());
+        println!("{}", rdmaxprt_bench::profile::bulk_table().to_markdown());
         println!(
             "{:.1} s, load {}",
             started.elapsed().as_secs_f64(),
@@ -959,6 +966,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     emit(&t5, &mut sections);
     emit(&b45_targets(&r4, &r5), &mut sections);
     emit(&rdmaxprt_bench::profile::table(), &mut sections);
+    emit(&rdmaxprt_bench::profile::bulk_table(), &mut sections);
 
     let cmd = format!(
         "cargo run -p rdmaxprt-bench --release --bin bench-report{}",
