@@ -27,7 +27,10 @@
 #[path = "../examples/common/echo.rs"]
 mod echo_prog;
 
+#[path = "../backend-verbs/tests/harness/mod.rs"]
+mod harness;
 use echo_prog::{Echo, PROC_ECHO, PROC_NULL, PROC_READ, PROG, VERS};
+use harness::{Skip, TestFn, TestResult};
 use rdmaxprt::client::verbs::{MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt::client::{
     CallOptions, CallPath, CallRequest, ClientConfig, ClientError, CompletionWait, ReplyBytes,
@@ -46,29 +49,15 @@ use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, TeardownReport, XprtConfi
 use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::error::Error;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-type TestResult = Result<(), Box<dyn Error>>;
 
 const MIB: usize = 1 << 20;
 /// Every payload size of the echo suites.
 const SIZES: [usize; 7] = [0, 1, 1023, 1024, 1025, 64 << 10, MIB];
 /// Bound on one hand-driven call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why a test did not run.
-#[derive(Debug)]
-struct Skip(String);
-
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl Error for Skip {}
 
 fn device() -> Result<String, Skip> {
     std::env::var("RDMAXPRT_TEST_DEVICE")
@@ -625,8 +614,6 @@ fn echo_every_path_and_size_through_the_runtime() -> TestResult {
     Ok(())
 }
 
-type TestFn = fn() -> TestResult;
-
 const TESTS: &[(&str, TestFn)] = &[
     (
         "echo_every_path_and_size_by_hand",
@@ -651,58 +638,8 @@ const TESTS: &[(&str, TestFn)] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in TESTS {
-            println!("{name}: test");
-        }
-        return;
-    }
-    // libtest flags (--test-threads, --nocapture, -q, ...) are accepted and
-    // ignored: these tests always run serially. A bare word filters by name.
-    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed, mut skipped, mut filtered) = (0, 0, 0, 0);
-    for (name, f) in TESTS {
-        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
-            filtered += 1;
-            continue;
-        }
-        println!("--- {name}");
-        let t0 = Instant::now();
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(())) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.2}s)", t0.elapsed().as_secs_f64());
-            }
-            Ok(Err(e)) if e.is::<Skip>() => {
-                skipped += 1;
-                println!("test {name} ... SKIPPED ({e})");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                let mut msg = e.to_string();
-                let mut src = e.source();
-                while let Some(s) = src {
-                    msg.push_str(&format!(": {s}"));
-                    src = s.source();
-                }
-                println!("test {name} ... FAILED: {msg}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED (panicked)");
-            }
-        }
-    }
-    if skipped > 0 {
-        println!("SKIP: {skipped} verbs transport test(s) skipped: set RDMAXPRT_TEST_DEVICE, or run `cargo run -p xtask -- vm-test`");
-    }
-    println!();
-    println!(
-        "test result: {}. {passed} passed; {failed} failed; {skipped} ignored; 0 measured; {filtered} filtered out",
-        if failed == 0 { "ok" } else { "FAILED" }
+    harness::run(
+        TESTS,
+        "set RDMAXPRT_TEST_DEVICE, or run `cargo run -p xtask -- vm-test`",
     );
-    if failed > 0 {
-        std::process::exit(101);
-    }
 }

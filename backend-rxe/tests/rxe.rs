@@ -5,25 +5,13 @@
 //! variables are unset. Own harness: libtest has no run-time skip, and
 //! these tests reconfigure RDMA links, so they run strictly one at a time.
 
-use std::error::Error;
+#[path = "../../backend-verbs/tests/harness/mod.rs"]
+mod harness;
+use harness::{Skip, TestFn, TestResult};
 use std::net::Ipv4Addr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use rdmaxprt_rxe::{ensure, roce_v2_ipv4_gid, Sysfs};
-
-type TestResult = Result<(), Box<dyn Error>>;
-type TestFn = fn() -> TestResult;
-
-#[derive(Debug)]
-struct Skip(String);
-
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl Error for Skip {}
 
 fn env(name: &str) -> Result<String, Skip> {
     std::env::var(name)
@@ -84,49 +72,5 @@ const TESTS: &[(&str, TestFn)] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in TESTS {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed, mut skipped, mut filtered) = (0, 0, 0, 0);
-    for (name, f) in TESTS {
-        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
-            filtered += 1;
-            continue;
-        }
-        println!("--- {name}");
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(())) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Ok(Err(e)) if e.is::<Skip>() => {
-                skipped += 1;
-                println!("test {name} ... SKIPPED ({e})");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {e}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED (panicked)");
-            }
-        }
-    }
-    if skipped > 0 {
-        println!("SKIP: {skipped} rxe test(s) skipped: run `cargo run -p xtask -- vm-test`");
-    }
-    println!();
-    println!(
-        "test result: {}. {passed} passed; {failed} failed; {skipped} ignored; 0 measured; {filtered} filtered out",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    if failed > 0 {
-        std::process::exit(101);
-    }
+    harness::run(TESTS, "run `cargo run -p xtask -- vm-test`");
 }

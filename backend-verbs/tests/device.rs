@@ -6,31 +6,15 @@
 //! A harness of our own (`harness = false`): libtest cannot report a
 //! run-time skip, and device tests must run one at a time (rxe quirk).
 
+mod harness;
+use harness::{Skip, TestFn, TestResult};
 use std::error::Error;
 use std::net::{IpAddr, SocketAddr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use rdmaxprt_verbs::*;
 
-type TestResult = Result<(), Box<dyn Error>>;
-
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Why a test did not run.
-struct Skip(String);
-
-impl std::fmt::Debug for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl Error for Skip {}
 
 fn device() -> Result<String, Skip> {
     std::env::var("RDMAXPRT_TEST_DEVICE")
@@ -555,8 +539,6 @@ fn core_backend_traits_post_poll_drain() -> TestResult {
     Ok(())
 }
 
-type TestFn = fn() -> TestResult;
-
 const TESTS: &[(&str, TestFn)] = &[
     ("loopback_send_recv_busy_poll", loopback_send_recv_busy_poll),
     (
@@ -585,57 +567,8 @@ const TESTS: &[(&str, TestFn)] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in TESTS {
-            println!("{name}: test");
-        }
-        return;
-    }
-    // libtest flags (--test-threads, --nocapture, -q, ...) are accepted and
-    // ignored: these tests always run serially. A bare word filters by name.
-    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed, mut skipped, mut filtered) = (0, 0, 0, 0);
-    for (name, f) in TESTS {
-        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
-            filtered += 1;
-            continue;
-        }
-        println!("--- {name}");
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(())) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Ok(Err(e)) if e.is::<Skip>() => {
-                skipped += 1;
-                println!("test {name} ... SKIPPED ({e})");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                let mut msg = e.to_string();
-                let mut src = e.source();
-                while let Some(s) = src {
-                    msg.push_str(&format!(": {s}"));
-                    src = s.source();
-                }
-                println!("test {name} ... FAILED: {msg}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED (panicked)");
-            }
-        }
-    }
-    if skipped > 0 {
-        println!("SKIP: {skipped} device test(s) skipped: set RDMAXPRT_TEST_DEVICE (and RDMAXPRT_TEST_IP), or run `cargo run -p xtask -- vm-test`");
-    }
-    println!();
-    println!(
-        "test result: {}. {passed} passed; {failed} failed; {skipped} ignored; 0 measured; {filtered} filtered out",
-        if failed == 0 { "ok" } else { "FAILED" }
+    harness::run(
+        TESTS,
+        "set RDMAXPRT_TEST_DEVICE (and RDMAXPRT_TEST_IP), or run `cargo run -p xtask -- vm-test`",
     );
-    if failed > 0 {
-        std::process::exit(101);
-    }
 }
