@@ -118,22 +118,13 @@ impl Dispatcher {
             header: header(call.xid, stat),
             body: ReplyBody::default(),
         };
-        let progs: Vec<&dyn Service> = self
-            .services
-            .iter()
-            .filter(|s| s.program() == call.prog)
-            .map(|s| s.as_ref())
-            .collect();
-        if progs.is_empty() {
+        let progs = || self.services.iter().filter(|s| s.program() == call.prog);
+        if progs().next().is_none() {
             return Some(reply(ReplyStat::Accepted(AcceptStat::ProgUnavail)));
         }
-        let Some(svc) = progs.iter().find(|s| s.versions().contains(&call.vers)) else {
-            let low = progs
-                .iter()
-                .map(|s| *s.versions().start())
-                .min()
-                .unwrap_or(0);
-            let high = progs.iter().map(|s| *s.versions().end()).max().unwrap_or(0);
+        let Some(svc) = progs().find(|s| s.versions().contains(&call.vers)) else {
+            let low = progs().map(|s| *s.versions().start()).min().unwrap_or(0);
+            let high = progs().map(|s| *s.versions().end()).max().unwrap_or(0);
             return Some(reply(ReplyStat::Accepted(AcceptStat::ProgMismatch {
                 low,
                 high,

@@ -178,7 +178,9 @@ where
             .iter()
             .map(|ch| ch.iter().map(|s| Segment { length: 0, ..*s }).collect())
             .collect();
-        let mut pieces: Vec<&[u8]> = reply.to_vec();
+        // The payload goes inline after the reply when there is no Write
+        // chunk for it.
+        let mut extra: Option<&[u8]> = None;
         match (payload, meta.write_list.first()) {
             (Some(p), Some(chunk)) if !p.is_empty() => {
                 let room = total(chunk);
@@ -195,10 +197,11 @@ where
                 writes.extend(w);
                 written_chunks[0] = lens;
             }
-            (Some(p), None) => pieces.push(p),
+            (Some(p), None) => extra = Some(p),
             _ => {}
         }
-        let msg_len: usize = pieces.iter().map(|p| p.len()).sum();
+        let pieces = || reply.iter().copied().chain(extra);
+        let msg_len: usize = pieces().map(<[u8]>::len).sum();
         let chunk_refs: Vec<&[Segment]> = written_chunks.iter().map(|v| v.as_slice()).collect();
         let inline_spec = ReplySpec {
             xid: meta.xid,
@@ -211,13 +214,14 @@ where
         let hdr_len = if inline_spec.encoded_len() + msg_len <= self.cfg.max_inline_send {
             let h = encode_reply(c.header_buf(), &inline_spec)
                 .map_err(|_| XprtError::Internal("header buffer too small"))?;
-            self.add_inline(&mut c, dev, h, &pieces)?
+            self.add_inline(&mut c, dev, h, pieces())?
         } else if let Some(rc) = meta
             .reply_chunk
             .as_deref()
             .filter(|rc| total(rc) >= msg_len as u64)
         {
-            let joined: Vec<u8> = pieces.concat();
+            let mut joined: Vec<u8> = Vec::with_capacity(msg_len);
+            pieces().for_each(|p| joined.extend_from_slice(p));
             let base = self.stage(&mut c, dev, &joined)?;
             let (w, lens) = plan_writes(base, msg_len as u32, rc);
             writes.extend(w);
@@ -265,18 +269,18 @@ where
     /// an unmap, as the kernel's `svc_rdma_pull_up_needed` decides) or when
     /// it has more pieces than the Send has SGEs; otherwise one mapped page
     /// per piece. Returns the header (SGE 0) length.
-    fn add_inline(
+    fn add_inline<'p>(
         &self,
         c: &mut OwnedCtxt<'_, L>,
         dev: &L::Dev,
         hdr: usize,
-        pieces: &[&[u8]],
+        pieces: impl Iterator<Item = &'p [u8]> + Clone,
     ) -> Result<usize, XprtError<DevError<L>>> {
-        let nonempty = pieces.iter().filter(|p| !p.is_empty()).count() as u32;
-        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        let nonempty = pieces.clone().filter(|p| !p.is_empty()).count() as u32;
+        let len: usize = pieces.clone().map(<[u8]>::len).sum();
         let small = len <= self.cfg.pullup_threshold;
         if !small && nonempty < self.max_send_sge.min(c.sges_left() + 1) {
-            for p in pieces.iter().filter(|p| !p.is_empty()) {
+            for p in pieces.filter(|p| !p.is_empty()) {
                 let mut page = dev.alloc_buf(p.len()).map_err(XprtError::Backend)?;
                 page.as_mut_slice().copy_from_slice(p);
                 let i = c.add_page(page);
