@@ -5,13 +5,15 @@
 //! thread of its own.
 #![allow(dead_code)]
 
+#[path = "support/worker.rs"]
+mod worker;
 use rdmaxprt::client::{ClientConfig, RpcClient};
 use rdmaxprt::mock::{MockBuf, MockDevice, MockError, MockQp, QpConfig};
 use rdmaxprt_core::backend::{
     DmaBuf, DmaDevice, QueuePair, RecvWr, SendWr, Sge, Wc, WcOpcode, WcStatus, WrOp,
 };
 use rdmaxprt_core::lifecycle::Deferred;
-use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
+use rdmaxprt_core::oncrpc;
 use rdmaxprt_core::pool::PoolConfig;
 use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, TeardownReport, XprtConfig, XprtError};
 use rdmaxprt_core::wait::CondvarWait;
@@ -25,11 +27,9 @@ use std::time::Duration;
 pub const PROG: u32 = 0x2000_0042;
 /// Its version.
 pub const VERS: u32 = 1;
-/// NULL: no arguments, no results.
-pub const PROC_NULL: u32 = 0;
-/// Echo: results = arguments, or, if the call offers a Write chunk, empty
-/// results and the arguments as the bulk payload.
-pub const PROC_ECHO: u32 = 1;
+// Not every suite uses both.
+#[allow(unused_imports)]
+pub use worker::{PROC_ECHO, PROC_NULL};
 
 /// The enqueue hook: counts every `svc_xprt_enqueue`.
 #[derive(Debug, Default)]
@@ -95,63 +95,19 @@ pub fn default_pair(dev: &MockDevice) -> (Client, Server, Arc<Hook>) {
     )
 }
 
-/// The echo service: answers one call with a hand-rolled accepted-SUCCESS
-/// reply. Calls that do not decode are dropped; unknown procedures get
-/// PROC_UNAVAIL.
+/// The echo service (see `support/worker.rs`), for program [`PROG`].
 pub fn echo(x: &Server, call: &RecvdCall) -> Result<(), XprtError<MockError>> {
-    let Ok(h) = oncrpc::decode_call(&call.msg) else {
-        return Ok(());
-    };
-    let args = call.msg.get(h.args_offset..).unwrap_or_default();
-    let mut hdr = [0u8; 32];
-    let stat = match (h.prog, h.proc) {
-        (PROG, PROC_NULL | PROC_ECHO) => ReplyStat::Accepted(AcceptStat::Success),
-        (PROG, _) => ReplyStat::Accepted(AcceptStat::ProcUnavail),
-        _ => ReplyStat::Accepted(AcceptStat::ProgUnavail),
-    };
-    let n = oncrpc::encode_reply(&mut hdr, h.xid, stat).expect("reply header fits");
-    let ok = stat == ReplyStat::Accepted(AcceptStat::Success);
-    let args = if ok && h.proc == PROC_ECHO { args } else { &[] };
-    if !call.meta.write_list.is_empty() && !args.is_empty() {
-        x.sendto(call, &[&hdr[..n]], Some(args))
-    } else {
-        x.sendto(call, &[&hdr[..n], args], None)
-    }
+    worker::echo_call(x, call, PROG)
 }
 
-/// Worker passes (what a runtime worker does each time the transport is
-/// enqueued) until nothing moves: run the completion handlers, then
-/// recvfrom -> echo -> sendto -> release_ctxt until recvfrom has nothing,
-/// then release once more. Repeats because a call with Read chunks only
-/// surfaces after its Read completion is handled. A fatal send error
-/// closes the transport. Returns the calls served.
+/// Worker passes until nothing moves (see `support/worker.rs`).
 pub fn serve(x: &Server) -> usize {
-    let mut total = 0;
-    loop {
-        let polled = x.poll(usize::MAX).unwrap_or(0);
-        let served = worker_pass(x);
-        total += served;
-        if polled == 0 && served == 0 {
-            return total;
-        }
-    }
+    worker::serve_for(x, PROG)
 }
 
-/// Exactly one worker pass: recvfrom -> echo -> sendto -> release_ctxt
-/// until recvfrom returns nothing, then `release_ctxt` once more.
+/// Exactly one worker pass (see `support/worker.rs`).
 pub fn worker_pass(x: &Server) -> usize {
-    let mut n = 0;
-    while let Ok(Some(call)) = x.recvfrom() {
-        if let Err(e) = echo(x, &call) {
-            if e.is_fatal() {
-                x.close();
-            }
-        }
-        x.release_ctxt();
-        n += 1;
-    }
-    x.release_ctxt();
-    n
+    worker::worker_pass_for(x, PROG)
 }
 
 /// Servers running on threads until stopped, the way the runtime runs

@@ -29,6 +29,8 @@ mod echo_prog;
 
 #[path = "../backend-verbs/tests/harness/mod.rs"]
 mod harness;
+#[path = "support/worker.rs"]
+mod worker;
 use echo_prog::{Echo, PROC_ECHO, PROC_NULL, PROC_READ, PROG, VERS};
 use harness::{Skip, TestFn, TestResult};
 use rdmaxprt::client::verbs::{MemoryConfig, VerbsMemory, VerbsWaitQp};
@@ -43,9 +45,8 @@ use rdmaxprt::verbs::{
     VerbsError, VerbsQp,
 };
 use rdmaxprt_core::lifecycle::{Deferred, SendCtxtLifecycle};
-use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
 use rdmaxprt_core::pool::PoolConfig;
-use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, TeardownReport, XprtConfig, XprtError};
+use rdmaxprt_core::transport::{SvcRdmaXprt, TeardownReport, XprtConfig};
 use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::error::Error;
@@ -181,57 +182,12 @@ fn rig(server_event: bool, client_event: bool, ccfg: ClientConfig) -> Result<Rig
     })
 }
 
-/// The echo service of the hand-driven tests: results = arguments, or the
-/// arguments as the bulk payload if the call offered a Write chunk.
-fn echo(x: &Server, call: &RecvdCall) -> Result<(), XprtError<VerbsError>> {
-    let Ok(h) = oncrpc::decode_call(&call.msg) else {
-        return Ok(());
-    };
-    let args = call.msg.get(h.args_offset..).unwrap_or_default();
-    let mut hdr = [0u8; 32];
-    let stat = match (h.prog, h.proc) {
-        (PROG, PROC_NULL | PROC_ECHO) => ReplyStat::Accepted(AcceptStat::Success),
-        (PROG, _) => ReplyStat::Accepted(AcceptStat::ProcUnavail),
-        _ => ReplyStat::Accepted(AcceptStat::ProgUnavail),
-    };
-    let n = oncrpc::encode_reply(&mut hdr, h.xid, stat).expect("reply header fits");
-    let ok = stat == ReplyStat::Accepted(AcceptStat::Success);
-    let args = if ok && h.proc == PROC_ECHO { args } else { &[] };
-    if !call.meta.write_list.is_empty() && !args.is_empty() {
-        x.sendto(call, &[&hdr[..n]], Some(args))
-    } else {
-        x.sendto(call, &[&hdr[..n], args], None)
-    }
-}
-
-/// One worker pass: recvfrom -> echo -> sendto -> release_ctxt until
-/// recvfrom has nothing, then release once more. Returns the calls served.
 fn worker_pass(x: &Server) -> usize {
-    let mut n = 0;
-    while let Ok(Some(call)) = x.recvfrom() {
-        if let Err(e) = echo(x, &call) {
-            if e.is_fatal() {
-                x.close();
-            }
-        }
-        x.release_ctxt();
-        n += 1;
-    }
-    x.release_ctxt();
-    n
+    worker::worker_pass_for(x, PROG)
 }
 
-/// Completion handlers and worker passes until nothing moves.
 fn serve(x: &Server) -> usize {
-    let mut total = 0;
-    loop {
-        let polled = x.poll(usize::MAX).unwrap_or(0);
-        let served = worker_pass(x);
-        total += served;
-        if polled == 0 && served == 0 {
-            return total;
-        }
-    }
+    worker::serve_for(x, PROG)
 }
 
 /// One call, the server driven on this thread until the reply is in.
@@ -413,7 +369,7 @@ fn idle_trailing_edge_is_drained_by_one_backstop_wakeup() -> TestResult {
     assert!(x.poll(usize::MAX)? >= 1);
     assert_eq!(hook.enqueues(), 1, "the receive enqueued the transport");
     let call = x.recvfrom()?.ok_or("no call")?;
-    echo(&x, &call)?;
+    worker::echo_call(&x, &call, PROG)?;
     assert_eq!(
         x.release_ctxt(),
         0,
