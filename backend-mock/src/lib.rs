@@ -90,5 +90,7 @@ pub use buf::{MockBuf, MockMr};
 pub use device::{DeviceConfig, MockDevice};
 pub use error::MockError;
 pub use fault::{DelayConfig, FaultConfig};
+#[cfg(feature = "std")]
+pub use qp::Notifier;
 pub use qp::{Delivery, MockQp, QpConfig};
 pub use tracker::{Tracker, Violation};

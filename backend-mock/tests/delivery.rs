@@ -85,3 +85,38 @@ fn thread_mode_waiter_in_another_thread_is_woken_by_a_drain() {
     assert_eq!(ids(&poll_send(&a)), [(1, WcStatus::Flushed)]);
     unmap_all(&dev, &[sge]);
 }
+
+#[test]
+fn completion_notifier_rings_for_each_end_that_may_have_completions() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dev = MockDevice::new();
+    let (a, b) = stepped_pair(&dev);
+    let rings = Arc::new(AtomicUsize::new(0));
+    let r = rings.clone();
+    a.set_completion_notifier(Some(Arc::new(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    })));
+    let (_rbuf, rsge) = post_recv_buf(&b, 8, 1);
+    let (_s, sge) = mapped(&dev, b"ring");
+    post(&a, &[send(7, &[sge], true)]).unwrap();
+    let before = rings.load(Ordering::SeqCst);
+    assert!(a.step());
+    assert!(
+        rings.load(Ordering::SeqCst) > before,
+        "a completion was queued without a ring"
+    );
+    assert_eq!(ids(&poll_send(&a)), [(7, WcStatus::Success)]);
+    a.set_completion_notifier(None);
+    let after = rings.load(Ordering::SeqCst);
+    post(&a, &[send(8, &[sge], true)]).unwrap();
+    let _ = a.step();
+    assert_eq!(
+        rings.load(Ordering::SeqCst),
+        after,
+        "a removed notifier still rang"
+    );
+    let _ = poll_send(&a);
+    let _ = poll_recv(&b);
+    unmap_all(&dev, &[rsge, sge]);
+}

@@ -52,6 +52,15 @@ pub trait CompletionWait {
     /// Blocks until a send or receive completion of this QP can be polled
     /// or `timeout` passes; returns whether one can.
     fn wait_for_completions(&self, timeout: Duration) -> bool;
+
+    /// Asks the QP to call `ring` whenever a completion may have been
+    /// queued, so one poller thread can sleep for many QPs. Returns whether
+    /// the backend supports it (the default: no; the server runtime then
+    /// gives the QP a poller thread of its own).
+    fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+        let _ = ring;
+        false
+    }
 }
 
 #[cfg(feature = "mock")]
@@ -107,6 +116,11 @@ mod mock {
     impl CompletionWait for MockQp {
         fn wait_for_completions(&self, timeout: Duration) -> bool {
             MockQp::wait_for_completions(self, timeout)
+        }
+
+        fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+            MockQp::set_completion_notifier(self, Some(ring));
+            true
         }
     }
 }

@@ -10,6 +10,7 @@
 //! release list after every SQ wait (the seed's reason, reproduced).
 
 mod listener;
+mod poller;
 mod stats;
 mod xprt;
 
@@ -48,6 +49,10 @@ pub struct ServerConfig {
     pub workqueue_cap: u32,
     /// Completions handled per poll round.
     pub poll_budget: usize,
+    /// Shared completion-poller threads, serving every QP that can ring a
+    /// doorbell (the mock can); 0 gives every connection a poller thread of
+    /// its own, as QPs that cannot ring always get.
+    pub pollers: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +64,7 @@ impl Default for ServerConfig {
             workqueue_threads: 1,
             workqueue_cap: 1 << 16,
             poll_budget: 64,
+            pollers: 1,
         }
     }
 }
@@ -161,6 +167,7 @@ pub struct Server {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     pollers: Mutex<Vec<JoinHandle<()>>>,
+    groups: Vec<Arc<poller::PollerGroup>>,
     wq: Option<Arc<WorkqueuePool>>,
     next_id: AtomicU64,
 }
@@ -197,11 +204,26 @@ impl Server {
             .collect();
         let wq =
             (cfg.policy == Policy::Workqueue).then(|| WorkqueuePool::new(cfg.workqueue_threads));
+        let groups: Vec<Arc<poller::PollerGroup>> =
+            (0..cfg.pollers).map(|_| Arc::default()).collect();
+        let pollers = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let (g, s) = (g.clone(), shared.clone());
+                let budget = cfg.poll_budget;
+                std::thread::Builder::new()
+                    .name(format!("rdmaxprt-poll{i}"))
+                    .spawn(move || g.run(budget, &s.exit))
+                    .expect("spawning a completion poller thread")
+            })
+            .collect();
         Self {
             cfg,
             shared,
             workers,
-            pollers: Mutex::new(Vec::new()),
+            pollers: Mutex::new(pollers),
+            groups,
             wq,
             next_id: AtomicU64::new(1),
         }
@@ -270,14 +292,30 @@ impl Server {
         *lock(&self.shared.live) += 1;
         lock(&self.shared.registry).insert(id, entry.clone());
         let budget = self.cfg.poll_budget;
-        let poller = std::thread::Builder::new()
-            .name(format!("rdmaxprt-poll{id}"))
-            .spawn(move || poller(entry, budget))
-            .map_err(|e| RtError::Fatal {
-                kind: rdmaxprt_core::backend::ErrorKind::OutOfResources,
-                msg: e.to_string(),
-            })?;
-        lock(&self.pollers).push(poller);
+        let group =
+            (!self.groups.is_empty()).then(|| &self.groups[id as usize % self.groups.len()]);
+        match group {
+            Some(g)
+                if {
+                    let bell = g.bell.clone();
+                    entry
+                        .xprt()
+                        .set_completion_notifier(Arc::new(move || bell.ring()))
+                } =>
+            {
+                g.add(entry);
+            }
+            _ => {
+                let poller = std::thread::Builder::new()
+                    .name(format!("rdmaxprt-poll-x{id}"))
+                    .spawn(move || poller::dedicated(entry, budget))
+                    .map_err(|e| RtError::Fatal {
+                        kind: rdmaxprt_core::backend::ErrorKind::OutOfResources,
+                        msg: e.to_string(),
+                    })?;
+                lock(&self.pollers).push(poller);
+            }
+        }
         // Receives may have completed already.
         hook.enqueue();
         Ok(id)
@@ -348,6 +386,9 @@ impl Server {
         }
         self.shared.exit.store(true, Ordering::Release);
         self.shared.ready_cv.notify_all();
+        for g in &self.groups {
+            g.bell.ring();
+        }
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -424,22 +465,6 @@ fn handle(shared: &Shared, entry: Arc<Entry>) {
             x.close();
             flags.clear(XprtFlags::BUSY);
             entry.hook.enqueue();
-        }
-    }
-}
-
-fn poller(entry: Arc<Entry>, budget: usize) {
-    let x = entry.xprt();
-    while !x.flags().test(XprtFlags::CLOSE) {
-        match x.poll(budget) {
-            Ok(0) => {
-                x.wait_for_completions(Duration::from_millis(5));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(id = entry.id, %e, "poll failed: closing");
-                x.close();
-            }
         }
     }
 }

@@ -70,6 +70,9 @@ pub trait ServerXprt: Send + Sync {
     fn poll(&self, budget: usize) -> Result<usize, RtError>;
     /// Sleeps until completions may be pollable.
     fn wait_for_completions(&self, timeout: Duration) -> bool;
+    /// Has the QP call `ring` when completions may be pollable; `false` if
+    /// the backend cannot (see [`CompletionWait::set_completion_notifier`]).
+    fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool;
     /// Starts closing.
     fn close(&self);
     /// Send-context counters.
@@ -114,6 +117,9 @@ where
     }
     fn wait_for_completions(&self, timeout: Duration) -> bool {
         self.qp().wait_for_completions(timeout)
+    }
+    fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+        self.qp().set_completion_notifier(ring)
     }
     fn close(&self) {
         SvcRdmaXprt::close(self)

@@ -100,7 +100,15 @@ pub(crate) struct Pair {
     /// The NIC thread sleeps here.
     #[cfg(feature = "std")]
     work_cv: std::sync::Condvar,
+    /// Per end: called whenever completions may have been queued, so one
+    /// poller can serve many QPs (see [`MockQp::set_completion_notifier`]).
+    #[cfg(feature = "std")]
+    notifiers: std::sync::Mutex<[Option<Notifier>; 2]>,
 }
+
+/// A completion notifier: cheap, non-blocking, callable from any thread.
+#[cfg(feature = "std")]
+pub type Notifier = Arc<dyn Fn() + Send + Sync>;
 
 impl Pair {
     /// After a state change under the lock: Inline delivery runs the work now.
@@ -116,6 +124,14 @@ impl Pair {
         {
             self.cq_cv.notify_all();
             self.work_cv.notify_all();
+            let ns = self
+                .notifiers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            for n in ns.iter().flatten() {
+                n();
+            }
         }
     }
 
@@ -182,6 +198,8 @@ impl MockDevice {
             cq_cv: std::sync::Condvar::new(),
             #[cfg(feature = "std")]
             work_cv: std::sync::Condvar::new(),
+            #[cfg(feature = "std")]
+            notifiers: std::sync::Mutex::new([None, None]),
         });
         #[cfg(feature = "std")]
         if let Delivery::Thread { .. } = cfg.delivery {
@@ -266,6 +284,18 @@ impl MockQp {
     /// back for a few polls by the fault injector's delay).
     pub fn has_completions(&self) -> bool {
         self.pair.st.lock().ends[self.side].has_completions()
+    }
+
+    /// Installs (or with `None` removes) a function called whenever a
+    /// completion may have been queued for this end, from whichever thread
+    /// queued it (a poster, the NIC thread). It must be cheap and must not
+    /// call back into this QP: ring a doorbell, nothing more.
+    #[cfg(feature = "std")]
+    pub fn set_completion_notifier(&self, f: Option<Notifier>) {
+        self.pair
+            .notifiers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())[self.side] = f;
     }
 
     /// Sleeps until this QP has a queued completion or `timeout` passes;
