@@ -150,8 +150,8 @@ impl Drop for Entry {
     /// completion handler can run any more, so tear down.
     fn drop(&mut self) {
         let Some(x) = self.xprt.take() else { return };
-        let stats = x.stats();
         let td = x.free();
+        let stats = td.send_stats;
         tracing::debug!(id = self.id, ?td, "transport freed");
         if let Some(shared) = self.shared.upgrade() {
             lock(&shared.report).add_freed(&stats, &td);

@@ -118,6 +118,9 @@ pub struct TeardownReport {
     pub stuck_recvs: u32,
     /// Read contexts released at teardown.
     pub reads_released: usize,
+    /// The send-context counters after the final drain and reclaim (so
+    /// they include the contexts teardown released).
+    pub send_stats: crate::stats::StatsSnapshot,
 }
 
 /// Read contexts: a small slab behind a spin lock (the kernel also locks
@@ -512,6 +515,7 @@ where
             reclaimed_send,
             stuck_recvs,
             reads_released,
+            send_stats: self.send.stats().snapshot(),
         }
     }
 }
