@@ -395,14 +395,12 @@ fn main() {
             if args.malloc_defaults {
                 cmd.arg("--malloc-defaults");
             }
-            match cmd.output() {
+            // stderr stays the terminal's, so the child's progress bar shows.
+            match cmd.stderr(std::process::Stdio::inherit()).output() {
                 Ok(o) if o.status.success() => print!("{}", String::from_utf8_lossy(&o.stdout)),
                 Ok(o) => println!(
-                    "| {policy} | {conns} | run failed: {} |",
-                    String::from_utf8_lossy(&o.stderr)
-                        .lines()
-                        .last()
-                        .unwrap_or("?")
+                    "| {policy} | {conns} | run failed ({}), see stderr |",
+                    o.status
                 ),
                 Err(e) => println!("| {policy} | {conns} | could not start: {e} |"),
             }
