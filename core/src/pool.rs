@@ -3,7 +3,7 @@
 //! Contexts live in a fixed array of slots sized by the cap; a context is
 //! named by its slot index, and a posted context's `wr_id` is
 //! `(generation << 32) | index`. A completion's `wr_id` comes from hardware,
-//! so [`SendCtxtPool::claim_completed`] validates it (range, generation,
+//! so the completion path (`put`) validates it (range, generation,
 //! state) and turns garbage or duplicates into a typed error instead of
 //! touching the wrong context.
 //!

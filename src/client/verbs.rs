@@ -1,6 +1,6 @@
 //! The client's backend traits over real verbs (feature `verbs`):
 //! [`VerbsMemory`] ([`RemoteMemory`] plus core's
-//! [`DmaDevice`](rdmaxprt_core::backend::DmaDevice)) and [`VerbsWaitQp`]
+//! [`DmaDevice`]) and [`VerbsWaitQp`]
 //! (core's [`QueuePair`] plus [`CompletionWait`]). Both also serve the
 //! server side: `runtime::Server::accept(memory, qp)` takes them as they
 //! are, and so does `SvcRdmaXprt`.
