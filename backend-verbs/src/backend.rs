@@ -277,6 +277,23 @@ impl VerbsQp {
         &self.qp
     }
 
+    /// Polls both CQs ahead into the stashes that the next
+    /// `poll_send`/`poll_recv` hand out first (in order), and says whether a
+    /// completion is now pollable. A CQ cannot be peeked; this is how a
+    /// waiter asks without losing what it polled.
+    pub fn poll_ahead(&self) -> Result<bool, VerbsError> {
+        let mut fresh = Vec::with_capacity(16);
+        for (stash, cq) in [
+            (&self.send_stash, self.qp.send_cq()),
+            (&self.recv_stash, self.qp.recv_cq()),
+        ] {
+            fresh.clear();
+            cq.poll(&mut fresh, 16)?;
+            lock(stash).extend(fresh.iter().map(to_core_wc));
+        }
+        Ok(!lock(&self.send_stash).is_empty() || !lock(&self.recv_stash).is_empty())
+    }
+
     fn poll_into(
         &self,
         stash: &Mutex<VecDeque<cb::Wc>>,

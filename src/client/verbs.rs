@@ -12,8 +12,8 @@
 //!   serve both 1 KiB receive buffers and 1 MiB chunk buffers: a
 //!   [`VerbsMemory`] keeps two pools (small and large chunks) and the PD;
 //! - [`CompletionWait`] must say whether a completion *can be polled*, and
-//!   a CQ cannot be peeked: [`VerbsWaitQp`] polls into a stash of its own
-//!   that its `poll_send`/`poll_recv` hand out first.
+//!   a CQ cannot be peeked: [`VerbsWaitQp`] asks `VerbsQp::poll_ahead`,
+//!   which keeps what it polled for the next `poll_send`/`poll_recv`.
 //!
 //! # Remote regions
 //! Each [`register_remote`](RemoteMemory::register_remote) maps fresh
@@ -57,9 +57,8 @@ use rdmaxprt_verbs::{
     sys, Access, CompletionQueue, MemoryPool, PoolBuf, ProtectionDomain, VerbsDmaDevice,
     VerbsError, VerbsQp,
 };
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a sleep-poll wait (CQs without a completion channel) sleeps
@@ -68,10 +67,6 @@ pub const SLEEP_POLL: Duration = Duration::from_micros(50);
 
 /// Longest single sleep of an event-mode wait before it re-polls anyway.
 const EVENT_SLICE: Duration = Duration::from_millis(100);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Sizes of a [`VerbsMemory`]'s two registered pools. Buffers of up to
 /// `small_chunk` bytes come from the small pool, larger ones (up to
@@ -359,12 +354,10 @@ impl RemoteRegion for VerbsRegion {
 /// A [`VerbsQp`] that can sleep until a completion is pollable
 /// ([`CompletionWait`]): event mode on CQs with a completion channel,
 /// sleep-poll otherwise (see the module docs). Completions a wait polled
-/// are kept and handed out first by `poll_send`/`poll_recv`.
+/// stay in the `VerbsQp`'s stash and come out first from the next polls.
 pub struct VerbsWaitQp {
     qp: VerbsQp,
     remote_invalidation: bool,
-    send_stash: Mutex<VecDeque<cb::Wc>>,
-    recv_stash: Mutex<VecDeque<cb::Wc>>,
 }
 
 impl std::fmt::Debug for VerbsWaitQp {
@@ -375,14 +368,6 @@ impl std::fmt::Debug for VerbsWaitQp {
             .finish_non_exhaustive()
     }
 }
-
-const NO_WC: cb::Wc = cb::Wc {
-    wr_id: 0,
-    status: cb::WcStatus::Flushed,
-    opcode: cb::WcOpcode::Unknown,
-    byte_len: 0,
-    invalidated_rkey: None,
-};
 
 /// The completion channel `cq` was created with (null: none).
 fn channel_of(cq: &CompletionQueue) -> *mut sys::ibv_comp_channel {
@@ -416,8 +401,6 @@ impl VerbsWaitQp {
         Self {
             qp,
             remote_invalidation: false,
-            send_stash: Mutex::new(VecDeque::new()),
-            recv_stash: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -446,26 +429,11 @@ impl VerbsWaitQp {
         self.qp.inner().set_error()
     }
 
-    fn stashed(&self) -> bool {
-        !lock(&self.send_stash).is_empty() || !lock(&self.recv_stash).is_empty()
-    }
-
-    /// Polls both CQs into the stashes; whether anything is stashed. A
-    /// poll error counts as pollable: the caller's poll will report it.
+    /// Polls both CQs ahead (into the `VerbsQp`'s own stashes, handed out
+    /// first by the next polls); whether a completion is pollable. A poll
+    /// error counts as pollable: the caller's poll will report it.
     fn fill(&self) -> bool {
-        let mut wcs = [NO_WC; 16];
-        for (stash, send) in [(&self.send_stash, true), (&self.recv_stash, false)] {
-            let got = if send {
-                self.qp.poll_send(&mut wcs)
-            } else {
-                self.qp.poll_recv(&mut wcs)
-            };
-            match got {
-                Ok(n) => lock(stash).extend(wcs[..n].iter().copied()),
-                Err(_) => return true,
-            }
-        }
-        self.stashed()
+        self.qp.poll_ahead().unwrap_or(true)
     }
 
     /// One event-mode sleep of at most `left`: arm both CQs, re-poll, then
@@ -513,7 +481,7 @@ impl CompletionWait for VerbsWaitQp {
         let deadline = Instant::now() + timeout;
         let event = self.is_event_mode();
         loop {
-            if self.stashed() || self.fill() {
+            if self.fill() {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -533,27 +501,6 @@ impl CompletionWait for VerbsWaitQp {
 
 impl ErrorType for VerbsWaitQp {
     type Error = VerbsError;
-}
-
-/// Hands out stashed completions first, then polls the CQ for the rest.
-fn poll_stashed(
-    stash: &Mutex<VecDeque<cb::Wc>>,
-    out: &mut [cb::Wc],
-    poll: impl FnOnce(&mut [cb::Wc]) -> Result<usize, VerbsError>,
-) -> Result<usize, VerbsError> {
-    let mut n = 0;
-    {
-        let mut st = lock(stash);
-        while n < out.len() {
-            let Some(wc) = st.pop_front() else { break };
-            out[n] = wc;
-            n += 1;
-        }
-    }
-    if n < out.len() {
-        n += poll(&mut out[n..])?;
-    }
-    Ok(n)
 }
 
 impl QueuePair for VerbsWaitQp {
@@ -586,16 +533,16 @@ impl QueuePair for VerbsWaitQp {
     }
 
     fn poll_send(&self, out: &mut [cb::Wc]) -> Result<usize, VerbsError> {
-        poll_stashed(&self.send_stash, out, |o| self.qp.poll_send(o))
+        self.qp.poll_send(out)
     }
 
     fn poll_recv(&self, out: &mut [cb::Wc]) -> Result<usize, VerbsError> {
-        poll_stashed(&self.recv_stash, out, |o| self.qp.poll_recv(o))
+        self.qp.poll_recv(out)
     }
 
     fn drain_qp(&self) -> Result<(), VerbsError> {
-        // The drained completions go to the VerbsQp's own stash, polled
-        // after ours: order is kept.
+        // The drained completions join the VerbsQp's stash, after any
+        // polled ahead: order is kept.
         self.qp.drain_qp()
     }
 }
