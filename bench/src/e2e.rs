@@ -2,55 +2,20 @@
 //! size, process CPU time, latency percentiles and the result of one run.
 
 use rdmaxprt::client::{CallOptions, ReplyBytes};
-use rdmaxprt::service::{CallContext, ProcError, ReplyBody, Service};
-use std::ops::RangeInclusive;
 use std::time::Duration;
 
-/// Program number of the bench echo program (transient range).
-pub const PROG: u32 = 0x2000_0b40;
-/// Its version.
-pub const VERS: u32 = 1;
-/// ECHO: results = arguments (inline, or through a Reply chunk).
-pub const PROC_ECHO: u32 = 1;
-/// ECHO_BULK: the arguments come back as bulk payload (through the
-/// call's Write chunk).
-pub const PROC_ECHO_BULK: u32 = 2;
+#[path = "../../examples/common/echo.rs"]
+mod echo_prog;
+
+pub use echo_prog::{PROC_ECHO, PROC_ECHO_BULK, PROG, VERS};
 
 /// Payloads above this many bytes are echoed through chunks (the call
 /// through a Position Zero Read chunk, the reply through a Write chunk);
 /// smaller ones travel inline both ways.
 pub const INLINE_MAX: usize = 512;
 
-/// The echo service.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct EchoService;
-
-impl Service for EchoService {
-    fn program(&self) -> u32 {
-        PROG
-    }
-    fn versions(&self) -> RangeInclusive<u32> {
-        VERS..=VERS
-    }
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        args: &[u8],
-        out: &mut ReplyBody,
-    ) -> Result<(), ProcError> {
-        match ctx.proc {
-            PROC_ECHO => {
-                out.results.extend_from_slice(args);
-                Ok(())
-            }
-            PROC_ECHO_BULK => {
-                out.bulk = Some(args.to_vec());
-                Ok(())
-            }
-            _ => Err(ProcError::ProcUnavail),
-        }
-    }
-}
+/// The echo service the benches serve (the examples' echo program).
+pub type EchoService = echo_prog::Echo;
 
 /// How a call of `size` payload bytes is made.
 #[derive(Debug, Clone, PartialEq, Eq)]

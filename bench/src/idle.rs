@@ -86,7 +86,7 @@ pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
             policy: Policy::Deferred,
             ..ServerConfig::default()
         },
-        Dispatcher::new().with(EchoService),
+        Dispatcher::new().with(EchoService::default()),
     ));
     let accept = server.serve(listener);
     let cdev = MockDevice::new();
@@ -190,7 +190,7 @@ fn threaded_edge(
 pub fn rtc(trials: usize, size: usize, max_passes: u64) -> IdleResult {
     let dev = MockDevice::new();
     let mut conn = RtcConn::new(&dev, 1);
-    let d = Dispatcher::new().with(EchoService);
+    let d = Dispatcher::new().with(EchoService::default());
     let p = Payload::new(size);
     let mut res = IdleResult::default();
     let stats = |c: &RtcConn| c.server.send_lifecycle().stats().snapshot();

@@ -174,7 +174,7 @@ impl Rtc {
             conns: (0..conns)
                 .map(|_| RtcConn::new(&server_dev, window))
                 .collect(),
-            dispatcher: Dispatcher::new().with(EchoService),
+            dispatcher: Dispatcher::new().with(EchoService::default()),
             payload: Payload::new(size),
             window: window.max(1),
             server_dev,

@@ -70,7 +70,7 @@ pub fn run(conns: usize, size: usize, window: usize, dur: Duration, policy: Poli
             policy,
             ..ServerConfig::default()
         },
-        Dispatcher::new().with(EchoService),
+        Dispatcher::new().with(EchoService::default()),
     ));
     let accept = server.serve(listener);
     let go = Arc::new(Barrier::new(conns + 1));

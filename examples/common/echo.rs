@@ -5,6 +5,11 @@
 //!   chunk, the arguments come back as bulk payload through it instead.
 //! - `READ` (2): argument = a 4-byte big-endian length N; returns N bytes of
 //!   a known pattern as bulk payload (Write chunk).
+//! - `ECHO_BULK` (3): the arguments come back as bulk payload (through the
+//!   call's Write chunk), whatever `bulk_echo` says.
+//!
+//! Shared by the examples, the runtime and verbs tests, and the benches
+//! (each includes this file with `#[path]`).
 #![allow(dead_code)]
 
 use rdmaxprt::service::{CallContext, ProcError, ReplyBody, Service};
@@ -20,6 +25,8 @@ pub const PROC_NULL: u32 = 0;
 pub const PROC_ECHO: u32 = 1;
 /// READ.
 pub const PROC_READ: u32 = 2;
+/// ECHO_BULK.
+pub const PROC_ECHO_BULK: u32 = 3;
 
 /// The byte at `i` of a READ reply.
 pub fn pattern(i: usize) -> u8 {
@@ -49,6 +56,10 @@ impl Service for Echo {
     ) -> Result<(), ProcError> {
         match ctx.proc {
             PROC_NULL => Ok(()),
+            PROC_ECHO_BULK => {
+                out.bulk = Some(args.to_vec());
+                Ok(())
+            }
             PROC_ECHO if self.bulk_echo => {
                 out.bulk = Some(args.to_vec());
                 Ok(())
