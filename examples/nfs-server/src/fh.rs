@@ -130,6 +130,10 @@ mod tests {
         assert_eq!(c.decode(&other), Err(FhError::OtherExport));
         let mut moved = other;
         moved[4..8].copy_from_slice(&3u32.to_be_bytes());
-        assert_eq!(c.decode(&moved), Err(FhError::Bad), "export id is under the MAC");
+        assert_eq!(
+            c.decode(&moved),
+            Err(FhError::Bad),
+            "export id is under the MAC"
+        );
     }
 }

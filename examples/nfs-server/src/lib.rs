@@ -5,6 +5,7 @@
 //! - [`args`]: NFSv3 argument decoding (borrowed, bounded), GARBAGE_ARGS on
 //!   any error;
 //! - [`fh`]: file handles (export id, inode, birth time, MAC);
+//! - [`hookup`]: connecting the server to a transport;
 //! - [`export`]: resolving handles and names inside the exported directory;
 //! - [`attr`]: attributes and AUTH_SYS identity mapping;
 //! - [`nfs`]: the NFS service; [`mount`]: the MOUNT service; [`setup`]:
@@ -15,6 +16,7 @@ pub mod args;
 pub mod attr;
 pub mod export;
 pub mod fh;
+pub mod hookup;
 pub mod mount;
 pub mod nfs;
 pub mod setup;

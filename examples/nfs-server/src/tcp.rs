@@ -131,6 +131,41 @@ impl Drop for TcpServer {
     }
 }
 
+/// Calls MOUNT v3 MNT for `path` on `host:port` over TCP (AUTH_NONE);
+/// returns the handle. For self-tests and tests.
+pub fn mnt(host: &str, port: u16, path: &[u8]) -> io::Result<Vec<u8>> {
+    use nfs3_types::mount::{dirpath, mountres3};
+    use nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
+    use rdmaxprt_core::oncrpc::{decode_reply, encode_call, AcceptStat, CallSpec, ReplyStat};
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    let spec = CallSpec {
+        xid: 1,
+        prog: nfs3_types::mount::PROGRAM,
+        vers: nfs3_types::mount::VERSION,
+        proc: 1,
+        cred: None,
+    };
+    let mut call = vec![0; spec.encoded_len()];
+    let n = encode_call(&mut call, &spec).map_err(|_| bad("encoding the call"))?;
+    call.truncate(n);
+    dirpath(Opaque::borrowed(path))
+        .pack(&mut call)
+        .map_err(|_| bad("encoding the path"))?;
+    let mut s = TcpStream::connect((host, port))?;
+    write_record(&mut s, &[&call])?;
+    let rec = read_record(&mut s, MAX_RECORD)?.ok_or_else(|| bad("no reply"))?;
+    let reply = decode_reply(&rec).map_err(|_| bad("malformed reply"))?;
+    if reply.stat != ReplyStat::Accepted(AcceptStat::Success) {
+        return Err(bad("MNT not accepted"));
+    }
+    let mut body = rec.get(reply.body_offset..).unwrap_or(&[]);
+    match mountres3::unpack(&mut body) {
+        Ok((mountres3::Ok(ok), _)) => Ok(ok.fhandle.0.to_vec()),
+        Ok((mountres3::Err(e), _)) => Err(bad(&format!("MNT: {e}"))),
+        Err(_) => Err(bad("malformed MNT result")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ use rdmaxprt::client::{
     Auth, AuthSysParams, CallOptions, ClientConfig, ClientError, ReplyBytes, RpcClient,
 };
 use rdmaxprt::lifecycle::Policy;
-use rdmaxprt::mock::{MockDevice, MockQp, QpConfig};
-use rdmaxprt::runtime::{MockConnector, MockNetwork, Server, ServerConfig, ServerReport};
+use rdmaxprt::mock::{MockDevice, MockQp};
+use rdmaxprt::runtime::{MockConnector, Server, ServerConfig, ServerReport};
 use rdmaxprt_nfs_server::nfs::NfsConfig;
 use rdmaxprt_nfs_server::setup::{ExportConfig, Services};
 use std::path::Path;
@@ -69,8 +69,6 @@ impl Nfs {
     pub fn start(cfg: &ExportConfig, auth: Auth) -> Self {
         let svc = Services::new(cfg).expect("export");
         let root = svc.export.root_handle();
-        let server_dev = MockDevice::new();
-        let (connector, listener) = MockNetwork::new(server_dev.clone(), QpConfig::default());
         let server = Arc::new(Server::start(
             ServerConfig {
                 workers: 2,
@@ -79,9 +77,9 @@ impl Nfs {
             },
             svc.nfs,
         ));
-        let accept = server.serve(listener);
+        let hook = rdmaxprt_nfs_server::hookup::mock(&server);
         let dev = MockDevice::new();
-        let qp = connector.connect(&dev).expect("connect");
+        let qp = hook.connector.connect(&dev).expect("connect");
         let client = RpcClient::new(
             qp,
             dev.clone(),
@@ -93,11 +91,11 @@ impl Nfs {
         .expect("client");
         Self {
             server: Some(server),
-            accept: Some(accept),
-            connector: Some(connector),
+            accept: Some(hook.accept),
+            connector: Some(hook.connector),
             client: Some(client),
             dev,
-            server_dev,
+            server_dev: hook.server_dev,
             root,
         }
     }
