@@ -14,7 +14,7 @@ use crate::fh::{FhError, FileId, HandleCodec};
 use nfs3_types::nfs3::nfsstat3;
 use rustix::fs::{openat, statx, AtFlags, Dir, FileType, Mode, OFlags, Statx, StatxFlags};
 use rustix::io::Errno;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -140,6 +140,11 @@ pub struct Export {
     root_st: Statx,
     codec: HandleCodec,
     places: Mutex<HashMap<FileId, Vec<CString>>>,
+    // Identities a search found nowhere: answered STALE without searching
+    // again (a client retrying a removed file's handle would otherwise
+    // make every retry walk the whole export). An identity seen again
+    // (remembered) leaves the set.
+    stale: Mutex<HashSet<FileId>>,
 }
 
 fn dev(st: &Statx) -> (u32, u32) {
@@ -161,6 +166,7 @@ impl Export {
             root_st,
             codec: HandleCodec::new(key, export_id),
             places: Mutex::new(HashMap::new()),
+            stale: Mutex::new(HashSet::new()),
         })
     }
 
@@ -191,6 +197,24 @@ impl Export {
             p.clear();
         }
         p.insert(file_id(st), path);
+        drop(p);
+        let mut s = self.stale.lock().unwrap_or_else(|e| e.into_inner());
+        if !s.is_empty() {
+            s.remove(&file_id(st));
+        }
+    }
+
+    fn is_stale(&self, id: FileId) -> bool {
+        let s = self.stale.lock().unwrap_or_else(|e| e.into_inner());
+        s.contains(&id)
+    }
+
+    fn mark_stale(&self, id: FileId) {
+        let mut s = self.stale.lock().unwrap_or_else(|e| e.into_inner());
+        if s.len() >= CACHE_CAP {
+            s.clear();
+        }
+        s.insert(id);
     }
 
     fn walk(&self, path: &[CString]) -> Result<Node, Errno> {
@@ -238,7 +262,13 @@ impl Export {
                 }
             }
         }
-        let path = self.search(id).ok_or(nfsstat3::NFS3ERR_STALE)?;
+        if self.is_stale(id) {
+            return Err(nfsstat3::NFS3ERR_STALE);
+        }
+        let Some(path) = self.search(id) else {
+            self.mark_stale(id);
+            return Err(nfsstat3::NFS3ERR_STALE);
+        };
         let n = self.walk(&path).map_err(|_| nfsstat3::NFS3ERR_STALE)?;
         if !matches(&n) {
             return Err(nfsstat3::NFS3ERR_STALE);

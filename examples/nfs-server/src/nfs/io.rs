@@ -3,11 +3,18 @@
 //! READ reads into one buffer and hands it to the transport as the reply's
 //! bulk payload: it goes to the client by RDMA Write through the call's
 //! Write chunk (the results carry everything up to and including the data's
-//! length, as RFC 8166 section 3.4.? on reduced data items has it). The
+//! length, as Linux svcrdma sends an NFSv3 READ reply). The
 //! transport stages bulk payloads into a registered page before the Write
 //! (`SvcRdmaXprt::sendto`), so this is one copy past the `pread`. WRITE
 //! takes its data straight from the call message the transport pulled the
 //! Read chunk into (borrowed by the argument decoder, no copy).
+//!
+//! Known limit: a client that offers no Write chunk for a READ gets the
+//! bulk payload appended inline by the transport without XDR padding, so
+//! a READ of a length not a multiple of 4 is then malformed. The Linux
+//! client offers a Write chunk whenever the reply may not fit inline
+//! (`rpcrdma_marshal_req`); the fix belongs in the transport (pad inline
+//! bulk) or in `CallContext` (say whether a Write chunk came).
 
 use super::{post_op, put, Nfs, Out};
 use crate::attr::{self, Cred, R, W};
