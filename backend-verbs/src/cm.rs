@@ -408,6 +408,12 @@ impl CmConnection {
             .map(|_| ())
     }
 
+    /// A handle on the connection's CM id, to disconnect it after
+    /// [`into_parts`](Self::into_parts).
+    pub fn handle(&self) -> crate::CmConnHandle {
+        crate::CmConnHandle::new(Arc::clone(&self.id))
+    }
+
     /// Split into the QP (which keeps the CM id alive) and the peer's data.
     pub fn into_parts(self) -> (QueuePair, Vec<u8>) {
         (self.qp, self.peer_private_data)

@@ -78,6 +78,10 @@ pub struct CmConnHandle {
 }
 
 impl CmConnHandle {
+    pub(crate) fn new(id: Arc<CmIdHandle>) -> Self {
+        Self { id }
+    }
+
     /// `rdma_disconnect`: the QP goes to the error state and the peer gets
     /// DISCONNECTED. Disconnecting twice, or a connection that never came
     /// up, is harmless (the error is returned for the record).
