@@ -472,7 +472,11 @@ pub struct ConnectRequest {
 }
 
 impl ConnectRequest {
-    pub(crate) fn new(id: Arc<CmIdHandle>, private_data: Vec<u8>, peer_resources: (u8, u8)) -> Self {
+    pub(crate) fn new(
+        id: Arc<CmIdHandle>,
+        private_data: Vec<u8>,
+        peer_resources: (u8, u8),
+    ) -> Self {
         Self {
             id,
             private_data,
@@ -514,7 +518,11 @@ impl ConnectRequest {
         private_data: &[u8],
         timeout: Duration,
     ) -> Result<CmConnection> {
-        let mut p = conn_param(private_data, MAX_ACCEPT_PRIVATE_DATA, &ConnParams::default())?;
+        let mut p = conn_param(
+            private_data,
+            MAX_ACCEPT_PRIVATE_DATA,
+            &ConnParams::default(),
+        )?;
         let qp = self.id.create_qp(pd, send_cq, recv_cq, caps)?;
         // SAFETY: id is live with its QP; p points at private_data for the call.
         if unsafe { sys::rdma_accept(self.id.raw(), &mut p) } != 0 {

@@ -174,7 +174,8 @@ impl CompletionQueue {
         // SAFETY: ctx and channel are live (we keep clones); comp_vector 0
         // always exists; `user` is an opaque value libibverbs only hands
         // back.
-        let cq = unsafe { sys::ibv_create_cq(ctx.as_raw(), depth, user as *mut libc::c_void, ch, 0) };
+        let cq =
+            unsafe { sys::ibv_create_cq(ctx.as_raw(), depth, user as *mut libc::c_void, ch, 0) };
         if cq.is_null() {
             return Err(VerbsError::CreateCq {
                 depth,

@@ -114,7 +114,15 @@ pub fn connect_rdma(addr: SocketAddr, cfg: &ConnectConfig) -> Result<VerbsClient
         recv_size: size(recv),
     };
     let conn = route
-        .connect_with(&pd, &scq, &rcq, caps, &ours.encode(), &cfg.conn, cfg.timeout)
+        .connect_with(
+            &pd,
+            &scq,
+            &rcq,
+            caps,
+            &ours.encode(),
+            &cfg.conn,
+            cfg.timeout,
+        )
         .map_err(|e| backend("connect", e))?;
     apply_answer(&mut client, &ours, conn.peer_private_data());
     let mem = VerbsMemory::new(&pd, cfg.memory).map_err(|e| backend("register", e))?;

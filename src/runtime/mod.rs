@@ -17,10 +17,10 @@ mod stats;
 mod xprt;
 
 pub use listener::Listener;
-#[cfg(feature = "verbs")]
-pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
 #[cfg(feature = "mock")]
 pub use listener::{MockConnector, MockListener, MockNetwork};
+#[cfg(feature = "verbs")]
+pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
 pub use stats::{merge_stats, ServerReport};
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 

@@ -39,8 +39,8 @@ use crate::client::verbs::{MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt_core::rpcrdma::connect_private::{self, ConnectPrivate};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_verbs::{
-    CmListener, CompletionChannel, CompletionQueue, ConnEvent, ConnParams, ConnectRequest,
-    Context, ListenerEvent, ProtectionDomain, QpCaps, VerbsError, VerbsQp,
+    CmListener, CompletionChannel, CompletionQueue, ConnEvent, ConnParams, ConnectRequest, Context,
+    ListenerEvent, ProtectionDomain, QpCaps, VerbsError, VerbsQp,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -277,7 +277,10 @@ impl CmServer {
         };
         if server.live_transports() >= self.cfg.max_connections {
             self.counters.rejected_limit.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(limit = self.cfg.max_connections, "connection limit: rejected");
+            tracing::info!(
+                limit = self.cfg.max_connections,
+                "connection limit: rejected"
+            );
             let _ = req.reject(&[]);
             return;
         }
@@ -374,7 +377,11 @@ impl CmServer {
             send_with_invalidate: neg.remote_invalidation,
             ..server.cfg.xprt
         };
-        let rq = x.credits.saturating_mul(2).saturating_add(x.recv_batch).max(1);
+        let rq = x
+            .credits
+            .saturating_mul(2)
+            .saturating_add(x.recv_batch)
+            .max(1);
         let caps = QpCaps {
             max_send_wr: cfg.sq_depth,
             max_recv_wr: rq,
@@ -382,15 +389,16 @@ impl CmServer {
             max_recv_sge: 1,
             max_inline_data: 0,
         };
-        let depth = |n: u32| i32::try_from(n.saturating_mul(2).saturating_add(1)).unwrap_or(i32::MAX);
-        let scq = CompletionQueue::with_user(&dev.ctx, depth(cfg.sq_depth), Some(&group.channel), id)?;
+        let depth =
+            |n: u32| i32::try_from(n.saturating_mul(2).saturating_add(1)).unwrap_or(i32::MAX);
+        let scq =
+            CompletionQueue::with_user(&dev.ctx, depth(cfg.sq_depth), Some(&group.channel), id)?;
         let rcq = CompletionQueue::with_user(&dev.ctx, depth(rq), Some(&group.channel), id)?;
         let qp = req.create_qp(&dev.pd, &scq, &rcq, caps)?;
         let qp = VerbsWaitQp::new(VerbsQp::new(qp)?)
             .allow_remote_invalidation(neg.remote_invalidation)
             .with_cm_connection(req.handle());
-        server
-            .accept_placed(dev.mem.clone(), qp, x, id, Placement::Channel(group))?;
+        server.accept_placed(dev.mem.clone(), qp, x, id, Placement::Channel(group))?;
         let reply = ConnectPrivate {
             remote_invalidation: false,
             send_size: neg.max_inline_send as u32,

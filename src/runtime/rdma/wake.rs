@@ -24,7 +24,7 @@ impl Wake {
         }
         Ok(Self {
             // SAFETY: `fd` is a fresh descriptor nothing else owns.
-                fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
             added: Mutex::default(),
             closed: Mutex::default(),
         })
