@@ -9,7 +9,8 @@
 //! ```
 //!
 //! It prints one line per change: `ACCEPTED n`, `LIVE n` (transports not
-//! yet freed), `CLOSED_BY_CM n`, and on exit (after `--secs`, after
+//! yet freed), `CLOSED_BY_CM n`, `IDLE ...` whenever no transport is live
+//! (its thread count and the registered memory still in use), and on exit (after `--secs`, after
 //! `--idle-exit` seconds without a live connection, or when standard input
 //! closes) the server's report.
 
@@ -98,6 +99,18 @@ impl Service for NullOnly {
     }
 }
 
+/// This process's thread count (`Threads:` of /proc/self/status).
+fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn main() {
     let args = Args::parse();
     let mut dispatcher = Dispatcher::new().with(echo::Echo::default());
@@ -152,6 +165,16 @@ fn main() {
             }
             if now.1 != last.1 {
                 println!("{t:.3} LIVE {}", now.1);
+                if now.1 == 0 {
+                    let m = listener.memory();
+                    println!(
+                        "{t:.3} IDLE threads {} live_bufs {} live_mappings {} bad_unmaps {}",
+                        threads(),
+                        m.live_bufs,
+                        m.live_mappings,
+                        m.bad_unmaps
+                    );
+                }
             }
             if now.2 != last.2 {
                 println!("{t:.3} CLOSED_BY_CM {}", now.2);
