@@ -1,6 +1,6 @@
 //! Connecting the NFS server to a transport: the one place that knows
-//! which. The mock NIC (in-process clients: tests and the self-test) now;
-//! the verbs listener (`Server::listen_rdma`) joins here when it lands.
+//! which. The mock NIC (in-process clients: tests and the self-test), and
+//! with the `verbs` feature the rdma_cm listener (`Server::listen_rdma`).
 
 use rdmaxprt::mock::{MockDevice, QpConfig};
 use rdmaxprt::runtime::{MockConnector, MockNetwork, Server};
@@ -28,4 +28,25 @@ pub fn mock(server: &Arc<Server>) -> MockHookup {
         accept: server.serve(listener),
         server_dev,
     }
+}
+
+/// The default NFS/RDMA port (RFC 5666 / RFC 8267: 20049).
+pub const NFS_RDMA_PORT: u16 = 20049;
+
+/// Serves `server`'s dispatcher to RPC-over-RDMA clients on `addr`
+/// (rdma_cm), offering `inline` bytes as both inline thresholds.
+#[cfg(feature = "verbs")]
+pub fn rdma(
+    server: &Arc<Server>,
+    addr: std::net::SocketAddr,
+    inline: u32,
+) -> Result<rdmaxprt::runtime::RdmaListener, rdmaxprt::runtime::ListenError> {
+    server.listen_rdma(
+        addr,
+        rdmaxprt::runtime::ListenConfig {
+            inline_send: inline,
+            inline_recv: inline,
+            ..rdmaxprt::runtime::ListenConfig::default()
+        },
+    )
 }

@@ -2,12 +2,16 @@
 //! on the rdmaxprt server runtime, with MOUNT v3 over TCP.
 //!
 //! ```text
-//! nfs_server /srv/export --mount-port 20048 --mock-selftest
+//! nfs_server /srv/export --rdma 192.168.1.1 --mount-port 20048   # feature verbs
+//! nfs_server /srv/export --mount-port 0 --mock-selftest
 //! ```
 //!
-//! The transport hookup is [`serve`]: the mock NIC (in-process clients,
-//! `--mock-selftest`) in this build; the verbs listener (`--rdma ADDR`) is
-//! wired there once `Server::listen_rdma` is on main.
+//! The transport hookup is [`serve`]: the rdma_cm listener (`--rdma ADDR`,
+//! port 20049 unless given; needs the `verbs` feature), or the mock NIC with
+//! in-process clients (`--mock-selftest`). With `--rdma` it prints
+//! `LISTENING`, `ACCEPTED n`, `LIVE n` lines, and runs until standard input
+//! closes, or `--idle-exit` seconds pass with no live connection after the
+//! first; then a `REPORT` line with the transport counters.
 
 use clap::Parser;
 use nfs3_types::nfs3::{self as n3};
@@ -60,6 +64,17 @@ struct Args {
     /// Send-context release policy: deferred, inline or workqueue.
     #[arg(long, default_value = "deferred", value_parser = parse_policy)]
     policy: Policy,
+    /// Listen for RPC-over-RDMA clients on this address (rdma_cm; port
+    /// 20049 if none is given). Needs the `verbs` feature.
+    #[arg(long, value_parser = parse_rdma_addr)]
+    rdma: Option<std::net::SocketAddr>,
+    /// Inline threshold offered to RDMA clients (both directions).
+    #[arg(long, default_value_t = 4096)]
+    inline: u32,
+    /// With --rdma: exit after this many seconds without a live
+    /// connection, once one has been accepted (0: run until stdin closes).
+    #[arg(long, default_value_t = 0)]
+    idle_exit: u64,
     /// Serve in-process clients on the mock NIC, run a short session
     /// (MNT over TCP, then NFS over the mock), print it, and exit.
     #[arg(long)]
@@ -67,27 +82,84 @@ struct Args {
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
-    match s {
-        "deferred" => Ok(Policy::Deferred),
-        "inline" => Ok(Policy::Inline),
-        "workqueue" => Ok(Policy::Workqueue),
-        _ => Err(format!(
-            "unknown policy {s:?} (deferred, inline, workqueue)"
-        )),
+    s.parse()
+        .map_err(|_| format!("unknown policy {s:?} (deferred, inline, workqueue)"))
+}
+
+fn parse_rdma_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
     }
+    s.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, hookup::NFS_RDMA_PORT))
+        .map_err(|e| format!("{s:?}: {e} (IP or IP:PORT)"))
 }
 
 /// The transport hookup: connects `server` to its clients and runs until
 /// they are done.
 fn serve(server: &Arc<Server>, args: &Args, root: &[u8], mount_port: u16) -> Result<(), String> {
+    if let Some(addr) = args.rdma {
+        return serve_rdma(server, args, addr);
+    }
     if !args.mock_selftest {
-        return Err("this build has no RDMA listener yet: use --mock-selftest".into());
+        return Err("nothing to serve: give --rdma ADDR or --mock-selftest".into());
     }
     let hook = hookup::mock(server);
     let result = selftest(&hook, root, mount_port);
     drop(hook.connector);
     hook.accept.join().map_err(|_| "accept thread panicked")?;
     result
+}
+
+#[cfg(not(feature = "verbs"))]
+fn serve_rdma(_: &Arc<Server>, _: &Args, _: std::net::SocketAddr) -> Result<(), String> {
+    Err("--rdma needs a build with the verbs feature (cargo build -p rdmaxprt-nfs-server --features verbs)".into())
+}
+
+/// Listens on `addr` and runs until stdin closes or the idle timeout.
+#[cfg(feature = "verbs")]
+fn serve_rdma(server: &Arc<Server>, args: &Args, addr: std::net::SocketAddr) -> Result<(), String> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let listener = hookup::rdma(server, addr, args.inline)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    println!("LISTENING {}", listener.local_addr());
+    let _ = std::io::stdout().flush();
+    let stdin_closed = Arc::new(AtomicBool::new(false));
+    if args.idle_exit == 0 {
+        let flag = stdin_closed.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            flag.store(true, Ordering::Release);
+        });
+    }
+    let c = listener.counters();
+    let (mut last, mut idle_since) = ((u64::MAX, usize::MAX), None::<Instant>);
+    loop {
+        let now = (c.accepted.load(Ordering::Relaxed), server.live_transports());
+        if now.0 != last.0 {
+            println!("ACCEPTED {}", now.0);
+        }
+        if now.1 != last.1 {
+            println!("LIVE {}", now.1);
+        }
+        if now != last {
+            let _ = std::io::stdout().flush();
+            last = now;
+        }
+        idle_since = match (now.0 > 0 && now.1 == 0, idle_since) {
+            (true, None) => Some(Instant::now()),
+            (true, since) => since,
+            (false, _) => None,
+        };
+        let idle = args.idle_exit > 0
+            && idle_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(args.idle_exit));
+        if idle || stdin_closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn pack(v: &impl Pack) -> Vec<u8> {
@@ -256,11 +328,12 @@ fn run(args: &Args) -> Result<(), String> {
     ));
     let served = serve(&server, args, &root, mount_port);
     mountd.stop();
-    let server = Arc::try_unwrap(server).map_err(|_| "server still shared")?;
     let report = server.shutdown();
+    let k = report.counters;
     println!(
-        "server: {} transports freed, completions {}, drains {}",
-        report.freed, report.stats.completions, report.stats.drains
+        "REPORT freed {} live {} calls {} replies {} read_calls {} error_replies {} err_vers {} err_chunk {} dropped {} completions {} drains {}",
+        report.freed, report.live, k.calls, k.replies, k.read_calls, k.error_replies, k.err_vers,
+        k.err_chunk, k.dropped, report.stats.completions, report.stats.drains
     );
     served
 }
