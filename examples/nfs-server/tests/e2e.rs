@@ -353,6 +353,16 @@ fn removed_files_go_stale_and_handles_survive_a_restart() {
     let again = c.create(&d2, b"gone").unwrap();
     assert_eq!(c.getattr(&gone).unwrap_err(), nfsstat3::NFS3ERR_STALE);
     assert!(c.getattr(&again).is_ok());
+    // The same inode number with another birth time (what a reused inode
+    // looks like) is not the file.
+    let ino = c.getattr(&again).unwrap().fileid;
+    let codec = rdmaxprt_nfs_server::fh::HandleCodec::new(KEY, 7);
+    let reborn = codec.encode(rdmaxprt_nfs_server::fh::FileId {
+        ino,
+        btime_sec: 1,
+        btime_nsec: 2,
+    });
+    assert_eq!(c.getattr(&reborn).unwrap_err(), nfsstat3::NFS3ERR_STALE);
     c.stop();
     // A new server (empty caches) with the same key: same root handle, old
     // handles still work, stale ones stay stale.
