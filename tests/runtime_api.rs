@@ -123,3 +123,43 @@ fn bad_input_is_counted_per_transport_and_in_total_while_live() {
     cdev.assert_clean();
     dev.assert_clean();
 }
+
+#[test]
+fn an_idle_server_sleeps_without_a_timer() {
+    let (server, dev, connector) = server();
+    let cdev = MockDevice::new();
+    let qp = connector.connect(&cdev).unwrap();
+    let mut c = RpcClient::new(qp, cdev.clone(), ClientConfig::default()).unwrap();
+    let r = c
+        .call(
+            echo::PROG,
+            echo::VERS,
+            echo::PROC_ECHO,
+            b"x",
+            &CallOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r.results, b"x");
+    // Let the trailing Send completion and its release settle.
+    std::thread::sleep(Duration::from_millis(50));
+    let before = server.poller_wakeups();
+    std::thread::sleep(Duration::from_millis(200));
+    let idle = server.poller_wakeups() - before;
+    assert_eq!(idle, 0, "the poller woke {idle} times with nothing to do");
+    // It still wakes for work.
+    let r = c
+        .call(
+            echo::PROG,
+            echo::VERS,
+            echo::PROC_ECHO,
+            b"y",
+            &CallOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r.results, b"y");
+    assert!(server.poller_wakeups() > before);
+    c.close();
+    server.shutdown();
+    cdev.assert_clean();
+    dev.assert_clean();
+}
