@@ -4,7 +4,7 @@
 //! Needs an nfsd listening on RDMA with NFSv4 and no rpcbind, named by
 //! `RDMAXPRT_TEST_NFSD=IP:PORT`. `cargo run -p xtask -- vm-test` sets it
 //! up in the guest (xtask/guest/init.sh: `mount -t nfsd`, versions
-//! `-2 -3 +4 +4.1 +4.2`, 4 threads, portlist `rdma 20050`, and the
+//! `-2 -3 +4 +4.1 +4.2`, 4 threads, portlist `rdma 20149`, and the
 //! `auth.unix.ip` cache entry rpc.mountd would have written, so a
 //! non-NULL call is not deferred and dropped). Without the variable every
 //! test reports SKIPPED, never passed (and the VM run fails on a skip).
@@ -18,23 +18,21 @@
 //!   the typed `ERR_VERS` 1..1, although svcrdma's reply header echoes
 //!   version 2.
 //!
-//! Each test opens its own connection (no RFC 8797 private data, so both
-//! sides use 1024-byte inline thresholds) and checks the client's memory
-//! is back to nothing live after it closes.
+//! Each test opens its own connection with `connect_rdma` (RFC 8797
+//! private data both ways, no Send With Invalidate offered) and checks the
+//! client's memory is back to nothing live after it closes.
 #![cfg(feature = "verbs")]
 
 #[path = "../backend-verbs/tests/harness/mod.rs"]
 mod harness;
 
 use harness::{Skip, TestFn, TestResult};
-use rdmaxprt::client::verbs::{MemoryConfig, VerbsMemory, VerbsWaitQp};
+use rdmaxprt::client::verbs::VerbsMemory;
 use rdmaxprt::client::{
-    CallOptions, CallPath, ClientConfig, ClientError, ReplyBytes, ReplyPath, RpcClient,
+    connect_rdma, CallOptions, CallPath, ClientConfig, ClientError, ConnectConfig, ReplyBytes,
+    ReplyPath, VerbsClient as Client,
 };
 use rdmaxprt::oncrpc::AcceptStat;
-use rdmaxprt::verbs::{
-    CompletionChannel, CompletionQueue, ProtectionDomain, QpCaps, ResolvedRoute, VerbsQp,
-};
 use std::error::Error;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,8 +48,6 @@ const PROC_COMPOUND: u32 = 1;
 /// Bound on connecting and on each call.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-type Client = RpcClient<VerbsWaitQp, VerbsMemory>;
-
 fn nfsd_addr() -> Result<SocketAddr, Box<dyn Error>> {
     let v = std::env::var("RDMAXPRT_TEST_NFSD")
         .ok()
@@ -63,36 +59,26 @@ fn nfsd_addr() -> Result<SocketAddr, Box<dyn Error>> {
         .map_err(|e| format!("RDMAXPRT_TEST_NFSD={v}: {e}"))?)
 }
 
-/// A client connected to the nfsd through rdma_cm, with its memory (to
+/// A client connected to the nfsd by [`connect_rdma`] (rdma_cm with RFC
+/// 8797 private data; svcrdma answers with its own), with its memory (to
 /// check for leaks after `close`).
 fn connect(cfg: ClientConfig) -> Result<(Client, VerbsMemory), Box<dyn Error>> {
-    let route = ResolvedRoute::resolve(nfsd_addr()?, TIMEOUT)?;
-    let ctx = route.context()?;
-    let pd = ProtectionDomain::new(&ctx)?;
-    let ch = CompletionChannel::new(&ctx)?;
-    let scq = CompletionQueue::new(&ctx, 256, Some(&ch))?;
-    let rcq = CompletionQueue::new(&ctx, 256, Some(&ch))?;
-    let caps = QpCaps {
-        max_send_wr: 64,
-        max_recv_wr: 64,
-        max_send_sge: 8,
-        max_recv_sge: 1,
-        max_inline_data: 0,
-    };
-    // No private data: nfsd then assumes RFC 8166's 1024-byte thresholds,
-    // which are the client's defaults too.
-    let conn = route.connect(&pd, &scq, &rcq, caps, &[], TIMEOUT)?;
-    let (qp, _) = conn.into_parts();
-    let mem = VerbsMemory::new(&pd, MemoryConfig::default())?;
-    let qp = VerbsWaitQp::new(VerbsQp::new(qp)?);
-    let c = RpcClient::new(
-        qp,
-        mem.clone(),
-        ClientConfig {
+    let c = connect_rdma(
+        nfsd_addr()?,
+        &ConnectConfig {
+            client: ClientConfig {
+                timeout: TIMEOUT,
+                ..cfg
+            },
             timeout: TIMEOUT,
-            ..cfg
+            ..ConnectConfig::default()
         },
     )?;
+    println!(
+        "  connected: inline send threshold {} after svcrdma's answer",
+        c.config().inline_threshold
+    );
+    let mem = c.device().clone();
     Ok((c, mem))
 }
 

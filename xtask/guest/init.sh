@@ -3,8 +3,8 @@
 #
 # Loads the RDMA modules, brings up dummy0 (192.168.77.1/24) with rxe0 on it
 # and a spare dummy1 (192.168.78.1/24, no rxe: tests may create one there),
-# starts the kernel's nfsd on RDMA port 20050 (NFSv4 only; exported to the
-# tests as RDMAXPRT_TEST_NFSD=192.168.77.1:20050) and loads the kernel NFS
+# starts the kernel's nfsd on RDMA port 20149 (NFSv4 only; exported to the
+# tests as RDMAXPRT_TEST_NFSD=192.168.77.1:20149) and loads the kernel NFS
 # client's modules,
 # runs every test listed in /tests/list serially with RDMAXPRT_TEST_DEVICE=rxe0,
 # prints one "RESULT <name> PASS|FAIL" line per test and a final
@@ -93,10 +93,10 @@ echo "SETUP ok: rxe0 on dummy0 (192.168.77.1, gid index $RXE_GID), spare dummy1,
 # either: nfsd upcalls auth.unix.ip for every non-NULL call and drops the
 # call ~5 s later unless the entry mountd would write is there. The kernel
 # NFS client's modules (nfs, nfsv4, rpcrdma) are loaded too, for the
-# kernel-client pair's mount(2). Port 20050, not NFS/RDMA's 20049: nfsd
+# kernel-client pair's mount(2). Port 20149, not NFS/RDMA's 20049: nfsd
 # listens on any address, and the device tests and the kernel-client
 # pair's server bind 20049 themselves.
-NFSD_PORT=20050
+NFSD_PORT=20149
 setup_nfsd() {
   for m in sunrpc rpcrdma nfsd nfs nfsv3 nfsv4; do
     modprobe "$m" || { echo "modprobe $m failed"; return 1; }

@@ -10,8 +10,11 @@
 #     same after as before: the connection needed no RNR retry;
 #   - the client negotiated 4096/4096 inline thresholds (RFC 8797), as its
 #     xprtrdma_inline_thresh trace event says;
-#   - SERVER_LOG has a FREED line within 1 s of the mount's return: the
-#     server took the transport down after the client disconnected.
+#   - within 1 s of the mount's return, SERVER_LOG (rpc_server's output)
+#     shows the connection accepted and then `LIVE 0`: the server took the
+#     transport down after the client disconnected.
+# KCLIENT_TRACE=1 also records the sunrpc, rpcrdma and nfs4 trace events
+# during the mount and copies them to /dev/console as `KTRACE` lines.
 set -u
 PORT=${1:?usage: kclient-mount PORT SERVER_LOG}
 SERVER_LOG=${2:?usage: kclient-mount PORT SERVER_LOG}
@@ -21,19 +24,31 @@ EV=$T/events/rpcrdma/xprtrdma_inline_thresh
 [ -d $T/events ] || mount -t tracefs tracefs $T || { echo "FAIL: no tracefs"; exit 1; }
 echo > $T/trace
 echo 1 > $EV/enable || { echo "FAIL: cannot enable $EV"; exit 1; }
+if [ -n "${KCLIENT_TRACE:-}" ]; then echo 1 > $T/events/sunrpc/enable; echo 1 > $T/events/rpcrdma/enable; echo 1 > $T/events/nfs4/enable; fi
 /examples/nfs_mount --expect-errno EIO --within 2 --rnr-unchanged rxe0 \
   nfs4 $IP:/ /mnt/kclient \
   "vers=4.1,proto=rdma,port=$PORT,addr=$IP,clientaddr=$IP,soft,timeo=20,retrans=1"
 rc=$?
 echo 0 > $EV/enable
+if [ -n "${KCLIENT_TRACE:-}" ]; then
+  echo 0 > $T/events/enable
+  grep -v '^#' $T/trace | grep -v -E 'post_recv|svc_' | cut -c1-200 | head -n 150 | sed 's/^/KTRACE /' > /dev/console
+fi
 echo "trace: $(grep -o 'neg send/recv=[0-9]*/[0-9]*' $T/trace | sort -u | tr '\n' ' ')"
 [ $rc = 0 ] || exit 1
+# rpc_server prints `T ACCEPTED n` and `T LIVE n` whenever they change:
+# freed = a connection was accepted and the last LIVE since then says 0.
+freed() {
+  awk '$2 == "ACCEPTED" && $3 > 0 { a = 1; seen = 0 }
+       $2 == "LIVE" { live = $3; if (a) seen = 1 }
+       END { exit !(a && seen && live == 0) }' "$SERVER_LOG"
+}
 n=0
-until grep -q FREED "$SERVER_LOG"; do
+until freed; do
   n=$((n+1))
-  [ $n -le 10 ] || { echo "FAIL: no FREED line in $SERVER_LOG within 1 s"; exit 1; }
+  [ $n -le 10 ] || { echo "FAIL: the server still has a live transport 1 s after the mount returned"; tail -n 5 "$SERVER_LOG"; exit 1; }
   sleep 0.1
 done
-echo "server: $(grep FREED "$SERVER_LOG" | head -n 1)"
+echo "server: $(grep -E 'ACCEPTED|LIVE' "$SERVER_LOG" | tail -n 2 | tr '\n' ' ')"
 grep -q 'neg send/recv=4096/4096' $T/trace || { echo "FAIL: thresholds not negotiated to 4096/4096"; exit 1; }
 echo "PASS"
