@@ -35,7 +35,7 @@ mod wake;
 pub(crate) use group::ChannelGroup;
 
 use super::{lock, Placement, Server};
-use crate::client::verbs::{MemoryConfig, VerbsMemory, VerbsWaitQp};
+use crate::client::verbs::{Accounting, MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt_core::rpcrdma::connect_private::{self, ConnectPrivate};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_verbs::{
@@ -45,7 +45,7 @@ use rdmaxprt_verbs::{
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use wake::{wait_readable, Wake};
 
@@ -133,6 +133,7 @@ pub struct ListenCounters {
 pub struct RdmaListener {
     addr: SocketAddr,
     counters: Arc<ListenCounters>,
+    memories: Arc<Mutex<Vec<VerbsMemory>>>,
 }
 
 impl RdmaListener {
@@ -144,6 +145,21 @@ impl RdmaListener {
     /// Its counters.
     pub fn counters(&self) -> &ListenCounters {
         &self.counters
+    }
+
+    /// Buffers and mappings live in the registered memory of the devices
+    /// it serves (summed): with no connection live, what the server itself
+    /// keeps; after connections come and go it must return to that.
+    pub fn memory(&self) -> Accounting {
+        let mut a = Accounting::default();
+        for m in lock(&self.memories).iter() {
+            let b = m.accounting();
+            a.live_bufs += b.live_bufs;
+            a.live_mappings += b.live_mappings;
+            a.live_regions += b.live_regions;
+            a.bad_unmaps += b.bad_unmaps;
+        }
+        a
     }
 }
 
@@ -176,6 +192,7 @@ struct CmServer {
     cfg: ListenConfig,
     counters: Arc<ListenCounters>,
     devices: HashMap<usize, DeviceRes>,
+    memories: Arc<Mutex<Vec<VerbsMemory>>>,
 }
 
 impl Server {
@@ -195,18 +212,24 @@ impl Server {
         let counters = Arc::new(ListenCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Wake::new()?);
+        let memories = Arc::new(Mutex::new(Vec::new()));
         let mut cm = CmServer {
             server: Arc::downgrade(self),
             cfg,
             counters: counters.clone(),
             devices: HashMap::new(),
+            memories: memories.clone(),
         };
         let (s, w) = (stop.clone(), wake.clone());
         let thread = std::thread::Builder::new()
             .name("rdmaxprt-cm".into())
             .spawn(move || cm.run(&listener, &s, &w))?;
         lock(&self.listeners).push(ListenerStop { stop, wake, thread });
-        Ok(RdmaListener { addr, counters })
+        Ok(RdmaListener {
+            addr,
+            counters,
+            memories,
+        })
     }
 
     /// Starts a completion-poller thread on a new channel of `ctx`.
@@ -329,6 +352,7 @@ impl CmServer {
         if !self.devices.contains_key(&key) {
             let pd = ProtectionDomain::new(&ctx)?;
             let mem = VerbsMemory::new(&pd, self.cfg.memory)?;
+            lock(&self.memories).push(mem.clone());
             let groups = (0..server.cfg.pollers.max(1))
                 .map(|_| server.spawn_channel_group(&ctx))
                 .collect::<Result<Vec<_>, _>>()?;
