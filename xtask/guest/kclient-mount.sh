@@ -5,7 +5,9 @@
 # /usr/local/bin/kclient-mount, for a vm-tests.txt pair whose server writes
 # SERVER_LOG ($SLOG). Exit 0 iff:
 #   - mount(2) of `vers=4.1,proto=rdma,port=PORT` fails with EIO within 2 s
-#     (/examples/nfs_mount, built from rdmaxprt-rxe's examples);
+#     (/examples/nfs_mount, built from rdmaxprt-rxe's examples; the bound
+#     is $KCLIENT_WITHIN seconds if set: under QEMU TCG the mount's rdma_cm
+#     connect alone takes 0.3-2.5 s depending on the host's load);
 #   - rxe0's RNR counters (hw_counters send_rnr_err, rcvd_rnr_err) are the
 #     same after as before: the connection needed no RNR retry;
 #   - the client negotiated 4096/4096 inline thresholds (RFC 8797), as its
@@ -25,7 +27,7 @@ EV=$T/events/rpcrdma/xprtrdma_inline_thresh
 echo > $T/trace
 echo 1 > $EV/enable || { echo "FAIL: cannot enable $EV"; exit 1; }
 if [ -n "${KCLIENT_TRACE:-}" ]; then echo 1 > $T/events/sunrpc/enable; echo 1 > $T/events/rpcrdma/enable; echo 1 > $T/events/nfs4/enable; fi
-/examples/nfs_mount --expect-errno EIO --within 2 --rnr-unchanged rxe0 \
+/examples/nfs_mount --expect-errno EIO --within "${KCLIENT_WITHIN:-2}" --rnr-unchanged rxe0 \
   nfs4 $IP:/ /mnt/kclient \
   "vers=4.1,proto=rdma,port=$PORT,addr=$IP,clientaddr=$IP,soft,timeo=20,retrans=1"
 rc=$?
