@@ -15,7 +15,7 @@
 #   - within 1 s of the mount's return, SERVER_LOG (rpc_server's output)
 #     shows the connection accepted and then `LIVE 0`: the server took the
 #     transport down after the client disconnected.
-# KCLIENT_TRACE=1 also records the sunrpc, rpcrdma and nfs4 trace events
+# KCLIENT_TRACE=1 also records the sunrpc, rpcrdma, nfs4 and rdma_cma events
 # during the mount and copies them to /dev/console as `KTRACE` lines.
 set -u
 PORT=${1:?usage: kclient-mount PORT SERVER_LOG}
@@ -26,7 +26,7 @@ EV=$T/events/rpcrdma/xprtrdma_inline_thresh
 [ -d $T/events ] || mount -t tracefs tracefs $T || { echo "FAIL: no tracefs"; exit 1; }
 echo > $T/trace
 echo 1 > $EV/enable || { echo "FAIL: cannot enable $EV"; exit 1; }
-if [ -n "${KCLIENT_TRACE:-}" ]; then echo 1 > $T/events/sunrpc/enable; echo 1 > $T/events/rpcrdma/enable; echo 1 > $T/events/nfs4/enable; fi
+if [ -n "${KCLIENT_TRACE:-}" ]; then echo 1 > $T/events/sunrpc/enable; echo 1 > $T/events/rpcrdma/enable; echo 1 > $T/events/nfs4/enable; echo 1 > $T/events/rdma_cma/enable 2>/dev/null; fi
 /examples/nfs_mount --expect-errno EIO --within "${KCLIENT_WITHIN:-2}" --rnr-unchanged rxe0 \
   nfs4 $IP:/ /mnt/kclient \
   "vers=4.1,proto=rdma,port=$PORT,addr=$IP,clientaddr=$IP,soft,timeo=20,retrans=1"
