@@ -116,6 +116,11 @@ fn status(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Requests that did not become a connection.
+fn rejected(c: &rdmaxprt::runtime::ListenCounters) -> u64 {
+    c.rejected_limit.load(Ordering::Acquire) + c.setup_failed.load(Ordering::Acquire)
+}
+
 fn threads() -> u64 {
     status("Threads")
 }
@@ -177,8 +182,15 @@ fn main() {
             }
             if now.1 != last.1 {
                 println!("{t:.3} LIVE {}", now.1);
-                if now.1 == 0 {
-                    let m = listener.memory();
+                // Only a snapshot with no connection being set up meanwhile
+                // (a new one allocates its buffers before it counts as live).
+                let quiet = || {
+                    server.live_transports() == 0
+                        && c.settled()
+                        && c.requests.load(Ordering::Acquire) == now.0 + rejected(c)
+                };
+                let m = listener.memory();
+                if now.1 == 0 && quiet() {
                     println!(
                         "{t:.3} IDLE threads {} live_bufs {} live_mappings {} bad_unmaps {}",
                         threads(),
@@ -226,6 +238,14 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let report = server.shutdown();
+    let m = listener.memory();
+    println!(
+        "FINAL live_bufs {} live_mappings {} bad_unmaps {} threads {}",
+        m.live_bufs,
+        m.live_mappings,
+        m.bad_unmaps,
+        threads()
+    );
     let s = report.stats;
     println!(
         "REPORT freed {} completions {} drains {} backstop_enqueues {} reclaimed {} stuck_recvs {} rejected_limit {} private_data_absent {} private_data_malformed {}",

@@ -111,6 +111,9 @@ pub enum ListenError {
 /// What a listener did, readable at run time ([`RdmaListener::counters`]).
 #[derive(Debug, Default)]
 pub struct ListenCounters {
+    /// Connect requests received (each ends accepted, rejected at the
+    /// limit, or failed).
+    pub requests: AtomicU64,
     /// Connect requests accepted.
     pub accepted: AtomicU64,
     /// Connect requests rejected at `max_connections`.
@@ -134,6 +137,15 @@ pub struct RdmaListener {
     addr: SocketAddr,
     counters: Arc<ListenCounters>,
     memories: Arc<Mutex<Vec<VerbsMemory>>>,
+}
+
+impl ListenCounters {
+    /// Whether every connect request received so far has been dealt with
+    /// (none is being set up right now).
+    pub fn settled(&self) -> bool {
+        let l = |c: &AtomicU64| c.load(Ordering::Acquire);
+        l(&self.requests) == l(&self.accepted) + l(&self.rejected_limit) + l(&self.setup_failed)
+    }
 }
 
 impl RdmaListener {
@@ -294,6 +306,7 @@ impl CmServer {
     }
 
     fn on_request(&mut self, req: ConnectRequest) {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let Some(server) = self.server.upgrade() else {
             let _ = req.reject(&[]);
             return;
