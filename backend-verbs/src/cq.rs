@@ -88,6 +88,28 @@ impl CompletionChannel {
         // SAFETY: ch is live until Drop.
         unsafe { (*self.inner.ch).fd }
     }
+
+    /// Reads one pending event without blocking, acknowledges it at once
+    /// (so destroying its CQ never waits on this caller), and returns the
+    /// `user` value of the CQ it was for ([`CompletionQueue::with_user`]);
+    /// `None` when nothing is pending. The CQ is disarmed by the event:
+    /// poll it empty, re-arm it, poll again.
+    pub fn next_event(&self) -> Option<u64> {
+        let mut cq: *mut sys::ibv_cq = std::ptr::null_mut();
+        let mut user: *mut libc::c_void = std::ptr::null_mut();
+        // SAFETY: the channel is live and its fd non-blocking (`new`), so
+        // this returns -1 (EAGAIN) when nothing is pending; the
+        // out-pointers are valid locals.
+        let ret = unsafe { sys::ibv_get_cq_event(self.inner.ch, &mut cq, &mut user) };
+        if ret != 0 || cq.is_null() {
+            return None;
+        }
+        // SAFETY: `cq` is the live CQ the event was for (a CQ cannot be
+        // destroyed while an event it got is unacknowledged); one event
+        // read, one acknowledged.
+        unsafe { sys::ibv_ack_cq_events(cq, 1) };
+        Some(user as u64)
+    }
 }
 
 /// A completion queue (`ibv_cq`). Cheap to clone; destroyed after the last
@@ -136,10 +158,24 @@ impl CompletionQueue {
     /// `ibv_create_cq` with room for `depth` completions; with a channel for
     /// event mode, without one for busy polling.
     pub fn new(ctx: &Context, depth: i32, channel: Option<&CompletionChannel>) -> Result<Self> {
+        Self::with_user(ctx, depth, channel, 0)
+    }
+
+    /// [`new`](Self::new) with a `user` value that
+    /// [`CompletionChannel::next_event`] returns for this CQ's events, so
+    /// one channel can serve many CQs (one poller thread, many QPs).
+    pub fn with_user(
+        ctx: &Context,
+        depth: i32,
+        channel: Option<&CompletionChannel>,
+        user: u64,
+    ) -> Result<Self> {
         let ch = channel.map_or(std::ptr::null_mut(), |c| c.inner.ch);
         // SAFETY: ctx and channel are live (we keep clones); comp_vector 0
-        // always exists.
-        let cq = unsafe { sys::ibv_create_cq(ctx.as_raw(), depth, std::ptr::null_mut(), ch, 0) };
+        // always exists; `user` is an opaque value libibverbs only hands
+        // back.
+        let cq =
+            unsafe { sys::ibv_create_cq(ctx.as_raw(), depth, user as *mut libc::c_void, ch, 0) };
         if cq.is_null() {
             return Err(VerbsError::CreateCq {
                 depth,

@@ -73,6 +73,9 @@ pub trait ServerXprt: Send + Sync {
     /// Has the QP call `ring` when completions may be pollable; `false` if
     /// the backend cannot (see [`CompletionWait::set_completion_notifier`]).
     fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool;
+    /// Arms completion notification on the QP's completion channel (see
+    /// [`CompletionWait::arm_completions`]).
+    fn arm_completions(&self) -> bool;
     /// Starts closing.
     fn close(&self);
     /// Send-context counters.
@@ -120,6 +123,9 @@ where
     }
     fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
         self.qp().set_completion_notifier(ring)
+    }
+    fn arm_completions(&self) -> bool {
+        self.qp().arm_completions()
     }
     fn close(&self) {
         SvcRdmaXprt::close(self)

@@ -51,8 +51,8 @@ struct Manifest {
     /// `test PACKAGE TARGET [FEATURES]`: one test target built with features.
     tests: Vec<Vec<String>>,
     bins: Vec<PathBuf>,
-    /// (package, example name).
-    examples: Vec<(String, String)>,
+    /// (package, example name, features).
+    examples: Vec<(String, String, Option<String>)>,
     pairs: Vec<GuestPair>,
 }
 
@@ -87,8 +87,12 @@ fn manifest(root: &Path) -> Res<Manifest> {
             },
             Some(("bin", b)) => m.bins.push(root.join(b.trim())),
             Some(("example", rest)) => match rest.split_whitespace().collect::<Vec<_>>()[..] {
-                [pkg, name] => m.examples.push((pkg.to_owned(), name.to_owned())),
-                _ => return Err(bad("expected `example PACKAGE NAME`")),
+                [pkg, name] => m.examples.push((pkg.to_owned(), name.to_owned(), None)),
+                [pkg, name, features] => {
+                    m.examples
+                        .push((pkg.to_owned(), name.to_owned(), Some(features.to_owned())))
+                }
+                _ => return Err(bad("expected `example PACKAGE NAME [FEATURES]`")),
             },
             Some(("pair", rest)) => {
                 let (name, cmds) = rest
@@ -119,11 +123,11 @@ fn manifest(root: &Path) -> Res<Manifest> {
 /// `cargo build --example` for each (package, example); their executables.
 fn build_examples(
     root: &Path,
-    examples: &[(String, String)],
+    examples: &[(String, String, Option<String>)],
     release: bool,
 ) -> Res<Vec<GuestExample>> {
     let mut out = Vec::new();
-    for (pkg, name) in examples {
+    for (pkg, name, features) in examples {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(root).args([
@@ -137,9 +141,16 @@ fn build_examples(
         if release {
             cmd.arg("--release");
         }
+        if let Some(f) = features {
+            cmd.args(["--features", f]);
+        }
         println!(
-            "xtask: building example: cargo build -p {pkg} --example {name}{}",
-            if release { " --release" } else { "" }
+            "xtask: building example: cargo build -p {pkg} --example {name}{}{}",
+            if release { " --release" } else { "" },
+            features
+                .as_ref()
+                .map(|f| format!(" --features {f}"))
+                .unwrap_or_default()
         );
         let res = cmd
             .stderr(Stdio::inherit())
