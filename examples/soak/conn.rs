@@ -39,6 +39,8 @@ pub struct ConnConfig {
     pub timeout: Duration,
     /// A call not answered in this long on a live connection is a hang.
     pub hang: Duration,
+    /// Pool cap of Workqueue transports (`None`: the transport default).
+    pub wq_cap: Option<u32>,
 }
 
 struct InFlight {
@@ -79,7 +81,14 @@ impl Conn {
         };
         let (cq, sq) = MockDevice::connect_pair(&client_dev, &server_dev, q)
             .map_err(|e| fail(format!("connect: {e}")))?;
-        let x = xprt::server(plan.policy, &server_dev, sq, XprtConfig::default(), wq);
+        let x = xprt::server(
+            plan.policy,
+            &server_dev,
+            sq,
+            XprtConfig::default(),
+            wq,
+            cfg.wq_cap,
+        );
         let ccfg = ClientConfig {
             timeout: cfg.timeout,
             ..ClientConfig::default()

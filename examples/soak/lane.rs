@@ -89,8 +89,10 @@ impl Run {
 /// One lane's shared state: the transports its poller serves.
 #[derive(Default)]
 pub struct Lane {
-    set: Mutex<Vec<SharedXprt>>,
+    set: Mutex<Vec<(u64, SharedXprt)>>,
     epoch: AtomicU64,
+    /// The serial of the connection the driver is stepping (+1; 0: none).
+    current: AtomicU64,
     done: AtomicBool,
     /// The last published state of the lane's connections (for the
     /// watchdog's dump): serial and status line.
@@ -103,7 +105,7 @@ impl Lane {
     pub fn poller(&self) {
         while !self.done.load(Ordering::Acquire) {
             let set = lock(&self.set).clone();
-            let n: usize = set.iter().map(|x| x.poll()).sum();
+            let n: usize = set.iter().map(|(_, x)| x.poll()).sum();
             drop(set);
             self.epoch.fetch_add(1, Ordering::AcqRel);
             if n == 0 {
@@ -115,11 +117,33 @@ impl Lane {
     /// Takes `x` away from the poller and waits until no poll round can
     /// still hold it.
     fn forget(&self, x: &SharedXprt) {
-        lock(&self.set).retain(|y| !Arc::ptr_eq(x, y));
+        lock(&self.set).retain(|(_, y)| !Arc::ptr_eq(x, y));
         let e0 = self.epoch.load(Ordering::Acquire);
         while self.epoch.load(Ordering::Acquire) < e0 + 2 {
             std::thread::sleep(Duration::from_micros(10));
         }
+    }
+
+    /// For the watchdog: the connection the driver is in, with its server
+    /// transport's state read now.
+    pub fn stuck_in(&self) -> Option<(u64, String)> {
+        let serial = self.current.load(Ordering::Relaxed).checked_sub(1)?;
+        let set = lock(&self.set);
+        let x = &set.iter().find(|(s, _)| *s == serial)?.1;
+        let s = x.stats();
+        Some((
+            serial,
+            format!(
+                "  driver inside conn {serial}: server flags {:?}, census {:?}, has_wspace {}, {} SQ waits, {} waits at the pool cap, {} cap hits, {} in use",
+                x.flags(),
+                x.census(),
+                x.has_wspace(),
+                x.sq_waits(),
+                s.waits_at_cap,
+                s.cap_hits,
+                s.in_use
+            ),
+        ))
     }
 
     fn publish(&self, conns: &[Conn]) {
@@ -138,19 +162,25 @@ impl Lane {
         let mut conns: Vec<Conn> = Vec::with_capacity(slots);
         let (mut round, mut idle) = (0u64, 0u64);
         loop {
+            let open = conns.len();
             while conns.len() < slots {
                 let Some(plan) = run.next_plan() else { break };
                 let c = Conn::open(plan, run.conn, &run.wq)?;
-                lock(&self.set).push(Arc::clone(&c.x));
+                lock(&self.set).push((c.plan.serial, Arc::clone(&c.x)));
                 conns.push(c);
+            }
+            if conns.len() != open {
+                self.publish(&conns);
             }
             if conns.is_empty() || run.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             let mut moved = 0;
             for c in conns.iter_mut() {
+                self.current.store(c.plan.serial + 1, Ordering::Relaxed);
                 moved += c.step(&run.totals)?;
             }
+            self.current.store(0, Ordering::Relaxed);
             let mut i = 0;
             while i < conns.len() {
                 if conns[i].finished() {

@@ -32,6 +32,7 @@ use conn::{ConnConfig, Failure};
 use indicatif::{ProgressBar, ProgressStyle};
 use lane::{Lane, Run};
 use rdmaxprt::lifecycle::Policy;
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -107,12 +108,29 @@ struct CallsArgs {
     /// Fail when no call resolves and no connection retires for this long.
     #[arg(long, default_value_t = 60)]
     watchdog_secs: u64,
+    /// Send-context cap of Workqueue transports (default: the transport's
+    /// `sq_depth + credits`); a small cap makes releases lagging behind
+    /// the workqueue hit it.
+    #[arg(long)]
+    wq_cap: Option<u32>,
     /// Replay one connection (its serial) of the run with this seed.
     #[arg(long)]
     only: Option<u64>,
 }
 
 impl CallsArgs {
+    /// The command that reruns the whole run (for a failure that needs the
+    /// load of the others, e.g. a race).
+    fn rerun(&self) -> String {
+        let mut s = self.replay(0).replace(" --only 0", "");
+        let _ = write!(
+            s,
+            " --calls {} --conns {} --lanes {}",
+            self.calls, self.conns, self.lanes
+        );
+        s
+    }
+
     /// The command that replays connection `serial` of this run.
     fn replay(&self, serial: u64) -> String {
         let p: Vec<String> = self
@@ -120,8 +138,12 @@ impl CallsArgs {
             .iter()
             .map(|p| format!("{p:?}").to_lowercase())
             .collect();
+        let cap = self
+            .wq_cap
+            .map(|c| format!(" --wq-cap {c}"))
+            .unwrap_or_default();
         format!(
-            "cargo run --release --example soak -- calls --seed {} --only {serial} --policies {} --min-conn-calls {} --max-conn-calls {} --inflight {} --timeout-ms {} --hang-secs {}",
+            "cargo run --release --example soak -- calls --seed {} --only {serial} --policies {} --min-conn-calls {} --max-conn-calls {} --inflight {} --timeout-ms {} --hang-secs {}{cap}",
             self.seed,
             p.join(","),
             self.min_conn_calls,
@@ -149,6 +171,7 @@ fn progress(len: u64, what: &str) -> Option<ProgressBar> {
 fn fail(args: &CallsArgs, f: &Failure) -> ! {
     eprintln!("SOAK FAILED on connection {}: {}", f.serial, f.what);
     eprintln!("replay: {}", args.replay(f.serial));
+    eprintln!("whole run: {}", args.rerun());
     std::process::exit(1);
 }
 
@@ -167,6 +190,7 @@ fn calls(args: CallsArgs) {
             inflight: args.inflight.max(1),
             timeout: Duration::from_millis(args.timeout_ms),
             hang: Duration::from_secs(args.hang_secs),
+            wq_cap: args.wq_cap,
         },
     );
     let slots: Vec<usize> = (0..lanes)
@@ -250,17 +274,27 @@ fn watch<T>(
                 "SOAK HUNG: no call resolved and no connection retired for {} s; last published state:",
                 args.watchdog_secs
             );
-            let mut serials = Vec::new();
+            // Replay the connections the drivers are stuck in; failing
+            // that, every connection last seen open.
+            let (mut stuck, mut open) = (Vec::new(), Vec::new());
             for (i, l) in lanes.iter().enumerate() {
                 eprintln!(" lane {i}:");
+                if let Some((serial, s)) = l.stuck_in() {
+                    eprintln!("{s}");
+                    stuck.push(serial);
+                }
                 for (serial, s) in l.status.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                     eprintln!("{s}");
-                    serials.push(*serial);
+                    open.push(*serial);
                 }
             }
+            let mut serials = if stuck.is_empty() { open } else { stuck };
+            serials.sort_unstable();
+            serials.dedup();
             for s in serials {
                 eprintln!("replay: {}", args.replay(s));
             }
+            eprintln!("whole run: {}", args.rerun());
             std::process::exit(2);
         }
     }

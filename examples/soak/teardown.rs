@@ -95,7 +95,7 @@ fn cycle(args: &Args, n: u64, wq: &Arc<WorkqueuePool>) -> Result<Cycle, String> 
     };
     let (cq, sq) =
         MockDevice::connect_pair(&client_dev, &server_dev, q).map_err(|e| e.to_string())?;
-    let xb = xprt::server(policy, &server_dev, sq, XprtConfig::default(), wq);
+    let xb = xprt::server(policy, &server_dev, sq, XprtConfig::default(), wq, None);
     let x: &dyn SoakXprt = xb.as_ref();
     let ccfg = ClientConfig {
         credits: args.calls as u32,

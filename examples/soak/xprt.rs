@@ -168,13 +168,16 @@ where
 }
 
 /// A server transport on `qp` with `policy`'s lifecycle, mapping on `dev`
-/// (`wq`: the shared release workqueue, for the Workqueue policy).
+/// (`wq`: the shared release workqueue, for the Workqueue policy;
+/// `wq_cap`: its pool cap instead of the transport's default, as the
+/// runtime's `ServerConfig::workqueue_cap`).
 pub fn server(
     policy: Policy,
     dev: &MockDevice,
     qp: MockQp,
     cfg: XprtConfig,
     wq: &Arc<WorkqueuePool>,
+    wq_cap: Option<u32>,
 ) -> Box<dyn SoakXprt> {
     // Ready from the start: the runtime enqueues a new transport once.
     let hook = Arc::new(Hook {
@@ -198,6 +201,10 @@ pub fn server(
             build(cfg, qp, life, hook)
         }
         Policy::Workqueue => {
+            let pool = PoolConfig {
+                cap: wq_cap.unwrap_or(pool.cap),
+                ..pool
+            };
             let life: Workqueue<MockDevice> = Workqueue::new(dev, pool, Arc::clone(wq));
             build(cfg, qp, life, hook)
         }
