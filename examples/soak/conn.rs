@@ -62,7 +62,11 @@ pub struct Conn {
     rng: Rng,
     window: VecDeque<InFlight>,
     started: u64,
+    /// Calls started that the server drops.
+    dropped: u32,
     disconnected: bool,
+    /// Since when nothing is in flight and no call can start.
+    stalled: Option<Instant>,
     cfg: ConnConfig,
 }
 
@@ -104,7 +108,9 @@ impl Conn {
             client_dev,
             window: VecDeque::new(),
             started: 0,
+            dropped: 0,
             disconnected: false,
+            stalled: None,
             cfg,
         })
     }
@@ -136,7 +142,12 @@ impl Conn {
             && !self.client.is_broken()
             && self.client.has_credit()
         {
-            let op = next_op(&mut self.rng);
+            // A dropped call keeps its credit for good: drop only while
+            // at most half the granted credits are held that way (the
+            // grant is 1 until the first reply).
+            let may_drop = 2 * (self.dropped + 1) <= self.client.credits();
+            let op = next_op(&mut self.rng, may_drop);
+            self.dropped += u32::from(op.kind == OpKind::Drop);
             let proc = match op.kind {
                 OpKind::Null => PROC_NULL,
                 OpKind::Drop => op.proc,
@@ -179,7 +190,27 @@ impl Conn {
                 }
             }
         }
+        self.check_stall()?;
         self.collect(totals)
+    }
+
+    /// Nothing in flight, calls left to make, and still none can start
+    /// (no credit): a connection that can never finish.
+    fn check_stall(&mut self) -> Result<(), Failure> {
+        let stuck = self.window.is_empty() && !self.finished() && !self.client.is_broken();
+        match (stuck, self.stalled) {
+            (false, _) => self.stalled = None,
+            (true, None) => self.stalled = Some(Instant::now()),
+            (true, Some(t)) if t.elapsed() >= self.cfg.hang => {
+                return Err(self.fail(format!(
+                    "no call in flight and none can start for {:?}\n{}",
+                    self.cfg.hang,
+                    self.status()
+                )))
+            }
+            (true, Some(_)) => {}
+        }
+        Ok(())
     }
 
     fn collect(&mut self, totals: &Totals) -> Result<u64, Failure> {

@@ -113,6 +113,10 @@ struct CallsArgs {
     /// the workqueue hit it.
     #[arg(long)]
     wq_cap: Option<u32>,
+    /// On a hang, wait this long after the dump before exiting (time to
+    /// attach a debugger).
+    #[arg(long, default_value_t = 0)]
+    hang_pause_secs: u64,
     /// Replay one connection (its serial) of the run with this seed.
     #[arg(long)]
     only: Option<u64>,
@@ -252,6 +256,7 @@ fn watch<T>(
     let pb = progress(args.calls, "calls");
     let mut mark = (u64::MAX, u64::MAX);
     let mut since = Instant::now();
+    let (start, mut ticks) = (Instant::now(), 0u64);
     while !drivers.iter().all(|d| d.is_finished()) {
         std::thread::sleep(Duration::from_millis(200));
         let t = &run.totals;
@@ -259,10 +264,21 @@ fn watch<T>(
             t.resolved(),
             t.conns.load(std::sync::atomic::Ordering::Relaxed),
         );
-        if let Some(pb) = &pb {
-            pb.set_position(now.0);
-            pb.set_message(format!("{} connections", now.1));
+        match &pb {
+            Some(pb) => {
+                pb.set_position(now.0);
+                pb.set_message(format!("{} connections", now.1));
+            }
+            // Not a terminal: a line every 30 s for the log.
+            None if ticks % 150 == 0 && ticks > 0 => eprintln!(
+                "progress: {} calls, {} connections, {:.0} s",
+                now.0,
+                now.1,
+                start.elapsed().as_secs_f64()
+            ),
+            None => {}
         }
+        ticks += 1;
         if now != mark {
             mark = now;
             since = Instant::now();
@@ -295,6 +311,7 @@ fn watch<T>(
                 eprintln!("replay: {}", args.replay(s));
             }
             eprintln!("whole run: {}", args.rerun());
+            std::thread::sleep(Duration::from_secs(args.hang_pause_secs));
             std::process::exit(2);
         }
     }

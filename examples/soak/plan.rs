@@ -221,9 +221,10 @@ fn bytes(r: &mut Rng, n: u64) -> Vec<u8> {
         .collect()
 }
 
-/// The next call of the mix (weights out of 64; about one call in 8192
-/// is dropped by the server).
-pub fn next_op(r: &mut Rng) -> Op {
+/// The next call of the mix (weights out of 64). With `may_drop`, about
+/// one call in 8192 is one the server drops (its call never ends, so it
+/// keeps its credit: the caller allows it only while credits are left).
+pub fn next_op(r: &mut Rng, may_drop: bool) -> Op {
     let echo = |kind, args: Vec<u8>| Op {
         kind,
         proc: crate::worker::PROC_ECHO,
@@ -234,7 +235,7 @@ pub fn next_op(r: &mut Rng) -> Op {
         reply_chunk: None,
         position_zero: false,
     };
-    if r.next() % 8192 == 0 {
+    if r.next() % 8192 == 0 && may_drop {
         return Op {
             proc: PROC_DROP,
             ..echo(OpKind::Drop, bytes(r, 16))
