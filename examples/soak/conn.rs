@@ -80,6 +80,7 @@ impl Conn {
         };
         let (server_dev, client_dev) = (MockDevice::new(), MockDevice::new());
         let q = QpConfig {
+            sq_depth: plan.sq_depth,
             faults: plan.profile.faults(plan.seed),
             ..QpConfig::default()
         };
@@ -93,9 +94,12 @@ impl Conn {
             wq,
             cfg.wq_cap,
         );
+        let d = ClientConfig::default();
         let ccfg = ClientConfig {
             timeout: cfg.timeout,
-            ..ClientConfig::default()
+            credits: d.credits.min(plan.sq_depth),
+            max_segment_len: plan.max_segment,
+            ..d
         };
         let client = RpcClient::new(cq, client_dev.clone(), ccfg)
             .map_err(|e| fail(format!("client: {e}")))?;
@@ -341,10 +345,12 @@ impl Conn {
         let mut s = String::new();
         let _ = write!(
             s,
-            "  conn {} ({:?}, faults {:?}, {} of {} calls started, {} in flight{}): server flags {:?}, census {:?}, has_wspace {}, recvs posted {}, client in flight {}, broken {}",
+            "  conn {} ({:?}, faults {:?}, SQ {}, segments of {} B, {} of {} calls started, {} in flight{}): server flags {:?}, census {:?}, has_wspace {}, recvs posted {}, client in flight {}, broken {}",
             self.plan.serial,
             self.plan.policy,
             self.plan.profile,
+            self.plan.sq_depth,
+            self.plan.max_segment,
             self.started,
             self.plan.calls,
             self.window.len(),
@@ -388,13 +394,14 @@ impl Conn {
             totals.closed_by_faults.fetch_add(1, Ordering::Relaxed);
         }
         let partial = x.counters().partial_posts.load(Ordering::Relaxed) as usize;
+        let sq_waits = x.sq_waits();
         let td = x.free();
         if td.stuck_recvs != 0 || td.reclaimed_send != partial {
             return Err(fail(format!(
                 "teardown: {td:?}, {partial} partial posts (reclaimed must equal them, stuck receives 0)"
             )));
         }
-        let cstats = client.close();
+        client.close();
         server_dev
             .tracker()
             .check()
@@ -403,7 +410,7 @@ impl Conn {
             .tracker()
             .check()
             .map_err(|e| fail(format!("client device after close: {e}")))?;
-        totals.retired(&faults, &td, partial, cstats.replies);
+        totals.retired(&faults, &td, partial, sq_waits);
         Ok(())
     }
 }

@@ -97,7 +97,7 @@ struct CallsArgs {
     #[arg(long, default_value_t = 2000)]
     max_conn_calls: u64,
     /// Calls in flight per connection.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     inflight: usize,
     /// Client timeout, ms (what a dropped call waits).
     #[arg(long, default_value_t = 20)]

@@ -129,6 +129,12 @@ pub struct Plan {
     pub calls: u64,
     /// Close with calls still in flight instead of draining first.
     pub abrupt: bool,
+    /// Send Queue depth of both ends (a shallow SQ makes replies wait for
+    /// space; the client's credits are capped to it).
+    pub sq_depth: u32,
+    /// Longest chunk segment the client offers (short ones split chunks
+    /// into several segments: multi-WR Read and Write chains).
+    pub max_segment: u32,
 }
 
 impl Plan {
@@ -145,6 +151,8 @@ impl Plan {
             profile: PROFILES[((serial / n) % PROFILES.len() as u64) as usize],
             calls: r.range(calls.0, calls.1),
             abrupt: r.next() % 4 == 0,
+            sq_depth: [128, 16][(r.next() % 2) as usize],
+            max_segment: [1 << 20, 4096][(r.next() % 2) as usize],
         }
     }
 }

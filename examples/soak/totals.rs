@@ -32,8 +32,8 @@ pub struct Totals {
     pub reclaimed: AtomicU64,
     /// Read contexts teardown released.
     pub reads_released: AtomicU64,
-    /// Replies the clients matched.
-    pub client_replies: AtomicU64,
+    /// Server senders that waited for SQ space (tickets).
+    pub sq_waits: AtomicU64,
     faults: Mutex<FaultCounts>,
 }
 
@@ -59,12 +59,13 @@ impl Totals {
     }
 
     /// Counts one connection's teardown.
-    pub fn retired(&self, f: &FaultCounts, td: &TeardownReport, partial: usize, replies: u64) {
+    pub fn retired(&self, f: &FaultCounts, td: &TeardownReport, partial: usize, sq_waits: u32) {
         self.conns.fetch_add(1, Ordering::Relaxed);
+        self.sq_waits
+            .fetch_add(u64::from(sq_waits), Ordering::Relaxed);
         self.reclaimed.fetch_add(partial as u64, Ordering::Relaxed);
         self.reads_released
             .fetch_add(td.reads_released as u64, Ordering::Relaxed);
-        self.client_replies.fetch_add(replies, Ordering::Relaxed);
         self.faults.lock().unwrap_or_else(|p| p.into_inner()).add(f);
     }
 
@@ -88,7 +89,7 @@ impl Totals {
              \x20 answered byte-exact: {ok} ({})\n\
              \x20 by policy: {}\n\
              \x20 failed with their connection: {}; client timeouts (dropped calls): {}; start errors: {}\n\
-             connections churned: {} ({} closed by faults, {} closed with calls in flight)\n\
+             connections churned: {} ({} closed by faults, {} closed with calls in flight); server waits for SQ space: {}\n\
              faults injected: {} (post failures {}, partial chains {}, error completions {}, QP errors {}, disconnects {}, delayed completions {})\n\
              teardown: {} send contexts reclaimed (== partial posts, checked per connection), {} Read contexts released, 0 stuck receives, trackers clean",
             self.resolved(),
@@ -101,6 +102,7 @@ impl Totals {
             g(&self.conns),
             g(&self.closed_by_faults),
             g(&self.abrupt_closes),
+            g(&self.sq_waits),
             f.total(),
             f.post_failures,
             f.partial_posts,
