@@ -396,9 +396,9 @@ impl Conn {
         let partial = x.counters().partial_posts.load(Ordering::Relaxed) as usize;
         let sq_waits = x.sq_waits();
         let td = x.free();
-        if td.stuck_recvs != 0 || td.reclaimed_send != partial {
+        if td.stuck_recvs != 0 || td.reclaimed_send != partial || td.send_stats.in_use != 0 {
             return Err(fail(format!(
-                "teardown: {td:?}, {partial} partial posts (reclaimed must equal them, stuck receives 0)"
+                "teardown: {td:?}, {partial} partial posts (reclaimed must equal them, stuck receives 0, every context back on the free list)"
             )));
         }
         client.close();

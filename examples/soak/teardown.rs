@@ -185,7 +185,7 @@ fn cycle(args: &Args, n: u64, wq: &Arc<WorkqueuePool>) -> Result<Cycle, String> 
     }
     let partial = x.counters().partial_posts.load(Ordering::Relaxed) as usize;
     let td = xb.free();
-    if td.stuck_recvs != 0 || td.reclaimed_send != partial {
+    if td.stuck_recvs != 0 || td.reclaimed_send != partial || td.send_stats.in_use != 0 {
         return Err(format!(
             "{policy:?}: teardown {td:?} with {partial} partial posts"
         ));
