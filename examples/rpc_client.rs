@@ -12,7 +12,9 @@
 //! ```
 //!
 //! `--cycles N` connects, makes one call and disconnects N times, and
-//! checks that each connection's memory was given back.
+//! checks that each connection's memory was given back. `--hold N` opens N
+//! small connections from one thread and holds them for `--secs` (for the
+//! server's threads and memory at N connections).
 
 #[path = "common/echo.rs"]
 mod echo;
@@ -51,6 +53,10 @@ struct Args {
     /// Connect, call once and disconnect this many times instead.
     #[arg(long, default_value_t = 0)]
     cycles: u64,
+    /// Instead: open this many connections (small ones, from one thread),
+    /// call NULL on each, hold them all for --secs, then close them.
+    #[arg(long, default_value_t = 0)]
+    hold: usize,
 }
 
 fn config(args: &Args) -> ConnectConfig {
@@ -95,8 +101,8 @@ fn echo_call(c: &mut VerbsClient, n: u64, len: usize) -> Result<(), String> {
             echo::PROC_ECHO,
             &args[..],
         ),
-        // Results through a Write chunk.
-        2 => (
+        // Results through a Write chunk (a chunk has at least one byte).
+        2 if len > 0 => (
             CallOptions {
                 write_chunk: Some(len as u32),
                 ..CallOptions::default()
@@ -129,34 +135,56 @@ fn echo_call(c: &mut VerbsClient, n: u64, len: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn run(args: &Args, conn: usize) -> Result<u64, String> {
+/// What one connection did.
+struct Run {
+    calls: u64,
+    /// Each call's round trip, microseconds.
+    lat_us: Vec<u64>,
+    connect: Duration,
+    close: Duration,
+}
+
+fn run(args: &Args, conn: usize) -> Result<Run, String> {
+    let t = Instant::now();
     let mut c = connect_rdma(args.server, &config(args)).map_err(|e| format!("connect: {e}"))?;
+    let connect = t.elapsed();
     let deadline = Instant::now() + Duration::from_secs(args.secs);
     let mut n = 0u64;
+    let mut lat_us = Vec::new();
     while if args.calls > 0 {
         n < args.calls
     } else {
         Instant::now() < deadline
     } {
         let len = args.sizes[(n as usize + conn) % args.sizes.len()];
+        let t = Instant::now();
         echo_call(&mut c, n, len)?;
+        lat_us.push(t.elapsed().as_micros() as u64);
         n += 1;
     }
     let accounting = c.device().accounting();
+    let t = Instant::now();
     c.close();
+    let close = t.elapsed();
     if accounting.live_regions != 0 {
         return Err(format!(
             "{} remote regions left after the calls",
             accounting.live_regions
         ));
     }
-    Ok(n)
+    Ok(Run {
+        calls: n,
+        lat_us,
+        connect,
+        close,
+    })
 }
 
 fn cycles(args: &Args) -> Result<(), String> {
     let start = Instant::now();
+    let cfg = small_config(args);
     for i in 0..args.cycles {
-        let mut c = connect_rdma(args.server, &config(args))
+        let mut c = connect_rdma(args.server, &cfg)
             .map_err(|e| format!("cycle {i}: connect: {e}"))?;
         echo_call(&mut c, i, 64).map_err(|e| format!("cycle {i}: {e}"))?;
         let mem = c.device().clone();
@@ -174,11 +202,62 @@ fn cycles(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// A small connection: few credits, little registered memory (for many
+/// connections, or many short-lived ones).
+fn small_config(args: &Args) -> ConnectConfig {
+    let mut cfg = config(args);
+    cfg.client.credits = 2;
+    cfg.sq_depth = 8;
+    cfg.memory = MemoryConfig {
+        small_chunks: 8,
+        large_chunk: 64 << 10,
+        large_chunks: 1,
+        ..cfg.memory
+    };
+    cfg
+}
+
+fn hold(args: &Args) -> Result<(), String> {
+    let cfg = small_config(args);
+    let start = Instant::now();
+    let mut held = Vec::with_capacity(args.hold);
+    for i in 0..args.hold {
+        let mut c = connect_rdma(args.server, &cfg).map_err(|e| format!("connection {i}: {e}"))?;
+        c.call(
+            echo::PROG,
+            echo::VERS,
+            echo::PROC_NULL,
+            &[],
+            &Default::default(),
+        )
+        .map_err(|e| format!("connection {i}: NULL: {e}"))?;
+        held.push(c);
+    }
+    println!(
+        "HOLDING {} connections ({:.1} s to open)",
+        held.len(),
+        start.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(args.secs));
+    for c in held {
+        c.close();
+    }
+    println!("RELEASED {}", args.hold);
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse();
     if args.sizes.is_empty() {
         eprintln!("rpc_client: --sizes needs at least one size");
         std::process::exit(2);
+    }
+    if args.hold > 0 {
+        if let Err(e) = hold(&args) {
+            eprintln!("rpc_client: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     if args.cycles > 0 {
         if let Err(e) = cycles(&args) {
@@ -188,7 +267,7 @@ fn main() {
         return;
     }
     let start = Instant::now();
-    let results: Vec<Result<u64, String>> = std::thread::scope(|s| {
+    let results: Vec<Result<Run, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..args.connections)
             .map(|i| {
                 let a = &args;
@@ -206,14 +285,32 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     let mut total = 0;
     let mut failed = false;
+    let mut lat: Vec<u64> = Vec::new();
     for (i, r) in results.iter().enumerate() {
         match r {
-            Ok(n) => total += n,
+            Ok(r) => {
+                total += r.calls;
+                lat.extend(&r.lat_us);
+                println!(
+                    "connection {i}: {} calls, connect {:.1} ms, close {:.1} ms",
+                    r.calls,
+                    r.connect.as_secs_f64() * 1e3,
+                    r.close.as_secs_f64() * 1e3
+                );
+            }
             Err(e) => {
                 eprintln!("rpc_client: connection {i}: {e}");
                 failed = true;
             }
         }
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
+        lat.get(i).copied()
+    };
+    if let (Some(p50), Some(p99), Some(max)) = (pct(0.5), pct(0.99), lat.last()) {
+        println!("LATENCY us p50 {p50} p99 {p99} max {max}");
     }
     println!(
         "CALLS {total} over {} connections in {secs:.2} s ({:.0} calls/s), every byte checked",

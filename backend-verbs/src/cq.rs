@@ -122,6 +122,9 @@ pub struct CompletionQueue {
 struct CqInner {
     cq: *mut sys::ibv_cq,
     channel: Option<CompletionChannel>,
+    /// Made by `with_user`: its channel serves other CQs too, so waiting
+    /// here must never read (and so steal) the channel's events.
+    shared_channel: bool,
     _ctx: Context,
 }
 
@@ -161,9 +164,12 @@ impl CompletionQueue {
         Self::with_user(ctx, depth, channel, 0)
     }
 
-    /// [`new`](Self::new) with a `user` value that
+    /// [`new`](Self::new) with a `user` value (not 0) that
     /// [`CompletionChannel::next_event`] returns for this CQ's events, so
-    /// one channel can serve many CQs (one poller thread, many QPs).
+    /// one channel can serve many CQs (one poller thread, many QPs). The
+    /// channel's events belong to whoever serves it: this CQ's own waits
+    /// ([`wait`](Self::wait), [`next`](Self::next), a QP drain) poll
+    /// instead of reading the channel.
     pub fn with_user(
         ctx: &Context,
         depth: i32,
@@ -186,6 +192,7 @@ impl CompletionQueue {
             inner: Arc::new(CqInner {
                 cq,
                 channel: channel.cloned(),
+                shared_channel: channel.is_some() && user != 0,
                 _ctx: ctx.clone(),
             }),
         })
@@ -266,6 +273,9 @@ impl CompletionQueue {
             .channel
             .as_ref()
             .ok_or(VerbsError::NoCompletionChannel)?;
+        if self.inner.shared_channel {
+            return self.poll_yielding(out, max, timeout);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let n = self.poll(out, max)?;
@@ -326,6 +336,29 @@ impl CompletionQueue {
         }
     }
 
+    /// Polls until a completion (or the timeout), yielding the core between
+    /// polls: the wait of a CQ whose channel belongs to someone else.
+    fn poll_yielding(
+        &self,
+        out: &mut Vec<WorkCompletion>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.poll(out, max)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if Instant::now() >= deadline {
+                return Err(VerbsError::Timeout {
+                    what: "a completion",
+                });
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// [`wait`](Self::wait) in event mode, [`poll_until`](Self::poll_until)
     /// otherwise.
     pub fn next(
@@ -334,7 +367,9 @@ impl CompletionQueue {
         max: usize,
         timeout: Duration,
     ) -> Result<usize> {
-        if self.inner.channel.is_some() {
+        if self.inner.shared_channel {
+            self.poll_yielding(out, max, timeout)
+        } else if self.inner.channel.is_some() {
             self.wait(out, max, timeout)
         } else {
             self.poll_until(out, max, timeout)

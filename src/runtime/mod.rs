@@ -21,7 +21,7 @@ pub use listener::Listener;
 pub use listener::{MockConnector, MockListener, MockNetwork};
 #[cfg(feature = "verbs")]
 pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
-pub use stats::{merge_stats, ServerReport};
+pub use stats::{merge_stats, ServerReport, TransportReport};
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
@@ -434,10 +434,48 @@ impl Server {
     /// Counters: freed transports' totals plus live ones' current values.
     pub fn report(&self) -> ServerReport {
         let mut r = lock(&self.shared.report).clone();
-        for e in lock(&self.shared.registry).values() {
-            r.add_live(&e.xprt().stats());
+        for t in self.transports() {
+            r.add_live(&t);
         }
         r
+    }
+
+    /// How often the shared completion pollers (doorbell and
+    /// completion-channel ones) woke from their sleep: idle means asleep,
+    /// so on an idle server this does not move.
+    pub fn poller_wakeups(&self) -> u64 {
+        let mut n: u64 = self
+            .groups
+            .iter()
+            .map(|g| g.wakeups.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(feature = "verbs")]
+        {
+            n += lock(&self.chan_groups)
+                .iter()
+                .map(|g| g.wakeups.load(Ordering::Relaxed))
+                .sum::<u64>();
+        }
+        n
+    }
+
+    /// Each live transport's counters, by id.
+    pub fn transports(&self) -> Vec<TransportReport> {
+        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();
+        let mut v: Vec<TransportReport> = entries
+            .iter()
+            .map(|e| {
+                let x = e.xprt();
+                TransportReport {
+                    id: e.id,
+                    stats: x.stats(),
+                    counters: x.counters(),
+                    census: x.census(),
+                }
+            })
+            .collect();
+        v.sort_by_key(|t| t.id);
+        v
     }
 
     /// Graceful shutdown: closes every transport, waits until each is

@@ -35,7 +35,7 @@ mod wake;
 pub(crate) use group::ChannelGroup;
 
 use super::{lock, Placement, Server};
-use crate::client::verbs::{MemoryConfig, VerbsMemory, VerbsWaitQp};
+use crate::client::verbs::{Accounting, MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt_core::rpcrdma::connect_private::{self, ConnectPrivate};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_verbs::{
@@ -45,7 +45,7 @@ use rdmaxprt_verbs::{
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use wake::{wait_readable, Wake};
 
@@ -111,6 +111,9 @@ pub enum ListenError {
 /// What a listener did, readable at run time ([`RdmaListener::counters`]).
 #[derive(Debug, Default)]
 pub struct ListenCounters {
+    /// Connect requests received (each ends accepted, rejected at the
+    /// limit, or failed).
+    pub requests: AtomicU64,
     /// Connect requests accepted.
     pub accepted: AtomicU64,
     /// Connect requests rejected at `max_connections`.
@@ -133,6 +136,16 @@ pub struct ListenCounters {
 pub struct RdmaListener {
     addr: SocketAddr,
     counters: Arc<ListenCounters>,
+    memories: Arc<Mutex<Vec<VerbsMemory>>>,
+}
+
+impl ListenCounters {
+    /// Whether every connect request received so far has been dealt with
+    /// (none is being set up right now).
+    pub fn settled(&self) -> bool {
+        let l = |c: &AtomicU64| c.load(Ordering::Acquire);
+        l(&self.requests) == l(&self.accepted) + l(&self.rejected_limit) + l(&self.setup_failed)
+    }
 }
 
 impl RdmaListener {
@@ -144,6 +157,21 @@ impl RdmaListener {
     /// Its counters.
     pub fn counters(&self) -> &ListenCounters {
         &self.counters
+    }
+
+    /// Buffers and mappings live in the registered memory of the devices
+    /// it serves (summed): with no connection live, what the server itself
+    /// keeps; after connections come and go it must return to that.
+    pub fn memory(&self) -> Accounting {
+        let mut a = Accounting::default();
+        for m in lock(&self.memories).iter() {
+            let b = m.accounting();
+            a.live_bufs += b.live_bufs;
+            a.live_mappings += b.live_mappings;
+            a.live_regions += b.live_regions;
+            a.bad_unmaps += b.bad_unmaps;
+        }
+        a
     }
 }
 
@@ -176,6 +204,7 @@ struct CmServer {
     cfg: ListenConfig,
     counters: Arc<ListenCounters>,
     devices: HashMap<usize, DeviceRes>,
+    memories: Arc<Mutex<Vec<VerbsMemory>>>,
 }
 
 impl Server {
@@ -195,18 +224,24 @@ impl Server {
         let counters = Arc::new(ListenCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Wake::new()?);
+        let memories = Arc::new(Mutex::new(Vec::new()));
         let mut cm = CmServer {
             server: Arc::downgrade(self),
             cfg,
             counters: counters.clone(),
             devices: HashMap::new(),
+            memories: memories.clone(),
         };
         let (s, w) = (stop.clone(), wake.clone());
         let thread = std::thread::Builder::new()
             .name("rdmaxprt-cm".into())
             .spawn(move || cm.run(&listener, &s, &w))?;
         lock(&self.listeners).push(ListenerStop { stop, wake, thread });
-        Ok(RdmaListener { addr, counters })
+        Ok(RdmaListener {
+            addr,
+            counters,
+            memories,
+        })
     }
 
     /// Starts a completion-poller thread on a new channel of `ctx`.
@@ -271,6 +306,7 @@ impl CmServer {
     }
 
     fn on_request(&mut self, req: ConnectRequest) {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let Some(server) = self.server.upgrade() else {
             let _ = req.reject(&[]);
             return;
@@ -329,6 +365,7 @@ impl CmServer {
         if !self.devices.contains_key(&key) {
             let pd = ProtectionDomain::new(&ctx)?;
             let mem = VerbsMemory::new(&pd, self.cfg.memory)?;
+            lock(&self.memories).push(mem.clone());
             let groups = (0..server.cfg.pollers.max(1))
                 .map(|_| server.spawn_channel_group(&ctx))
                 .collect::<Result<Vec<_>, _>>()?;

@@ -56,8 +56,8 @@ struct Manifest {
     pairs: Vec<GuestPair>,
 }
 
-fn manifest(root: &Path) -> Res<Manifest> {
-    let path = root.join("xtask/vm-tests.txt");
+fn manifest(root: &Path, file: Option<&Path>) -> Res<Manifest> {
+    let path = root.join(file.unwrap_or(Path::new("xtask/vm-tests.txt")));
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut m = Manifest::default();
     for (n, line) in text.lines().enumerate() {
@@ -324,7 +324,7 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
         ..Manifest::default()
     };
     if m.packages.is_empty() && m.bins.is_empty() {
-        m = manifest(&root)?;
+        m = manifest(&root, args.manifest.as_deref())?;
         if args.interop_only {
             m.packages.clear();
             m.tests.clear();
