@@ -21,20 +21,20 @@
 //!
 //! Long runs (2 cores shared with other builds, so calls/s is a floor):
 //! - `calls --calls 10000000 --seed 1` with issue 8 defect d fixed (this
-//!   branch merged with the Workqueue fix): 10,001,231 calls in 286.0 s
-//!   (34,975 calls/s), 9,956,201 byte-exact, 43,871 failed with their
-//!   connection, 1,159 client timeouts; 12,771 connections churned (6,821
-//!   closed by faults, 1,819 with calls in flight); faults injected:
-//!   1,427 post failures, 1,274 partial chains, 1,069 error completions,
-//!   1,107 QP errors, 1,109 disconnects, 2,572,999 delayed completions;
-//!   1,028 send contexts reclaimed (== partial posts), 0 stuck receives,
-//!   every tracker clean.
-//! - Without that fix the same command stops at ~307 s: a Workqueue
-//!   transport waits at its pool cap with every context free (defect d).
-//!   `calls --policies workqueue --wq-cap 4 --inflight 8` shows it in
-//!   seconds.
-//! - `teardown --cycles 1000`: 1.9 s, every close with Sends in flight
-//!   (min 3, 4,725 in all) and workers parked for SQ space (1,710 waits);
+//!   branch merged with the Workqueue fix): 10,000,958 calls in 164.0 s
+//!   (60,993 calls/s), 9,955,723 byte-exact, 44,073 failed with their
+//!   connection, 1,162 client timeouts; 12,803 connections churned (6,976
+//!   closed by faults, 1,819 with calls in flight), 8,674 server waits for
+//!   SQ space; faults injected: 1,470 post failures, 1,284 partial chains,
+//!   1,078 error completions, 1,138 QP errors, 1,084 disconnects,
+//!   2,557,483 delayed completions; 1,036 send contexts reclaimed (==
+//!   partial posts), 0 stuck receives, every tracker clean.
+//! - Without that fix the same command stops after about 300 s: a
+//!   Workqueue transport waits at its pool cap with every context free
+//!   (defect d). `calls --policies workqueue --wq-cap 4 --inflight 8`
+//!   shows it in seconds.
+//! - `teardown --cycles 1000`: 0.4 s, every close with Sends in flight
+//!   (min 3, 5,015 in all) and workers parked for SQ space (1,995 waits);
 //!   0 leaks, 0 hangs.
 
 #[path = "../../tests/support/worker.rs"]
