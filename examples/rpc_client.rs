@@ -184,8 +184,8 @@ fn cycles(args: &Args) -> Result<(), String> {
     let start = Instant::now();
     let cfg = small_config(args);
     for i in 0..args.cycles {
-        let mut c = connect_rdma(args.server, &cfg)
-            .map_err(|e| format!("cycle {i}: connect: {e}"))?;
+        let mut c =
+            connect_rdma(args.server, &cfg).map_err(|e| format!("cycle {i}: connect: {e}"))?;
         echo_call(&mut c, i, 64).map_err(|e| format!("cycle {i}: {e}"))?;
         let mem = c.device().clone();
         c.close();

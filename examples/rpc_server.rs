@@ -66,7 +66,7 @@ struct Args {
     idle_exit: u64,
     /// 4 KiB chunks of registered memory per device (receive buffers,
     /// send headers, small replies): about 2 x credits + 8 per connection.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = 4096)]
     small_chunks: usize,
 }
 
@@ -190,7 +190,7 @@ fn main() {
                         && c.requests.load(Ordering::Acquire) == now.0 + rejected(c)
                 };
                 let m = listener.memory();
-                if now.1 == 0 && quiet() {
+                if now.0 > 0 && now.1 == 0 && quiet() {
                     println!(
                         "{t:.3} IDLE threads {} live_bufs {} live_mappings {} bad_unmaps {}",
                         threads(),
