@@ -12,14 +12,16 @@
 //! ```
 //!
 //! `--cycles N` connects, makes one call and disconnects N times, and
-//! checks that each connection's memory was given back.
+//! checks that each connection's memory was given back. `--hold N` opens N
+//! small connections from one thread and holds them for `--secs` (for the
+//! server's threads and memory at N connections).
 
 #[path = "common/echo.rs"]
 mod echo;
 
 use clap::Parser;
-use rdmaxprt::client::verbs::MemoryConfig;
 use rdmaxprt::client::{connect_rdma, CallOptions, ClientConfig, ConnectConfig, VerbsClient};
+use rdmaxprt::rdma::MemoryConfig;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -51,6 +53,10 @@ struct Args {
     /// Connect, call once and disconnect this many times instead.
     #[arg(long, default_value_t = 0)]
     cycles: u64,
+    /// Instead: open this many connections (small ones, from one thread),
+    /// call NULL on each, hold them all for --secs, then close them.
+    #[arg(long, default_value_t = 0)]
+    hold: usize,
 }
 
 fn config(args: &Args) -> ConnectConfig {
@@ -176,9 +182,10 @@ fn run(args: &Args, conn: usize) -> Result<Run, String> {
 
 fn cycles(args: &Args) -> Result<(), String> {
     let start = Instant::now();
+    let cfg = small_config(args);
     for i in 0..args.cycles {
-        let mut c = connect_rdma(args.server, &config(args))
-            .map_err(|e| format!("cycle {i}: connect: {e}"))?;
+        let mut c =
+            connect_rdma(args.server, &cfg).map_err(|e| format!("cycle {i}: connect: {e}"))?;
         echo_call(&mut c, i, 64).map_err(|e| format!("cycle {i}: {e}"))?;
         let mem = c.device().clone();
         c.close();
@@ -195,11 +202,62 @@ fn cycles(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// A small connection: few credits, little registered memory (for many
+/// connections, or many short-lived ones).
+fn small_config(args: &Args) -> ConnectConfig {
+    let mut cfg = config(args);
+    cfg.client.credits = 2;
+    cfg.sq_depth = 8;
+    cfg.memory = MemoryConfig {
+        small_chunks: 8,
+        large_chunk: 64 << 10,
+        large_chunks: 1,
+        ..cfg.memory
+    };
+    cfg
+}
+
+fn hold(args: &Args) -> Result<(), String> {
+    let cfg = small_config(args);
+    let start = Instant::now();
+    let mut held = Vec::with_capacity(args.hold);
+    for i in 0..args.hold {
+        let mut c = connect_rdma(args.server, &cfg).map_err(|e| format!("connection {i}: {e}"))?;
+        c.call(
+            echo::PROG,
+            echo::VERS,
+            echo::PROC_NULL,
+            &[],
+            &Default::default(),
+        )
+        .map_err(|e| format!("connection {i}: NULL: {e}"))?;
+        held.push(c);
+    }
+    println!(
+        "HOLDING {} connections ({:.1} s to open)",
+        held.len(),
+        start.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(args.secs));
+    for c in held {
+        c.close();
+    }
+    println!("RELEASED {}", args.hold);
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse();
     if args.sizes.is_empty() {
         eprintln!("rpc_client: --sizes needs at least one size");
         std::process::exit(2);
+    }
+    if args.hold > 0 {
+        if let Err(e) = hold(&args) {
+            eprintln!("rpc_client: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     if args.cycles > 0 {
         if let Err(e) = cycles(&args) {

@@ -10,7 +10,8 @@
 //!
 //! It prints one line per change: `ACCEPTED n`, `LIVE n` (transports not
 //! yet freed), `CLOSED_BY_CM n`, `IDLE ...` whenever no transport is live
-//! (its thread count and the registered memory still in use), and on exit (after `--secs`, after
+//! (its thread count and the registered memory still in use), `PLATEAU
+//! ...` when the live count has held for a second (threads, RSS), and on exit (after `--secs`, after
 //! `--idle-exit` seconds without a live connection, or when standard input
 //! closes) the server's report.
 
@@ -63,6 +64,10 @@ struct Args {
     /// this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     idle_exit: u64,
+    /// 4 KiB chunks of registered memory per device (receive buffers,
+    /// send headers, small replies): about 2 x credits + 8 per connection.
+    #[arg(long, default_value_t = 4096)]
+    small_chunks: usize,
 }
 
 fn parse_policy(s: &str) -> Result<rdmaxprt::lifecycle::Policy, String> {
@@ -99,16 +104,25 @@ impl Service for NullOnly {
     }
 }
 
-/// This process's thread count (`Threads:` of /proc/self/status).
-fn threads() -> u64 {
+/// A number field of /proc/self/status (`Threads`, `VmRSS` in KiB).
+fn status(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|v| v.trim().parse().ok())
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Requests that did not become a connection.
+fn rejected(c: &rdmaxprt::runtime::ListenCounters) -> u64 {
+    c.rejected_limit.load(Ordering::Acquire) + c.setup_failed.load(Ordering::Acquire)
+}
+
+fn threads() -> u64 {
+    status("Threads")
 }
 
 fn main() {
@@ -125,12 +139,13 @@ fn main() {
     };
     cfg.xprt.credits = args.credits;
     let server = Arc::new(Server::start(cfg, dispatcher));
-    let listen = ListenConfig {
+    let mut listen = ListenConfig {
         max_connections: args.max_connections,
         inline_send: args.inline,
         inline_recv: args.inline,
         ..ListenConfig::default()
     };
+    listen.memory.small_chunks = args.small_chunks;
     let listener = match server.listen_rdma(args.listen, listen) {
         Ok(l) => l,
         Err(e) => {
@@ -152,6 +167,8 @@ fn main() {
     let c = listener.counters();
     let mut last = (u64::MAX, usize::MAX, u64::MAX);
     let mut idle_since: Option<Instant> = None;
+    // A plateau: the live count unchanged for a second (reported once).
+    let mut steady: (usize, Instant, bool) = (0, Instant::now(), true);
     loop {
         let now = (
             c.accepted.load(Ordering::Relaxed),
@@ -165,8 +182,15 @@ fn main() {
             }
             if now.1 != last.1 {
                 println!("{t:.3} LIVE {}", now.1);
-                if now.1 == 0 {
-                    let m = listener.memory();
+                // Only a snapshot with no connection being set up meanwhile
+                // (a new one allocates its buffers before it counts as live).
+                let quiet = || {
+                    server.live_transports() == 0
+                        && c.settled()
+                        && c.requests.load(Ordering::Acquire) == now.0 + rejected(c)
+                };
+                let m = listener.memory();
+                if now.0 > 0 && now.1 == 0 && quiet() {
                     println!(
                         "{t:.3} IDLE threads {} live_bufs {} live_mappings {} bad_unmaps {}",
                         threads(),
@@ -181,6 +205,19 @@ fn main() {
             }
             let _ = std::io::stdout().flush();
             last = now;
+        }
+        if now.1 != steady.0 {
+            steady = (now.1, Instant::now(), false);
+        } else if !steady.2 && now.1 > 0 && steady.1.elapsed() >= Duration::from_secs(1) {
+            steady.2 = true;
+            println!(
+                "{:.3} PLATEAU live {} threads {} rss_kib {}",
+                start.elapsed().as_secs_f64(),
+                now.1,
+                threads(),
+                status("VmRSS")
+            );
+            let _ = std::io::stdout().flush();
         }
         idle_since = match (now.0 > 0 && now.1 == 0, idle_since) {
             (true, None) => Some(Instant::now()),
@@ -201,6 +238,14 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let report = server.shutdown();
+    let m = listener.memory();
+    println!(
+        "FINAL live_bufs {} live_mappings {} bad_unmaps {} threads {}",
+        m.live_bufs,
+        m.live_mappings,
+        m.bad_unmaps,
+        threads()
+    );
     let s = report.stats;
     println!(
         "REPORT freed {} completions {} drains {} backstop_enqueues {} reclaimed {} stuck_recvs {} rejected_limit {} private_data_absent {} private_data_malformed {}",

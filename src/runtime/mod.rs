@@ -440,6 +440,25 @@ impl Server {
         r
     }
 
+    /// How often the shared completion pollers (doorbell and
+    /// completion-channel ones) woke from their sleep: idle means asleep,
+    /// so on an idle server this does not move.
+    pub fn poller_wakeups(&self) -> u64 {
+        let doorbell: u64 = self
+            .groups
+            .iter()
+            .map(|g| g.wakeups.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(feature = "verbs")]
+        let channel: u64 = lock(&self.chan_groups)
+            .iter()
+            .map(|g| g.wakeups.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(not(feature = "verbs"))]
+        let channel = 0;
+        doorbell + channel
+    }
+
     /// Each live transport's counters, by id.
     pub fn transports(&self) -> Vec<TransportReport> {
         let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();

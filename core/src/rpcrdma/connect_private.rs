@@ -187,6 +187,49 @@ pub fn negotiate(ours: &ConnectPrivate, peer: Option<&ConnectPrivate>) -> Negoti
 }
 
 #[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_typed(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            match decode(&bytes) {
+                Ok(p) => {
+                    prop_assert!(bytes.len() >= CONNECT_PRIVATE_LEN);
+                    prop_assert_eq!(&p.encode()[..4], &bytes[..4]);
+                    prop_assert!((MIN_ENCODED_SIZE..=MAX_ENCODED_SIZE).contains(&p.send_size));
+                }
+                Err(ConnectPrivateError::TooShort { len }) => prop_assert!(len < CONNECT_PRIVATE_LEN),
+                Err(_) => prop_assert!(bytes.len() >= CONNECT_PRIVATE_LEN),
+            }
+        }
+
+        #[test]
+        fn negotiated_thresholds_never_exceed_either_side(
+            ours in (any::<bool>(), 0u32..300_000, 0u32..300_000),
+            peer in proptest::option::of((any::<bool>(), 0u8..=255, 0u8..=255)),
+        ) {
+            let ours = ConnectPrivate { remote_invalidation: ours.0, send_size: ours.1, recv_size: ours.2 };
+            let peer = peer.map(|(i, s, r)| ConnectPrivate {
+                remote_invalidation: i,
+                send_size: decode_size(s),
+                recv_size: decode_size(r),
+            });
+            let n = negotiate(&ours, peer.as_ref());
+            let (peer_recv, peer_send) = peer.map_or((1024, 1024), |p| (p.recv_size, p.send_size));
+            // Never more than the peer can take, unless both fall back to
+            // the floor every peer supports.
+            prop_assert!(n.max_inline_send as u32 <= peer_recv.max(1024));
+            prop_assert!(n.max_inline_recv as u32 <= peer_send.max(1024));
+            prop_assert!(n.max_inline_send as u32 <= ours.send_size.max(1024));
+            prop_assert!(n.max_inline_send >= 1024 && n.max_inline_recv >= 1024);
+            prop_assert_eq!(n.remote_invalidation, peer.is_some_and(|p| p.remote_invalidation));
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

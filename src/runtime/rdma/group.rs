@@ -16,7 +16,7 @@ use super::wake::{wait_readable, Wake};
 use rdmaxprt_core::xprt::XprtFlags;
 use rdmaxprt_verbs::CompletionChannel;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One poller thread's channel and transports.
@@ -25,6 +25,8 @@ pub(crate) struct ChannelGroup {
     pub(crate) channel: CompletionChannel,
     wake: Arc<Wake>,
     entries: Mutex<HashMap<u64, Arc<Entry>>>,
+    /// Times the thread woke from its sleep.
+    pub(crate) wakeups: AtomicU64,
 }
 
 impl ChannelGroup {
@@ -33,6 +35,7 @@ impl ChannelGroup {
             channel,
             wake: Arc::new(Wake::new()?),
             entries: Mutex::default(),
+            wakeups: AtomicU64::new(0),
         })
     }
 
@@ -90,6 +93,7 @@ impl ChannelGroup {
                 break;
             }
             wait_readable(&fds);
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
         }
         let left: Vec<Arc<Entry>> = lock(&self.entries).drain().map(|(_, e)| e).collect();
         drop(left);

@@ -9,8 +9,11 @@
 //!    by `--package` or xtask/vm-tests.txt, plus any `--bin`;
 //! 4. build the initramfs: a cached base plus a per-run archive (`initramfs`);
 //! 5. boot QEMU (TCG unless hardware KVM is loaded), bounded by `timeout`;
-//!    guest/init.sh sets up rxe0 on dummy0 and runs each binary serially,
-//!    printing `RESULT <name> PASS|FAIL` on the serial console;
+//!    guest/init.sh sets up rxe0 on dummy0 and the kernel's nfsd on
+//!    `rdma 20149` (for tests/kernel_nfsd.rs), runs each binary serially,
+//!    printing `RESULT <name> PASS|FAIL` on the serial console, stops nfsd,
+//!    then runs the pairs (guest/kclient-mount.sh is there as
+//!    `kclient-mount` for the kernel NFS client's);
 //! 6. exit non-zero on any failure, skip (unless `--allow-skips`), missing
 //!    result, or timeout.
 
@@ -56,8 +59,8 @@ struct Manifest {
     pairs: Vec<GuestPair>,
 }
 
-fn manifest(root: &Path) -> Res<Manifest> {
-    let path = root.join("xtask/vm-tests.txt");
+fn manifest(root: &Path, file: Option<&Path>) -> Res<Manifest> {
+    let path = root.join(file.unwrap_or(Path::new("xtask/vm-tests.txt")));
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut m = Manifest::default();
     for (n, line) in text.lines().enumerate() {
@@ -324,7 +327,7 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
         ..Manifest::default()
     };
     if m.packages.is_empty() && m.bins.is_empty() {
-        m = manifest(&root)?;
+        m = manifest(&root, args.manifest.as_deref())?;
         if args.interop_only {
             m.packages.clear();
             m.tests.clear();
