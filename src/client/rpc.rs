@@ -324,7 +324,13 @@ where
         let mut wire = vec![0u8; hdr_len];
         rpcrdma::encode_call(&mut wire, &spec)?;
         wire.extend_from_slice(body);
-        self.sends.post(&self.dev, &self.qp, &wire)?;
+        if let Err(e) = self.sends.post(&self.dev, &self.qp, &wire) {
+            if matches!(e, ClientError::Disconnected) {
+                // Every call in flight fails the same way.
+                self.fail_connection();
+            }
+            return Err(e);
+        }
         self.pending.insert(
             xid,
             Pending {

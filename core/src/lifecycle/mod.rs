@@ -16,7 +16,7 @@ mod workqueue;
 
 pub use deferred::Deferred;
 pub use inline::Inline;
-pub use owned::{OwnedCtxt, PostFailed};
+pub use owned::{ClaimedCtxt, OwnedCtxt, PostFailed};
 #[cfg(all(feature = "std", not(rdmaxprt_loom)))]
 pub use workqueue::{Workqueue, WorkqueuePool};
 
@@ -96,17 +96,29 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     fn put(&self, wr_id: u64) -> Result<u32, CompletionError> {
         let (claimed, sqes) = self.pool().claim_completed(wr_id)?;
         match claimed {
-            Claimed::Release(idx) => self.complete(idx),
+            Claimed::Release(idx) => self.complete(ClaimedCtxt::new(idx)),
             Claimed::LeftToPoster => {}
         }
         Ok(sqes)
     }
 
     /// The policy's action for a claimed, completed context (slot in state
-    /// RELEASING, owned by the caller). Called by [`put`](Self::put) and by
-    /// a poster whose completion arrived before it committed.
-    #[doc(hidden)]
-    fn complete(&self, idx: u32);
+    /// RELEASING, owned by the caller). Called by [`put`](Self::put), by the
+    /// transport's Send completion handler and by a poster whose completion
+    /// arrived before it committed.
+    ///
+    /// Only this crate can make a [`ClaimedCtxt`] (it is the proof that the
+    /// slot was claimed), so safe code cannot hand over a context it still
+    /// holds as an [`OwnedCtxt`]:
+    ///
+    /// ```compile_fail
+    /// # use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
+    /// fn forge<L: SendCtxtLifecycle>(life: &L) {
+    ///     life.complete(0u32); // an index is not a claim
+    /// }
+    /// ```
+    #[doc(alias = "svc_rdma_send_ctxt_put")]
+    fn complete(&self, ctxt: ClaimedCtxt);
 
     /// Releases every completed context waiting for release; returns how
     /// many. Worker context: between RPCs, in `get`, after an SQ wait.

@@ -8,6 +8,7 @@
 //! handlers). Teardown: [`SvcRdmaXprt::close`], then once no poller or
 //! worker uses it, [`SvcRdmaXprt::free`].
 
+mod chain;
 mod error;
 mod read;
 mod recv;
@@ -17,17 +18,17 @@ pub use error::XprtError;
 pub use read::CallMeta;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
-use crate::lifecycle::SendCtxtLifecycle;
+use crate::lifecycle::{ClaimedCtxt, SendCtxtLifecycle};
+use crate::pool::Claimed;
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
 use crate::spin::SpinLock;
 use crate::sq::SqAccount;
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
-use read::ReadCtxt;
+use read::Reads;
 use recv::{RecvQueue, RecvVerdict};
 
 /// Low-32-bit tag of work requests that are not send contexts.
@@ -121,14 +122,19 @@ pub struct TeardownReport {
     /// The send-context counters after the final drain and reclaim (so
     /// they include the contexts teardown released).
     pub send_stats: crate::stats::StatsSnapshot,
-}
-
-/// Read contexts: a small slab behind a spin lock (the kernel also locks
-/// its read-complete queue).
-struct Reads<B> {
-    slots: Vec<Option<ReadCtxt<B>>>,
-    free: Vec<u32>,
-    ready: VecDeque<u32>,
+    /// The QP drain failed (e.g. the verbs marker wait timed out): the
+    /// device may still access what is posted, so that memory was leaked
+    /// (never unmapped nor freed) instead of released; see the `leaked_*`
+    /// counts.
+    pub drain_failed: bool,
+    /// Send contexts still posted after a failed drain, leaked.
+    pub leaked_send: usize,
+    /// Receive buffers still posted after a failed drain, leaked (also
+    /// counted in `stuck_recvs`).
+    pub leaked_recvs: u32,
+    /// Read contexts whose Reads had not completed after a failed drain,
+    /// leaked.
+    pub leaked_reads: usize,
 }
 
 /// One RPC-over-RDMA connection, server side.
@@ -149,6 +155,9 @@ where
     xprt: E,
     counters: XprtCounters,
     max_send_sge: u32,
+    /// The most credits a reply grants: `cfg.credits` clamped to what
+    /// the Receive Queue can keep posted.
+    max_credits: u32,
 }
 
 // SAFETY: `reads` is only accessed with `reads_lock` held (see
@@ -177,8 +186,21 @@ where
     /// lifecycle (whose pool maps with the device) and `xprt` as its hook
     /// into the runtime. Preallocates `2 x credits + batch` receive
     /// contexts and posts as many as the RQ holds.
+    ///
+    /// The credits granted are clamped to what the RQ can keep posted (as
+    /// the kernel clamps `sc_max_requests` to the device's limits):
+    /// receives are reposted `recv_batch` at a time, so up to
+    /// `recv_batch - 1` of the RQ's slots may be waiting for a repost, and
+    /// at least one credit is always granted.
     pub fn new(cfg: XprtConfig, qp: Q, send: L, xprt: E) -> Result<Self, XprtError<DevError<L>>> {
         let caps = qp.caps();
+        let max_credits = cfg
+            .credits
+            .min(
+                caps.rq_depth
+                    .saturating_sub(cfg.recv_batch.saturating_sub(1)),
+            )
+            .max(1);
         let count = cfg
             .credits
             .saturating_mul(2)
@@ -194,13 +216,10 @@ where
             send,
             recv,
             reads_lock: SpinLock::new(),
-            reads: UnsafeCell::new(Reads {
-                slots: Vec::new(),
-                free: Vec::new(),
-                ready: VecDeque::new(),
-            }),
+            reads: UnsafeCell::new(Reads::new()),
             xprt,
             counters: XprtCounters::default(),
+            max_credits,
         };
         t.post_recvs(caps.rq_depth.min(count))?;
         Ok(t)
@@ -255,6 +274,19 @@ where
         self.sq.has_wspace()
     }
 
+    /// The credits a reply to a call that asked for `asked` grants:
+    /// `min(asked, XprtConfig::credits, what the RQ can hold)`, never
+    /// below 1 (a zero grant would stall the client for good).
+    pub fn credits_for(&self, asked: u32) -> u32 {
+        asked.min(self.max_credits).max(1)
+    }
+
+    /// The most credits any reply grants (the configured credits clamped
+    /// to the RQ).
+    pub fn max_credits(&self) -> u32 {
+        self.max_credits
+    }
+
     /// Receives posted right now.
     pub fn recvs_posted(&self) -> u32 {
         self.recv.posted()
@@ -287,8 +319,7 @@ where
     /// Reposts receives in batches once a batch worth has been consumed.
     fn refresh_recvs(&self) -> Result<(), XprtError<DevError<L>>> {
         let target = self
-            .cfg
-            .credits
+            .max_credits
             .saturating_add(self.cfg.recv_batch)
             .min(self.qp.caps().rq_depth);
         let missing = target.saturating_sub(self.recv.posted());
@@ -298,8 +329,20 @@ where
         Ok(())
     }
 
-    /// Receive completion handler: queue the receive, set DATA, enqueue.
+    /// `svc_xprt_deferred_close`: mark the transport for close and, on the
+    /// first close only, schedule it so a worker sees CLOSE and tears it
+    /// down (the pollers stop polling a CLOSE'd transport, so nobody else
+    /// would).
+    #[doc(alias = "svc_xprt_deferred_close")]
+    pub(crate) fn deferred_close(&self) {
+        if !self.flags().set(XprtFlags::CLOSE) {
+            self.xprt.enqueue();
+        }
+    }
+
+    /// `svc_rdma_wc_receive`: queue the receive, set DATA, enqueue.
     /// A failed or flushed receive marks the transport for close.
+    #[doc(alias = "svc_rdma_wc_receive")]
     pub fn handle_recv_wc(&self, wc: &Wc) {
         match self.recv.complete(wc.wr_id, wc.status, wc.byte_len) {
             RecvVerdict::Queued => {}
@@ -315,27 +358,48 @@ where
         self.xprt.enqueue();
     }
 
-    /// Send Queue completion handler: Send completions return their SQ
-    /// slots then `put` the context; Read completions queue the call for
-    /// `recvfrom`; flushed unsignaled Writes are ignored.
+    /// Send Queue completion handler (`svc_rdma_wc_send`, and
+    /// `svc_rdma_wc_read_done` for Reads): a Send completion returns its SQ
+    /// slots and wakes SQ waiters, then `put`s the context, in the kernel's
+    /// order (so under [`Inline`](crate::lifecycle::Inline) the unmap runs
+    /// after the waiters woke); a failed one also marks the transport for
+    /// close and schedules it (`svc_xprt_deferred_close`). Read completions
+    /// queue the call for `recvfrom`; flushed unsignaled Writes are
+    /// ignored.
+    #[doc(alias = "svc_rdma_wc_send")]
     pub fn handle_send_wc(&self, wc: &Wc) {
         let low = wc.wr_id as u32;
         if wc.wr_id == WR_ID_IGNORE {
             return;
         }
         if low & TAG != 0 {
-            self.read_done(low & !TAG, wc.status);
+            self.tagged_done(wc.wr_id, wc.status);
             return;
         }
-        if wc.status != WcStatus::Success {
-            // A flush or error: the connection is gone; still release.
-            self.flags().set(XprtFlags::CLOSE);
-        }
-        match self.send.put(wc.wr_id) {
-            // Slots back first and waiters woken, then nothing else: the
-            // context waits on the release list for a worker.
-            Ok(sqes) => self.sq.release(sqes),
+        match self.send.pool().claim_completed(wc.wr_id) {
+            Ok((claimed, sqes)) => {
+                // svc_rdma_wake_send_waiters, then svc_rdma_send_ctxt_put.
+                self.sq.release(sqes);
+                if let Claimed::Release(idx) = claimed {
+                    self.send.complete(ClaimedCtxt::new(idx));
+                }
+            }
             Err(_) => Self::bump(&self.counters.bogus_completions),
+        }
+        if wc.status != WcStatus::Success {
+            // A flush or error: the connection is gone (the context was
+            // still released above).
+            self.deferred_close();
+        }
+    }
+
+    /// A Send Queue completion with [`TAG`] set: a batch's last WR or the
+    /// last Read of a call.
+    fn tagged_done(&self, wr_id: u64, status: WcStatus) {
+        match chain::batch_sqes(wr_id) {
+            Some(sqes) => self.batch_done(sqes, status == WcStatus::Success),
+            None if wr_id >> 32 == 0 => self.read_done(wr_id as u32 & !TAG, status),
+            None => Self::bump(&self.counters.bogus_completions),
         }
     }
 
@@ -414,9 +478,13 @@ where
             Err(e) => {
                 let xid = rpcrdma::peek_xid(bytes);
                 tracing::debug!(?e, ?xid, "malformed transport header");
+                // The header's third word asks for credits, if it is there.
+                let asked = bytes.get(8..12).map_or(self.max_credits, |w| {
+                    u32::from_be_bytes([w[0], w[1], w[2], w[3]])
+                });
                 return match (e.reply_with().rdma_error(), xid) {
                     (Some(err), Some(xid)) => {
-                        self.send_error(xid, err)?;
+                        self.send_error(xid, asked, err)?;
                         Ok(None)
                     }
                     _ => {
@@ -439,7 +507,7 @@ where
             return self.start_reads(&h, meta, bytes).map(|()| None);
         }
         let Some(body) = h.body_offset().and_then(|o| bytes.get(o..)) else {
-            self.send_error(meta.xid, rpcrdma::RdmaError::Chunk)?;
+            self.send_error(meta.xid, meta.credits, rpcrdma::RdmaError::Chunk)?;
             return Ok(None);
         };
         Self::bump(&self.counters.calls);
@@ -477,9 +545,13 @@ where
     pub fn free(self) -> TeardownReport {
         self.flags().set(XprtFlags::CLOSE);
         self.sq.close();
-        if let Err(e) = self.qp.drain_qp() {
-            tracing::warn!(%e, "drain_qp failed at teardown");
-        }
+        let drained = match self.qp.drain_qp() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%e, "drain_qp failed at teardown: leaking what is still posted");
+                false
+            }
+        };
         // Handle every completion the drain produced. A backend may hold a
         // completion back for a few polls: keep polling while anything is
         // still posted, for a bounded number of empty rounds.
@@ -500,22 +572,46 @@ where
             }
         }
         self.send.flush();
-        // SAFETY: the QP is drained (above) and `self` is owned, so no
-        // completion handler runs concurrently.
-        let reclaimed_send = unsafe { self.send.pool().reclaim_after_qp_drain() };
+        let (reclaimed_send, leaked_send) = if drained {
+            // SAFETY: the QP is drained (above) and `self` is owned, so no
+            // completion handler runs concurrently.
+            (unsafe { self.send.pool().reclaim_after_qp_drain() }, 0)
+        } else {
+            // The pool's `Drop` leaks every context still posted (the
+            // device may still DMA into it) and frees the rest.
+            (0, self.send.pool().census().posted as usize)
+        };
         let dev = self.send.pool().device();
         let reads = self.reads.into_inner();
-        let mut reads_released = 0;
+        let (mut reads_released, mut leaked_reads) = (0, 0);
         for r in reads.slots.into_iter().flatten() {
-            let _ = dev.dma_unmap(r.sge);
-            reads_released += 1;
+            if drained || r.done {
+                let _ = dev.dma_unmap(r.sge);
+                reads_released += 1;
+            } else {
+                core::mem::forget(r);
+                leaked_reads += 1;
+            }
         }
-        let stuck_recvs = self.recv.destroy(dev);
+        let stuck_recvs = self.recv.destroy(dev, drained);
+        let leaked_recvs = if drained { 0 } else { stuck_recvs };
+        if !drained {
+            tracing::error!(
+                leaked_send,
+                leaked_recvs,
+                leaked_reads,
+                "transport freed after a failed QP drain: leaked memory the device may still access"
+            );
+        }
         TeardownReport {
             reclaimed_send,
             stuck_recvs,
             reads_released,
             send_stats: self.send.stats().snapshot(),
+            drain_failed: !drained,
+            leaked_send,
+            leaked_recvs,
+            leaked_reads,
         }
     }
 }

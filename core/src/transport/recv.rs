@@ -174,12 +174,20 @@ impl<D: DmaDevice> RecvQueue<D> {
         self.with(|st| st.posted_count)
     }
 
-    /// Teardown (after the QP is drained): drop pending receives and unmap
-    /// every buffer. Returns the buffers still marked posted (should be 0).
-    pub(crate) fn destroy(self, dev: &D) -> u32 {
-        let posted = self.posted();
-        for c in self.ctxts {
-            let _ = dev.dma_unmap(c.into_inner().sge);
+    /// Teardown: drop pending receives and unmap every buffer. Returns the
+    /// buffers still marked posted (should be 0). With `drained` false (the
+    /// QP drain failed, so the device may still write into a posted
+    /// receive) the posted buffers are leaked instead: never unmapped,
+    /// never freed.
+    pub(crate) fn destroy(self, dev: &D, drained: bool) -> u32 {
+        let (posted, flags) = self.with(|st| (st.posted_count, core::mem::take(&mut st.posted)));
+        for (c, was_posted) in self.ctxts.into_iter().zip(flags) {
+            let c = c.into_inner();
+            if was_posted && !drained {
+                core::mem::forget(c);
+            } else {
+                let _ = dev.dma_unmap(c.sge);
+            }
         }
         posted
     }
