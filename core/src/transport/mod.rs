@@ -21,12 +21,11 @@ use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
 use crate::lifecycle::{ClaimedCtxt, SendCtxtLifecycle};
 use crate::pool::Claimed;
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
-use crate::spin::SpinLock;
+use crate::spin::SpinMutex;
 use crate::sq::SqAccount;
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use read::Reads;
 use recv::{RecvQueue, RecvVerdict};
@@ -150,27 +149,13 @@ where
     send: L,
     sq: SqAccount<W>,
     recv: RecvQueue<L::Dev>,
-    reads_lock: SpinLock,
-    reads: UnsafeCell<Reads<<L::Dev as DmaDevice>::Buf>>,
+    reads: SpinMutex<Reads<<L::Dev as DmaDevice>::Buf>>,
     xprt: E,
     counters: XprtCounters,
     max_send_sge: u32,
     /// The most credits a reply grants: `cfg.credits` clamped to what
     /// the Receive Queue can keep posted.
     max_credits: u32,
-}
-
-// SAFETY: `reads` is only accessed with `reads_lock` held (see
-// `with_reads`); every other field is Sync on its own.
-unsafe impl<L, Q, E, W> Sync for SvcRdmaXprt<L, Q, E, W>
-where
-    L: SendCtxtLifecycle,
-    Q: QueuePair + Sync,
-    E: Enqueue,
-    W: WaitQueue,
-    <L::Dev as DmaDevice>::Buf: Send,
-    L::Dev: Sync,
-{
 }
 
 type DevError<L> = <<L as SendCtxtLifecycle>::Dev as ErrorType>::Error;
@@ -215,8 +200,7 @@ where
             qp,
             send,
             recv,
-            reads_lock: SpinLock::new(),
-            reads: UnsafeCell::new(Reads::new()),
+            reads: SpinMutex::new(Reads::new()),
             xprt,
             counters: XprtCounters::default(),
             max_credits,
@@ -234,9 +218,7 @@ where
     W: WaitQueue,
 {
     fn with_reads<R>(&self, f: impl FnOnce(&mut Reads<<L::Dev as DmaDevice>::Buf>) -> R) -> R {
-        let _g = self.reads_lock.lock();
-        // SAFETY: the lock is held; this is the only reference.
-        f(unsafe { &mut *self.reads.get() })
+        f(&mut self.reads.lock())
     }
 
     /// The configuration.

@@ -7,7 +7,7 @@
 //! context to the free list to be reposted in batches.
 
 use crate::backend::{DmaDevice, RecvWr, Sge, WcStatus};
-use crate::spin::SpinLock;
+use crate::spin::SpinMutex;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
@@ -34,13 +34,11 @@ pub(crate) struct RecvState {
 /// The receive contexts of one transport.
 pub(crate) struct RecvQueue<D: DmaDevice> {
     ctxts: Vec<UnsafeCell<RecvCtxt<D::Buf>>>,
-    pub(crate) state: SpinLock,
-    st: UnsafeCell<RecvState>,
+    st: SpinMutex<RecvState>,
     buf_size: usize,
 }
 
-// SAFETY: `st` is only touched with `state` held (see `with`); a context's
-// buffer is written by the device while posted and read by exactly one
+// SAFETY: `st` is a lock; a context's buffer is written by the device while posted and read by exactly one
 // worker after its completion moved it to `ready` and the worker took it
 // under the lock, so no two threads access one buffer at once.
 unsafe impl<D: DmaDevice + Sync> Sync for RecvQueue<D> where D::Buf: Send {}
@@ -78,23 +76,20 @@ impl<D: DmaDevice> RecvQueue<D> {
             ctxts.push(UnsafeCell::new(RecvCtxt { buf, sge }));
         }
         Ok(Self {
-            st: UnsafeCell::new(RecvState {
+            st: SpinMutex::new(RecvState {
                 ready: VecDeque::with_capacity(count as usize),
                 free: (0..count).rev().collect(),
                 posted: alloc::vec![false; count as usize],
                 posted_count: 0,
             }),
             ctxts,
-            state: SpinLock::new(),
             buf_size,
         })
     }
 
     /// Runs `f` on the receive state under the lock.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut RecvState) -> R) -> R {
-        let _g = self.state.lock();
-        // SAFETY: the lock is held, so this is the only reference to `st`.
-        f(unsafe { &mut *self.st.get() })
+        f(&mut self.st.lock())
     }
 
     /// Takes up to `max` free contexts and returns their Receive WRs,
