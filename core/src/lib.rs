@@ -15,6 +15,42 @@
 //!
 //! Loom: build with `RUSTFLAGS="--cfg rdmaxprt_loom"` to swap every atomic
 //! for loom's model-checked one (see `tests/loom_*.rs`).
+//!
+//! # Kernel names
+//!
+//! Each item carries its kernel name as a `#[doc(alias)]`, so rustdoc's
+//! search and `grep` find it by the name a svcrdma reader knows.
+//!
+//! | Linux (`net/sunrpc/xprtrdma/svc_rdma*.c`) | rdmaxprt-core |
+//! |---|---|
+//! | `struct svcxprt_rdma` | [`transport::SvcRdmaXprt`] |
+//! | `svc_rdma_accept` (transport set-up, receives posted) | [`transport::SvcRdmaXprt::new`] |
+//! | `svc_rdma_recvfrom` | [`transport::SvcRdmaXprt::recvfrom`] |
+//! | `svc_rdma_sendto` | [`transport::SvcRdmaXprt::sendto`] |
+//! | `svc_rdma_send_error_msg` | [`transport::SvcRdmaXprt::send_error`] |
+//! | `svc_rdma_release_ctxt` (`xpo_release_ctxt`) | [`transport::SvcRdmaXprt::release_ctxt`] |
+//! | `svc_rdma_free` | [`transport::SvcRdmaXprt::free`] |
+//! | `svc_xprt_close` | [`transport::SvcRdmaXprt::close`] |
+//! | `svc_xprt_deferred_close` | `SvcRdmaXprt::deferred_close` (crate-private) |
+//! | `svc_rdma_has_wspace` | [`transport::SvcRdmaXprt::has_wspace`], [`sq::SqAccount::has_wspace`] |
+//! | `svc_rdma_wc_send` | [`transport::SvcRdmaXprt::handle_send_wc`] |
+//! | `svc_rdma_wc_receive` | [`transport::SvcRdmaXprt::handle_recv_wc`] |
+//! | `svc_rdma_wc_read_done` | `SvcRdmaXprt::read_done` (crate-private; called by `handle_send_wc`) |
+//! | `svc_rdma_process_read_list` | `SvcRdmaXprt::start_reads` (crate-private, `transport/read.rs`) |
+//! | `svc_rdma_post_send` | `SvcRdmaXprt::post_chain` (crate-private, `transport/send.rs`) |
+//! | `svc_rdma_sq_wait` | [`sq::SqAccount::reserve`] (and the transport's `reserve`, which drains after a wait) |
+//! | `svc_rdma_wake_send_waiters` | [`sq::SqAccount::release`] |
+//! | `svc_rdma_post_recvs`, `svc_rdma_refresh_recvs` | `SvcRdmaXprt::post_recvs`, `refresh_recvs` (crate-private) |
+//! | `struct svc_rdma_recv_ctxt`, `svc_rdma_recv_ctxt_get` / `_put` | `transport/recv.rs`: `RecvCtxt`, `RecvQueue::take_for_post` / `take_ready` |
+//! | `svc_rdma_flush_recv_queues` | `RecvQueue::destroy` (crate-private) |
+//! | `struct svc_rdma_send_ctxt` | [`ctxt::SendCtxt`] |
+//! | `svc_rdma_send_ctxt_alloc` | `SendCtxtPool::alloc` (crate-private) |
+//! | `svc_rdma_send_ctxt_get` | [`lifecycle::SendCtxtLifecycle::get`] |
+//! | `svc_rdma_send_ctxt_put` | [`lifecycle::SendCtxtLifecycle::put`] (validate, claim) then [`lifecycle::SendCtxtLifecycle::complete`] (the policy's action) |
+//! | `svc_rdma_send_ctxts_drain` (the seed's worker-side drain) | [`lifecycle::SendCtxtLifecycle::drain`] |
+//! | `svc_rdma_send_ctxt_release` | `SendCtxtPool::release` (crate-private) |
+//! | `svc_rdma_send_ctxt_unmap` | [`lifecycle::SendCtxtLifecycle::unmap`] |
+//! | `svc_xprt_enqueue` | [`xprt::Enqueue::enqueue`] |
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]

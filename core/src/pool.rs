@@ -257,6 +257,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
 
     /// Allocates a new context if under the cap (state EMPTY -> OWNED).
     /// `Ok(None)` at the cap.
+    #[doc(alias = "svc_rdma_send_ctxt_alloc")]
     pub(crate) fn alloc(&self) -> Result<Option<u32>, D::Error> {
         // Reserve an index first so concurrent callers never exceed the cap.
         let mut n = self.allocated.load(Ordering::Relaxed);
@@ -453,6 +454,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     /// OWNED through its guard, and nobody else can reach it any more; in
     /// particular the device must be done with every buffer the context
     /// posted (its Send completed, or the QP was drained).
+    #[doc(alias = "svc_rdma_send_ctxt_release")]
     pub(crate) unsafe fn release(&self, idx: u32) {
         // SAFETY: the caller owns the slot (this fn's contract).
         unsafe {

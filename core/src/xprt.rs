@@ -65,6 +65,7 @@ pub trait Enqueue: Send + Sync {
     /// The transport's flags.
     fn flags(&self) -> &XprtFlags;
     /// Asks the runtime to run a worker on this transport.
+    #[doc(alias = "svc_xprt_enqueue")]
     fn enqueue(&self);
 }
 

@@ -154,6 +154,7 @@ impl<B: DmaBuf> RecvRing<B> {
     }
 
     /// Posts every buffer not posted yet.
+    #[doc(alias = "rpcrdma_post_recvs")]
     pub(super) fn post_idle<Q>(&mut self, qp: &Q) -> Result<(), ClientError>
     where
         Q: QueuePair,

@@ -242,6 +242,7 @@ where
 
     /// Builds and sends a call; returns its ticket. Blocks (up to the
     /// timeout) while no credit or Send Queue slot is free.
+    #[doc(alias = "rpcrdma_marshal_req")]
     pub fn start_call(
         &mut self,
         prog: u32,
@@ -515,6 +516,7 @@ where
         }
     }
 
+    #[doc(alias = "rpcrdma_wc_send")]
     fn on_send_wc(&mut self, wc: &Wc) {
         self.sends.complete(&self.dev, wc.wr_id);
         if wc.status != WcStatus::Success {
@@ -522,6 +524,7 @@ where
         }
     }
 
+    #[doc(alias = "rpcrdma_wc_receive")]
     fn on_recv_wc(&mut self, wc: &Wc) {
         let ok = wc.status == WcStatus::Success;
         let bytes = self.recvs.complete(wc.wr_id, ok.then_some(wc.byte_len));
@@ -540,6 +543,7 @@ where
     }
 
     /// Matches one received message to its call and completes the call.
+    #[doc(alias = "rpcrdma_reply_handler")]
     fn on_reply(&mut self, bytes: &[u8]) {
         let hdr = match decode_reply_header(bytes, &self.cfg.limits) {
             Ok(h) => h,

@@ -84,6 +84,7 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
 
     /// Gets a context to build a reply in. Never allocates while a free one
     /// can be had; at the cap returns [`GetError::AtCap`].
+    #[doc(alias = "svc_rdma_send_ctxt_get")]
     fn get(
         &self,
     ) -> Result<OwnedCtxt<'_, Self>, GetError<<Self::Dev as crate::backend::ErrorType>::Error>>;
@@ -93,6 +94,7 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// an error and touches nothing. Returns the SQ slots the context's
     /// chain held (its `sqecount`), for the caller to give back.
     #[inline]
+    #[doc(alias = "svc_rdma_send_ctxt_put")]
     fn put(&self, wr_id: u64) -> Result<u32, CompletionError> {
         let (claimed, sqes) = self.pool().claim_completed(wr_id)?;
         match claimed {
@@ -122,10 +124,12 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
 
     /// Releases every completed context waiting for release; returns how
     /// many. Worker context: between RPCs, in `get`, after an SQ wait.
+    #[doc(alias = "svc_rdma_send_ctxts_drain")]
     fn drain(&self) -> usize;
 
     /// The unmap step for one context: chunk resources, then SGEs 1..n
     /// (SGE 0 stays mapped). Counted in [`Stats`]. Pages are untouched.
+    #[doc(alias = "svc_rdma_send_ctxt_unmap")]
     fn unmap(&self, ctxt: &mut SendCtxt<Self::Dev>) {
         self.pool().unmap_ctxt(ctxt);
     }

@@ -137,6 +137,7 @@ pub struct TeardownReport {
 }
 
 /// One RPC-over-RDMA connection, server side.
+#[doc(alias = "svcxprt_rdma")]
 pub struct SvcRdmaXprt<L, Q, E, W>
 where
     L: SendCtxtLifecycle,
@@ -177,6 +178,7 @@ where
     /// receives are reposted `recv_batch` at a time, so up to
     /// `recv_batch - 1` of the RQ's slots may be waiting for a repost, and
     /// at least one credit is always granted.
+    #[doc(alias = "svc_rdma_accept")]
     pub fn new(cfg: XprtConfig, qp: Q, send: L, xprt: E) -> Result<Self, XprtError<DevError<L>>> {
         let caps = qp.caps();
         let max_credits = cfg
@@ -252,6 +254,7 @@ where
     }
 
     /// `svc_rdma_has_wspace`: false while anyone waits for SQ space.
+    #[doc(alias = "svc_rdma_has_wspace")]
     pub fn has_wspace(&self) -> bool {
         self.sq.has_wspace()
     }
@@ -279,6 +282,7 @@ where
     }
 
     /// Posts up to `max` receives.
+    #[doc(alias = "svc_rdma_post_recvs")]
     fn post_recvs(&self, max: u32) -> Result<(), XprtError<DevError<L>>> {
         let mut wrs: Vec<RecvWr> = Vec::with_capacity(max as usize);
         self.recv.take_for_post(max, &mut wrs);
@@ -299,6 +303,7 @@ where
     }
 
     /// Reposts receives in batches once a batch worth has been consumed.
+    #[doc(alias = "svc_rdma_refresh_recvs")]
     fn refresh_recvs(&self) -> Result<(), XprtError<DevError<L>>> {
         let target = self
             .max_credits
@@ -419,6 +424,7 @@ where
     /// the clear) and sets DATA again if so. Malformed headers are answered
     /// with RDMA_ERROR or dropped here; `Ok(None)` then means "nothing for
     /// the service".
+    #[doc(alias = "svc_rdma_recvfrom")]
     pub fn recvfrom(&self) -> Result<Option<RecvdCall>, XprtError<DevError<L>>> {
         if self.flags().test(XprtFlags::CLOSE) {
             return Err(XprtError::Closed);
@@ -500,6 +506,7 @@ where
     }
 
     /// `xpo_release_ctxt`: between RPCs, drain the send release list.
+    #[doc(alias = "svc_rdma_release_ctxt")]
     pub fn release_ctxt(&self) -> usize {
         self.send.drain()
     }
@@ -507,6 +514,7 @@ where
     /// Marks the transport closing: no new posts, every SQ waiter wakes,
     /// and the runtime is asked to schedule the transport so a worker sees
     /// CLOSE and arranges [`free`](Self::free).
+    #[doc(alias = "svc_xprt_close")]
     pub fn close(&self) {
         // CLOSE may already be set (a flushed receive sets it): still close
         // the SQ so waiters wake; enqueue only on the first close.
@@ -524,6 +532,7 @@ where
     ///
     /// Taking `self` by value proves no poller or worker can still touch
     /// the transport.
+    #[doc(alias = "svc_rdma_free")]
     pub fn free(self) -> TeardownReport {
         self.flags().set(XprtFlags::CLOSE);
         self.sq.close();

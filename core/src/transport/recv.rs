@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
 /// One receive buffer, mapped for its whole life.
+#[doc(alias = "svc_rdma_recv_ctxt")]
 pub(crate) struct RecvCtxt<B> {
     pub(crate) buf: B,
     pub(crate) sge: Sge,
@@ -94,6 +95,7 @@ impl<D: DmaDevice> RecvQueue<D> {
 
     /// Takes up to `max` free contexts and returns their Receive WRs,
     /// marking them posted (undo with [`unpost`](Self::unpost)).
+    #[doc(alias = "svc_rdma_recv_ctxt_get")]
     pub(crate) fn take_for_post(&self, max: u32, out: &mut Vec<RecvWr>) {
         self.with(|st| {
             while (out.len() as u32) < max {
@@ -148,6 +150,7 @@ impl<D: DmaDevice> RecvQueue<D> {
 
     /// Takes the oldest completed receive: copies its bytes out with `f`
     /// and returns the context to the free list.
+    #[doc(alias = "svc_rdma_recv_ctxt_put")]
     pub(crate) fn take_ready<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (i, len) = self.with(|st| st.ready.pop_front())?;
         // SAFETY: the context left `ready` under the lock and is on no list
@@ -174,6 +177,7 @@ impl<D: DmaDevice> RecvQueue<D> {
     /// QP drain failed, so the device may still write into a posted
     /// receive) the posted buffers are leaked instead: never unmapped,
     /// never freed.
+    #[doc(alias = "svc_rdma_flush_recv_queues")]
     pub(crate) fn destroy(self, dev: &D, drained: bool) -> u32 {
         let (posted, flags) = self.with(|st| (st.posted_count, core::mem::take(&mut st.posted)));
         for (c, was_posted) in self.ctxts.into_iter().zip(flags) {

@@ -70,6 +70,7 @@ where
     /// not fit with the Send first, then the rest with the Send, whose
     /// completion returns that last batch's slots (the context's
     /// `sqecount`).
+    #[doc(alias = "svc_rdma_post_send")]
     fn post_chain(
         &self,
         mut c: OwnedCtxt<'_, L>,
