@@ -4,7 +4,7 @@
 pub mod client;
 
 pub use rdmaxprt_core::{
-    backend, ctxt, lifecycle, llist, oncrpc, pool, rpcrdma, sq, stats, wait, xprt,
+    backend, ctxt, lifecycle, llist, oncrpc, pool, rpcrdma, sq, stats, transport, wait, xprt,
 };
 
 /// The in-memory fake NIC (feature `mock`, on by default).

@@ -61,6 +61,15 @@ pub trait CompletionWait {
         let _ = ring;
         false
     }
+
+    /// Arms the QP's completion notification (`ibv_req_notify_cq` on both
+    /// CQs) so the next completion signals the completion channel the CQs
+    /// were created on. Returns `false` if the backend has no such channel
+    /// (the default), or arming failed. A caller polls again after arming:
+    /// a completion queued before the arm does not signal.
+    fn arm_completions(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(feature = "mock")]

@@ -42,6 +42,8 @@
 
 mod backend;
 mod chunk;
+#[cfg(feature = "verbs")]
+mod connect;
 mod error;
 mod post;
 mod reply;
@@ -51,6 +53,8 @@ mod types;
 pub mod verbs;
 
 pub use backend::{CompletionWait, RemoteMemory, RemoteRegion};
+#[cfg(feature = "verbs")]
+pub use connect::{connect_rdma, ConnectConfig, VerbsClient};
 pub use error::{BoxError, ClientError};
 pub use rpc::RpcClient;
 pub use types::{

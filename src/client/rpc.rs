@@ -76,12 +76,12 @@ where
     D::Error: std::error::Error + Send + Sync + 'static,
 {
     /// A client on the connected `qp`, mapping with `dev`: maps and posts
-    /// `cfg.credits` receive buffers of `cfg.inline_threshold` bytes.
+    /// `cfg.credits` receive buffers of `cfg.recv_threshold()` bytes.
     pub fn new(qp: Q, dev: D, cfg: ClientConfig) -> Res<Self> {
         if cfg.credits == 0 {
             return Err(ClientError::InvalidConfig("credits must be at least 1"));
         }
-        if cfg.inline_threshold < HEADER_MIN_SIZE + MIN_RPC_REPLY {
+        if cfg.inline_threshold.min(cfg.recv_threshold()) < HEADER_MIN_SIZE + MIN_RPC_REPLY {
             return Err(ClientError::InvalidConfig(
                 "inline threshold below the smallest header plus RPC reply",
             ));
@@ -112,7 +112,7 @@ where
             cfg,
         };
         for _ in 0..c.cfg.credits {
-            c.recvs.add(&c.dev, c.cfg.inline_threshold)?;
+            c.recvs.add(&c.dev, c.cfg.recv_threshold())?;
         }
         c.recvs.post_idle(&c.qp)?;
         Ok(c)
@@ -188,7 +188,7 @@ where
             reply_chunk: None,
         };
         self.cfg
-            .inline_threshold
+            .recv_threshold()
             .saturating_sub(spec.encoded_len() + MIN_RPC_REPLY)
     }
 

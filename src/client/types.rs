@@ -53,9 +53,15 @@ pub struct ClientConfig {
     /// receives kept posted. The server's grant (1 until the first reply)
     /// may lower the limit.
     pub credits: u32,
-    /// Largest message sent inline (the server's receive buffer) and
-    /// largest reply received inline (this client's receive buffers).
+    /// Largest message sent inline (the server's receive buffer) and,
+    /// unless [`inline_recv_threshold`](Self::inline_recv_threshold) says
+    /// otherwise, largest reply received inline (this client's receive
+    /// buffers).
     pub inline_threshold: usize,
+    /// Largest reply received inline when it differs from the send side
+    /// (RFC 8797 negotiates the two directions separately); `None`: the
+    /// same as `inline_threshold`.
+    pub inline_recv_threshold: Option<usize>,
     /// Longest segment offered in a chunk; longer chunks are split into
     /// several segments of one registration.
     pub max_segment_len: u32,
@@ -71,11 +77,19 @@ pub struct ClientConfig {
     pub limits: Limits,
 }
 
+impl ClientConfig {
+    /// Largest reply received inline: the receive buffers' size.
+    pub fn recv_threshold(&self) -> usize {
+        self.inline_recv_threshold.unwrap_or(self.inline_threshold)
+    }
+}
+
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             credits: 32,
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            inline_recv_threshold: None,
             max_segment_len: 1 << 20,
             max_chunk_segments: Limits::DEFAULT.max_segments_per_chunk,
             timeout: Duration::from_secs(10),

@@ -54,8 +54,8 @@
 use super::backend::{CompletionWait, RemoteMemory, RemoteRegion};
 use rdmaxprt_core::backend::{self as cb, DmaBuf, DmaDevice, ErrorType, QueuePair};
 use rdmaxprt_verbs::{
-    sys, Access, CompletionQueue, MemoryPool, PoolBuf, ProtectionDomain, VerbsDmaDevice,
-    VerbsError, VerbsQp,
+    sys, Access, CmConnHandle, CompletionQueue, MemoryPool, PoolBuf, ProtectionDomain,
+    VerbsDmaDevice, VerbsError, VerbsQp,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -358,6 +358,7 @@ impl RemoteRegion for VerbsRegion {
 pub struct VerbsWaitQp {
     qp: VerbsQp,
     remote_invalidation: bool,
+    cm: Option<CmConnHandle>,
 }
 
 impl std::fmt::Debug for VerbsWaitQp {
@@ -401,7 +402,16 @@ impl VerbsWaitQp {
         Self {
             qp,
             remote_invalidation: false,
+            cm: None,
         }
+    }
+
+    /// The QP's rdma_cm connection: [`drain_qp`](QueuePair::drain_qp)
+    /// disconnects it first (`rdma_disconnect`, as svcrdma's teardown
+    /// does), so the peer learns at once that the connection is gone.
+    pub fn with_cm_connection(mut self, cm: CmConnHandle) -> Self {
+        self.cm = Some(cm);
+        self
     }
 
     /// The wrapped queue pair.
@@ -477,6 +487,13 @@ impl VerbsWaitQp {
 }
 
 impl CompletionWait for VerbsWaitQp {
+    fn arm_completions(&self) -> bool {
+        let q = self.qp.inner();
+        self.is_event_mode()
+            && q.send_cq().req_notify(false).is_ok()
+            && q.recv_cq().req_notify(false).is_ok()
+    }
+
     fn wait_for_completions(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let event = self.is_event_mode();
@@ -541,6 +558,13 @@ impl QueuePair for VerbsWaitQp {
     }
 
     fn drain_qp(&self) -> Result<(), VerbsError> {
+        if let Some(cm) = &self.cm {
+            // Already disconnected (by the peer, or an earlier drain) is
+            // fine: the QP is in error either way.
+            if let Err(e) = cm.disconnect() {
+                tracing::debug!(%e, "rdma_disconnect before the drain");
+            }
+        }
         // The drained completions join the VerbsQp's stash, after any
         // polled ahead: order is kept.
         self.qp.drain_qp()

@@ -122,7 +122,7 @@ show_log() { # name side rc file
   echo "---- $1 $2 (rc=$3)"
   case $1 in
     bench/*) sed "s|^|BENCH $1 $2: |" "$4" ;;
-    *) tail -n 8 "$4" | sed 's/^/| /' ;;
+    *) tail -n 12 "$4" | sed "s/^/| /" ;;
   esac
 }
 SLOG=/tmp/pair.server.log

@@ -69,6 +69,31 @@ impl fmt::Display for Policy {
     }
 }
 
+/// A policy name [`Policy::from_str`](core::str::FromStr::from_str) did
+/// not recognise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownPolicy;
+
+impl fmt::Display for UnknownPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown release policy (expected deferred, workqueue or inline)")
+    }
+}
+
+impl core::str::FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    /// `deferred`, `workqueue` or `inline` (what `Display` prints).
+    fn from_str(s: &str) -> Result<Self, UnknownPolicy> {
+        match s {
+            "deferred" => Ok(Policy::Deferred),
+            "workqueue" => Ok(Policy::Workqueue),
+            "inline" => Ok(Policy::Inline),
+            _ => Err(UnknownPolicy),
+        }
+    }
+}
+
 /// The send-context lifecycle.
 pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// The device contexts are mapped with.

@@ -91,10 +91,14 @@ pub struct RecvdCall {
 pub struct XprtCounters {
     /// Calls handed up.
     pub calls: AtomicU64,
-    /// Replies posted.
+    /// Replies posted (RDMA_ERROR replies included).
     pub replies: AtomicU64,
     /// RDMA_ERROR replies sent (ERR_VERS, ERR_CHUNK).
     pub error_replies: AtomicU64,
+    /// ERR_VERS replies sent (a call of another transport version).
+    pub err_vers: AtomicU64,
+    /// ERR_CHUNK replies sent (a call whose chunks could not be handled).
+    pub err_chunk: AtomicU64,
     /// Malformed headers dropped without reply.
     pub dropped: AtomicU64,
     /// Calls whose Read chunks were pulled.
@@ -104,6 +108,62 @@ pub struct XprtCounters {
     /// Reply chains the device took only part of (the transport closed;
     /// the context is reclaimed at teardown).
     pub partial_posts: AtomicU64,
+}
+
+/// A copy of [`XprtCounters`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XprtCountersSnapshot {
+    /// Calls handed up.
+    pub calls: u64,
+    /// Replies posted (RDMA_ERROR replies included).
+    pub replies: u64,
+    /// RDMA_ERROR replies sent (both kinds).
+    pub error_replies: u64,
+    /// ERR_VERS replies sent.
+    pub err_vers: u64,
+    /// ERR_CHUNK replies sent.
+    pub err_chunk: u64,
+    /// Malformed messages dropped without reply.
+    pub dropped: u64,
+    /// Calls whose Read chunks were pulled.
+    pub read_calls: u64,
+    /// Completions with bogus `wr_id`s.
+    pub bogus_completions: u64,
+    /// Reply chains the device took only part of.
+    pub partial_posts: u64,
+}
+
+impl XprtCountersSnapshot {
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &Self) {
+        self.calls += o.calls;
+        self.replies += o.replies;
+        self.error_replies += o.error_replies;
+        self.err_vers += o.err_vers;
+        self.err_chunk += o.err_chunk;
+        self.dropped += o.dropped;
+        self.read_calls += o.read_calls;
+        self.bogus_completions += o.bogus_completions;
+        self.partial_posts += o.partial_posts;
+    }
+}
+
+impl XprtCounters {
+    /// The counters now.
+    pub fn snapshot(&self) -> XprtCountersSnapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        XprtCountersSnapshot {
+            calls: l(&self.calls),
+            replies: l(&self.replies),
+            error_replies: l(&self.error_replies),
+            err_vers: l(&self.err_vers),
+            err_chunk: l(&self.err_chunk),
+            dropped: l(&self.dropped),
+            read_calls: l(&self.read_calls),
+            bogus_completions: l(&self.bogus_completions),
+            partial_posts: l(&self.partial_posts),
+        }
+    }
 }
 
 /// What [`SvcRdmaXprt::free`] found at teardown.
@@ -134,6 +194,8 @@ pub struct TeardownReport {
     /// Read contexts whose Reads had not completed after a failed drain,
     /// leaked.
     pub leaked_reads: usize,
+    /// The transport counters at teardown.
+    pub counters: XprtCountersSnapshot,
 }
 
 /// One RPC-over-RDMA connection, server side.
@@ -603,6 +665,7 @@ where
             leaked_send,
             leaked_recvs,
             leaked_reads,
+            counters: self.counters.snapshot(),
         }
     }
 }

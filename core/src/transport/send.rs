@@ -148,6 +148,10 @@ where
         c.set_header_len(len)
             .map_err(|_| XprtError::Internal("header length"))?;
         Self::bump(&self.counters.error_replies);
+        Self::bump(match err {
+            RdmaError::Vers { .. } => &self.counters.err_vers,
+            RdmaError::Chunk => &self.counters.err_chunk,
+        });
         self.post_chain(c, &[], None)
     }
 
