@@ -149,6 +149,52 @@ fn b_chains_longer_than_the_sq_are_posted_in_batches() {
     finish(dev, c, x);
 }
 
+/// (b) A batch the device takes only part of: the Writes already on the
+/// wire point into the reply's staged page, so the context stays posted
+/// (never released early) until teardown reclaims it after the QP drain;
+/// the transport closes and the client sees the loss instead of hanging.
+#[test]
+fn b_a_batch_posted_part_way_keeps_its_context_until_teardown() {
+    let dev = MockDevice::new();
+    let q = QpConfig {
+        sq_depth: 4,
+        delivery: Delivery::Thread {
+            latency: Duration::ZERO,
+        },
+        ..QpConfig::default()
+    };
+    let ccfg = ClientConfig {
+        credits: 4,
+        max_segment_len: 64,
+        inline_threshold: 4096,
+        timeout: Duration::from_secs(10),
+        ..ClientConfig::default()
+    };
+    let xcfg = XprtConfig {
+        max_inline_recv: 4096,
+        ..XprtConfig::default()
+    };
+    let (mut c, x, _hook) = pair(&dev, q, xcfg, ccfg);
+    // The reply's first batch (4 Writes) is taken only up to its 2nd WR.
+    x.qp().inject_next_post_failure(2);
+    let srv = ServerThread::spawn(vec![x]);
+    let opts = CallOptions {
+        reply_chunk: Some(2048),
+        ..CallOptions::default()
+    };
+    let err = c
+        .call(PROG, VERS, PROC_ECHO, &pattern(1500, 5), &opts)
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Disconnected), "{err:?}");
+    let x = srv.stop().pop().unwrap();
+    assert_eq!(counter(&x.counters().partial_posts), 1);
+    assert!(x.flags().test(XprtFlags::CLOSE));
+    let r = x.free();
+    assert_eq!(r.reclaimed_send, 1, "released only after the drain: {r:?}");
+    drop(c);
+    dev.assert_clean();
+}
+
 /// A queue pair whose `drain_qp` fails (the verbs marker wait timing out).
 struct FailingDrain(MockQp);
 
