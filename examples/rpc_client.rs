@@ -182,9 +182,10 @@ fn run(args: &Args, conn: usize) -> Result<Run, String> {
 
 fn cycles(args: &Args) -> Result<(), String> {
     let start = Instant::now();
+    let cfg = small_config(args);
     for i in 0..args.cycles {
-        let mut c = connect_rdma(args.server, &config(args))
-            .map_err(|e| format!("cycle {i}: connect: {e}"))?;
+        let mut c =
+            connect_rdma(args.server, &cfg).map_err(|e| format!("cycle {i}: connect: {e}"))?;
         echo_call(&mut c, i, 64).map_err(|e| format!("cycle {i}: {e}"))?;
         let mem = c.device().clone();
         c.close();
@@ -201,7 +202,9 @@ fn cycles(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-fn hold(args: &Args) -> Result<(), String> {
+/// A small connection: few credits, little registered memory (for many
+/// connections, or many short-lived ones).
+fn small_config(args: &Args) -> ConnectConfig {
     let mut cfg = config(args);
     cfg.client.credits = 2;
     cfg.sq_depth = 8;
@@ -211,6 +214,11 @@ fn hold(args: &Args) -> Result<(), String> {
         large_chunks: 1,
         ..cfg.memory
     };
+    cfg
+}
+
+fn hold(args: &Args) -> Result<(), String> {
+    let cfg = small_config(args);
     let start = Instant::now();
     let mut held = Vec::with_capacity(args.hold);
     for i in 0..args.hold {

@@ -66,7 +66,7 @@ struct Args {
     idle_exit: u64,
     /// 4 KiB chunks of registered memory per device (receive buffers,
     /// send headers, small replies): about 2 x credits + 8 per connection.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = 4096)]
     small_chunks: usize,
 }
 
@@ -114,6 +114,11 @@ fn status(field: &str) -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Requests that did not become a connection.
+fn rejected(c: &rdmaxprt::runtime::ListenCounters) -> u64 {
+    c.rejected_limit.load(Ordering::Acquire) + c.setup_failed.load(Ordering::Acquire)
 }
 
 fn threads() -> u64 {
@@ -177,8 +182,15 @@ fn main() {
             }
             if now.1 != last.1 {
                 println!("{t:.3} LIVE {}", now.1);
-                if now.1 == 0 {
-                    let m = listener.memory();
+                // Only a snapshot with no connection being set up meanwhile
+                // (a new one allocates its buffers before it counts as live).
+                let quiet = || {
+                    server.live_transports() == 0
+                        && c.settled()
+                        && c.requests.load(Ordering::Acquire) == now.0 + rejected(c)
+                };
+                let m = listener.memory();
+                if now.0 > 0 && now.1 == 0 && quiet() {
                     println!(
                         "{t:.3} IDLE threads {} live_bufs {} live_mappings {} bad_unmaps {}",
                         threads(),
@@ -226,6 +238,14 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let report = server.shutdown();
+    let m = listener.memory();
+    println!(
+        "FINAL live_bufs {} live_mappings {} bad_unmaps {} threads {}",
+        m.live_bufs,
+        m.live_mappings,
+        m.bad_unmaps,
+        threads()
+    );
     let s = report.stats;
     println!(
         "REPORT freed {} completions {} drains {} backstop_enqueues {} reclaimed {} stuck_recvs {} rejected_limit {} private_data_absent {} private_data_malformed {}",
