@@ -32,6 +32,13 @@ pub(super) fn batch_sqes(wr_id: u64) -> Option<u32> {
     (wr_id >> 32 == BATCH_HI && low & TAG != 0).then_some(low & !TAG)
 }
 
+/// Where a chain of `len` WRs splits so that its tail (which ends in the
+/// caller's own signaled WR) holds at most `tail_max` WRs (at least one);
+/// the head before it goes out in SQ-sized batches.
+pub(super) fn chain_split(len: usize, tail_max: usize) -> usize {
+    len.saturating_sub(tail_max.max(1))
+}
+
 /// Why a batched post stopped. `consumed` counts every WR the device took
 /// (across batches): non-zero means part of the chain is on the wire.
 pub(super) type BatchFailed<E> = PostError<XprtError<E>>;
@@ -56,13 +63,6 @@ where
             }
             Err(_) => Err(XprtError::Closed),
         }
-    }
-
-    /// Where a chain of `len` WRs splits so that its tail (which ends in
-    /// the caller's own signaled WR) holds at most `tail_max` WRs; the
-    /// head before it goes out in SQ-sized batches.
-    pub(super) fn chain_split(&self, len: usize, tail_max: usize) -> usize {
-        len.saturating_sub(tail_max.max(1))
     }
 
     /// Posts `head` in batches of at most the SQ depth (each batch's last

@@ -177,7 +177,7 @@ where
         let sge = dev
             .dma_map(&buf, 0, total.max(1))
             .map_err(XprtError::Backend)?;
-        let split = self.chain_split(segs.len(), self.sq.depth() as usize);
+        let split = super::chain::chain_split(segs.len(), self.sq.depth() as usize);
         let xid = meta.xid;
         let idx = self.with_reads(|r| {
             let ctxt = ReadCtxt {

@@ -78,7 +78,7 @@ where
         inv_rkey: Option<u32>,
     ) -> Result<(), XprtError<DevError<L>>> {
         let depth = self.sq.depth() as usize;
-        let split = self.chain_split(writes.len() + 1, depth);
+        let split = super::chain::chain_split(writes.len() + 1, depth);
         c.set_sqecount((writes.len() + 1 - split) as u32);
         let write_sges: Vec<[Sge; 1]> = writes.iter().map(|w| [w.0]).collect();
         let res = c.post(|wr_id, ctxt: &SendCtxt<L::Dev>| {
