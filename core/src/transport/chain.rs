@@ -140,3 +140,31 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{batch_sqes, batch_wr_id, chain_split};
+    use crate::pool::wr_id;
+    use crate::transport::{TAG, WR_ID_IGNORE};
+
+    #[test]
+    fn batch_tags_round_trip_and_name_nothing_else() {
+        for n in [1, 4, 128, i32::MAX as u32] {
+            assert_eq!(batch_sqes(batch_wr_id(n)), Some(n));
+        }
+        // A Read's last WR, unsignaled Writes, send contexts of any
+        // generation: none is a batch tag.
+        assert_eq!(batch_sqes((TAG | 7) as u64), None);
+        assert_eq!(batch_sqes(WR_ID_IGNORE), None);
+        for gen in [0, 1, 2, u32::MAX] {
+            assert_eq!(batch_sqes(wr_id(5, gen)), None, "generation {gen}");
+        }
+    }
+
+    #[test]
+    fn the_tail_never_exceeds_the_sq() {
+        assert_eq!(chain_split(3, 4), 0, "fits: one batch");
+        assert_eq!(chain_split(25, 4), 21, "21 in batches, 4 with the Send");
+        assert_eq!(chain_split(25, 0), 24, "an SQ of 0 still posts one by one");
+    }
+}
