@@ -455,6 +455,98 @@ fn g_sq_slots_return_before_the_inline_unmap() {
     dev.assert_clean();
 }
 
+/// (g), its consequence: with the slots returned before the put, a worker
+/// waiting at the send-context pool's cap (on the same wait queue) can
+/// wake for the slots, find no context yet, and sleep again; the put must
+/// wake it once more. The unmap is slowed (5 ms under Inline) so the worker
+/// re-checks inside that window every time.
+#[test]
+fn g_a_get_waiting_at_the_pool_cap_wakes_after_the_put() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dev = MockDevice::new();
+    let q = QpConfig {
+        delivery: Delivery::Thread {
+            latency: Duration::ZERO,
+        },
+        ..QpConfig::default()
+    };
+    let (cq, sq) = MockDevice::connect_pair(&dev, &dev, q).unwrap();
+    let spy = UnmapSpy {
+        dev: dev.clone(),
+        hook: Arc::new(Mutex::new(Some(Box::new(|| {
+            std::thread::sleep(Duration::from_millis(5))
+        })))),
+    };
+    let caps = sq.caps();
+    let cfg = XprtConfig::default();
+    let pool = PoolConfig {
+        cap: 1,
+        ..PoolConfig::for_transport(caps.sq_depth, cfg.credits, caps.max_send_sge)
+    };
+    let hook = Arc::new(Hook::default());
+    let x: Arc<SpyServer> =
+        Arc::new(SvcRdmaXprt::new(cfg, sq, Inline::new(spy.clone(), pool), hook).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (x, stop) = (Arc::clone(&x), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if x.poll(usize::MAX).unwrap_or(0) == 0 {
+                    x.qp().wait_for_completions(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    let worker = {
+        let (x, stop) = (Arc::clone(&x), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                while let Ok(Some(call)) = x.recvfrom() {
+                    let h = rdmaxprt_core::oncrpc::decode_call(&call.msg).unwrap();
+                    let mut hdr = [0u8; 32];
+                    let n = rdmaxprt_core::oncrpc::encode_reply(&mut hdr, h.xid, SUCCESS).unwrap();
+                    let _ = x.sendto(&call, &[&hdr[..n], &call.msg[h.args_offset..]], None);
+                    x.release_ctxt();
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        })
+    };
+    let ccfg = ClientConfig {
+        timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let mut c = rdmaxprt::client::RpcClient::new(cq, dev.clone(), ccfg).unwrap();
+    // Mapped (not pulled-up) replies, so each completion unmaps a page.
+    let big = pattern(cfg.pullup_threshold + 200, 4);
+    let t = c
+        .start_call(PROG, VERS, PROC_ECHO, &big, &CallOptions::default())
+        .unwrap();
+    c.wait(t).expect("first reply");
+    for round in 0..3 {
+        let ts: Vec<_> = (0..4)
+            .map(|_| {
+                c.start_call(PROG, VERS, PROC_ECHO, &big, &CallOptions::default())
+                    .unwrap()
+            })
+            .collect();
+        for t in ts {
+            let r = c.wait(t).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(r.results, big);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    poller.join().unwrap();
+    worker.join().unwrap();
+    *spy.hook.lock().unwrap() = None;
+    assert!(x.send_lifecycle().stats().snapshot().waits_at_cap > 0);
+    let x = Arc::into_inner(x).expect("threads joined");
+    let r = x.free();
+    assert_eq!(r.reclaimed_send, 0);
+    drop(c);
+    dev.assert_clean();
+}
+
 /// (h) Posting a call on a broken connection fails with the typed
 /// `Disconnected`, as a flushed completion does.
 #[test]

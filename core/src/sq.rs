@@ -145,6 +145,18 @@ impl<W: WaitQueue> SqAccount<W> {
         }
     }
 
+    /// Wakes the space queue's waiters, if any, after a state change they
+    /// may wait for other than slots (a send context back on the free or
+    /// release list, for a `get` waiting at the pool's cap).
+    #[inline]
+    pub fn wake_space_waiters(&self) {
+        // Dekker with `wait_until`'s registration, as in `release`.
+        fence(Ordering::SeqCst);
+        if self.space_wait.has_waiters() {
+            self.space_wait.wake_all();
+        }
+    }
+
     /// Closes: every current and future waiter returns [`SqClosed`].
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);

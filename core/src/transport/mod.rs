@@ -401,6 +401,10 @@ where
                 self.sq.release(sqes);
                 if let Claimed::Release(idx) = claimed {
                     self.send.complete(ClaimedCtxt::new(idx));
+                    // A `get` waiting at the pool's cap (on the same queue)
+                    // may have woken for the slots before the put made a
+                    // context available: wake it again now that it is.
+                    self.sq.wake_space_waiters();
                 }
             }
             Err(_) => Self::bump(&self.counters.bogus_completions),
