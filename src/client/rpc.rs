@@ -12,7 +12,7 @@ use super::types::{
 use rdmaxprt_core::backend::{QueuePair, Wc, WcOpcode, WcStatus};
 use rdmaxprt_core::oncrpc;
 use rdmaxprt_core::rpcrdma::{
-    self, decode_reply_header, MsgProc, ReadSegment, Segment, HEADER_MIN_SIZE,
+    self, decode_reply_header, MsgProc, ReadSegment, Segment, HEADER_MIN_SIZE, RPCRDMA_VERSION,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -324,6 +324,13 @@ where
         }
         let mut wire = vec![0u8; hdr_len];
         rpcrdma::encode_call(&mut wire, &spec)?;
+        if self.cfg.transport_version != RPCRDMA_VERSION {
+            // Test-only (ClientConfig::transport_version): the version word
+            // follows the xid.
+            if let Some(vers) = wire.get_mut(4..8) {
+                vers.copy_from_slice(&self.cfg.transport_version.to_be_bytes());
+            }
+        }
         wire.extend_from_slice(body);
         if let Err(e) = self.sends.post(&self.dev, &self.qp, &wire) {
             if matches!(e, ClientError::Disconnected) {
@@ -545,6 +552,8 @@ where
     /// Matches one received message to its call and completes the call.
     #[doc(alias = "rpcrdma_reply_handler")]
     fn on_reply(&mut self, bytes: &[u8]) {
+        // An ERR_VERS decodes whatever its version word (the kernel echoes
+        // the caller's); any other header must say version 1.
         let hdr = match decode_reply_header(bytes, &self.cfg.limits) {
             Ok(h) => h,
             Err(e) => {

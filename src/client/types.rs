@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 use rdmaxprt_core::oncrpc::AuthSysSpec;
-use rdmaxprt_core::rpcrdma::{Limits, DEFAULT_INLINE_THRESHOLD};
+use rdmaxprt_core::rpcrdma::{Limits, DEFAULT_INLINE_THRESHOLD, RPCRDMA_VERSION};
 
 /// The RPC credential a call carries.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -75,6 +75,14 @@ pub struct ClientConfig {
     pub first_xid: u32,
     /// Limits applied when decoding reply headers.
     pub limits: Limits,
+    /// Test only, not a stable API: the RPC-over-RDMA version written in
+    /// every call's header (default [`RPCRDMA_VERSION`], 1). Any other
+    /// value gets `RDMA_ERROR` / `ERR_VERS` from a conforming server, which
+    /// the client returns as [`ClientError::RdmaVers`](super::ClientError::RdmaVers),
+    /// whatever version the reply header carries (the Linux kernel's svcrdma
+    /// echoes the caller's). The header layout stays version 1's.
+    #[doc(hidden)]
+    pub transport_version: u32,
 }
 
 impl ClientConfig {
@@ -96,6 +104,7 @@ impl Default for ClientConfig {
             auth: Auth::None,
             first_xid: 0x5200_0000,
             limits: Limits::DEFAULT,
+            transport_version: RPCRDMA_VERSION,
         }
     }
 }

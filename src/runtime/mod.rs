@@ -444,17 +444,19 @@ impl Server {
     /// completion-channel ones) woke from their sleep: idle means asleep,
     /// so on an idle server this does not move.
     pub fn poller_wakeups(&self) -> u64 {
-        let n: u64 = self
+        let doorbell: u64 = self
             .groups
             .iter()
             .map(|g| g.wakeups.load(Ordering::Relaxed))
             .sum();
         #[cfg(feature = "verbs")]
-        let n = n + lock(&self.chan_groups)
+        let channel: u64 = lock(&self.chan_groups)
             .iter()
             .map(|g| g.wakeups.load(Ordering::Relaxed))
-            .sum::<u64>();
-        n
+            .sum();
+        #[cfg(not(feature = "verbs"))]
+        let channel = 0;
+        doorbell + channel
     }
 
     /// Each live transport's counters, by id.

@@ -9,8 +9,11 @@
 //!    by `--package` or xtask/vm-tests.txt, plus any `--bin`;
 //! 4. build the initramfs: a cached base plus a per-run archive (`initramfs`);
 //! 5. boot QEMU (TCG unless hardware KVM is loaded), bounded by `timeout`;
-//!    guest/init.sh sets up rxe0 on dummy0 and runs each binary serially,
-//!    printing `RESULT <name> PASS|FAIL` on the serial console;
+//!    guest/init.sh sets up rxe0 on dummy0 and the kernel's nfsd on
+//!    `rdma 20149` (for tests/kernel_nfsd.rs), runs each binary serially,
+//!    printing `RESULT <name> PASS|FAIL` on the serial console, stops nfsd,
+//!    then runs the pairs (guest/kclient-mount.sh is there as
+//!    `kclient-mount` for the kernel NFS client's);
 //! 6. exit non-zero on any failure, skip (unless `--allow-skips`), missing
 //!    result, or timeout.
 
