@@ -51,6 +51,7 @@
 //! | `svc_rdma_send_ctxt_release` | `SendCtxtPool::release` (crate-private) |
 //! | `svc_rdma_send_ctxt_unmap` | [`lifecycle::SendCtxtLifecycle::unmap`] |
 //! | `svc_xprt_enqueue` | [`xprt::Enqueue::enqueue`] |
+//! | `XPT_DATA`, `XPT_CLOSE`, `XPT_BUSY`, `XPT_CONN` | [`xprt::XprtFlags::DATA`], [`CLOSE`](xprt::XprtFlags::CLOSE), [`BUSY`](xprt::XprtFlags::BUSY), [`CONN_PENDING`](xprt::XprtFlags::CONN_PENDING) |
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
