@@ -40,7 +40,9 @@ pub(crate) const WR_ID_IGNORE: u64 = u32::MAX as u64;
 /// Transport sizing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XprtConfig {
-    /// Credits granted to the client (concurrent calls).
+    /// Most credits granted to the client (concurrent calls). Each reply
+    /// grants `min(the call's ask, this, what the RQ can keep posted)`,
+    /// at least 1: see [`SvcRdmaXprt::credits_for`].
     pub credits: u32,
     /// Receives reposted per batch.
     pub recv_batch: u32,
