@@ -20,8 +20,8 @@
 mod echo;
 
 use clap::Parser;
-use rdmaxprt::client::verbs::MemoryConfig;
 use rdmaxprt::client::{connect_rdma, CallOptions, ClientConfig, ConnectConfig, VerbsClient};
+use rdmaxprt::rdma::MemoryConfig;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -27,12 +27,12 @@
 mod harness;
 
 use harness::{Skip, TestFn, TestResult};
-use rdmaxprt::client::verbs::VerbsMemory;
 use rdmaxprt::client::{
     connect_rdma, CallOptions, CallPath, ClientConfig, ClientError, ConnectConfig, ReplyBytes,
     ReplyPath, VerbsClient as Client,
 };
 use rdmaxprt::oncrpc::AcceptStat;
+use rdmaxprt::rdma::VerbsMemory;
 use std::error::Error;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -29,6 +29,25 @@ fn server() -> (Arc<Server>, MockDevice, rdmaxprt::runtime::MockConnector) {
     (server, dev, connector)
 }
 
+type Client = RpcClient<rdmaxprt::mock::MockQp, MockDevice>;
+
+/// A client connected through `connector`, on a device of its own.
+fn client(connector: &rdmaxprt::runtime::MockConnector) -> (Client, MockDevice) {
+    let cdev = MockDevice::new();
+    let qp = connector.connect(&cdev).unwrap();
+    let c = RpcClient::new(qp, cdev.clone(), ClientConfig::default()).unwrap();
+    (c, cdev)
+}
+
+/// One echo call; checks the bytes come back.
+fn echo_once(c: &mut Client, bytes: &[u8]) {
+    let opts = CallOptions::default();
+    let r = c
+        .call(echo::PROG, echo::VERS, echo::PROC_ECHO, bytes, &opts)
+        .unwrap();
+    assert_eq!(r.results, bytes);
+}
+
 /// Waits (bounded) until `f` holds.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -41,19 +60,8 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn a_shared_server_shuts_down_while_a_connector_is_kept_for_reconnects() {
     let (server, dev, connector) = server();
-    let cdev = MockDevice::new();
-    let qp = connector.connect(&cdev).unwrap();
-    let mut c = RpcClient::new(qp, cdev.clone(), ClientConfig::default()).unwrap();
-    let r = c
-        .call(
-            echo::PROG,
-            echo::VERS,
-            echo::PROC_ECHO,
-            b"ping",
-            &CallOptions::default(),
-        )
-        .unwrap();
-    assert_eq!(r.results, b"ping");
+    let (mut c, cdev) = client(&connector);
+    echo_once(&mut c, b"ping");
     c.close();
     cdev.assert_clean();
     // No Arc::try_unwrap: the accept thread and the connector still hold on.
@@ -127,19 +135,8 @@ fn bad_input_is_counted_per_transport_and_in_total_while_live() {
 #[test]
 fn an_idle_server_sleeps_without_a_timer() {
     let (server, dev, connector) = server();
-    let cdev = MockDevice::new();
-    let qp = connector.connect(&cdev).unwrap();
-    let mut c = RpcClient::new(qp, cdev.clone(), ClientConfig::default()).unwrap();
-    let r = c
-        .call(
-            echo::PROG,
-            echo::VERS,
-            echo::PROC_ECHO,
-            b"x",
-            &CallOptions::default(),
-        )
-        .unwrap();
-    assert_eq!(r.results, b"x");
+    let (mut c, cdev) = client(&connector);
+    echo_once(&mut c, b"x");
     // Let the trailing Send completion and its release settle.
     std::thread::sleep(Duration::from_millis(50));
     let before = server.poller_wakeups();
@@ -147,16 +144,7 @@ fn an_idle_server_sleeps_without_a_timer() {
     let idle = server.poller_wakeups() - before;
     assert_eq!(idle, 0, "the poller woke {idle} times with nothing to do");
     // It still wakes for work.
-    let r = c
-        .call(
-            echo::PROG,
-            echo::VERS,
-            echo::PROC_ECHO,
-            b"y",
-            &CallOptions::default(),
-        )
-        .unwrap();
-    assert_eq!(r.results, b"y");
+    echo_once(&mut c, b"y");
     assert!(server.poller_wakeups() > before);
     c.close();
     server.shutdown();

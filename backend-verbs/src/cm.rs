@@ -84,6 +84,26 @@ struct Event {
     conn_id: *mut sys::rdma_cm_id,
 }
 
+/// A copy of the private data a connection event carries.
+///
+/// # Safety
+/// `conn` must be the `param.conn` of an event not yet acknowledged (its
+/// private data pointer is valid until the ack).
+pub(crate) unsafe fn private_data_of(conn: &sys::rdma_conn_param) -> Vec<u8> {
+    if conn.private_data.is_null() || conn.private_data_len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the caller's contract: the pointer names
+    // `private_data_len` bytes until the event is acked.
+    unsafe {
+        std::slice::from_raw_parts(
+            conn.private_data.cast::<u8>(),
+            conn.private_data_len as usize,
+        )
+    }
+    .to_vec()
+}
+
 pub(crate) fn event_name(e: u32) -> String {
     // SAFETY: rdma_event_str accepts any value and returns a static string.
     let p = unsafe { sys::rdma_event_str(e) };
@@ -232,17 +252,7 @@ impl CmIdHandle {
                 // everything we need out of it first.
                 let (kind, status, private_data, conn_id) = unsafe {
                     let e = &*ev;
-                    let conn = &e.param.conn;
-                    let pd = if conn.private_data.is_null() || conn.private_data_len == 0 {
-                        Vec::new()
-                    } else {
-                        std::slice::from_raw_parts(
-                            conn.private_data.cast::<u8>(),
-                            conn.private_data_len as usize,
-                        )
-                        .to_vec()
-                    };
-                    (e.event, e.status, pd, e.id)
+                    (e.event, e.status, private_data_of(&e.param.conn), e.id)
                 };
                 // SAFETY: ev came from rdma_get_cm_event and is acked once.
                 unsafe { sys::rdma_ack_cm_event(ev) };
@@ -518,22 +528,14 @@ impl ConnectRequest {
         private_data: &[u8],
         timeout: Duration,
     ) -> Result<CmConnection> {
-        let mut p = conn_param(
-            private_data,
-            MAX_ACCEPT_PRIVATE_DATA,
-            &ConnParams::default(),
-        )?;
-        let qp = self.id.create_qp(pd, send_cq, recv_cq, caps)?;
-        // SAFETY: id is live with its QP; p points at private_data for the call.
-        if unsafe { sys::rdma_accept(self.id.raw(), &mut p) } != 0 {
-            return Err(VerbsError::CmAccept(last_errno()));
-        }
-        self.id
-            .wait_event(sys::rdma_cm_event_type::RDMA_CM_EVENT_ESTABLISHED, timeout)?;
+        let qp = self.create_qp(pd, send_cq, recv_cq, caps)?;
+        let (id, peer_private_data) = (Arc::clone(&self.id), self.private_data.clone());
+        self.accept_with(&ConnParams::default(), private_data)?;
+        id.wait_event(sys::rdma_cm_event_type::RDMA_CM_EVENT_ESTABLISHED, timeout)?;
         Ok(CmConnection {
             qp,
-            id: self.id,
-            peer_private_data: self.private_data,
+            id,
+            peer_private_data,
         })
     }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use rdma_sys as sys;
 
 use crate::cm::{
-    conn_param, event_name, CmIdHandle, CmListener, ConnParams, ConnectRequest,
+    conn_param, event_name, private_data_of, CmIdHandle, CmListener, ConnParams, ConnectRequest,
     MAX_ACCEPT_PRIVATE_DATA,
 };
 use crate::cq::CompletionQueue;
@@ -148,15 +148,7 @@ impl CmListener {
         let (kind, status, private_data, id, token, res) = unsafe {
             let e = &*ev;
             let conn = &e.param.conn;
-            let pd = if conn.private_data.is_null() || conn.private_data_len == 0 {
-                Vec::new()
-            } else {
-                std::slice::from_raw_parts(
-                    conn.private_data.cast::<u8>(),
-                    conn.private_data_len as usize,
-                )
-                .to_vec()
-            };
+            let pd = private_data_of(conn);
             let token = if e.id.is_null() {
                 0
             } else {

@@ -321,19 +321,7 @@ impl CompletionQueue {
         max: usize,
         timeout: Duration,
     ) -> Result<usize> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let n = self.poll(out, max)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            if Instant::now() >= deadline {
-                return Err(VerbsError::Timeout {
-                    what: "a completion",
-                });
-            }
-            std::hint::spin_loop();
-        }
+        self.poll_between(out, max, timeout, std::hint::spin_loop)
     }
 
     /// Polls until a completion (or the timeout), yielding the core between
@@ -343,6 +331,16 @@ impl CompletionQueue {
         out: &mut Vec<WorkCompletion>,
         max: usize,
         timeout: Duration,
+    ) -> Result<usize> {
+        self.poll_between(out, max, timeout, std::thread::yield_now)
+    }
+
+    fn poll_between(
+        &self,
+        out: &mut Vec<WorkCompletion>,
+        max: usize,
+        timeout: Duration,
+        between: fn(),
     ) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -355,7 +353,7 @@ impl CompletionQueue {
                     what: "a completion",
                 });
             }
-            std::thread::yield_now();
+            between();
         }
     }
 

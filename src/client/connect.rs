@@ -9,8 +9,8 @@
 //! with no or unusable private data is an RFC 8166 server: 1024 bytes each
 //! way.
 
-use super::verbs::{MemoryConfig, VerbsMemory, VerbsWaitQp};
 use super::{ClientConfig, ClientError, RpcClient};
+use crate::rdma::{MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt_core::rpcrdma::connect_private::{self, ConnectPrivate};
 use rdmaxprt_verbs::{
     CompletionChannel, CompletionQueue, ConnParams, ProtectionDomain, QpCaps, ResolvedRoute,

@@ -1,6 +1,6 @@
 //! [`RpcClient`]: calls out, replies matched by xid, credits honoured.
 
-use super::backend::{CompletionWait, RemoteMemory, RemoteRegion};
+use super::backend::{RemoteMemory, RemoteRegion};
 use super::chunk::{segment_count, Offered};
 use super::error::ClientError;
 use super::post::{RecvRing, SendBufs};
@@ -9,6 +9,7 @@ use super::types::{
     Auth, CallOptions, CallPath, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath,
     Ticket,
 };
+use crate::completion::CompletionWait;
 use rdmaxprt_core::backend::{QueuePair, Wc, WcOpcode, WcStatus};
 use rdmaxprt_core::oncrpc;
 use rdmaxprt_core::rpcrdma::{

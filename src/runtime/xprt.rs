@@ -12,7 +12,7 @@ use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::time::Duration;
 
-pub use crate::client::CompletionWait;
+pub use crate::completion::CompletionWait;
 
 /// A transport failure as the runtime sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -35,7 +35,7 @@ mod wake;
 pub(crate) use group::ChannelGroup;
 
 use super::{lock, Placement, Server};
-use crate::client::verbs::{Accounting, MemoryConfig, VerbsMemory, VerbsWaitQp};
+use crate::rdma::{Accounting, MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt_core::rpcrdma::connect_private::{self, ConnectPrivate};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_verbs::{
@@ -212,8 +212,18 @@ struct CmServer {
 impl Server {
     /// Listens for RPC-over-RDMA clients on `addr` (rdma_cm; on rxe the
     /// address of the netdev carrying the device, not loopback) and serves
-    /// every connection it accepts; see the [module docs](self) for how.
-    /// Returns once the listener is bound.
+    /// every connection it accepts, the way svcrdma does. For each connect
+    /// request it rejects at [`ListenConfig::max_connections`], negotiates
+    /// the inline thresholds and remote invalidation from the client's RFC
+    /// 8797 private data (none or unusable: the RFC 8166 defaults,
+    /// counted), builds the QP and the transport (posting its receives)
+    /// on the device's shared PD and registered memory, and only then
+    /// accepts, with `rnr_retry_count` 0. DISCONNECTED, DEVICE_REMOVAL,
+    /// TIMEWAIT_EXIT and connection errors close the transport, which is
+    /// then freed in svc_rdma_free's order. Completions are served by
+    /// `ServerConfig::pollers` threads per device, sleeping on completion
+    /// channels; CM events by one thread per listener. Returns once the
+    /// listener is bound (and a bound device is set up).
     pub fn listen_rdma(
         self: &Arc<Self>,
         addr: SocketAddr,
