@@ -2,8 +2,8 @@
 //! when it may have one: what the server's pollers and the client's waits
 //! need of a backend beyond core's
 //! [`QueuePair`](rdmaxprt_core::backend::QueuePair). Implemented for the
-//! mock NIC (feature `mock`) and for real verbs
-//! ([`crate::rdma::VerbsWaitQp`], feature `verbs`).
+//! mock NIC (feature `mock`) and for real verbs (`rdma::VerbsWaitQp`,
+//! feature `verbs`).
 
 use core::time::Duration;
 

@@ -243,6 +243,7 @@ where
 
     /// Builds and sends a call; returns its ticket. Blocks (up to the
     /// timeout) while no credit or Send Queue slot is free.
+    #[doc(alias = "rpcrdma_marshal_req")]
     pub fn start_call(
         &mut self,
         prog: u32,
@@ -332,7 +333,13 @@ where
             }
         }
         wire.extend_from_slice(body);
-        self.sends.post(&self.dev, &self.qp, &wire)?;
+        if let Err(e) = self.sends.post(&self.dev, &self.qp, &wire) {
+            if matches!(e, ClientError::Disconnected) {
+                // Every call in flight fails the same way.
+                self.fail_connection();
+            }
+            return Err(e);
+        }
         self.pending.insert(
             xid,
             Pending {
@@ -517,6 +524,7 @@ where
         }
     }
 
+    #[doc(alias = "rpcrdma_wc_send")]
     fn on_send_wc(&mut self, wc: &Wc) {
         self.sends.complete(&self.dev, wc.wr_id);
         if wc.status != WcStatus::Success {
@@ -524,6 +532,7 @@ where
         }
     }
 
+    #[doc(alias = "rpcrdma_wc_receive")]
     fn on_recv_wc(&mut self, wc: &Wc) {
         let ok = wc.status == WcStatus::Success;
         let bytes = self.recvs.complete(wc.wr_id, ok.then_some(wc.byte_len));
@@ -542,6 +551,7 @@ where
     }
 
     /// Matches one received message to its call and completes the call.
+    #[doc(alias = "rpcrdma_reply_handler")]
     fn on_reply(&mut self, bytes: &[u8]) {
         // An ERR_VERS decodes whatever its version word (the kernel echoes
         // the caller's); any other header must say version 1.

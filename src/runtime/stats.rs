@@ -62,6 +62,11 @@ pub struct ServerReport {
     pub reclaimed_send: u64,
     /// Receives still posted after a QP drain.
     pub stuck_recvs: u64,
+    /// Transports whose QP drain failed at teardown.
+    pub failed_drains: u64,
+    /// Buffers leaked (never unmapped nor freed) because a failed drain
+    /// left them posted: send contexts, receives and Read contexts.
+    pub leaked_after_failed_drain: u64,
 }
 
 impl ServerReport {
@@ -83,5 +88,8 @@ impl ServerReport {
         self.freed += 1;
         self.reclaimed_send += td.reclaimed_send as u64;
         self.stuck_recvs += td.stuck_recvs as u64;
+        self.failed_drains += u64::from(td.drain_failed);
+        self.leaked_after_failed_drain +=
+            (td.leaked_send + td.leaked_recvs as usize + td.leaked_reads) as u64;
     }
 }

@@ -16,7 +16,7 @@ mod workqueue;
 
 pub use deferred::Deferred;
 pub use inline::Inline;
-pub use owned::{OwnedCtxt, PostFailed};
+pub use owned::{ClaimedCtxt, OwnedCtxt, PostFailed};
 #[cfg(all(feature = "std", not(rdmaxprt_loom)))]
 pub use workqueue::{Workqueue, WorkqueuePool};
 
@@ -109,6 +109,7 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
 
     /// Gets a context to build a reply in. Never allocates while a free one
     /// can be had; at the cap returns [`GetError::AtCap`].
+    #[doc(alias = "svc_rdma_send_ctxt_get")]
     fn get(
         &self,
     ) -> Result<OwnedCtxt<'_, Self>, GetError<<Self::Dev as crate::backend::ErrorType>::Error>>;
@@ -118,27 +119,42 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// an error and touches nothing. Returns the SQ slots the context's
     /// chain held (its `sqecount`), for the caller to give back.
     #[inline]
+    #[doc(alias = "svc_rdma_send_ctxt_put")]
     fn put(&self, wr_id: u64) -> Result<u32, CompletionError> {
         let (claimed, sqes) = self.pool().claim_completed(wr_id)?;
         match claimed {
-            Claimed::Release(idx) => self.complete(idx),
+            Claimed::Release(idx) => self.complete(ClaimedCtxt::new(idx)),
             Claimed::LeftToPoster => {}
         }
         Ok(sqes)
     }
 
     /// The policy's action for a claimed, completed context (slot in state
-    /// RELEASING, owned by the caller). Called by [`put`](Self::put) and by
-    /// a poster whose completion arrived before it committed.
-    #[doc(hidden)]
-    fn complete(&self, idx: u32);
+    /// RELEASING, owned by the caller). Called by [`put`](Self::put), by the
+    /// transport's Send completion handler and by a poster whose completion
+    /// arrived before it committed.
+    ///
+    /// Only this crate can make a [`ClaimedCtxt`] (it is the proof that the
+    /// slot was claimed), so safe code cannot hand over a context it still
+    /// holds as an [`OwnedCtxt`]:
+    ///
+    /// ```compile_fail
+    /// # use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
+    /// fn forge<L: SendCtxtLifecycle>(life: &L) {
+    ///     life.complete(0u32); // an index is not a claim
+    /// }
+    /// ```
+    #[doc(alias = "svc_rdma_send_ctxt_put")]
+    fn complete(&self, ctxt: ClaimedCtxt);
 
     /// Releases every completed context waiting for release; returns how
     /// many. Worker context: between RPCs, in `get`, after an SQ wait.
+    #[doc(alias = "svc_rdma_send_ctxts_drain")]
     fn drain(&self) -> usize;
 
     /// The unmap step for one context: chunk resources, then SGEs 1..n
     /// (SGE 0 stays mapped). Counted in [`Stats`]. Pages are untouched.
+    #[doc(alias = "svc_rdma_send_ctxt_unmap")]
     fn unmap(&self, ctxt: &mut SendCtxt<Self::Dev>) {
         self.pool().unmap_ctxt(ctxt);
     }

@@ -9,7 +9,7 @@
 
 extern crate std;
 
-use super::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
+use super::{ClaimedCtxt, GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::backend::{DmaDevice, ErrorType};
 use crate::llist::{FreeList, LockedFreeList};
 use crate::pool::{PoolConfig, SendCtxtPool};
@@ -23,12 +23,12 @@ use std::thread::JoinHandle;
 
 /// Something a work item releases a context of.
 trait Release: Send + Sync {
-    fn release_from_wq(&self, idx: u32);
+    fn release_from_wq(&self, ctxt: ClaimedCtxt);
 }
 
 struct Job {
     target: Arc<dyn Release>,
-    idx: u32,
+    ctxt: ClaimedCtxt,
 }
 
 struct Queue {
@@ -99,7 +99,7 @@ fn worker(q: &Queue) {
             }
         };
         match job {
-            Some(j) => j.target.release_from_wq(j.idx),
+            Some(j) => j.target.release_from_wq(j.ctxt),
             None => return,
         }
     }
@@ -132,8 +132,9 @@ where
     D::Buf: Send,
     F: FreeList,
 {
-    fn release_from_wq(&self, idx: u32) {
-        self.pool.release(idx);
+    fn release_from_wq(&self, ctxt: ClaimedCtxt) {
+        // SAFETY: a `ClaimedCtxt` proves the slot was claimed for us.
+        unsafe { self.pool.release(ctxt.index()) };
         let s = self.pool.stats();
         Stats::bump(&s.completions);
         s.record_batch(1);
@@ -208,10 +209,10 @@ where
         }
     }
 
-    fn complete(&self, idx: u32) {
+    fn complete(&self, ctxt: ClaimedCtxt) {
         self.shared.in_transit.fetch_add(1, Ordering::Relaxed);
         let target: Arc<dyn Release> = self.shared.clone();
-        self.wq.queue_work(Job { target, idx });
+        self.wq.queue_work(Job { target, ctxt });
     }
 
     fn drain(&self) -> usize {
