@@ -628,3 +628,39 @@ fn setattr_access_fsstat_pathconf_and_exclusive_create() {
     assert_eq!(c.mkdir(&root, b"..").unwrap_err(), nfsstat3::NFS3ERR_INVAL);
     c.stop();
 }
+
+#[test]
+fn concurrent_clients_write_and_read_their_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Nfs::start(&export_cfg(dir.path(), no_squash()), me());
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let mut k = c.another(me());
+            std::thread::spawn(move || {
+                let root = k.root.clone();
+                let d = k.mkdir(&root, format!("t{t}").as_bytes()).unwrap();
+                for i in 0..20u64 {
+                    let h = k.create(&d, format!("f{i}").as_bytes()).unwrap();
+                    let want = data(1000 + 997 * i as usize, t * 100 + i);
+                    k.write(&h, 0, &want, stable_how::FILE_SYNC).unwrap();
+                    let (got, eof) = k.read(&h, 0, 1 << 20).unwrap();
+                    assert!(eof && got == want, "client {t} file {i}");
+                }
+                k.close();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    for t in 0..4 {
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(format!("t{t}")))
+                .unwrap()
+                .count(),
+            20
+        );
+    }
+    let report = c.stop();
+    assert_eq!(report.freed, 5, "every transport freed");
+}

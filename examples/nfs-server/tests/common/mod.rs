@@ -100,6 +100,42 @@ impl Nfs {
         }
     }
 
+    /// Another client connection to the same server (`rpc`/`read`/`write`
+    /// work on it; `stop` only on the first).
+    pub fn another(&self, auth: Auth) -> Self {
+        let dev = MockDevice::new();
+        let qp = self
+            .connector
+            .as_ref()
+            .expect("connector")
+            .connect(&dev)
+            .expect("connect");
+        let client = RpcClient::new(
+            qp,
+            dev.clone(),
+            ClientConfig {
+                auth,
+                ..ClientConfig::default()
+            },
+        )
+        .expect("client");
+        Self {
+            server: None,
+            accept: None,
+            connector: None,
+            client: Some(client),
+            dev,
+            server_dev: self.server_dev.clone(),
+            root: self.root.clone(),
+        }
+    }
+
+    /// Closes a client made by [`another`](Self::another).
+    pub fn close(mut self) {
+        self.client.take().expect("client").close();
+        self.dev.assert_clean();
+    }
+
     /// Calls NFSv3 procedure `proc`.
     pub fn call(
         &mut self,
