@@ -109,6 +109,9 @@ fn bad_input_is_counted_per_transport_and_in_total_while_live() {
         err_chunk: 0,
         dropped: 1,
         read_calls: 0,
+        read_chunks: 0,
+        write_chunks: 0,
+        reply_chunks: 0,
         bogus_completions: 0,
         partial_posts: 0,
     };

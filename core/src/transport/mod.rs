@@ -107,6 +107,13 @@ pub struct XprtCounters {
     pub dropped: AtomicU64,
     /// Calls whose Read chunks were pulled.
     pub read_calls: AtomicU64,
+    /// Read chunks pulled (a call may carry several).
+    pub read_chunks: AtomicU64,
+    /// Replies whose bulk payload went by RDMA Write into the call's Write
+    /// chunk.
+    pub write_chunks: AtomicU64,
+    /// Replies sent through the call's Reply chunk (RDMA_NOMSG).
+    pub reply_chunks: AtomicU64,
     /// Completions with bogus `wr_id`s.
     pub bogus_completions: AtomicU64,
     /// Reply chains the device took only part of (the transport closed;
@@ -131,6 +138,12 @@ pub struct XprtCountersSnapshot {
     pub dropped: u64,
     /// Calls whose Read chunks were pulled.
     pub read_calls: u64,
+    /// Read chunks pulled.
+    pub read_chunks: u64,
+    /// Replies whose bulk payload went into a Write chunk.
+    pub write_chunks: u64,
+    /// Replies sent through a Reply chunk.
+    pub reply_chunks: u64,
     /// Completions with bogus `wr_id`s.
     pub bogus_completions: u64,
     /// Reply chains the device took only part of.
@@ -147,6 +160,9 @@ impl XprtCountersSnapshot {
         self.err_chunk += o.err_chunk;
         self.dropped += o.dropped;
         self.read_calls += o.read_calls;
+        self.read_chunks += o.read_chunks;
+        self.write_chunks += o.write_chunks;
+        self.reply_chunks += o.reply_chunks;
         self.bogus_completions += o.bogus_completions;
         self.partial_posts += o.partial_posts;
     }
@@ -164,6 +180,9 @@ impl XprtCounters {
             err_chunk: l(&self.err_chunk),
             dropped: l(&self.dropped),
             read_calls: l(&self.read_calls),
+            read_chunks: l(&self.read_chunks),
+            write_chunks: l(&self.write_chunks),
+            reply_chunks: l(&self.reply_chunks),
             bogus_completions: l(&self.bogus_completions),
             partial_posts: l(&self.partial_posts),
         }

@@ -179,6 +179,7 @@ where
             .map_err(XprtError::Backend)?;
         let split = super::chain::chain_split(segs.len(), self.sq.depth() as usize);
         let xid = meta.xid;
+        let nchunks = chunks.len() as u64;
         let idx = self.with_reads(|r| {
             let ctxt = ReadCtxt {
                 buf,
@@ -236,6 +237,9 @@ where
         match unsafe { self.post_batched(head, tail) } {
             Ok(()) => {
                 Self::bump(&self.counters.read_calls);
+                self.counters
+                    .read_chunks
+                    .fetch_add(nchunks, core::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {

@@ -32,6 +32,14 @@ fn plan_writes(base: Sge, data_len: u32, segs: &[Segment]) -> (Vec<(Sge, u64, u3
     (wrs, written)
 }
 
+/// Zero bytes for XDR padding.
+const XDR_PAD: [u8; 3] = [0; 3];
+
+/// The XDR padding after `len` bytes of opaque data: 0 to 3 bytes.
+fn xdr_pad_len(len: usize) -> usize {
+    (4 - len % 4) % 4
+}
+
 fn total(segs: &[Segment]) -> u64 {
     segs.iter().map(|s| s.length as u64).sum()
 }
@@ -183,8 +191,13 @@ where
             .map(|ch| ch.iter().map(|s| Segment { length: 0, ..*s }).collect())
             .collect();
         // The payload goes inline after the reply when there is no Write
-        // chunk for it.
+        // chunk for it, XDR-padded to a multiple of 4 bytes (RFC 4506
+        // section 4.10: it is the tail of an opaque whose length the reply
+        // already encoded). In a Write chunk it goes unpadded (RFC 8166
+        // section 3.5.3).
         let mut extra: Option<&[u8]> = None;
+        let mut pad: &[u8] = &[];
+        let mut used_write_chunk = false;
         match (payload, meta.write_list.first()) {
             (Some(p), Some(chunk)) if !p.is_empty() => {
                 let room = total(chunk);
@@ -200,11 +213,21 @@ where
                 let (w, lens) = plan_writes(base, p.len() as u32, chunk);
                 writes.extend(w);
                 written_chunks[0] = lens;
+                used_write_chunk = true;
             }
-            (Some(p), None) => extra = Some(p),
+            (Some(p), None) => {
+                extra = Some(p);
+                pad = &XDR_PAD[..xdr_pad_len(p.len())];
+            }
             _ => {}
         }
-        let pieces = || reply.iter().copied().chain(extra);
+        let pieces = || {
+            reply
+                .iter()
+                .copied()
+                .chain(extra)
+                .chain(Some(pad).filter(|p| !p.is_empty()))
+        };
         let msg_len: usize = pieces().map(<[u8]>::len).sum();
         let chunk_refs: Vec<&[Segment]> = written_chunks.iter().map(|v| v.as_slice()).collect();
         let inline_spec = ReplySpec {
@@ -215,6 +238,7 @@ where
             reply_chunk: None,
         };
         let reply_chunk_lens;
+        let mut used_reply_chunk = false;
         let hdr_len = if inline_spec.encoded_len() + msg_len <= self.cfg.max_inline_send {
             let h = encode_reply(c.header_buf(), &inline_spec)
                 .map_err(|_| XprtError::Internal("header buffer too small"))?;
@@ -230,6 +254,7 @@ where
             let (w, lens) = plan_writes(base, msg_len as u32, rc);
             writes.extend(w);
             reply_chunk_lens = lens;
+            used_reply_chunk = true;
             let spec = ReplySpec {
                 proc: MsgProc::NoMsg,
                 reply_chunk: Some(&reply_chunk_lens),
@@ -245,7 +270,14 @@ where
         c.set_header_len(hdr_len)
             .map_err(|_| XprtError::Internal("header length"))?;
         let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
-        self.post_chain(c, &writes, inv)
+        self.post_chain(c, &writes, inv)?;
+        if used_write_chunk {
+            Self::bump(&self.counters.write_chunks);
+        }
+        if used_reply_chunk {
+            Self::bump(&self.counters.reply_chunks);
+        }
+        Ok(())
     }
 
     /// Copies `data` into a new page of the context and maps it for chunk

@@ -331,9 +331,10 @@ fn run(args: &Args) -> Result<(), String> {
     let report = server.shutdown();
     let k = report.counters;
     println!(
-        "REPORT freed {} live {} calls {} replies {} read_calls {} error_replies {} err_vers {} err_chunk {} dropped {} completions {} drains {}",
-        report.freed, report.live, k.calls, k.replies, k.read_calls, k.error_replies, k.err_vers,
-        k.err_chunk, k.dropped, report.stats.completions, report.stats.drains
+        "REPORT freed {} live {} calls {} replies {} read_calls {} read_chunks {} write_chunks {} reply_chunks {} error_replies {} err_vers {} err_chunk {} dropped {} completions {} drains {}",
+        report.freed, report.live, k.calls, k.replies, k.read_calls, k.read_chunks,
+        k.write_chunks, k.reply_chunks, k.error_replies, k.err_vers, k.err_chunk, k.dropped,
+        report.stats.completions, report.stats.drains
     );
     served
 }

@@ -9,12 +9,8 @@
 //! takes its data straight from the call message the transport pulled the
 //! Read chunk into (borrowed by the argument decoder, no copy).
 //!
-//! Known limit: a client that offers no Write chunk for a READ gets the
-//! bulk payload appended inline by the transport without XDR padding, so
-//! a READ of a length not a multiple of 4 is then malformed. The Linux
-//! client offers a Write chunk whenever the reply may not fit inline
-//! (`rpcrdma_marshal_req`); the fix belongs in the transport (pad inline
-//! bulk) or in `CallContext` (say whether a Write chunk came).
+//! A client that offers no Write chunk for a READ gets the bulk payload
+//! inline after the results, XDR-padded by the transport (`sendto`).
 
 use super::{post_op, put, Nfs, Out};
 use crate::attr::{self, Cred, R, W};
