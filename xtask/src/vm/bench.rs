@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::host::{self, Res};
 use super::initramfs::GuestPair;
-use super::{boot_plan, build_examples, fetch, target_dir, workspace_root, Plan};
+use super::{boot_plan, build_examples, fetch, target_dir, workspace_root, GuestProgram, Plan};
 use crate::{VmBenchArgs, VmTestArgs};
 
 /// The server address (dummy0 in the guest).
@@ -268,7 +268,7 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     let guest = fetch::fetch(&cache)?;
     let examples = build_examples(
         &root,
-        &[("rdmaxprt-verbs".into(), "echo_bench".into(), None)],
+        &[GuestProgram::example("rdmaxprt-verbs", "echo_bench", None)],
         true,
     )?;
     let sizes = sizes(a.quick);

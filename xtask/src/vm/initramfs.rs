@@ -54,10 +54,13 @@ const LIBDIR: &str = "usr/lib/x86_64-linux-gnu";
 const GUEST_INIT: &str = include_str!("../../guest/init.sh");
 
 /// Helper scripts for the pairs, put in the guest's /usr/local/bin.
-const GUEST_SCRIPTS: &[(&str, &str)] = &[(
-    "kclient-mount",
-    include_str!("../../guest/kclient-mount.sh"),
-)];
+const GUEST_SCRIPTS: &[(&str, &str)] = &[
+    (
+        "kclient-mount",
+        include_str!("../../guest/kclient-mount.sh"),
+    ),
+    ("nfs3-files", include_str!("../../guest/nfs3-files.sh")),
+];
 
 fn mkdirs(root: &Path, dirs: &[&str]) -> Res<()> {
     for d in dirs {

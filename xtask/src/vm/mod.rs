@@ -47,6 +47,28 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
+/// A program a pair runs: an example of a package (`example PACKAGE NAME
+/// [FEATURES]`) or a binary target of one (`bin-of PACKAGE NAME
+/// [FEATURES]`), shipped as `/examples/NAME`.
+struct GuestProgram {
+    package: String,
+    name: String,
+    features: Option<String>,
+    /// `--bin` instead of `--example`.
+    bin: bool,
+}
+
+impl GuestProgram {
+    fn example(package: &str, name: &str, features: Option<&str>) -> Self {
+        Self {
+            package: package.to_owned(),
+            name: name.to_owned(),
+            features: features.map(str::to_owned),
+            bin: false,
+        }
+    }
+}
+
 /// What xtask/vm-tests.txt asks for.
 #[derive(Default)]
 struct Manifest {
@@ -54,14 +76,20 @@ struct Manifest {
     /// `test PACKAGE TARGET [FEATURES]`: one test target built with features.
     tests: Vec<Vec<String>>,
     bins: Vec<PathBuf>,
-    /// (package, example name, features).
-    examples: Vec<(String, String, Option<String>)>,
+    /// `example` and `bin-of` lines: programs for the pairs.
+    examples: Vec<GuestProgram>,
     pairs: Vec<GuestPair>,
 }
 
 fn manifest(root: &Path, file: Option<&Path>) -> Res<Manifest> {
     let path = root.join(file.unwrap_or(Path::new("xtask/vm-tests.txt")));
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_manifest(&text, &path, root)
+}
+
+/// Parses manifest `text` (read from `path`, named in errors; `bin`
+/// paths are relative to `root`).
+fn parse_manifest(text: &str, path: &Path, root: &Path) -> Res<Manifest> {
     let mut m = Manifest::default();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -89,14 +117,15 @@ fn manifest(root: &Path, file: Option<&Path>) -> Res<Manifest> {
                 _ => return Err(bad("expected `test PACKAGE TARGET [FEATURES]`")),
             },
             Some(("bin", b)) => m.bins.push(root.join(b.trim())),
-            Some(("example", rest)) => match rest.split_whitespace().collect::<Vec<_>>()[..] {
-                [pkg, name] => m.examples.push((pkg.to_owned(), name.to_owned(), None)),
-                [pkg, name, features] => {
-                    m.examples
-                        .push((pkg.to_owned(), name.to_owned(), Some(features.to_owned())))
-                }
-                _ => return Err(bad("expected `example PACKAGE NAME [FEATURES]`")),
-            },
+            Some((kind @ ("example" | "bin-of"), rest)) => {
+                let mut p = match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                    [pkg, name] => GuestProgram::example(pkg, name, None),
+                    [pkg, name, features] => GuestProgram::example(pkg, name, Some(features)),
+                    _ => return Err(bad(&format!("expected `{kind} PACKAGE NAME [FEATURES]`"))),
+                };
+                p.bin = kind == "bin-of";
+                m.examples.push(p);
+            }
             Some(("pair", rest)) => {
                 let (name, cmds) = rest
                     .trim()
@@ -115,7 +144,7 @@ fn manifest(root: &Path, file: Option<&Path>) -> Res<Manifest> {
             }
             _ => {
                 return Err(bad(
-                    "expected `package NAME`, `bin PATH`, `example PACKAGE NAME` or `pair ...`",
+                    "expected `package NAME`, `bin PATH`, `example PACKAGE NAME`, `bin-of PACKAGE NAME` or `pair ...`",
                 ))
             }
         }
@@ -123,14 +152,13 @@ fn manifest(root: &Path, file: Option<&Path>) -> Res<Manifest> {
     Ok(m)
 }
 
-/// `cargo build --example` for each (package, example); their executables.
-fn build_examples(
-    root: &Path,
-    examples: &[(String, String, Option<String>)],
-    release: bool,
-) -> Res<Vec<GuestExample>> {
+/// `cargo build --example` (or `--bin`) for each program; their
+/// executables.
+fn build_examples(root: &Path, examples: &[GuestProgram], release: bool) -> Res<Vec<GuestExample>> {
     let mut out = Vec::new();
-    for (pkg, name, features) in examples {
+    for p in examples {
+        let (pkg, name, features) = (&p.package, &p.name, &p.features);
+        let kind = if p.bin { "bin" } else { "example" };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(root).args([
@@ -138,7 +166,7 @@ fn build_examples(
             "--message-format=json-render-diagnostics",
             "-p",
             pkg,
-            "--example",
+            &format!("--{kind}"),
             name,
         ]);
         if release {
@@ -148,7 +176,7 @@ fn build_examples(
             cmd.args(["--features", f]);
         }
         println!(
-            "xtask: building example: cargo build -p {pkg} --example {name}{}{}",
+            "xtask: building {kind}: cargo build -p {pkg} --{kind} {name}{}{}",
             if release { " --release" } else { "" },
             features
                 .as_ref()
@@ -160,7 +188,7 @@ fn build_examples(
             .output()
             .map_err(|e| format!("cargo: {e}"))?;
         if !res.status.success() {
-            return Err(format!("building example {name} of {pkg} failed"));
+            return Err(format!("building {kind} {name} of {pkg} failed"));
         }
         let exe = String::from_utf8_lossy(&res.stdout)
             .lines()
@@ -168,10 +196,10 @@ fn build_examples(
             .filter(|v| {
                 v["reason"] == "compiler-artifact"
                     && v["target"]["name"] == name.as_str()
-                    && v["target"]["kind"][0] == "example"
+                    && v["target"]["kind"][0] == kind
             })
             .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .ok_or_else(|| format!("cargo reported no executable for example {name}"))?;
+            .ok_or_else(|| format!("cargo reported no executable for {kind} {name}"))?;
         out.push(GuestExample {
             name: name.clone(),
             path: exe,
@@ -378,4 +406,64 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
         run_dir.join("vm.log").display()
     );
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_and_bin_of_lines_name_programs_to_build() {
+        let m = parse_manifest(
+            "example rdmaxprt rpc_server verbs\nbin-of rdmaxprt-nfs-server nfs_server verbs\nbin-of p b\n",
+            Path::new("m.txt"),
+            Path::new("/"),
+        )
+        .unwrap();
+        let got: Vec<_> = m
+            .examples
+            .iter()
+            .map(|p| {
+                (
+                    p.package.as_str(),
+                    p.name.as_str(),
+                    p.features.as_deref(),
+                    p.bin,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("rdmaxprt", "rpc_server", Some("verbs"), false),
+                ("rdmaxprt-nfs-server", "nfs_server", Some("verbs"), true),
+                ("p", "b", None, true),
+            ]
+        );
+        let err = parse_manifest(
+            "bin-of only-a-package\n",
+            Path::new("m.txt"),
+            Path::new("/"),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.contains("m.txt:1: expected `bin-of PACKAGE NAME"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_checked_in_manifests_parse() {
+        let root = workspace_root();
+        for f in ["xtask/vm-tests.txt", "xtask/vm-nfs3.txt"] {
+            let m = manifest(&root, Some(Path::new(f))).unwrap();
+            assert!(
+                m.pairs
+                    .iter()
+                    .any(|p| p.name == "kernel-client/nfs3-files_our-nfs-server"),
+                "{f}"
+            );
+        }
+    }
 }
