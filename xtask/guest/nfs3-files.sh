@@ -37,15 +37,16 @@ T0=$(now)
 LAST=$T0
 accepted() { grep '^ACCEPTED' "$SERVER_LOG" | tail -n 1 | cut -d' ' -f2; }
 lap() { t=$(now); echo "TIME $1 $(echo "$t $LAST" | awk '{printf "%.1f", $1-$2}') (server: $(accepted) connections accepted so far)"; LAST=$t; }
+# trace_dump [ERE]: the recorded events (those matching ERE) to the console.
 trace_dump() {
   [ -n "${NFS3_TRACE:-}" ] || return 0
-  echo 0 > $T/events/enable
-  grep -v '^#' $T/trace | cut -c1-200 | tail -n 150 | sed 's/^/KTRACE /' > /dev/console
+  grep -v '^#' $T/trace | grep -E "${1:-.}" | grep -v -E 'rpc_task_(sleep|wakeup|run_action)' | cut -c1-220 | head -n 120 | sed 's/^/KTRACE /' > /dev/console
+  echo > $T/trace
 }
 if [ -n "${NFS3_TRACE:-}" ]; then
   [ -d $T/events ] || mount -t tracefs tracefs $T
   echo > $T/trace
-  for e in sunrpc rpcrdma nfs; do echo 1 > $T/events/$e/enable; done
+  for e in sunrpc rpcrdma nfs rdma_cma; do echo 1 > $T/events/$e/enable 2>/dev/null; done
 fi
 
 # The server prints LISTENING once the rdma_cm listener is up (its TCP
@@ -74,6 +75,7 @@ for s in $SIZES; do
 done
 sync
 lap write-buffered
+trace_dump 'connect|disconnect|flush|_err|error|timeout|retransmit|reset|close|cm_event|established|wc_|DISCONN'
 for s in $SIZES; do
   dd if=$SRC/f$s of=$M/dir-$s bs=1M oflag=direct 2>/dev/null || fail "O_DIRECT dd write of $s bytes"
 done

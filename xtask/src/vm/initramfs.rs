@@ -60,6 +60,7 @@ const GUEST_SCRIPTS: &[(&str, &str)] = &[
         include_str!("../../guest/kclient-mount.sh"),
     ),
     ("nfs3-files", include_str!("../../guest/nfs3-files.sh")),
+    ("nfs3-bench", include_str!("../../guest/nfs3-bench.sh")),
 ];
 
 fn mkdirs(root: &Path, dirs: &[&str]) -> Res<()> {
