@@ -37,10 +37,18 @@ T0=$(now)
 LAST=$T0
 accepted() { grep '^ACCEPTED' "$SERVER_LOG" | tail -n 1 | cut -d' ' -f2; }
 lap() { t=$(now); echo "TIME $1 $(echo "$t $LAST" | awk '{printf "%.1f", $1-$2}') (server: $(accepted) connections accepted so far)"; LAST=$t; }
-# trace_dump [ERE]: the recorded events (those matching ERE) to the console.
+# trace_dump: the recorded events to the console: those around the first
+# DISCONNECTED (the 60 before, 20 after), or the last 100 (without the
+# rpc_task scheduling events).
 trace_dump() {
   [ -n "${NFS3_TRACE:-}" ] || return 0
-  grep -v '^#' $T/trace | grep -E "${1:-.}" | grep -v -E 'rpc_task_(sleep|wakeup|run_action)' | cut -c1-220 | head -n 120 | sed 's/^/KTRACE /' > /dev/console
+  grep -v '^#' $T/trace | grep -v -E 'rpc_task_(sleep|wakeup|run_action)|nfs_(set_cache|refresh_inode)' > /tmp/ktrace
+  first=$(grep -n DISCONNECTED /tmp/ktrace | head -n 1 | cut -d: -f1)
+  if [ -n "$first" ]; then
+    sed -n "$((first > 60 ? first - 60 : 1)),$((first + 20))p" /tmp/ktrace
+  else
+    tail -n 100 /tmp/ktrace
+  fi | cut -c1-220 | sed 's/^/KTRACE /' > /dev/console
   echo > $T/trace
 }
 if [ -n "${NFS3_TRACE:-}" ]; then
@@ -70,12 +78,13 @@ for s in $SIZES; do
   [ "$(stat -c %s $SRC/f$s)" = $s ] || fail "source f$s is $(stat -c %s $SRC/f$s) bytes"
 done
 lap sources
+[ -z "${NFS3_TRACE:-}" ] || echo > $T/trace
 for s in $SIZES; do
   dd if=$SRC/f$s of=$M/buf-$s bs=65536 2>/dev/null || fail "buffered dd write of $s bytes"
 done
 sync
 lap write-buffered
-trace_dump 'connect|disconnect|flush|_err|error|timeout|retransmit|reset|close|cm_event|established|wc_|DISCONN'
+trace_dump
 for s in $SIZES; do
   dd if=$SRC/f$s of=$M/dir-$s bs=1M oflag=direct 2>/dev/null || fail "O_DIRECT dd write of $s bytes"
 done

@@ -33,20 +33,35 @@ pub fn mock(server: &Arc<Server>) -> MockHookup {
 /// The default NFS/RDMA port (RFC 5666 / RFC 8267: 20049).
 pub const NFS_RDMA_PORT: u16 = 20049;
 
+/// Default number of 2 MiB registered chunks for an RDMA listener: one
+/// per credit a client may use (64) for the Read chunks of 1 MiB WRITEs
+/// pulled at once, plus 8 for staged 1 MiB READ replies. With the
+/// runtime's default of 8 the Linux client's buffered writeback (16 or
+/// more 1 MiB WRITEs in flight) exhausts the pool, and the transport then
+/// closes the connection (the client reconnects and retransmits).
+pub const DEFAULT_LARGE_CHUNKS: usize = 72;
+
 /// Serves `server`'s dispatcher to RPC-over-RDMA clients on `addr`
-/// (rdma_cm), offering `inline` bytes as both inline thresholds.
+/// (rdma_cm), offering `inline` bytes as both inline thresholds, with
+/// `large_chunks` registered 2 MiB chunks for bulk data.
 #[cfg(feature = "verbs")]
 pub fn rdma(
     server: &Arc<Server>,
     addr: std::net::SocketAddr,
     inline: u32,
+    large_chunks: usize,
 ) -> Result<rdmaxprt::runtime::RdmaListener, rdmaxprt::runtime::ListenError> {
+    let d = rdmaxprt::runtime::ListenConfig::default();
     server.listen_rdma(
         addr,
         rdmaxprt::runtime::ListenConfig {
             inline_send: inline,
             inline_recv: inline,
-            ..rdmaxprt::runtime::ListenConfig::default()
+            memory: rdmaxprt::rdma::MemoryConfig {
+                large_chunks,
+                ..d.memory
+            },
+            ..d
         },
     )
 }

@@ -75,6 +75,15 @@ struct Args {
     /// connection, once one has been accepted (0: run until stdin closes).
     #[arg(long, default_value_t = 0)]
     idle_exit: u64,
+    /// With --rdma: registered 2 MiB chunks for bulk data (Read chunk
+    /// sinks, staged READ replies); when all are in use a call with a
+    /// Read chunk closes its connection.
+    #[arg(long, default_value_t = hookup::DEFAULT_LARGE_CHUNKS)]
+    large_chunks: usize,
+    /// Most verbose log level printed to standard error (error, warn,
+    /// info, debug, trace): e.g. `debug` says why a connection was closed.
+    #[arg(long, default_value = "warn")]
+    log: tracing::Level,
     /// Serve in-process clients on the mock NIC, run a short session
     /// (MNT over TCP, then NFS over the mock), print it, and exit.
     #[arg(long)]
@@ -122,7 +131,7 @@ fn serve_rdma(server: &Arc<Server>, args: &Args, addr: std::net::SocketAddr) -> 
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
-    let listener = hookup::rdma(server, addr, args.inline)
+    let listener = hookup::rdma(server, addr, args.inline, args.large_chunks)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     println!("LISTENING {}", listener.local_addr());
     let _ = std::io::stdout().flush();
@@ -341,6 +350,10 @@ fn run(args: &Args) -> Result<(), String> {
 
 fn main() {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log)
+        .with_writer(std::io::stderr)
+        .init();
     if let Err(e) = run(&args) {
         eprintln!("nfs_server: {e}");
         std::process::exit(1);
