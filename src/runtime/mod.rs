@@ -42,7 +42,8 @@ pub struct ServerConfig {
     pub policy: Policy,
     /// Per-transport sizing.
     pub xprt: XprtConfig,
-    /// Threads of the shared release workqueue (Workqueue policy only).
+    /// Threads of the shared release workqueue (Workqueue policy only);
+    /// default one per CPU ([`WorkqueuePool::default_threads`]).
     pub workqueue_threads: usize,
     /// Safety cap on contexts per transport under the Workqueue policy
     /// (it grows while releases lag; the cap stops it short of OOM).
@@ -61,7 +62,7 @@ impl Default for ServerConfig {
             workers: 2,
             policy: Policy::Deferred,
             xprt: XprtConfig::default(),
-            workqueue_threads: 1,
+            workqueue_threads: WorkqueuePool::default_threads(),
             workqueue_cap: 1 << 16,
             poll_budget: 64,
             pollers: 1,

@@ -5,8 +5,8 @@
 //!   enqueue on the release list's empty -> non-empty edge; `drain` takes
 //!   the whole list with one swap and releases it in a batch.
 //! - [`Inline`]: `put` releases (unmaps) right on the completion path.
-//! - [`Workqueue`] (std; the design the seed replaced): `put` queues one
-//!   work item on a shared mutex-protected pool of worker threads.
+//! - [`Workqueue`] (std; the design the seed replaced): `put` queues the
+//!   context's embedded work item on a shared pool of worker threads.
 
 mod deferred;
 mod inline;
@@ -83,7 +83,8 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     fn pool(&self) -> &SendCtxtPool<Self::Dev, Self::Free>;
 
     /// Gets a context to build a reply in. Never allocates while a free one
-    /// can be had; at the cap returns [`GetError::AtCap`].
+    /// can be had; at the cap returns [`GetError::AtCap`] (Workqueue: first
+    /// waits for contexts in transit on the workqueue, if any).
     fn get(
         &self,
     ) -> Result<OwnedCtxt<'_, Self>, GetError<<Self::Dev as crate::backend::ErrorType>::Error>>;
@@ -116,6 +117,15 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// (SGE 0 stays mapped). Counted in [`Stats`]. Pages are untouched.
     fn unmap(&self, ctxt: &mut SendCtxt<Self::Dev>) {
         self.pool().unmap_ctxt(ctxt);
+    }
+
+    /// Whether a `get` retried now can succeed without a further Send
+    /// completion: a context is free, completed ones wait for a drain, or
+    /// (Workqueue) some are in transit back to the free list. What a caller
+    /// that got [`GetError::AtCap`] waits for, together with completions.
+    fn may_progress(&self) -> bool {
+        let p = self.pool();
+        p.has_free() || p.has_pending_release()
     }
 
     /// Teardown: returns once every completed context has been released
