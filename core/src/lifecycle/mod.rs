@@ -23,7 +23,7 @@ pub use workqueue::{Workqueue, WorkqueuePool};
 use crate::backend::DmaDevice;
 use crate::ctxt::SendCtxt;
 use crate::llist::FreeList;
-use crate::pool::{Claimed, CompletionError, SendCtxtPool};
+use crate::pool::{Claimed, CompletionError, CompletionGuard, SendCtxtPool};
 use crate::stats::Stats;
 use core::fmt;
 use core::sync::atomic::Ordering;
@@ -45,6 +45,37 @@ impl<E: fmt::Display> fmt::Display for GetError<E> {
             GetError::AtCap => f.write_str("send context pool at its cap; wait for completions"),
             GetError::Alloc(e) => write!(f, "send context allocation failed: {e}"),
         }
+    }
+}
+
+/// The completion handler's hold on a lifecycle (see
+/// [`SendCtxtLifecycle::completions`]): while it lives, no other thread
+/// handles Send completions of this pool, so each `put` validates with
+/// plain loads and costs one list push.
+#[must_use = "completions are handled through `put`"]
+pub struct SendCompletions<'a, L: SendCtxtLifecycle> {
+    life: &'a L,
+    guard: CompletionGuard<'a>,
+}
+
+impl<L: SendCtxtLifecycle> fmt::Debug for SendCompletions<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendCompletions")
+            .field("policy", &L::POLICY)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: SendCtxtLifecycle> SendCompletions<'_, L> {
+    /// [`SendCtxtLifecycle::put`] under the held completion lock.
+    #[inline]
+    pub fn put(&mut self, wr_id: u64) -> Result<u32, CompletionError> {
+        let (claimed, sqes) = self.life.pool().claim_completed(&self.guard, wr_id)?;
+        match claimed {
+            Claimed::Release(idx) => self.life.complete(idx),
+            Claimed::LeftToPoster => {}
+        }
+        Ok(sqes)
     }
 }
 
@@ -93,14 +124,23 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// the policy's release path. A garbage, stale or duplicate `wr_id` is
     /// an error and touches nothing. Returns the SQ slots the context's
     /// chain held (its `sqecount`), for the caller to give back.
+    ///
+    /// Takes the completion lock for this one completion; a completion
+    /// handler with a batch uses [`completions`](Self::completions) instead.
     #[inline]
     fn put(&self, wr_id: u64) -> Result<u32, CompletionError> {
-        let (claimed, sqes) = self.pool().claim_completed(wr_id)?;
-        match claimed {
-            Claimed::Release(idx) => self.complete(idx),
-            Claimed::LeftToPoster => {}
+        self.completions().put(wr_id)
+    }
+
+    /// Starts handling a batch of Send completions (one CQ poll's worth):
+    /// one completion handler at a time per pool, like the kernel's one
+    /// completion context per CQ. Other handlers wait until it is dropped.
+    #[inline]
+    fn completions(&self) -> SendCompletions<'_, Self> {
+        SendCompletions {
+            life: self,
+            guard: self.pool().lock_completions(),
         }
-        Ok(sqes)
     }
 
     /// The policy's action for a claimed, completed context (slot in state

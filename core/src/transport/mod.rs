@@ -17,7 +17,7 @@ pub use error::XprtError;
 pub use read::CallMeta;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
-use crate::lifecycle::SendCtxtLifecycle;
+use crate::lifecycle::{SendCompletions, SendCtxtLifecycle};
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
 use crate::spin::SpinLock;
 use crate::sq::SqAccount;
@@ -319,6 +319,12 @@ where
     /// slots then `put` the context; Read completions queue the call for
     /// `recvfrom`; flushed unsignaled Writes are ignored.
     pub fn handle_send_wc(&self, wc: &Wc) {
+        self.handle_send_wc_in(&mut self.send.completions(), wc);
+    }
+
+    /// [`handle_send_wc`](Self::handle_send_wc) within a poll batch that
+    /// holds the completion lock.
+    fn handle_send_wc_in(&self, cq: &mut SendCompletions<'_, L>, wc: &Wc) {
         let low = wc.wr_id as u32;
         if wc.wr_id == WR_ID_IGNORE {
             return;
@@ -331,7 +337,7 @@ where
             // A flush or error: the connection is gone; still release.
             self.flags().set(XprtFlags::CLOSE);
         }
-        match self.send.put(wc.wr_id) {
+        match cq.put(wc.wr_id) {
             // Slots back first and waiters woken, then nothing else: the
             // context waits on the release list for a worker.
             Ok(sqes) => self.sq.release(sqes),
@@ -352,8 +358,12 @@ where
         let mut total = 0;
         while total < budget {
             let n = self.qp.poll_send(&mut wcs).map_err(XprtError::Backend)?;
-            for wc in &wcs[..n] {
-                self.handle_send_wc(wc);
+            if n != 0 {
+                // One completion-lock round trip per poll batch.
+                let mut cq = self.send.completions();
+                for wc in &wcs[..n] {
+                    self.handle_send_wc_in(&mut cq, wc);
+                }
             }
             let m = self.qp.poll_recv(&mut wcs).map_err(XprtError::Backend)?;
             for wc in &wcs[..m] {
