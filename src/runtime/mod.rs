@@ -83,6 +83,8 @@ struct Shared {
     report: Mutex<ServerReport>,
     live: Mutex<usize>,
     live_cv: Condvar,
+    /// Worker passes started (see [`ServerReport::worker_passes`]).
+    passes: AtomicU64,
 }
 
 /// The runtime's hook in a transport: its flags and its enqueue.
@@ -193,6 +195,7 @@ impl Server {
             report: Mutex::new(ServerReport::default()),
             live: Mutex::new(0),
             live_cv: Condvar::new(),
+            passes: AtomicU64::new(0),
         });
         let workers = (0..cfg.workers.max(1))
             .map(|i| {
@@ -353,6 +356,7 @@ impl Server {
     /// Counters: freed transports' totals plus live ones' current values.
     pub fn report(&self) -> ServerReport {
         let mut r = lock(&self.shared.report).clone();
+        r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
         for e in lock(&self.shared.registry).values() {
             r.add_live(&e.xprt().stats());
         }
@@ -396,7 +400,8 @@ impl Server {
         for p in lock(&self.pollers).drain(..) {
             let _ = p.join();
         }
-        let r = lock(&self.shared.report).clone();
+        let mut r = lock(&self.shared.report).clone();
+        r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
         r
     }
 }
@@ -433,6 +438,7 @@ fn worker(shared: &Shared) {
 }
 
 fn handle(shared: &Shared, entry: Arc<Entry>) {
+    shared.passes.fetch_add(1, Ordering::Relaxed);
     let x = entry.xprt();
     let flags = x.flags();
     if flags.test(XprtFlags::CLOSE) {

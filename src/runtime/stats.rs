@@ -42,6 +42,10 @@ pub struct ServerReport {
     pub reclaimed_send: u64,
     /// Receives still posted after a QP drain.
     pub stuck_recvs: u64,
+    /// Worker passes: transports a worker took off the ready queue and
+    /// handled (each follows one wakeup of the transport), counted as a
+    /// pass starts.
+    pub worker_passes: u64,
 }
 
 impl ServerReport {
