@@ -377,13 +377,15 @@ fn main() {
     }
     println!();
     println!(
-        "Why replies/s alone does not separate the policies here: on {} cores the worker, the \
-         completion thread and the release threads share the same CPUs, so each unmap costs the \
-         same CPU wherever it runs and throughput is bounded by total CPU; the kernel change \
-         moves that cost off the completion path (Inline pays it per completion, delaying every \
-         completion and SQ wakeup behind it) and hands release back to the worker that reuses \
-         the context (Workqueue leaves contexts in transit: lag and pool growth). Read the \
-         first, third and fourth columns.",
+        "Why replies/s alone does not separate the policies on {} cores: every policy does the \
+         same unmaps on the same shared CPUs, so replies/s mostly shows where the unmaps landed \
+         and how often threads slept and woke. Inline unmaps on the completion thread, in \
+         parallel with the worker on the other core, and can even lead here; it pays with the \
+         completion-path time and CPU share above, the cost the kernel change takes off that \
+         path (in the kernel the handler runs in softirq context and delays every completion \
+         behind it). Workqueue moves the unmaps to its workers but leaves contexts in transit: \
+         release lag and pool growth. Deferred keeps the completion path at a push and the \
+         pool at the in-flight bound.",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
