@@ -25,4 +25,5 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "vm.sh: apt-get install ${need[*]}"
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-exec cargo run -q -p xtask -- vm-test "$@"
+# The 1,000 connect/disconnect cycles pair needs minutes under TCG.
+exec cargo run -q -p xtask -- vm-test --pair-timeout 300 --timeout 1800 "$@"

@@ -2,9 +2,12 @@
 #![deny(unsafe_code)]
 
 pub mod client;
+pub mod completion;
+#[cfg(feature = "verbs")]
+pub mod rdma;
 
 pub use rdmaxprt_core::{
-    backend, ctxt, lifecycle, llist, oncrpc, pool, rpcrdma, sq, stats, wait, xprt,
+    backend, ctxt, lifecycle, llist, oncrpc, pool, rpcrdma, sq, stats, transport, wait, xprt,
 };
 
 /// The in-memory fake NIC (feature `mock`, on by default).
@@ -12,7 +15,7 @@ pub use rdmaxprt_core::{
 pub use rdmaxprt_mock as mock;
 
 /// The libibverbs backend (feature `verbs`); the client's traits for it
-/// are in [`client::verbs`].
+/// are in [`rdma`].
 #[cfg(feature = "verbs")]
 pub use rdmaxprt_verbs as verbs;
 

@@ -10,17 +10,22 @@ use rdmaxprt::client::{CallOptions, ClientConfig, ClientError, RpcClient};
 use rdmaxprt::mock::{MockDevice, QpConfig};
 use rdmaxprt_core::oncrpc::{self, AcceptStat, AuthStat, RejectStat, ReplyStat};
 use rdmaxprt_core::rpcrdma::{
-    decode_header, encode_error, encode_reply, Limits, MsgProc, RdmaError, ReplySpec, Segment,
+    decode_header, encode_error, encode_reply, DecodeError, Limits, MsgProc, RdmaError, ReplySpec,
+    Segment,
 };
+use rdmaxprt_core::transport::XprtConfig;
 use std::time::Duration;
 
 fn setup() -> (MockDevice, Client, RawClient) {
-    let dev = MockDevice::new();
-    let (cq, sq) = MockDevice::connect_pair(&dev, &dev, QpConfig::default()).unwrap();
-    let ccfg = ClientConfig {
+    setup_with(ClientConfig {
         timeout: Duration::from_millis(100),
         ..ClientConfig::default()
-    };
+    })
+}
+
+fn setup_with(ccfg: ClientConfig) -> (MockDevice, Client, RawClient) {
+    let dev = MockDevice::new();
+    let (cq, sq) = MockDevice::connect_pair(&dev, &dev, QpConfig::default()).unwrap();
     let c = RpcClient::new(cq, dev.clone(), ccfg).unwrap();
     let raw = RawClient::new(&dev, sq, 32, 1024);
     (dev, c, raw)
@@ -313,4 +318,94 @@ fn mutated_replies_never_panic_the_client() {
     drop(c);
     drop(raw);
     dev.assert_clean();
+}
+
+/// Transport version 2 (the test-only `ClientConfig::transport_version`),
+/// answered the way the Linux kernel's svcrdma answers it: RDMA_ERROR /
+/// ERR_VERS 1..1 in a header that echoes version 2 (measured:
+/// `52000bad 00000002 00000040 00000004 00000001 00000001 00000001`).
+#[test]
+fn err_vers_echoing_the_callers_version_is_the_typed_error() {
+    let (dev, mut c, raw) = setup_with(ClientConfig {
+        timeout: Duration::from_millis(100),
+        transport_version: 2,
+        ..ClientConfig::default()
+    });
+    let none = CallOptions::default();
+    // Starts a call, checks it went out as version 2, answers `make(xid)`.
+    let mut v2_exchange = |make: &dyn Fn(u32) -> Vec<u8>| {
+        let t = c.start_call(PROG, VERS, PROC_ECHO, b"hi", &none).unwrap();
+        let got = raw.recv();
+        assert_eq!(got.len(), 1, "one call");
+        let call = &got[0];
+        assert_eq!(call[4..8], 2u32.to_be_bytes(), "version word of the call");
+        assert!(matches!(
+            decode_header(call, &Limits::DEFAULT),
+            Err(DecodeError::BadVersion { vers: 2 })
+        ));
+        let xid = u32::from_be_bytes(call[..4].try_into().unwrap());
+        raw.send(&make(xid));
+        c.wait(t)
+    };
+    let e = v2_exchange(&|xid| words(&[xid, 2, 0x40, 4, 1, 1, 1]));
+    assert!(
+        matches!(e, Err(ClientError::RdmaVers { low: 1, high: 1 })),
+        "kernel's ERR_VERS: {e:?}"
+    );
+    // A version-1 ERR_VERS is the same typed error.
+    let e = v2_exchange(&|xid| words(&[xid, 1, 0x40, 4, 1, 1, 1]));
+    assert!(
+        matches!(e, Err(ClientError::RdmaVers { low: 1, high: 1 })),
+        "{e:?}"
+    );
+    // Anything else in a version-2 header is still a bad version.
+    let bad_v2 = |e: &Result<_, ClientError>| {
+        matches!(
+            e,
+            Err(ClientError::BadReplyHeader(DecodeError::BadVersion {
+                vers: 2
+            }))
+        )
+    };
+    let e = v2_exchange(&|xid| words(&[xid, 2, 8, 4, 2]));
+    assert!(bad_v2(&e), "ERR_CHUNK in version 2: {e:?}");
+    let e = v2_exchange(&|xid| words(&[xid, 2, 8, 4, 1, 1]));
+    assert!(bad_v2(&e), "truncated ERR_VERS in version 2: {e:?}");
+    let e = v2_exchange(&|xid| {
+        let mut b = words(&[xid, 2, 8, 0, 0, 0, 0]);
+        b.extend_from_slice(&ok_body(xid, b"fine"));
+        b
+    });
+    assert!(bad_v2(&e), "RDMA_MSG in version 2: {e:?}");
+    // The client is still usable: a plain version-1 reply works.
+    let r = v2_exchange(&|xid| msg_reply(xid, &[], None, &ok_body(xid, b"fine")));
+    assert_eq!(r.unwrap().results, b"fine");
+    drop(raw);
+    drop(c);
+    drop(dev);
+}
+
+/// The same knob against this project's own server: it answers a
+/// version-2 call with ERR_VERS 1..1, which the client returns typed, and
+/// a version-1 client on the same server still works.
+#[test]
+fn own_server_answers_version_two_with_err_vers() {
+    let dev = MockDevice::new();
+    let ccfg = ClientConfig {
+        timeout: Duration::from_millis(500),
+        transport_version: 2,
+        ..ClientConfig::default()
+    };
+    let (mut c, x, _hook) = pair(&dev, QpConfig::default(), XprtConfig::default(), ccfg);
+    let t = c
+        .start_call(PROG, VERS, PROC_ECHO, b"hi", &CallOptions::default())
+        .unwrap();
+    serve(&x);
+    let e = c.wait(t);
+    assert!(
+        matches!(e, Err(ClientError::RdmaVers { low: 1, high: 1 })),
+        "{e:?}"
+    );
+    assert_eq!(c.stats().replies, 1);
+    finish(dev, c, x);
 }

@@ -33,11 +33,11 @@ mod harness;
 mod worker;
 use echo_prog::{Echo, PROC_ECHO, PROC_NULL, PROC_READ, PROG, VERS};
 use harness::{Skip, TestFn, TestResult};
-use rdmaxprt::client::verbs::{MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt::client::{
     CallOptions, CallPath, CallRequest, ClientConfig, ClientError, CompletionWait, ReplyBytes,
     ReplyPath, RpcClient,
 };
+use rdmaxprt::rdma::{MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt::runtime::{Server as Runtime, ServerConfig};
 use rdmaxprt::service::Dispatcher;
 use rdmaxprt::verbs::{

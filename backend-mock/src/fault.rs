@@ -63,6 +63,47 @@ pub struct DelayConfig {
     pub max_polls: u32,
 }
 
+/// How many faults of each kind one QP end's injector has injected (read
+/// with [`MockQp::fault_counts`](crate::MockQp::fault_counts)), so a soak
+/// can say what it exercised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Posts failed whole (nothing consumed).
+    pub post_failures: u64,
+    /// Posts failed part-way (some WRs consumed).
+    pub partial_posts: u64,
+    /// WRs completed with an error status.
+    pub error_completions: u64,
+    /// QPs moved to error before a WR.
+    pub qp_errors: u64,
+    /// Connections lost before a WR.
+    pub disconnects: u64,
+    /// Completions held back for a few polls.
+    pub delayed_completions: u64,
+}
+
+impl FaultCounts {
+    /// Adds `other`'s counts into `self`.
+    pub fn add(&mut self, other: &FaultCounts) {
+        self.post_failures += other.post_failures;
+        self.partial_posts += other.partial_posts;
+        self.error_completions += other.error_completions;
+        self.qp_errors += other.qp_errors;
+        self.disconnects += other.disconnects;
+        self.delayed_completions += other.delayed_completions;
+    }
+
+    /// All faults injected, of every kind.
+    pub fn total(&self) -> u64 {
+        self.post_failures
+            + self.partial_posts
+            + self.error_completions
+            + self.qp_errors
+            + self.disconnects
+            + self.delayed_completions
+    }
+}
+
 /// xorshift64*: tiny, no_std, good enough to pick faults.
 #[derive(Debug, Clone)]
 struct XorShift64(u64);
@@ -104,6 +145,7 @@ pub(crate) enum ExecFault {
 pub(crate) struct FaultInjector {
     cfg: FaultConfig,
     rng: XorShift64,
+    counts: FaultCounts,
 }
 
 impl FaultInjector {
@@ -112,7 +154,13 @@ impl FaultInjector {
         Self {
             cfg,
             rng: XorShift64::new(cfg.seed ^ salt),
+            counts: FaultCounts::default(),
         }
+    }
+
+    /// What this injector has injected so far.
+    pub(crate) fn counts(&self) -> FaultCounts {
+        self.counts
     }
 
     /// `true` with probability `p`.
@@ -134,9 +182,11 @@ impl FaultInjector {
     /// or `None` to accept it all.
     pub(crate) fn on_post(&mut self, len: usize) -> Option<usize> {
         if self.chance(self.cfg.post_fail_rate) {
+            self.counts.post_failures += 1;
             return Some(0);
         }
         if len >= 2 && self.chance(self.cfg.partial_chain_fail_rate) {
+            self.counts.partial_posts += 1;
             return Some(1 + self.below(len as u64 - 1) as usize);
         }
         None
@@ -145,10 +195,13 @@ impl FaultInjector {
     /// The fault, if any, for the WR about to execute.
     pub(crate) fn on_exec(&mut self) -> ExecFault {
         if self.chance(self.cfg.qp_error_rate) {
+            self.counts.qp_errors += 1;
             ExecFault::QpError
         } else if self.chance(self.cfg.disconnect_rate) {
+            self.counts.disconnects += 1;
             ExecFault::Disconnect
         } else if self.chance(self.cfg.error_completion_rate) {
+            self.counts.error_completions += 1;
             const STATUSES: [WcStatus; 3] = [
                 WcStatus::RemoteOp,
                 WcStatus::RetryExceeded,
@@ -165,6 +218,7 @@ impl FaultInjector {
         let delay = self.cfg.delay;
         match delay {
             Some(d) if d.max_polls > 0 && self.chance(d.rate) => {
+                self.counts.delayed_completions += 1;
                 1 + self.below(u64::from(d.max_polls)) as u32
             }
             _ => 0,

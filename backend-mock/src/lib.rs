@@ -89,7 +89,7 @@ mod tracker;
 pub use buf::{MockBuf, MockMr};
 pub use device::{DeviceConfig, MockDevice};
 pub use error::MockError;
-pub use fault::{DelayConfig, FaultConfig};
+pub use fault::{DelayConfig, FaultConfig, FaultCounts};
 #[cfg(feature = "std")]
 pub use qp::Notifier;
 pub use qp::{Delivery, MockQp, QpConfig};

@@ -77,6 +77,42 @@ fn fault_injector_is_deterministic_for_a_seed() {
 }
 
 #[test]
+fn fault_counts_count_what_the_injector_did() {
+    let dev = MockDevice::new();
+    let (a, b) = pair_with(
+        &dev,
+        FaultConfig {
+            post_fail_rate: 0.5,
+            ..FaultConfig::none(5)
+        },
+    );
+    let mut keep = Vec::new();
+    for i in 0..64 {
+        keep.push(post_recv_buf(&b, 8, i));
+    }
+    let (_s, sge) = mapped(&dev, b"n");
+    let one = [sge];
+    let mut failed = 0;
+    for i in 0..40 {
+        if post(&a, &[send(i, &one, true)]).is_err() {
+            failed += 1;
+        }
+        poll_send(&a);
+    }
+    let n = a.fault_counts();
+    assert!(failed > 0 && failed < 40, "{failed}");
+    assert_eq!(n.post_failures, failed, "{n:?}");
+    assert_eq!(n.total(), failed, "no other kind configured: {n:?}");
+    assert_eq!(b.fault_counts().total(), 0, "the peer posted nothing");
+    a.set_faults(None);
+    assert_eq!(
+        a.fault_counts(),
+        Default::default(),
+        "no injector, no count"
+    );
+}
+
+#[test]
 fn post_fail_rate_fails_whole_posts_with_nothing_consumed() {
     let dev = MockDevice::new();
     let (a, _b) = pair_with(

@@ -4,7 +4,9 @@
 //!   netdev IF`), reusing the one already there (found through
 //!   `/sys/class/infiniband/*/parent`), and [`RxeLink::remove`] it again;
 //! - [`roce_v2_ipv4_gid`]: the GID index of the netdev's IPv4 address, read
-//!   from `/sys/class/infiniband/DEV/ports/1/gids` and `gid_attrs/types`.
+//!   from `/sys/class/infiniband/DEV/ports/1/gids` and `gid_attrs/types`;
+//! - [`rnr_counters`] (and [`Sysfs::hw_counter`]): the port's
+//!   `hw_counters`, e.g. whether a connection needed an RNR retry.
 //!
 //! No libibverbs here: this crate only runs the `rdma` tool (iproute2) and
 //! reads sysfs, so it builds anywhere.
@@ -89,6 +91,14 @@ pub enum RxeError {
     Timeout {
         /// What was awaited.
         what: String,
+    },
+    /// A sysfs counter file did not hold a decimal number.
+    #[error("{path}: not a counter value: {text:?}")]
+    BadCounter {
+        /// The file.
+        path: PathBuf,
+        /// What it held.
+        text: String,
     },
     /// The device port has no RoCEv2 IPv4 GID.
     #[error("{device} port {port} has no RoCEv2 IPv4 GID (does the netdev have an IPv4 address and is it up?)")]
@@ -217,6 +227,60 @@ impl Sysfs {
     }
 }
 
+impl Sysfs {
+    /// One hardware counter of `device`'s `port`
+    /// (`DEV/ports/PORT/hw_counters/NAME`; rxe keeps e.g. `send_rnr_err`,
+    /// `rcvd_rnr_err`, `retry_exceeded_err`, `sent_pkts`).
+    pub fn hw_counter(&self, device: &str, port: u32, name: &str) -> Result<u64> {
+        let path = self
+            .root
+            .join(device)
+            .join("ports")
+            .join(port.to_string())
+            .join("hw_counters")
+            .join(name);
+        let text = read_trimmed(&path)?;
+        text.parse()
+            .map_err(|_| RxeError::BadCounter { path, text })
+    }
+
+    /// The RNR counters of `device`'s `port` right now.
+    pub fn rnr_counters(&self, device: &str, port: u32) -> Result<RnrCounters> {
+        Ok(RnrCounters {
+            send_rnr_err: self.hw_counter(device, port, "send_rnr_err")?,
+            rcvd_rnr_err: self.hw_counter(device, port, "rcvd_rnr_err")?,
+        })
+    }
+}
+
+/// rxe's Receiver-Not-Ready counters: a Send that found no posted receive.
+/// The responder counts the RNR NAKs it sent, the requester the ones it
+/// received; on one rxe device talking to itself both move together.
+/// Snapshot them before and after a connection to prove it needed no RNR
+/// retry (a server that posts its receives before `rdma_accept`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RnrCounters {
+    /// `hw_counters/send_rnr_err`: RNR NAKs sent (as responder).
+    pub send_rnr_err: u64,
+    /// `hw_counters/rcvd_rnr_err`: RNR NAKs received (as requester).
+    pub rcvd_rnr_err: u64,
+}
+
+impl std::fmt::Display for RnrCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "send_rnr_err={} rcvd_rnr_err={}",
+            self.send_rnr_err, self.rcvd_rnr_err
+        )
+    }
+}
+
+/// [`Sysfs::rnr_counters`] on the real sysfs.
+pub fn rnr_counters(device: &str, port: u32) -> Result<RnrCounters> {
+    Sysfs::default().rnr_counters(device, port)
+}
+
 /// [`Sysfs::roce_v2_ipv4_gid`] on the real sysfs.
 pub fn roce_v2_ipv4_gid(device: &str, port: u32) -> Result<(u32, Ipv4Addr)> {
     Sysfs::default().roce_v2_ipv4_gid(device, port)
@@ -330,6 +394,38 @@ impl RxeLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_hw_counters() {
+        let root = std::env::temp_dir().join(format!("rdmaxprt-rxe-hw-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let hw = root.join("rxe9/ports/1/hw_counters");
+        fs::create_dir_all(&hw).unwrap();
+        fs::write(hw.join("send_rnr_err"), "3\n").unwrap();
+        fs::write(hw.join("rcvd_rnr_err"), "14\n").unwrap();
+        fs::write(hw.join("sent_pkts"), "not a number\n").unwrap();
+        let sys = Sysfs::at(&root);
+        assert_eq!(
+            sys.rnr_counters("rxe9", 1).unwrap(),
+            RnrCounters {
+                send_rnr_err: 3,
+                rcvd_rnr_err: 14
+            }
+        );
+        assert_eq!(
+            sys.rnr_counters("rxe9", 1).unwrap().to_string(),
+            "send_rnr_err=3 rcvd_rnr_err=14"
+        );
+        assert!(matches!(
+            sys.hw_counter("rxe9", 1, "sent_pkts"),
+            Err(RxeError::BadCounter { text, .. }) if text == "not a number"
+        ));
+        assert!(matches!(
+            sys.hw_counter("rxe9", 2, "send_rnr_err"),
+            Err(RxeError::Io { .. })
+        ));
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn parses_sysfs_gids() {

@@ -11,7 +11,7 @@ use harness::{Skip, TestFn, TestResult};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use rdmaxprt_rxe::{ensure, roce_v2_ipv4_gid, Sysfs};
+use rdmaxprt_rxe::{ensure, rnr_counters, roce_v2_ipv4_gid, Sysfs};
 
 fn env(name: &str) -> Result<String, Skip> {
     std::env::var(name)
@@ -60,7 +60,24 @@ fn create_and_remove_on_spare_netdev() -> TestResult {
     Ok(())
 }
 
+/// The RNR counters the kernel-client test compares (rxe keeps them in
+/// the port's hw_counters): readable, and only ever growing.
+fn rnr_counters_are_readable() -> TestResult {
+    let dev = env("RDMAXPRT_TEST_DEVICE")?;
+    let before = rnr_counters(&dev, 1)?;
+    let sent = Sysfs::default().hw_counter(&dev, 1, "sent_pkts")?;
+    let after = rnr_counters(&dev, 1)?;
+    println!("  {dev} port 1: {before}, sent_pkts={sent}");
+    assert!(after.send_rnr_err >= before.send_rnr_err);
+    assert!(after.rcvd_rnr_err >= before.rcvd_rnr_err);
+    assert!(Sysfs::default()
+        .hw_counter(&dev, 1, "no_such_counter")
+        .is_err());
+    Ok(())
+}
+
 const TESTS: &[(&str, TestFn)] = &[
+    ("rnr_counters_are_readable", rnr_counters_are_readable),
     (
         "existing_device_is_found_with_its_gid",
         existing_device_is_found_with_its_gid,

@@ -30,14 +30,34 @@ pub const MAX_CONNECT_PRIVATE_DATA: usize = 56;
 /// Private data bytes an accept can carry (IB CM REP).
 pub const MAX_ACCEPT_PRIVATE_DATA: usize = 196;
 
-/// An `rdma_cm_id` with its own event channel; destroyed (id, then channel)
-/// when the last holder (QP, borrowed context, listener) is gone.
-pub(crate) struct CmIdHandle {
-    id: *mut sys::rdma_cm_id,
-    ch: *mut sys::rdma_event_channel,
+/// An `rdma_event_channel`, destroyed after the last id on it (each id
+/// holds an Arc).
+pub(crate) struct CmChannel {
+    pub(crate) ch: *mut sys::rdma_event_channel,
 }
 
-// SAFETY: librdmacm calls on an id are thread safe; the pointers are freed
+// SAFETY: librdmacm's channel calls are thread safe; the channel is freed
+// only in Drop, after the last Arc (every id on it holds one).
+unsafe impl Send for CmChannel {}
+// SAFETY: as above.
+unsafe impl Sync for CmChannel {}
+
+impl Drop for CmChannel {
+    fn drop(&mut self) {
+        // SAFETY: every id on the channel held an Arc to it and is destroyed.
+        unsafe { sys::rdma_destroy_event_channel(self.ch) };
+    }
+}
+
+/// An `rdma_cm_id` on an event channel (its own, or a listener's shared
+/// one); destroyed when the last holder (QP, borrowed context, listener) is
+/// gone, and its channel after its last id.
+pub(crate) struct CmIdHandle {
+    id: *mut sys::rdma_cm_id,
+    pub(crate) ch: Arc<CmChannel>,
+}
+
+// SAFETY: librdmacm calls on an id are thread safe; the pointer is freed
 // only in Drop, after the last Arc.
 unsafe impl Send for CmIdHandle {}
 // SAFETY: as above.
@@ -45,14 +65,14 @@ unsafe impl Sync for CmIdHandle {}
 
 impl Drop for CmIdHandle {
     fn drop(&mut self) {
-        // SAFETY: every event of this id was acked when read (wait_event), so
-        // rdma_destroy_id does not block; the QP on it was destroyed by the
-        // QueuePair holding this handle. The channel goes after its only id.
+        // SAFETY: every event of this id is acked as soon as it is read
+        // (wait_event, next_event), so rdma_destroy_id waits at most for a
+        // reader that is about to ack; the QP on it was destroyed by the
+        // QueuePair holding this handle. The channel goes with its last Arc.
         unsafe {
             if sys::rdma_destroy_id(self.id) != 0 {
                 tracing::warn!(error = %last_errno(), "rdma_destroy_id failed");
             }
-            sys::rdma_destroy_event_channel(self.ch);
         }
     }
 }
@@ -64,7 +84,27 @@ struct Event {
     conn_id: *mut sys::rdma_cm_id,
 }
 
-fn event_name(e: u32) -> String {
+/// A copy of the private data a connection event carries.
+///
+/// # Safety
+/// `conn` must be the `param.conn` of an event not yet acknowledged (its
+/// private data pointer is valid until the ack).
+pub(crate) unsafe fn private_data_of(conn: &sys::rdma_conn_param) -> Vec<u8> {
+    if conn.private_data.is_null() || conn.private_data_len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the caller's contract: the pointer names
+    // `private_data_len` bytes until the event is acked.
+    unsafe {
+        std::slice::from_raw_parts(
+            conn.private_data.cast::<u8>(),
+            conn.private_data_len as usize,
+        )
+    }
+    .to_vec()
+}
+
+pub(crate) fn event_name(e: u32) -> String {
     // SAFETY: rdma_event_str accepts any value and returns a static string.
     let p = unsafe { sys::rdma_event_str(e) };
     if p.is_null() {
@@ -76,7 +116,7 @@ fn event_name(e: u32) -> String {
         .into_owned()
 }
 
-fn new_channel() -> Result<*mut sys::rdma_event_channel> {
+pub(crate) fn new_channel() -> Result<*mut sys::rdma_event_channel> {
     // SAFETY: no arguments; returns an owned channel or null.
     let ch = unsafe { sys::rdma_create_event_channel() };
     if ch.is_null() {
@@ -97,7 +137,7 @@ fn new_channel() -> Result<*mut sys::rdma_event_channel> {
     Ok(ch)
 }
 
-fn to_sockaddr(addr: SocketAddr) -> libc::sockaddr_storage {
+pub(crate) fn to_sockaddr(addr: SocketAddr) -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain old data; zeroed is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     match addr {
@@ -131,23 +171,20 @@ fn to_sockaddr(addr: SocketAddr) -> libc::sockaddr_storage {
 }
 
 impl CmIdHandle {
-    fn new() -> Result<Arc<Self>> {
-        let ch = new_channel()?;
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        let ch = Arc::new(CmChannel { ch: new_channel()? });
         let mut id: *mut sys::rdma_cm_id = std::ptr::null_mut();
         // SAFETY: ch is live; id is a valid out-pointer; RC over the TCP port space.
         let ret = unsafe {
             sys::rdma_create_id(
-                ch,
+                ch.ch,
                 &mut id,
                 std::ptr::null_mut(),
                 sys::rdma_port_space::RDMA_PS_TCP,
             )
         };
         if ret != 0 {
-            let e = last_errno();
-            // SAFETY: ch has no ids.
-            unsafe { sys::rdma_destroy_event_channel(ch) };
-            return Err(VerbsError::CmCreateId(e));
+            return Err(VerbsError::CmCreateId(last_errno()));
         }
         Ok(Arc::new(Self { id, ch }))
     }
@@ -155,7 +192,7 @@ impl CmIdHandle {
     /// Take over `id` (from a CONNECT_REQUEST) onto a fresh channel.
     fn adopt(id: *mut sys::rdma_cm_id) -> Result<Arc<Self>> {
         let ch = match new_channel() {
-            Ok(ch) => ch,
+            Ok(ch) => Arc::new(CmChannel { ch }),
             Err(e) => {
                 // SAFETY: id is ours to dispose of; its event was acked.
                 unsafe { sys::rdma_destroy_id(id) };
@@ -163,16 +200,23 @@ impl CmIdHandle {
             }
         };
         // SAFETY: id and ch are live.
-        if unsafe { sys::rdma_migrate_id(id, ch) } != 0 {
+        if unsafe { sys::rdma_migrate_id(id, ch.ch) } != 0 {
             let e = last_errno();
-            // SAFETY: as above; then the empty channel.
-            unsafe {
-                sys::rdma_destroy_id(id);
-                sys::rdma_destroy_event_channel(ch);
-            }
+            // SAFETY: as above (the empty channel goes with its Arc).
+            unsafe { sys::rdma_destroy_id(id) };
             return Err(VerbsError::CmMigrateId(e));
         }
         Ok(Arc::new(Self { id, ch }))
+    }
+
+    /// Keep `id` (from a CONNECT_REQUEST) on the listener's channel `ch`:
+    /// its later events arrive there, tagged with the token set by
+    /// [`ConnectRequest::set_token`].
+    pub(crate) fn on_channel(id: *mut sys::rdma_cm_id, ch: &Arc<CmChannel>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            ch: Arc::clone(ch),
+        })
     }
 
     pub(crate) fn raw(&self) -> *mut sys::rdma_cm_id {
@@ -203,22 +247,12 @@ impl CmIdHandle {
         loop {
             let mut ev: *mut sys::rdma_cm_event = std::ptr::null_mut();
             // SAFETY: ch is live and non-blocking; ev is a valid out-pointer.
-            if unsafe { sys::rdma_get_cm_event(self.ch, &mut ev) } == 0 {
+            if unsafe { sys::rdma_get_cm_event(self.ch.ch, &mut ev) } == 0 {
                 // SAFETY: ev is valid until rdma_ack_cm_event below; we copy
                 // everything we need out of it first.
                 let (kind, status, private_data, conn_id) = unsafe {
                     let e = &*ev;
-                    let conn = &e.param.conn;
-                    let pd = if conn.private_data.is_null() || conn.private_data_len == 0 {
-                        Vec::new()
-                    } else {
-                        std::slice::from_raw_parts(
-                            conn.private_data.cast::<u8>(),
-                            conn.private_data_len as usize,
-                        )
-                        .to_vec()
-                    };
-                    (e.event, e.status, pd, e.id)
+                    (e.event, e.status, private_data_of(&e.param.conn), e.id)
                 };
                 // SAFETY: ev came from rdma_get_cm_event and is acked once.
                 unsafe { sys::rdma_ack_cm_event(ev) };
@@ -252,7 +286,7 @@ impl CmIdHandle {
             }
             let mut pfd = libc::pollfd {
                 // SAFETY: ch is live.
-                fd: unsafe { (*self.ch).fd },
+                fd: unsafe { (*self.ch.ch).fd },
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -262,7 +296,7 @@ impl CmIdHandle {
         }
     }
 
-    fn create_qp(
+    pub(crate) fn create_qp(
         self: &Arc<Self>,
         pd: &ProtectionDomain,
         send_cq: &CompletionQueue,
@@ -285,7 +319,42 @@ impl CmIdHandle {
     }
 }
 
-fn conn_param(private_data: &[u8], max: usize, depth: u8) -> Result<sys::rdma_conn_param> {
+/// The connection parameters of `rdma_connect` / `rdma_accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnParams {
+    /// Outstanding RDMA Reads/atomics the peer may target at us.
+    pub responder_resources: u8,
+    /// Outstanding RDMA Reads/atomics we may issue.
+    pub initiator_depth: u8,
+    /// Transport retries before a send fails (connect only; 7 is infinite
+    /// on some devices, rxe among them).
+    pub retry_count: u8,
+    /// How often the *active* side retries a Send the passive side answered
+    /// with RNR (receiver not ready). The passive side's value in its accept
+    /// is what the active side uses against it: a server that posts its
+    /// receives before `rdma_accept` (as svcrdma does) accepts with 0.
+    /// 7 means retry forever.
+    pub rnr_retry_count: u8,
+}
+
+impl Default for ConnParams {
+    /// 4 Read resources each way, 7 retries of each kind (what
+    /// [`ConnectRequest::accept`] and [`ResolvedRoute::connect`] use).
+    fn default() -> Self {
+        Self {
+            responder_resources: 4,
+            initiator_depth: 4,
+            retry_count: 7,
+            rnr_retry_count: 7,
+        }
+    }
+}
+
+pub(crate) fn conn_param(
+    private_data: &[u8],
+    max: usize,
+    params: &ConnParams,
+) -> Result<sys::rdma_conn_param> {
     if private_data.len() > max {
         return Err(VerbsError::PrivateDataTooLong {
             len: private_data.len(),
@@ -296,10 +365,10 @@ fn conn_param(private_data: &[u8], max: usize, depth: u8) -> Result<sys::rdma_co
     let mut p: sys::rdma_conn_param = unsafe { std::mem::zeroed() };
     p.private_data = private_data.as_ptr().cast();
     p.private_data_len = private_data.len() as u8;
-    p.responder_resources = depth;
-    p.initiator_depth = depth;
-    p.retry_count = 7;
-    p.rnr_retry_count = 7;
+    p.responder_resources = params.responder_resources;
+    p.initiator_depth = params.initiator_depth;
+    p.retry_count = params.retry_count.min(7);
+    p.rnr_retry_count = params.rnr_retry_count.min(7);
     Ok(p)
 }
 
@@ -349,6 +418,12 @@ impl CmConnection {
             .map(|_| ())
     }
 
+    /// A handle on the connection's CM id, to disconnect it after
+    /// [`into_parts`](Self::into_parts).
+    pub fn handle(&self) -> crate::CmConnHandle {
+        crate::CmConnHandle::new(Arc::clone(&self.id))
+    }
+
     /// Split into the QP (which keeps the CM id alive) and the peer's data.
     pub fn into_parts(self) -> (QueuePair, Vec<u8>) {
         (self.qp, self.peer_private_data)
@@ -362,6 +437,10 @@ pub struct CmListener {
 }
 
 impl CmListener {
+    pub(crate) fn id(&self) -> &Arc<CmIdHandle> {
+        &self.id
+    }
+
     /// Bind to `addr` and listen. On rxe the address must belong to a netdev
     /// that has an rxe device, and not be on `lo` (ENODEV).
     pub fn bind(addr: SocketAddr, backlog: i32) -> Result<Self> {
@@ -387,10 +466,7 @@ impl CmListener {
             timeout,
         )?;
         let id = CmIdHandle::adopt(ev.conn_id)?;
-        Ok(ConnectRequest {
-            id,
-            private_data: ev.private_data,
-        })
+        Ok(ConnectRequest::new(id, ev.private_data, (4, 4)))
     }
 }
 
@@ -401,9 +477,37 @@ impl CmListener {
 pub struct ConnectRequest {
     id: Arc<CmIdHandle>,
     private_data: Vec<u8>,
+    /// (responder_resources, initiator_depth) the peer offered.
+    peer_resources: (u8, u8),
 }
 
 impl ConnectRequest {
+    pub(crate) fn new(
+        id: Arc<CmIdHandle>,
+        private_data: Vec<u8>,
+        peer_resources: (u8, u8),
+    ) -> Self {
+        Self {
+            id,
+            private_data,
+            peer_resources,
+        }
+    }
+
+    /// The RDMA Read resources of the request as rdma_cm reports them, from
+    /// this (passive) side's point of view: (`responder_resources`: Reads
+    /// the peer may have outstanding against us, `initiator_depth`: Reads
+    /// we may have outstanding against the peer). An accept should not ask
+    /// for more. (4, 4) for requests taken with
+    /// [`CmListener::get_request`].
+    pub fn peer_resources(&self) -> (u8, u8) {
+        self.peer_resources
+    }
+
+    pub(crate) fn id(&self) -> &Arc<CmIdHandle> {
+        &self.id
+    }
+
     /// The device the request arrived on.
     pub fn context(&self) -> Result<Context> {
         Context::from_cm(&self.id)
@@ -424,18 +528,14 @@ impl ConnectRequest {
         private_data: &[u8],
         timeout: Duration,
     ) -> Result<CmConnection> {
-        let mut p = conn_param(private_data, MAX_ACCEPT_PRIVATE_DATA, 4)?;
-        let qp = self.id.create_qp(pd, send_cq, recv_cq, caps)?;
-        // SAFETY: id is live with its QP; p points at private_data for the call.
-        if unsafe { sys::rdma_accept(self.id.raw(), &mut p) } != 0 {
-            return Err(VerbsError::CmAccept(last_errno()));
-        }
-        self.id
-            .wait_event(sys::rdma_cm_event_type::RDMA_CM_EVENT_ESTABLISHED, timeout)?;
+        let qp = self.create_qp(pd, send_cq, recv_cq, caps)?;
+        let (id, peer_private_data) = (Arc::clone(&self.id), self.private_data.clone());
+        self.accept_with(&ConnParams::default(), private_data)?;
+        id.wait_event(sys::rdma_cm_event_type::RDMA_CM_EVENT_ESTABLISHED, timeout)?;
         Ok(CmConnection {
             qp,
-            id: self.id,
-            peer_private_data: self.private_data,
+            id,
+            peer_private_data,
         })
     }
 
@@ -509,7 +609,24 @@ impl ResolvedRoute {
         private_data: &[u8],
         timeout: Duration,
     ) -> Result<CmConnection> {
-        let mut p = conn_param(private_data, MAX_CONNECT_PRIVATE_DATA, 4)?;
+        let params = ConnParams::default();
+        self.connect_with(pd, send_cq, recv_cq, caps, private_data, &params, timeout)
+    }
+
+    /// [`connect`](Self::connect) with explicit connection parameters
+    /// (e.g. a finite `rnr_retry_count`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect_with(
+        self,
+        pd: &ProtectionDomain,
+        send_cq: &CompletionQueue,
+        recv_cq: &CompletionQueue,
+        caps: QpCaps,
+        private_data: &[u8],
+        params: &ConnParams,
+        timeout: Duration,
+    ) -> Result<CmConnection> {
+        let mut p = conn_param(private_data, MAX_CONNECT_PRIVATE_DATA, params)?;
         let qp = self.id.create_qp(pd, send_cq, recv_cq, caps)?;
         // SAFETY: id is live with its QP; p points at private_data for the call.
         if unsafe { sys::rdma_connect(self.id.raw(), &mut p) } != 0 {

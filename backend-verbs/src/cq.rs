@@ -88,6 +88,28 @@ impl CompletionChannel {
         // SAFETY: ch is live until Drop.
         unsafe { (*self.inner.ch).fd }
     }
+
+    /// Reads one pending event without blocking, acknowledges it at once
+    /// (so destroying its CQ never waits on this caller), and returns the
+    /// `user` value of the CQ it was for ([`CompletionQueue::with_user`]);
+    /// `None` when nothing is pending. The CQ is disarmed by the event:
+    /// poll it empty, re-arm it, poll again.
+    pub fn next_event(&self) -> Option<u64> {
+        let mut cq: *mut sys::ibv_cq = std::ptr::null_mut();
+        let mut user: *mut libc::c_void = std::ptr::null_mut();
+        // SAFETY: the channel is live and its fd non-blocking (`new`), so
+        // this returns -1 (EAGAIN) when nothing is pending; the
+        // out-pointers are valid locals.
+        let ret = unsafe { sys::ibv_get_cq_event(self.inner.ch, &mut cq, &mut user) };
+        if ret != 0 || cq.is_null() {
+            return None;
+        }
+        // SAFETY: `cq` is the live CQ the event was for (a CQ cannot be
+        // destroyed while an event it got is unacknowledged); one event
+        // read, one acknowledged.
+        unsafe { sys::ibv_ack_cq_events(cq, 1) };
+        Some(user as u64)
+    }
 }
 
 /// A completion queue (`ibv_cq`). Cheap to clone; destroyed after the last
@@ -100,6 +122,9 @@ pub struct CompletionQueue {
 struct CqInner {
     cq: *mut sys::ibv_cq,
     channel: Option<CompletionChannel>,
+    /// Made by `with_user`: its channel serves other CQs too, so waiting
+    /// here must never read (and so steal) the channel's events.
+    shared_channel: bool,
     _ctx: Context,
 }
 
@@ -136,10 +161,27 @@ impl CompletionQueue {
     /// `ibv_create_cq` with room for `depth` completions; with a channel for
     /// event mode, without one for busy polling.
     pub fn new(ctx: &Context, depth: i32, channel: Option<&CompletionChannel>) -> Result<Self> {
+        Self::with_user(ctx, depth, channel, 0)
+    }
+
+    /// [`new`](Self::new) with a `user` value (not 0) that
+    /// [`CompletionChannel::next_event`] returns for this CQ's events, so
+    /// one channel can serve many CQs (one poller thread, many QPs). The
+    /// channel's events belong to whoever serves it: this CQ's own waits
+    /// ([`wait`](Self::wait), [`next`](Self::next), a QP drain) poll
+    /// instead of reading the channel.
+    pub fn with_user(
+        ctx: &Context,
+        depth: i32,
+        channel: Option<&CompletionChannel>,
+        user: u64,
+    ) -> Result<Self> {
         let ch = channel.map_or(std::ptr::null_mut(), |c| c.inner.ch);
         // SAFETY: ctx and channel are live (we keep clones); comp_vector 0
-        // always exists.
-        let cq = unsafe { sys::ibv_create_cq(ctx.as_raw(), depth, std::ptr::null_mut(), ch, 0) };
+        // always exists; `user` is an opaque value libibverbs only hands
+        // back.
+        let cq =
+            unsafe { sys::ibv_create_cq(ctx.as_raw(), depth, user as *mut libc::c_void, ch, 0) };
         if cq.is_null() {
             return Err(VerbsError::CreateCq {
                 depth,
@@ -150,6 +192,7 @@ impl CompletionQueue {
             inner: Arc::new(CqInner {
                 cq,
                 channel: channel.cloned(),
+                shared_channel: channel.is_some() && user != 0,
                 _ctx: ctx.clone(),
             }),
         })
@@ -230,6 +273,9 @@ impl CompletionQueue {
             .channel
             .as_ref()
             .ok_or(VerbsError::NoCompletionChannel)?;
+        if self.inner.shared_channel {
+            return self.poll_yielding(out, max, timeout);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let n = self.poll(out, max)?;
@@ -275,6 +321,27 @@ impl CompletionQueue {
         max: usize,
         timeout: Duration,
     ) -> Result<usize> {
+        self.poll_between(out, max, timeout, std::hint::spin_loop)
+    }
+
+    /// Polls until a completion (or the timeout), yielding the core between
+    /// polls: the wait of a CQ whose channel belongs to someone else.
+    fn poll_yielding(
+        &self,
+        out: &mut Vec<WorkCompletion>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        self.poll_between(out, max, timeout, std::thread::yield_now)
+    }
+
+    fn poll_between(
+        &self,
+        out: &mut Vec<WorkCompletion>,
+        max: usize,
+        timeout: Duration,
+        between: fn(),
+    ) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         loop {
             let n = self.poll(out, max)?;
@@ -286,7 +353,7 @@ impl CompletionQueue {
                     what: "a completion",
                 });
             }
-            std::hint::spin_loop();
+            between();
         }
     }
 
@@ -298,7 +365,9 @@ impl CompletionQueue {
         max: usize,
         timeout: Duration,
     ) -> Result<usize> {
-        if self.inner.channel.is_some() {
+        if self.inner.shared_channel {
+            self.poll_yielding(out, max, timeout)
+        } else if self.inner.channel.is_some() {
             self.wait(out, max, timeout)
         } else {
             self.poll_until(out, max, timeout)

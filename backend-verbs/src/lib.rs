@@ -26,6 +26,7 @@
 
 mod backend;
 mod cm;
+mod cm_listen;
 mod cq;
 mod device;
 mod error;
@@ -36,9 +37,10 @@ mod wc;
 
 pub use backend::{PoolBuf, VerbsDmaDevice, VerbsQp};
 pub use cm::{
-    CmConnection, CmListener, ConnectRequest, ResolvedRoute, MAX_ACCEPT_PRIVATE_DATA,
+    CmConnection, CmListener, ConnParams, ConnectRequest, ResolvedRoute, MAX_ACCEPT_PRIVATE_DATA,
     MAX_CONNECT_PRIVATE_DATA,
 };
+pub use cm_listen::{CmConnHandle, ConnEvent, ListenerEvent};
 pub use cq::{CompletionChannel, CompletionQueue};
 pub use device::{device_names, fork_init, Context, DeviceAttr, Gid, PortAttr};
 pub use error::{Result, VerbsError};

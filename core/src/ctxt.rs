@@ -58,6 +58,7 @@ pub struct CompletionId {
 /// SGE 0 always describes the persistently mapped header buffer; SGEs
 /// `1..` are mapped per reply and unmapped by the release step, before the
 /// pages they cover are released.
+#[doc(alias = "svc_rdma_send_ctxt")]
 pub struct SendCtxt<D: DmaDevice> {
     cid: CompletionId,
     hdr: D::Buf,

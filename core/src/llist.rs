@@ -16,7 +16,7 @@
 //!   `(generation << 32) | index`; every successful CAS bumps the generation,
 //!   so a stale CAS fails even if the same index is back on top.
 
-use crate::spin::SpinLock;
+use crate::spin::SpinMutex;
 use crate::sync::{AtomicU32, AtomicU64};
 use core::sync::atomic::Ordering;
 
@@ -163,14 +163,14 @@ pub trait FreeList: Send + Sync {
 #[derive(Debug)]
 pub struct LockedFreeList {
     list: ReleaseList,
-    pop_lock: SpinLock,
+    pop_lock: SpinMutex<()>,
 }
 
 impl Default for LockedFreeList {
     fn default() -> Self {
         Self {
             list: ReleaseList::new(),
-            pop_lock: SpinLock::new(),
+            pop_lock: SpinMutex::new(()),
         }
     }
 }

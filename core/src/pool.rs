@@ -20,7 +20,7 @@
 use crate::backend::DmaDevice;
 use crate::ctxt::{CompletionId, SendCtxt};
 use crate::llist::{FreeList, Links, LockedFreeList, ReleaseList, NIL};
-use crate::spin::{SpinGuard, SpinLock};
+use crate::spin::{SpinMutex, SpinMutexGuard};
 use crate::stats::Stats;
 use crate::sync::{AtomicU32, AtomicU8, UnsafeCell};
 use alloc::boxed::Box;
@@ -105,7 +105,7 @@ pub(crate) enum Claimed {
 /// Proof that the caller holds the pool's completion lock
 /// ([`SendCtxtPool::lock_completions`]); released on drop.
 pub(crate) struct CompletionGuard<'a> {
-    _g: SpinGuard<'a>,
+    _g: SpinMutexGuard<'a, ()>,
 }
 
 /// How many contexts are in each state (for tests and the accounting
@@ -170,7 +170,7 @@ pub struct SendCtxtPool<D: DmaDevice, F: FreeList = LockedFreeList> {
     free: F,
     pub(crate) release: ReleaseList,
     /// One completion handler at a time (see `lock_completions`).
-    completing: SpinLock,
+    completing: SpinMutex<()>,
     allocated: AtomicU32,
     stats: Stats,
 }
@@ -220,7 +220,7 @@ impl<D: DmaDevice, F: FreeList + Default> SendCtxtPool<D, F> {
             slots: Slots(slots),
             free: F::default(),
             release: ReleaseList::new(),
-            completing: SpinLock::new(),
+            completing: SpinMutex::new(()),
             allocated: AtomicU32::new(0),
             stats: Stats::new(),
         }
@@ -267,6 +267,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
 
     /// Allocates a new context if under the cap (state EMPTY -> OWNED).
     /// `Ok(None)` at the cap.
+    #[doc(alias = "svc_rdma_send_ctxt_alloc")]
     pub(crate) fn alloc(&self) -> Result<Option<u32>, D::Error> {
         // Reserve an index first so concurrent callers never exceed the cap.
         let mut n = self.allocated.load(Ordering::Relaxed);
@@ -479,24 +480,39 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
             return Ok(());
         }
         // SAFETY: the caller owns the slot, and it is empty (checked above).
-        unsafe { self.install(idx) }.inspect_err(|_| self.put_free(idx))
+        // SAFETY (`put_free`): the caller owns the slot.
+        unsafe { self.install(idx) }.inspect_err(|_| unsafe { self.put_free(idx) })
     }
 
     /// The release step: chunk resources, unmap SGEs 1..n, pages, then back
-    /// to the free list. The caller must own slot `idx` (RELEASING or OWNED).
-    pub(crate) fn release(&self, idx: u32) {
-        // SAFETY: callers pass only slots they claimed (`claim_completed`,
-        // `take_all`) or own through a guard.
+    /// to the free list.
+    ///
+    /// # Safety
+    /// The caller must own slot `idx`: it claimed it (RELEASING, through
+    /// `claim_completed`, `commit_post` or the release list) or holds it
+    /// OWNED through its guard, and nobody else can reach it any more; in
+    /// particular the device must be done with every buffer the context
+    /// posted (its Send completed, or the QP was drained).
+    #[doc(alias = "svc_rdma_send_ctxt_release")]
+    pub(crate) unsafe fn release(&self, idx: u32) {
+        // SAFETY: the caller owns the slot (this fn's contract).
         unsafe {
             self.with_ctxt(idx, |c| {
                 self.unmap_ctxt(c);
                 c.release_pages();
             })
         };
-        self.put_free(idx);
+        // SAFETY: still ours (contract); the context is released.
+        unsafe { self.put_free(idx) };
     }
 
-    pub(crate) fn put_free(&self, idx: u32) {
+    /// Puts slot `idx` on the free list (state FREE), handing it to the
+    /// next `get`.
+    ///
+    /// # Safety
+    /// The caller must own slot `idx` and be done with it: after this call
+    /// another thread may pop it and take `&mut` to its context.
+    pub(crate) unsafe fn put_free(&self, idx: u32) {
         self.slots[idx as usize]
             .state
             .store(FREE, Ordering::Relaxed);
@@ -550,7 +566,10 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
             let st = s.state.load(Ordering::Acquire);
             if st == POSTED || st == EARLY {
                 s.state.store(RELEASING, Ordering::Relaxed);
-                self.release(i as u32);
+                // SAFETY: the QP is drained and no completion handler runs
+                // (this fn's contract), so nobody else can claim the slot
+                // and the device no longer touches its buffers.
+                unsafe { self.release(i as u32) };
                 n += 1;
             }
         }

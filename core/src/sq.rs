@@ -77,6 +77,7 @@ impl<W: WaitQueue> SqAccount<W> {
 
     /// `has_wspace`: false while anyone waits for space or a ticket, so the
     /// runtime does not schedule the transport for more sends.
+    #[doc(alias = "svc_rdma_has_wspace")]
     pub fn has_wspace(&self) -> bool {
         !self.ticket_wait.has_waiters() && !self.space_wait.has_waiters()
     }
@@ -99,6 +100,7 @@ impl<W: WaitQueue> SqAccount<W> {
     /// Reserves `n` slots for a chain of `n` WRs (`svc_rdma_sq_wait`).
     /// A chain longer than the whole SQ can never fit: callers must split
     /// it; here it is reported as closed-equivalent rather than hanging.
+    #[doc(alias = "svc_rdma_sq_wait")]
     pub fn reserve(&self, n: u32) -> Result<Reserved, SqClosed> {
         if n == 0 {
             return Ok(Reserved::Immediately);
@@ -132,10 +134,23 @@ impl<W: WaitQueue> SqAccount<W> {
 
     /// Returns `n` slots (Send completion, or a post that consumed nothing).
     #[inline]
+    #[doc(alias = "svc_rdma_wake_send_waiters")]
     pub fn release(&self, n: u32) {
         self.avail.fetch_add(n as i32, Ordering::AcqRel);
         // Dekker with `wait_until`'s registration: either the waiter sees
         // the new `avail`, or we see the waiter and wake it.
+        fence(Ordering::SeqCst);
+        if self.space_wait.has_waiters() {
+            self.space_wait.wake_all();
+        }
+    }
+
+    /// Wakes the space queue's waiters, if any, after a state change they
+    /// may wait for other than slots (a send context back on the free or
+    /// release list, for a `get` waiting at the pool's cap).
+    #[inline]
+    pub fn wake_space_waiters(&self) {
+        // Dekker with `wait_until`'s registration, as in `release`.
         fence(Ordering::SeqCst);
         if self.space_wait.has_waiters() {
             self.space_wait.wake_all();

@@ -9,12 +9,16 @@ pub struct XprtFlags(AtomicU32);
 
 impl XprtFlags {
     /// Work is pending: a receive, a read completion, or contexts to drain.
+    #[doc(alias = "XPT_DATA")]
     pub const DATA: u32 = 1 << 0;
     /// The transport is closing; no new work.
+    #[doc(alias = "XPT_CLOSE")]
     pub const CLOSE: u32 = 1 << 1;
     /// A worker owns the transport right now.
+    #[doc(alias = "XPT_BUSY")]
     pub const BUSY: u32 = 1 << 2;
     /// A connection request waits to be accepted (listeners).
+    #[doc(alias = "XPT_CONN")]
     pub const CONN_PENDING: u32 = 1 << 3;
 
     /// No flags set.
@@ -65,6 +69,7 @@ pub trait Enqueue: Send + Sync {
     /// The transport's flags.
     fn flags(&self) -> &XprtFlags;
     /// Asks the runtime to run a worker on this transport.
+    #[doc(alias = "svc_xprt_enqueue")]
     fn enqueue(&self);
 }
 

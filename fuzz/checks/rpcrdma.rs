@@ -124,7 +124,13 @@ pub fn check_accepted(data: &[u8], h: &Header<'_>, limits: &Limits, role: Role) 
     assert!(h.header_len() <= data.len(), "header_len past the end");
     assert!(h.header_len() >= FIXED_HEADER_SIZE);
     assert_eq!(h.header_len() % 4, 0);
-    assert_eq!(h.vers(), RPCRDMA_VERSION);
+    if h.vers() != RPCRDMA_VERSION {
+        // Only a reply RDMA_ERROR / ERR_VERS decodes with another version
+        // (a responder may echo the caller's version in it).
+        assert_eq!(role, Role::Reply, "call of version {} accepted", h.vers());
+        assert_eq!(h.proc(), Proc::Error);
+        assert!(matches!(h.rdma_error(), Some(RdmaError::Vers { .. })));
+    }
     assert_eq!(Some(h.xid()), peek_xid(data));
     assert_eq!(Some(h.vers()), word(data, 4));
     assert_eq!(Some(h.credits()), word(data, 8));
@@ -214,6 +220,8 @@ pub fn check_accepted(data: &[u8], h: &Header<'_>, limits: &Limits, role: Role) 
             assert_eq!(h.header_len(), err.encoded_len());
             let mut buf = vec![0u8; err.encoded_len()];
             let n = encode_error(&mut buf, h.xid(), h.credits(), err).expect("encode_error");
+            // The encoder writes version 1; an echoed version is kept as sent.
+            buf[4..8].copy_from_slice(&h.vers().to_be_bytes());
             assert_eq!(
                 &buf[..n],
                 &data[..h.header_len()],
@@ -462,9 +470,14 @@ fn check_relations(data: &[u8]) {
     for limits in &LIMITS {
         let call = decode_header(data, limits);
         let reply = decode_reply_header(data, limits);
-        // RDMA_DONE and RDMA_ERROR follow the same rules in both directions.
+        // RDMA_DONE and RDMA_ERROR follow the same rules in both directions,
+        // except that a reply ERR_VERS may carry another version.
         if matches!(word(data, 12), Some(3 | 4)) {
-            assert_eq!(call, reply);
+            if word(data, 4) == Some(RPCRDMA_VERSION) {
+                assert_eq!(call, reply);
+            } else {
+                assert!(call.is_err(), "a call of another version accepted");
+            }
         }
         if let Ok(c) = &call {
             if c.read_list().is_empty() {
@@ -481,7 +494,8 @@ fn check_relations(data: &[u8]) {
                 .iter()
                 .chain(r.reply_chunk())
                 .all(|c| !c.is_empty() && c.iter().all(|s| s.length != 0));
-            if r.proc() != Proc::NoMsg && strict {
+            // (A reply ERR_VERS of another version is reply-only.)
+            if r.proc() != Proc::NoMsg && strict && r.vers() == RPCRDMA_VERSION {
                 assert_eq!(
                     call.as_ref(),
                     Ok(r),

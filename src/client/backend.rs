@@ -1,10 +1,9 @@
 //! What the client needs from a backend beyond core's
 //! [`DmaDevice`](rdmaxprt_core::backend::DmaDevice) and
 //! [`QueuePair`](rdmaxprt_core::backend::QueuePair): memory the server can
-//! reach with RDMA Read/Write (chunks), and a way to sleep until a
-//! completion arrives.
+//! reach with RDMA Read/Write (chunks). (Sleeping until a completion
+//! arrives, which the server needs too, is [`crate::completion`].)
 
-use core::time::Duration;
 use rdmaxprt_core::backend::DmaDevice;
 
 /// A device that can register memory for remote access by the peer: the
@@ -46,29 +45,11 @@ pub trait RemoteRegion {
     fn read_at(&self, offset: usize, out: &mut [u8]) -> bool;
 }
 
-/// Sleeping until a completion is queued, so a waiting client does not
-/// spin.
-pub trait CompletionWait {
-    /// Blocks until a send or receive completion of this QP can be polled
-    /// or `timeout` passes; returns whether one can.
-    fn wait_for_completions(&self, timeout: Duration) -> bool;
-
-    /// Asks the QP to call `ring` whenever a completion may have been
-    /// queued, so one poller thread can sleep for many QPs. Returns whether
-    /// the backend supports it (the default: no; the server runtime then
-    /// gives the QP a poller thread of its own).
-    fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
-        let _ = ring;
-        false
-    }
-}
-
 #[cfg(feature = "mock")]
 mod mock {
-    use super::{CompletionWait, RemoteMemory, RemoteRegion};
-    use core::time::Duration;
+    use super::{RemoteMemory, RemoteRegion};
     use rdmaxprt_core::backend::DmaDevice;
-    use rdmaxprt_mock::{MockDevice, MockError, MockMr, MockQp};
+    use rdmaxprt_mock::{MockDevice, MockError, MockMr};
 
     impl RemoteMemory for MockDevice {
         type Region = MockMr;
@@ -110,17 +91,6 @@ mod mock {
                 }
                 _ => false,
             })
-        }
-    }
-
-    impl CompletionWait for MockQp {
-        fn wait_for_completions(&self, timeout: Duration) -> bool {
-            MockQp::wait_for_completions(self, timeout)
-        }
-
-        fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
-            MockQp::set_completion_notifier(self, Some(ring));
-            true
         }
     }
 }

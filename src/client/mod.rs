@@ -42,15 +42,18 @@
 
 mod backend;
 mod chunk;
+#[cfg(feature = "verbs")]
+mod connect;
 mod error;
 mod post;
 mod reply;
 mod rpc;
 mod types;
-#[cfg(feature = "verbs")]
-pub mod verbs;
 
-pub use backend::{CompletionWait, RemoteMemory, RemoteRegion};
+pub use crate::completion::CompletionWait;
+pub use backend::{RemoteMemory, RemoteRegion};
+#[cfg(feature = "verbs")]
+pub use connect::{connect_rdma, ConnectConfig, VerbsClient};
 pub use error::{BoxError, ClientError};
 pub use rpc::RpcClient;
 pub use types::{

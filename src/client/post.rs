@@ -6,9 +6,26 @@
 
 use super::error::ClientError;
 use rdmaxprt_core::backend::{
-    DmaBuf, DmaDevice, Error as BackendError, QueuePair, RecvWr, SendWr, Sge, WrOp,
+    DmaBuf, DmaDevice, Error as BackendError, ErrorKind, QueuePair, RecvWr, SendWr, Sge, WrOp,
 };
 use std::collections::HashMap;
+
+/// The error of a failed post: a queue pair that is in the error state,
+/// not connected or gone means the connection is lost
+/// ([`ClientError::Disconnected`], as a flushed completion reports it);
+/// anything else is a backend error of operation `op`.
+fn post_error<E>(op: &'static str, e: E) -> ClientError
+where
+    E: BackendError + std::error::Error + Send + Sync + 'static,
+{
+    match e.kind() {
+        ErrorKind::QpError | ErrorKind::NotConnected | ErrorKind::DeviceGone => {
+            tracing::debug!(op, %e, "posting on a broken connection");
+            ClientError::Disconnected
+        }
+        _ => ClientError::backend(op, e),
+    }
+}
 
 /// Send buffers whose Send has not completed yet, by `wr_id`.
 pub(super) struct SendBufs<B> {
@@ -67,12 +84,7 @@ impl<B: DmaBuf> SendBufs<B> {
             Err(e) => {
                 let _ = dev.dma_unmap(sge);
                 drop(buf);
-                let kind = e.error.kind();
-                Err(ClientError::Backend {
-                    op: "post_send",
-                    kind,
-                    source: Box::new(e.error),
-                })
+                Err(post_error("post_send", e.error))
             }
         }
     }
@@ -142,6 +154,7 @@ impl<B: DmaBuf> RecvRing<B> {
     }
 
     /// Posts every buffer not posted yet.
+    #[doc(alias = "rpcrdma_post_recvs")]
     pub(super) fn post_idle<Q>(&mut self, qp: &Q) -> Result<(), ClientError>
     where
         Q: QueuePair,
@@ -172,14 +185,7 @@ impl<B: DmaBuf> RecvRing<B> {
         for &i in &idle[..consumed] {
             self.slots[i].posted = true;
         }
-        res.map_err(|e| {
-            let kind = e.error.kind();
-            ClientError::Backend {
-                op: "post_recv",
-                kind,
-                source: Box::new(e.error),
-            }
-        })
+        res.map_err(|e| post_error("post_recv", e.error))
     }
 
     /// A receive completed: returns its bytes (up to `byte_len`), or `None`

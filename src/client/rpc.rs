@@ -1,6 +1,6 @@
 //! [`RpcClient`]: calls out, replies matched by xid, credits honoured.
 
-use super::backend::{CompletionWait, RemoteMemory, RemoteRegion};
+use super::backend::{RemoteMemory, RemoteRegion};
 use super::chunk::{segment_count, Offered};
 use super::error::ClientError;
 use super::post::{RecvRing, SendBufs};
@@ -9,10 +9,11 @@ use super::types::{
     Auth, CallOptions, CallPath, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath,
     Ticket,
 };
+use crate::completion::CompletionWait;
 use rdmaxprt_core::backend::{QueuePair, Wc, WcOpcode, WcStatus};
 use rdmaxprt_core::oncrpc;
 use rdmaxprt_core::rpcrdma::{
-    self, decode_reply_header, MsgProc, ReadSegment, Segment, HEADER_MIN_SIZE,
+    self, decode_reply_header, MsgProc, ReadSegment, Segment, HEADER_MIN_SIZE, RPCRDMA_VERSION,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -76,12 +77,12 @@ where
     D::Error: std::error::Error + Send + Sync + 'static,
 {
     /// A client on the connected `qp`, mapping with `dev`: maps and posts
-    /// `cfg.credits` receive buffers of `cfg.inline_threshold` bytes.
+    /// `cfg.credits` receive buffers of `cfg.recv_threshold()` bytes.
     pub fn new(qp: Q, dev: D, cfg: ClientConfig) -> Res<Self> {
         if cfg.credits == 0 {
             return Err(ClientError::InvalidConfig("credits must be at least 1"));
         }
-        if cfg.inline_threshold < HEADER_MIN_SIZE + MIN_RPC_REPLY {
+        if cfg.inline_threshold.min(cfg.recv_threshold()) < HEADER_MIN_SIZE + MIN_RPC_REPLY {
             return Err(ClientError::InvalidConfig(
                 "inline threshold below the smallest header plus RPC reply",
             ));
@@ -112,7 +113,7 @@ where
             cfg,
         };
         for _ in 0..c.cfg.credits {
-            c.recvs.add(&c.dev, c.cfg.inline_threshold)?;
+            c.recvs.add(&c.dev, c.cfg.recv_threshold())?;
         }
         c.recvs.post_idle(&c.qp)?;
         Ok(c)
@@ -188,7 +189,7 @@ where
             reply_chunk: None,
         };
         self.cfg
-            .inline_threshold
+            .recv_threshold()
             .saturating_sub(spec.encoded_len() + MIN_RPC_REPLY)
     }
 
@@ -242,6 +243,7 @@ where
 
     /// Builds and sends a call; returns its ticket. Blocks (up to the
     /// timeout) while no credit or Send Queue slot is free.
+    #[doc(alias = "rpcrdma_marshal_req")]
     pub fn start_call(
         &mut self,
         prog: u32,
@@ -323,8 +325,21 @@ where
         }
         let mut wire = vec![0u8; hdr_len];
         rpcrdma::encode_call(&mut wire, &spec)?;
+        if self.cfg.transport_version != RPCRDMA_VERSION {
+            // Test-only (ClientConfig::transport_version): the version word
+            // follows the xid.
+            if let Some(vers) = wire.get_mut(4..8) {
+                vers.copy_from_slice(&self.cfg.transport_version.to_be_bytes());
+            }
+        }
         wire.extend_from_slice(body);
-        self.sends.post(&self.dev, &self.qp, &wire)?;
+        if let Err(e) = self.sends.post(&self.dev, &self.qp, &wire) {
+            if matches!(e, ClientError::Disconnected) {
+                // Every call in flight fails the same way.
+                self.fail_connection();
+            }
+            return Err(e);
+        }
         self.pending.insert(
             xid,
             Pending {
@@ -509,6 +524,7 @@ where
         }
     }
 
+    #[doc(alias = "rpcrdma_wc_send")]
     fn on_send_wc(&mut self, wc: &Wc) {
         self.sends.complete(&self.dev, wc.wr_id);
         if wc.status != WcStatus::Success {
@@ -516,6 +532,7 @@ where
         }
     }
 
+    #[doc(alias = "rpcrdma_wc_receive")]
     fn on_recv_wc(&mut self, wc: &Wc) {
         let ok = wc.status == WcStatus::Success;
         let bytes = self.recvs.complete(wc.wr_id, ok.then_some(wc.byte_len));
@@ -534,7 +551,10 @@ where
     }
 
     /// Matches one received message to its call and completes the call.
+    #[doc(alias = "rpcrdma_reply_handler")]
     fn on_reply(&mut self, bytes: &[u8]) {
+        // An ERR_VERS decodes whatever its version word (the kernel echoes
+        // the caller's); any other header must say version 1.
         let hdr = match decode_reply_header(bytes, &self.cfg.limits) {
             Ok(h) => h,
             Err(e) => {

@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 use rdmaxprt_core::oncrpc::AuthSysSpec;
-use rdmaxprt_core::rpcrdma::{Limits, DEFAULT_INLINE_THRESHOLD};
+use rdmaxprt_core::rpcrdma::{Limits, DEFAULT_INLINE_THRESHOLD, RPCRDMA_VERSION};
 
 /// The RPC credential a call carries.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -53,9 +53,15 @@ pub struct ClientConfig {
     /// receives kept posted. The server's grant (1 until the first reply)
     /// may lower the limit.
     pub credits: u32,
-    /// Largest message sent inline (the server's receive buffer) and
-    /// largest reply received inline (this client's receive buffers).
+    /// Largest message sent inline (the server's receive buffer) and,
+    /// unless [`inline_recv_threshold`](Self::inline_recv_threshold) says
+    /// otherwise, largest reply received inline (this client's receive
+    /// buffers).
     pub inline_threshold: usize,
+    /// Largest reply received inline when it differs from the send side
+    /// (RFC 8797 negotiates the two directions separately); `None`: the
+    /// same as `inline_threshold`.
+    pub inline_recv_threshold: Option<usize>,
     /// Longest segment offered in a chunk; longer chunks are split into
     /// several segments of one registration.
     pub max_segment_len: u32,
@@ -69,6 +75,21 @@ pub struct ClientConfig {
     pub first_xid: u32,
     /// Limits applied when decoding reply headers.
     pub limits: Limits,
+    /// Test only, not a stable API: the RPC-over-RDMA version written in
+    /// every call's header (default [`RPCRDMA_VERSION`], 1). Any other
+    /// value gets `RDMA_ERROR` / `ERR_VERS` from a conforming server, which
+    /// the client returns as [`ClientError::RdmaVers`](super::ClientError::RdmaVers),
+    /// whatever version the reply header carries (the Linux kernel's svcrdma
+    /// echoes the caller's). The header layout stays version 1's.
+    #[doc(hidden)]
+    pub transport_version: u32,
+}
+
+impl ClientConfig {
+    /// Largest reply received inline: the receive buffers' size.
+    pub fn recv_threshold(&self) -> usize {
+        self.inline_recv_threshold.unwrap_or(self.inline_threshold)
+    }
 }
 
 impl Default for ClientConfig {
@@ -76,12 +97,14 @@ impl Default for ClientConfig {
         Self {
             credits: 32,
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            inline_recv_threshold: None,
             max_segment_len: 1 << 20,
             max_chunk_segments: Limits::DEFAULT.max_segments_per_chunk,
             timeout: Duration::from_secs(10),
             auth: Auth::None,
             first_xid: 0x5200_0000,
             limits: Limits::DEFAULT,
+            transport_version: RPCRDMA_VERSION,
         }
     }
 }

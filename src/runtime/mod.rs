@@ -11,13 +11,17 @@
 
 mod listener;
 mod poller;
+#[cfg(feature = "verbs")]
+mod rdma;
 mod stats;
 mod xprt;
 
 pub use listener::Listener;
 #[cfg(feature = "mock")]
 pub use listener::{MockConnector, MockListener, MockNetwork};
-pub use stats::{merge_stats, ServerReport};
+#[cfg(feature = "verbs")]
+pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
+pub use stats::{merge_stats, ServerReport, TransportReport};
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
@@ -126,11 +130,14 @@ impl Enqueue for RtHook {
     }
 }
 
-struct Entry {
+pub(crate) struct Entry {
     id: u64,
     hook: Arc<RtHook>,
     xprt: Option<Box<dyn ServerXprt>>,
     shared: Weak<Shared>,
+    /// Tells the transport's poller that it closed (so the poller lets go
+    /// of it without waiting for a completion).
+    on_close: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Entry {
@@ -165,14 +172,36 @@ impl Drop for Entry {
 }
 
 /// A running server.
+///
+/// Every method takes `&self`: share it in an `Arc` between the threads
+/// that accept, listen and report, and call [`shutdown`](Self::shutdown)
+/// from any of them, even while listeners run.
 pub struct Server {
     cfg: ServerConfig,
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
     pollers: Mutex<Vec<JoinHandle<()>>>,
     groups: Vec<Arc<poller::PollerGroup>>,
     wq: Option<Arc<WorkqueuePool>>,
     next_id: AtomicU64,
+    /// Set by the first shutdown; later accepts fail.
+    stopping: AtomicBool,
+    /// Stops (and joins) the listeners started by `listen_rdma`.
+    #[cfg(feature = "verbs")]
+    listeners: Mutex<Vec<rdma::ListenerStop>>,
+    /// Completion-channel poller groups (verbs), woken at shutdown.
+    #[cfg(feature = "verbs")]
+    chan_groups: Mutex<Vec<Arc<rdma::ChannelGroup>>>,
+}
+
+/// Where a new transport's completions are polled.
+pub(crate) enum Placement {
+    /// A shared poller group if the QP can ring a doorbell, else a
+    /// dedicated poller thread.
+    Auto,
+    /// A poller thread serving a completion channel (verbs).
+    #[cfg(feature = "verbs")]
+    Channel(Arc<rdma::ChannelGroup>),
 }
 
 impl std::fmt::Debug for Server {
@@ -225,12 +254,37 @@ impl Server {
         Self {
             cfg,
             shared,
-            workers,
+            workers: Mutex::new(workers),
             pollers: Mutex::new(pollers),
             groups,
             wq,
             next_id: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            #[cfg(feature = "verbs")]
+            listeners: Mutex::new(Vec::new()),
+            #[cfg(feature = "verbs")]
+            chan_groups: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The configuration the server was started with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    fn alloc_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Closes transport `id` (CLOSE and enqueue: a worker frees it in the
+    /// kernel's order once no one uses it). Returns whether it was live.
+    pub fn close_transport(&self, id: u64) -> bool {
+        let Some(e) = lock(&self.shared.registry).get(&id).cloned() else {
+            return false;
+        };
+        e.xprt().close();
+        e.hook.enqueue();
+        true
     }
 
     /// Accepts a connected QP: builds its transport with the configured
@@ -243,10 +297,30 @@ impl Server {
         D::Error: Send + 'static,
         Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
     {
-        if self.shared.exit.load(Ordering::Acquire) {
+        let id = self.alloc_id();
+        self.accept_placed(dev, qp, self.cfg.xprt, id, Placement::Auto)
+    }
+
+    /// [`accept`](Self::accept) with this connection's own transport
+    /// configuration (e.g. negotiated inline thresholds), its id chosen by
+    /// the caller (from `alloc_id`), and where to poll it.
+    pub(crate) fn accept_placed<D, Q>(
+        &self,
+        dev: D,
+        qp: Q,
+        x: XprtConfig,
+        id: u64,
+        placement: Placement,
+    ) -> Result<u64, RtError>
+    where
+        D: DmaDevice + Send + Sync + 'static,
+        D::Buf: Send,
+        D::Error: Send + 'static,
+        Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
+    {
+        if self.stopping.load(Ordering::Acquire) || self.shared.exit.load(Ordering::Acquire) {
             return Err(RtError::Closed);
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let hook = Arc::new(RtHook {
             flags: XprtFlags::new(),
             shared: Arc::downgrade(&self.shared),
@@ -257,7 +331,6 @@ impl Server {
             xprt_id: id as u32,
             ..PoolConfig::for_transport(caps.sq_depth, self.cfg.xprt.credits, caps.max_send_sge)
         };
-        let x = self.cfg.xprt;
         let map = |e| xprt_err::<D>(e);
         let boxed: Box<dyn ServerXprt> = match (self.cfg.policy, &self.wq) {
             (Policy::Workqueue, Some(wq)) => {
@@ -291,11 +364,20 @@ impl Server {
             hook: hook.clone(),
             xprt: Some(boxed),
             shared: Arc::downgrade(&self.shared),
+            on_close: OnceLock::new(),
         });
         let _ = hook.entry.set(Arc::downgrade(&entry));
         *lock(&self.shared.live) += 1;
         lock(&self.shared.registry).insert(id, entry.clone());
         let budget = self.cfg.poll_budget;
+        #[cfg(feature = "verbs")]
+        if let Placement::Channel(group) = placement {
+            group.add(entry);
+            hook.enqueue();
+            return Ok(id);
+        }
+        #[cfg(not(feature = "verbs"))]
+        let Placement::Auto = placement;
         let group =
             (!self.groups.is_empty()).then(|| &self.groups[id as usize % self.groups.len()]);
         match group {
@@ -357,16 +439,62 @@ impl Server {
     pub fn report(&self) -> ServerReport {
         let mut r = lock(&self.shared.report).clone();
         r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
-        for e in lock(&self.shared.registry).values() {
-            r.add_live(&e.xprt().stats());
+        for t in self.transports() {
+            r.add_live(&t);
         }
         r
+    }
+
+    /// How often the shared completion pollers (doorbell and
+    /// completion-channel ones) woke from their sleep: idle means asleep,
+    /// so on an idle server this does not move.
+    pub fn poller_wakeups(&self) -> u64 {
+        let doorbell: u64 = self
+            .groups
+            .iter()
+            .map(|g| g.wakeups.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(feature = "verbs")]
+        let channel: u64 = lock(&self.chan_groups)
+            .iter()
+            .map(|g| g.wakeups.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(not(feature = "verbs"))]
+        let channel = 0;
+        doorbell + channel
+    }
+
+    /// Each live transport's counters, by id.
+    pub fn transports(&self) -> Vec<TransportReport> {
+        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();
+        let mut v: Vec<TransportReport> = entries
+            .iter()
+            .map(|e| {
+                let x = e.xprt();
+                TransportReport {
+                    id: e.id,
+                    stats: x.stats(),
+                    counters: x.counters(),
+                    census: x.census(),
+                }
+            })
+            .collect();
+        v.sort_by_key(|t| t.id);
+        v
     }
 
     /// Graceful shutdown: closes every transport, waits until each is
     /// drained and freed (QP drained, contexts released, buffers unmapped),
     /// then stops the workers and pollers. Returns the final counters.
-    pub fn shutdown(mut self) -> ServerReport {
+    pub fn shutdown(&self) -> ServerReport {
+        self.stopping.store(true, Ordering::Release);
+        #[cfg(feature = "verbs")]
+        {
+            let stops: Vec<rdma::ListenerStop> = lock(&self.listeners).drain(..).collect();
+            for l in stops {
+                l.stop();
+            }
+        }
         let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();
         for e in &entries {
             e.xprt().close();
@@ -394,7 +522,12 @@ impl Server {
         for g in &self.groups {
             g.bell.ring();
         }
-        for w in self.workers.drain(..) {
+        #[cfg(feature = "verbs")]
+        for g in lock(&self.chan_groups).iter() {
+            g.wake();
+        }
+        let workers: Vec<JoinHandle<()>> = lock(&self.workers).drain(..).collect();
+        for w in workers {
             let _ = w.join();
         }
         for p in lock(&self.pollers).drain(..) {
@@ -446,6 +579,9 @@ fn handle(shared: &Shared, entry: Arc<Entry>) {
         // poller exits on CLOSE; the last Arc frees it.
         x.close();
         lock(&shared.registry).remove(&entry.id);
+        if let Some(f) = entry.on_close.get() {
+            f();
+        }
         return;
     }
     match x.recvfrom() {

@@ -1,16 +1,18 @@
 //! Completion pollers: shared poller threads for QPs that can ring a
-//! doorbell when completions arrive, and a dedicated thread per QP for the
-//! ones that cannot. Either way a poller only runs the completion handlers
+//! doorbell when completions arrive (they sleep until rung, no timer), and
+//! a dedicated thread per QP for the ones that cannot (verbs QPs given to
+//! `Server::accept` by hand; `listen_rdma` uses completion channels
+//! instead, see `rdma`). Either way a poller only runs the completion handlers
 //! (push on the release list, queue receives, enqueue); it never releases.
 
 use super::{lock, Entry};
 use rdmaxprt_core::xprt::XprtFlags;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// How long a poller sleeps when nothing rang (a safety net: a ring always
-/// wakes it sooner).
+/// How long a dedicated poller sleeps in its QP's wait before looking at
+/// CLOSE again.
 const IDLE_WAIT: Duration = Duration::from_millis(5);
 
 /// A wakeup flag a sleeping poller waits on. `ring` before `wait` is never
@@ -28,15 +30,12 @@ impl Doorbell {
         self.cv.notify_one();
     }
 
-    /// Sleeps until rung or `timeout`; consumes the ring.
-    fn wait(&self, timeout: Duration) {
+    /// Sleeps until rung (no timer: every reason to look again rings);
+    /// consumes the ring.
+    fn wait(&self) {
         let mut rung = lock(&self.rung);
-        if !*rung {
-            rung = self
-                .cv
-                .wait_timeout(rung, timeout)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        while !*rung {
+            rung = self.cv.wait(rung).unwrap_or_else(|p| p.into_inner());
         }
         *rung = false;
     }
@@ -47,11 +46,16 @@ impl Doorbell {
 pub(crate) struct PollerGroup {
     pub(crate) bell: Arc<Doorbell>,
     entries: Mutex<Vec<Arc<Entry>>>,
+    /// Times the thread woke from its sleep.
+    pub(crate) wakeups: AtomicU64,
 }
 
 impl PollerGroup {
-    /// Adds a transport whose QP rings this group's bell.
+    /// Adds a transport whose QP rings this group's bell; its retirement
+    /// (a worker saw CLOSE) rings it too, so the poller lets go of it.
     pub(crate) fn add(&self, e: Arc<Entry>) {
+        let bell = Arc::clone(&self.bell);
+        let _ = e.on_close.set(Box::new(move || bell.ring()));
         lock(&self.entries).push(e);
         self.bell.ring();
     }
@@ -82,8 +86,9 @@ impl PollerGroup {
                 }
             });
             closing.clear();
-            if work == 0 {
-                self.bell.wait(IDLE_WAIT);
+            if work == 0 && !exit.load(Ordering::Acquire) {
+                self.bell.wait();
+                self.wakeups.fetch_add(1, Ordering::Relaxed);
             }
         }
         lock(&self.entries).clear();

@@ -1,7 +1,8 @@
 //! Server-wide counters.
 
+use rdmaxprt_core::pool::Census;
 use rdmaxprt_core::stats::{StatsSnapshot, BATCH_BUCKETS};
-use rdmaxprt_core::transport::TeardownReport;
+use rdmaxprt_core::transport::{TeardownReport, XprtCountersSnapshot};
 
 /// Adds `b` into `a` (sums; min/max combined; high-water marks maxed).
 pub fn merge_stats(a: &mut StatsSnapshot, b: &StatsSnapshot) {
@@ -28,10 +29,29 @@ pub fn merge_stats(a: &mut StatsSnapshot, b: &StatsSnapshot) {
     a.bad_completions += b.bad_completions;
 }
 
+/// One live transport's counters ([`Server::transports`](super::Server::transports)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportReport {
+    /// The transport's id.
+    pub id: u64,
+    /// Send-context counters.
+    pub stats: StatsSnapshot,
+    /// Transport counters (calls, error replies, drops, partial posts).
+    pub counters: XprtCountersSnapshot,
+    /// Where its send contexts are (pending release among them).
+    pub census: Census,
+}
+
 /// What a server did: send-context counters summed over its transports,
 /// and what teardown found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerReport {
+    /// Transports live when the report was taken.
+    pub live: u64,
+    /// Send contexts completed and not yet released, over live transports.
+    pub pending_release: u64,
+    /// Transport counters summed over live and freed transports.
+    pub counters: XprtCountersSnapshot,
     /// Summed send-context counters (pool_size: sum over transports).
     pub stats: StatsSnapshot,
     /// Largest pool any single transport reached.
@@ -42,6 +62,11 @@ pub struct ServerReport {
     pub reclaimed_send: u64,
     /// Receives still posted after a QP drain.
     pub stuck_recvs: u64,
+    /// Transports whose QP drain failed at teardown.
+    pub failed_drains: u64,
+    /// Buffers leaked (never unmapped nor freed) because a failed drain
+    /// left them posted: send contexts, receives and Read contexts.
+    pub leaked_after_failed_drain: u64,
     /// Worker passes: transports a worker took off the ready queue and
     /// handled (each follows one wakeup of the transport), counted as a
     /// pass starts.
@@ -49,15 +74,26 @@ pub struct ServerReport {
 }
 
 impl ServerReport {
-    pub(crate) fn add_live(&mut self, s: &StatsSnapshot) {
+    fn add_stats(&mut self, s: &StatsSnapshot) {
         merge_stats(&mut self.stats, s);
         self.max_pool_size = self.max_pool_size.max(s.pool_size);
     }
 
+    pub(crate) fn add_live(&mut self, t: &TransportReport) {
+        self.add_stats(&t.stats);
+        self.counters.add(&t.counters);
+        self.live += 1;
+        self.pending_release += u64::from(t.census.pending_release);
+    }
+
     pub(crate) fn add_freed(&mut self, s: &StatsSnapshot, td: &TeardownReport) {
-        self.add_live(s);
+        self.add_stats(s);
+        self.counters.add(&td.counters);
         self.freed += 1;
         self.reclaimed_send += td.reclaimed_send as u64;
         self.stuck_recvs += td.stuck_recvs as u64;
+        self.failed_drains += u64::from(td.drain_failed);
+        self.leaked_after_failed_drain +=
+            (td.leaked_send + td.leaked_recvs as usize + td.leaked_reads) as u64;
     }
 }

@@ -3,13 +3,16 @@
 
 use rdmaxprt_core::backend::{DmaDevice, ErrorKind, QueuePair};
 use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
+use rdmaxprt_core::pool::Census;
 use rdmaxprt_core::stats::StatsSnapshot;
-use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, TeardownReport, XprtError};
+use rdmaxprt_core::transport::{
+    RecvdCall, SvcRdmaXprt, TeardownReport, XprtCountersSnapshot, XprtError,
+};
 use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::time::Duration;
 
-pub use crate::client::CompletionWait;
+pub use crate::completion::CompletionWait;
 
 /// A transport failure as the runtime sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,10 +76,18 @@ pub trait ServerXprt: Send + Sync {
     /// Has the QP call `ring` when completions may be pollable; `false` if
     /// the backend cannot (see [`CompletionWait::set_completion_notifier`]).
     fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool;
+    /// Arms completion notification on the QP's completion channel (see
+    /// [`CompletionWait::arm_completions`]).
+    fn arm_completions(&self) -> bool;
     /// Starts closing.
     fn close(&self);
     /// Send-context counters.
     fn stats(&self) -> StatsSnapshot;
+    /// Transport counters (calls, error replies, drops, partial posts).
+    fn counters(&self) -> XprtCountersSnapshot;
+    /// Where the send contexts are right now (walks the pool: a report,
+    /// not a hot path).
+    fn census(&self) -> Census;
     /// Tears down (QP drain, release, unmap).
     fn free(self: Box<Self>) -> TeardownReport;
 }
@@ -121,11 +132,20 @@ where
     fn set_completion_notifier(&self, ring: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
         self.qp().set_completion_notifier(ring)
     }
+    fn arm_completions(&self) -> bool {
+        self.qp().arm_completions()
+    }
     fn close(&self) {
         SvcRdmaXprt::close(self)
     }
     fn stats(&self) -> StatsSnapshot {
         self.send_lifecycle().stats().snapshot()
+    }
+    fn counters(&self) -> XprtCountersSnapshot {
+        SvcRdmaXprt::counters(self).snapshot()
+    }
+    fn census(&self) -> Census {
+        self.send_lifecycle().pool().census()
     }
     fn free(self: Box<Self>) -> TeardownReport {
         SvcRdmaXprt::free(*self)

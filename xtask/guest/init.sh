@@ -3,6 +3,9 @@
 #
 # Loads the RDMA modules, brings up dummy0 (192.168.77.1/24) with rxe0 on it
 # and a spare dummy1 (192.168.78.1/24, no rxe: tests may create one there),
+# starts the kernel's nfsd on RDMA port 20149 (NFSv4 only; exported to the
+# tests as RDMAXPRT_TEST_NFSD=192.168.77.1:20149) and loads the kernel NFS
+# client's modules,
 # runs every test listed in /tests/list serially with RDMAXPRT_TEST_DEVICE=rxe0,
 # prints one "RESULT <name> PASS|FAIL" line per test and a final
 # "SUMMARY pass=N fail=M", then powers off. Then the pairs of /tests/pairs
@@ -84,6 +87,39 @@ done
 export RXE_GID
 echo "SETUP ok: rxe0 on dummy0 (192.168.77.1, gid index $RXE_GID), spare dummy1, uptime=$(cut -d' ' -f1 /proc/uptime)s"
 
+# The kernel's nfsd on RDMA, for tests/kernel_nfsd.rs (facts in
+# ../shared/notes/kernel-peers.md): NFSv4 only, which needs no rpcbind;
+# versions before threads and portlist (EBUSY after). No rpc.mountd
+# either: nfsd upcalls auth.unix.ip for every non-NULL call and drops the
+# call ~5 s later unless the entry mountd would write is there. The kernel
+# NFS client's modules (nfs, nfsv4, rpcrdma) are loaded too, for the
+# kernel-client pair's mount(2). Port 20149, not NFS/RDMA's 20049: nfsd
+# listens on any address, and the device tests and the kernel-client
+# pair's server bind 20049 themselves.
+NFSD_PORT=20149
+setup_nfsd() {
+  for m in sunrpc rpcrdma nfsd nfs nfsv3 nfsv4; do
+    modprobe "$m" || { echo "modprobe $m failed"; return 1; }
+  done
+  mount -t nfsd nfsd /proc/fs/nfsd || return 1
+  echo '-2 -3 +4 +4.1 +4.2' > /proc/fs/nfsd/versions || { echo "versions failed"; return 1; }
+  echo 4 > /proc/fs/nfsd/threads || { echo "threads failed"; return 1; }
+  echo "rdma $NFSD_PORT" > /proc/fs/nfsd/portlist || { echo "portlist failed"; return 1; }
+  echo "nfsd 192.168.77.1 2147483647 rdmaxprt-vm" > /proc/net/rpc/auth.unix.ip/channel \
+    || { echo "auth.unix.ip failed"; return 1; }
+  grep -q "rdma $NFSD_PORT" /proc/fs/nfsd/portlist || { echo "portlist: $(cat /proc/fs/nfsd/portlist)"; return 1; }
+}
+if setup_nfsd > /tmp/nfsd.log 2>&1; then
+  export RDMAXPRT_TEST_NFSD=192.168.77.1:$NFSD_PORT
+  echo "SETUP nfsd: $(tr '\n' ' ' < /proc/fs/nfsd/portlist); versions $(cat /proc/fs/nfsd/versions); threads $(cat /proc/fs/nfsd/threads)"
+else
+  # Not fatal for the other tests; kernel_nfsd then skips, and a skip fails the run.
+  FAIL=$((FAIL+1))
+  echo "RESULT setup/nfsd FAIL"
+  sed 's/^/| /' /tmp/nfsd.log
+  dmesg | grep -i -E 'nfsd|svcrdma|rpcrdma|sunrpc' | tail -n 10
+fi
+
 export RDMAXPRT_TEST_DEVICE=rxe0
 export RDMAXPRT_TEST_IP=192.168.77.1
 export RDMAXPRT_TEST_NETDEV=dummy0
@@ -111,6 +147,15 @@ while IFS="$TAB" read -r name path args; do
   fi
 done < /tests/list
 
+# The pairs wait for an rdma_cm id in LISTEN, and nfsd's would count: stop
+# nfsd now that the tests are done; its listeners go with its threads.
+if [ -n "$RDMAXPRT_TEST_NFSD" ]; then
+  echo 0 > /proc/fs/nfsd/threads
+  n=0
+  while rdma resource show cm_id 2>/dev/null | grep -q LISTEN && [ $n -lt 50 ]; do n=$((n+1)); sleep 0.1; done
+  echo "nfsd stopped: $(rdma resource show cm_id 2>/dev/null | grep -c LISTEN) rdma_cm ids still listening"
+fi
+
 # Pairs: "name<TAB>server<TAB>client<TAB>check" ("-" = none), run with sh -c.
 # The client starts once something listens: an rdma_cm id in LISTEN
 # (`rdma resource show cm_id`) or a TCP socket (perftest's exchange).
@@ -122,7 +167,7 @@ show_log() { # name side rc file
   echo "---- $1 $2 (rc=$3)"
   case $1 in
     bench/*) sed "s|^|BENCH $1 $2: |" "$4" ;;
-    *) tail -n 8 "$4" | sed 's/^/| /' ;;
+    *) tail -n 12 "$4" | sed "s/^/| /" ;;
   esac
 }
 SLOG=/tmp/pair.server.log

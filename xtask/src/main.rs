@@ -92,10 +92,14 @@ pub struct VmTestArgs {
     /// Bound on each side of an interop pair inside the VM, in seconds.
     #[arg(long, default_value_t = 60)]
     pub pair_timeout: u64,
-    /// Run only the examples and pairs of xtask/vm-tests.txt (no packages,
-    /// no bins).
+    /// Run only the examples and pairs of the manifest (no packages, no
+    /// bins).
     #[arg(long)]
     pub interop_only: bool,
+    /// The manifest to run instead of xtask/vm-tests.txt (relative to the
+    /// workspace root), e.g. xtask/vm-scale.txt.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
     /// The machine.
     #[command(flatten)]
     pub vm: VmOpts,

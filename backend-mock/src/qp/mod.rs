@@ -16,7 +16,7 @@ mod state;
 
 use crate::device::MockDevice;
 use crate::error::MockError;
-use crate::fault::{FaultConfig, FaultInjector};
+use crate::fault::{FaultConfig, FaultCounts, FaultInjector};
 use crate::lock::Mutex;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -262,6 +262,15 @@ impl MockQp {
     pub fn set_faults(&self, faults: Option<FaultConfig>) {
         self.pair.st.lock().ends[self.side].faults =
             faults.map(|f| FaultInjector::new(f, self.side));
+    }
+
+    /// The faults this end's injector has injected so far (zero without
+    /// one; [`set_faults`](Self::set_faults) starts a new count).
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.pair.st.lock().ends[self.side]
+            .faults
+            .as_ref()
+            .map_or_else(FaultCounts::default, FaultInjector::counts)
     }
 
     /// Whether this QP is in the error state.

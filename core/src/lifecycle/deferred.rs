@@ -1,7 +1,7 @@
 //! The seed's policy: defer release to the worker, with a self-enqueue
 //! backstop on the release list's empty -> non-empty edge.
 
-use super::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
+use super::{ClaimedCtxt, GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::backend::{DmaDevice, ErrorType};
 use crate::llist::{FreeList, LockedFreeList};
 use crate::pool::{PoolConfig, SendCtxtPool};
@@ -61,10 +61,10 @@ where
     }
 
     #[inline]
-    fn complete(&self, idx: u32) {
+    fn complete(&self, ctxt: ClaimedCtxt) {
         // The whole completion path: one push; on the empty -> non-empty
         // edge, DATA + enqueue so an idle transport still gets drained.
-        if self.pool.release.push(self.pool.links(), idx) {
+        if self.pool.release.push(self.pool.links(), ctxt.index()) {
             self.xprt.flags().set(XprtFlags::DATA);
             Stats::bump(&self.pool.stats().backstop_enqueues);
             self.xprt.enqueue();
@@ -74,7 +74,10 @@ where
     fn drain(&self) -> usize {
         let mut n = 0u64;
         for idx in self.pool.release.take_all(self.pool.links()) {
-            self.pool.release(idx);
+            // SAFETY: only claimed slots are pushed on the release list
+            // (`complete` takes a `ClaimedCtxt`), and `take_all` hands each
+            // to exactly one drainer.
+            unsafe { self.pool.release(idx) };
             n += 1;
         }
         if n != 0 {

@@ -1,7 +1,7 @@
 //! Release on the completion path: the baseline that pays unmap (and page
 //! release) inside the completion handler.
 
-use super::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
+use super::{ClaimedCtxt, GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::backend::{DmaDevice, ErrorType};
 use crate::llist::{FreeList, LockedFreeList};
 use crate::pool::{PoolConfig, SendCtxtPool};
@@ -43,8 +43,9 @@ where
         self.pool.get_alloc().map(|i| OwnedCtxt::new(self, i))
     }
 
-    fn complete(&self, idx: u32) {
-        self.pool.release(idx);
+    fn complete(&self, ctxt: ClaimedCtxt) {
+        // SAFETY: a `ClaimedCtxt` proves the slot was claimed for us.
+        unsafe { self.pool.release(ctxt.index()) };
         let s = self.pool.stats();
         Stats::bump(&s.completions);
         s.record_batch(1);

@@ -16,7 +16,7 @@ mod workqueue;
 
 pub use deferred::Deferred;
 pub use inline::Inline;
-pub use owned::{OwnedCtxt, PostFailed};
+pub use owned::{ClaimedCtxt, OwnedCtxt, PostFailed};
 #[cfg(all(feature = "std", not(rdmaxprt_loom)))]
 pub use workqueue::{Workqueue, WorkqueuePool};
 
@@ -70,12 +70,26 @@ impl<L: SendCtxtLifecycle> SendCompletions<'_, L> {
     /// [`SendCtxtLifecycle::put`] under the held completion lock.
     #[inline]
     pub fn put(&mut self, wr_id: u64) -> Result<u32, CompletionError> {
-        let (claimed, sqes) = self.life.pool().claim_completed(&self.guard, wr_id)?;
-        match claimed {
-            Claimed::Release(idx) => self.life.complete(idx),
-            Claimed::LeftToPoster => {}
+        let (claimed, sqes) = self.claim(wr_id)?;
+        if let Some(c) = claimed {
+            self.life.complete(c);
         }
         Ok(sqes)
+    }
+
+    /// The validation half of [`put`](Self::put): the claim to hand to
+    /// [`SendCtxtLifecycle::complete`] (`None` if the poster has not
+    /// committed yet and will do it), and the SQ slots to give back.
+    #[inline]
+    pub(crate) fn claim(
+        &mut self,
+        wr_id: u64,
+    ) -> Result<(Option<ClaimedCtxt>, u32), CompletionError> {
+        let (claimed, sqes) = self.life.pool().claim_completed(&self.guard, wr_id)?;
+        Ok(match claimed {
+            Claimed::Release(idx) => (Some(ClaimedCtxt::new(idx)), sqes),
+            Claimed::LeftToPoster => (None, sqes),
+        })
     }
 }
 
@@ -100,6 +114,31 @@ impl fmt::Display for Policy {
     }
 }
 
+/// A policy name [`Policy::from_str`](core::str::FromStr::from_str) did
+/// not recognise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownPolicy;
+
+impl fmt::Display for UnknownPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown release policy (expected deferred, workqueue or inline)")
+    }
+}
+
+impl core::str::FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    /// `deferred`, `workqueue` or `inline` (what `Display` prints).
+    fn from_str(s: &str) -> Result<Self, UnknownPolicy> {
+        match s {
+            "deferred" => Ok(Policy::Deferred),
+            "workqueue" => Ok(Policy::Workqueue),
+            "inline" => Ok(Policy::Inline),
+            _ => Err(UnknownPolicy),
+        }
+    }
+}
+
 /// The send-context lifecycle.
 pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// The device contexts are mapped with.
@@ -116,6 +155,7 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// Gets a context to build a reply in. Never allocates while a free one
     /// can be had; at the cap returns [`GetError::AtCap`] (Workqueue: first
     /// waits for contexts in transit on the workqueue, if any).
+    #[doc(alias = "svc_rdma_send_ctxt_get")]
     fn get(
         &self,
     ) -> Result<OwnedCtxt<'_, Self>, GetError<<Self::Dev as crate::backend::ErrorType>::Error>>;
@@ -128,6 +168,7 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// Takes the completion lock for this one completion; a completion
     /// handler with a batch uses [`completions`](Self::completions) instead.
     #[inline]
+    #[doc(alias = "svc_rdma_send_ctxt_put")]
     fn put(&self, wr_id: u64) -> Result<u32, CompletionError> {
         self.completions().put(wr_id)
     }
@@ -144,17 +185,31 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     }
 
     /// The policy's action for a claimed, completed context (slot in state
-    /// RELEASING, owned by the caller). Called by [`put`](Self::put) and by
-    /// a poster whose completion arrived before it committed.
-    #[doc(hidden)]
-    fn complete(&self, idx: u32);
+    /// RELEASING, owned by the caller). Called by [`put`](Self::put), by the
+    /// transport's Send completion handler and by a poster whose completion
+    /// arrived before it committed.
+    ///
+    /// Only this crate can make a [`ClaimedCtxt`] (it is the proof that the
+    /// slot was claimed), so safe code cannot hand over a context it still
+    /// holds as an [`OwnedCtxt`]:
+    ///
+    /// ```compile_fail
+    /// # use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
+    /// fn forge<L: SendCtxtLifecycle>(life: &L) {
+    ///     life.complete(0u32); // an index is not a claim
+    /// }
+    /// ```
+    #[doc(alias = "svc_rdma_send_ctxt_put")]
+    fn complete(&self, ctxt: ClaimedCtxt);
 
     /// Releases every completed context waiting for release; returns how
     /// many. Worker context: between RPCs, in `get`, after an SQ wait.
+    #[doc(alias = "svc_rdma_send_ctxts_drain")]
     fn drain(&self) -> usize;
 
     /// The unmap step for one context: chunk resources, then SGEs 1..n
     /// (SGE 0 stays mapped). Counted in [`Stats`]. Pages are untouched.
+    #[doc(alias = "svc_rdma_send_ctxt_unmap")]
     fn unmap(&self, ctxt: &mut SendCtxt<Self::Dev>) {
         self.pool().unmap_ctxt(ctxt);
     }

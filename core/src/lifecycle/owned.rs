@@ -36,6 +36,29 @@ impl<E: fmt::Display> fmt::Display for PostFailed<E> {
     }
 }
 
+/// A completed send context claimed for release: the proof that its slot
+/// is in state RELEASING and owned by the holder. Only this crate makes
+/// one (after the completion's `wr_id` was validated and the slot claimed,
+/// or when a poster finds its completion came first); it is neither `Clone`
+/// nor `Copy`, so each claim is handed to
+/// [`SendCtxtLifecycle::complete`] exactly once.
+#[derive(Debug)]
+pub struct ClaimedCtxt {
+    idx: u32,
+}
+
+impl ClaimedCtxt {
+    /// The claim on slot `idx`, which the caller must have claimed.
+    pub(crate) fn new(idx: u32) -> Self {
+        Self { idx }
+    }
+
+    /// The claimed slot.
+    pub fn index(&self) -> u32 {
+        self.idx
+    }
+}
+
 impl<'a, L: SendCtxtLifecycle> OwnedCtxt<'a, L> {
     pub(crate) fn new(life: &'a L, idx: u32) -> Self {
         Self { life, idx }
@@ -78,15 +101,17 @@ impl<'a, L: SendCtxtLifecycle> OwnedCtxt<'a, L> {
         match res {
             Ok(()) => {
                 if let Some(i) = pool.commit_post(idx) {
-                    life.complete(i);
+                    life.complete(ClaimedCtxt::new(i));
                 }
                 Ok(())
             }
             Err(error) if error.consumed == 0 => {
                 match pool.abort_post(idx) {
                     // Nothing was posted: the forward path releases.
-                    None => pool.release(idx),
-                    Some(i) => life.complete(i),
+                    // SAFETY: `abort_post` returned the slot to OWNED, and
+                    // this guard (forgotten above) was its owner.
+                    None => unsafe { pool.release(idx) },
+                    Some(i) => life.complete(ClaimedCtxt::new(i)),
                 }
                 Err(PostFailed { error })
             }
@@ -94,7 +119,7 @@ impl<'a, L: SendCtxtLifecycle> OwnedCtxt<'a, L> {
                 // Part of the chain is on the wire: its completion or flush
                 // will release the context (or teardown's reclaim will).
                 if let Some(i) = pool.commit_post(idx) {
-                    life.complete(i);
+                    life.complete(ClaimedCtxt::new(i));
                 }
                 Err(PostFailed { error })
             }
@@ -119,6 +144,7 @@ impl<L: SendCtxtLifecycle> DerefMut for OwnedCtxt<'_, L> {
 
 impl<L: SendCtxtLifecycle> Drop for OwnedCtxt<'_, L> {
     fn drop(&mut self) {
-        self.life.pool().release(self.idx);
+        // SAFETY: the guard owns slot `idx` (OWNED) and is going away.
+        unsafe { self.life.pool().release(self.idx) };
     }
 }

@@ -24,7 +24,7 @@
 
 extern crate std;
 
-use super::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
+use super::{ClaimedCtxt, GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::backend::{DmaDevice, ErrorType};
 use crate::llist::{FreeList, LockedFreeList};
 use crate::pool::{PoolConfig, SendCtxtPool};
@@ -283,7 +283,9 @@ impl<D: DmaDevice, F: FreeList> Shared<D, F> {
     unsafe fn release_work(w: &Work) {
         // SAFETY: the caller's contract.
         let this = unsafe { &*(w.owner as *const Self) };
-        this.pool.release(w.idx);
+        // SAFETY: the item was queued for a claimed slot (`complete` took
+        // its `ClaimedCtxt`), and only this run releases it.
+        unsafe { this.pool.release(w.idx) };
         let s = this.pool.stats();
         Stats::bump(&s.completions);
         s.record_batch(1);
@@ -423,11 +425,12 @@ where
         }
     }
 
-    fn complete(&self, idx: u32) {
+    fn complete(&self, ctxt: ClaimedCtxt) {
         let s = &self.shared;
         s.unfinished.fetch_add(1, Ordering::Relaxed);
         s.in_transit.fetch_add(1, Ordering::SeqCst);
-        self.wq.queue_work(&s.works[idx as usize]);
+        // The claim passes to the slot's work item, which releases it.
+        self.wq.queue_work(&s.works[ctxt.index() as usize]);
     }
 
     fn drain(&self) -> usize {

@@ -39,7 +39,10 @@ pub fn decode_header<'a>(buf: &'a [u8], limits: &Limits) -> Result<Header<'a>, D
 ///
 /// Reply-specific rules: the Read list must be empty; Write and Reply
 /// chunk segments may have length zero and chunks may have no segments
-/// (unused); `RDMA_NOMSG` needs a Reply chunk.
+/// (unused); `RDMA_NOMSG` needs a Reply chunk. An `RDMA_ERROR` / `ERR_VERS`
+/// decodes whatever its version word says (a responder may echo the
+/// caller's version; [`Header::vers`] tells which); any other message with
+/// a version other than 1 is [`DecodeError::BadVersion`].
 pub fn decode_reply_header<'a>(buf: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
     Decoder::new(buf, limits, Role::Reply).header()
 }
@@ -72,7 +75,7 @@ impl<'a, 'l> Decoder<'a, 'l> {
         let credits = self.word()?;
         let raw_proc = self.word()?;
         if vers != RPCRDMA_VERSION {
-            return Err(DecodeError::BadVersion { vers });
+            return self.other_version(xid, vers, credits, raw_proc);
         }
         let proc = match Proc::from_u32(raw_proc) {
             None => return Err(DecodeError::UnknownProc { proc: raw_proc }),
@@ -97,6 +100,41 @@ impl<'a, 'l> Decoder<'a, 'l> {
         }
         hdr.header_len = self.r.position();
         Ok(hdr)
+    }
+
+    /// A header whose version is not 1. RFC 8166 keeps the header prefix
+    /// (xid, vers, credits, proc) and the `ERR_VERS` body the same in every
+    /// version, and a responder may echo the caller's version in it (the
+    /// Linux kernel's svcrdma does: `52000bad 00000002 00000040 00000004
+    /// 00000001 00000001 00000001` answers a version-2 call). So a reply
+    /// that is `RDMA_ERROR` / `ERR_VERS` decodes, with its version as sent;
+    /// anything else, and every call, is [`DecodeError::BadVersion`].
+    fn other_version(
+        mut self,
+        xid: u32,
+        vers: u32,
+        credits: u32,
+        raw_proc: u32,
+    ) -> Result<Header<'a>, DecodeError> {
+        let bad = DecodeError::BadVersion { vers };
+        if self.role != Role::Reply || raw_proc != Proc::Error as u32 {
+            return Err(bad);
+        }
+        let error = match self.error_body() {
+            Ok(e @ RdmaError::Vers { .. }) => e,
+            _ => return Err(bad),
+        };
+        Ok(Header {
+            xid,
+            vers,
+            credits,
+            proc: Proc::Error,
+            read_list: ReadList::default(),
+            write_list: WriteList::default(),
+            reply_chunk: None,
+            header_len: self.r.position(),
+            error: Some(error),
+        })
     }
 
     fn chunk_lists(&mut self, hdr: &mut Header<'a>) -> Result<(), DecodeError> {

@@ -29,6 +29,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod connect_private;
 mod decode;
 mod encode;
 mod error;
@@ -39,6 +40,7 @@ mod tests;
 mod view;
 
 pub use crate::oncrpc::EncodeError;
+pub use connect_private::{ConnectPrivate, ConnectPrivateError, Negotiated};
 pub use decode::{decode_header, decode_reply_header};
 pub use encode::{encode_call, encode_error, encode_reply, CallSpec, MsgProc, ReplySpec};
 pub use error::{DecodeError, ReplyWith};

@@ -228,6 +228,56 @@ fn bad_version_gets_err_vers() {
     );
 }
 
+/// The kernel's answer to a version-2 call, word for word (svcrdma echoes
+/// the caller's version): RDMA_ERROR / ERR_VERS 1..1.
+const KERNEL_ERR_VERS_V2: [u32; 7] = [0x5200_0bad, 2, 0x40, 4, 1, 1, 1];
+
+fn words(w: &[u32]) -> Vec<u8> {
+    w.iter().flat_map(|w| w.to_be_bytes()).collect()
+}
+
+#[test]
+fn reply_err_vers_echoing_another_version_decodes() {
+    let buf = words(&KERNEL_ERR_VERS_V2);
+    let hdr = decode_reply_header(&buf, &Limits::DEFAULT).unwrap();
+    assert_eq!(
+        (hdr.xid(), hdr.vers(), hdr.credits(), hdr.proc()),
+        (0x5200_0bad, 2, 0x40, Proc::Error)
+    );
+    assert_eq!(hdr.rdma_error(), Some(RdmaError::Vers { low: 1, high: 1 }));
+    assert_eq!(hdr.header_len(), 28);
+    assert_eq!(hdr.write_list().iter().count(), 0);
+    assert!(hdr.reply_chunk().is_none());
+    // Any version word, as long as the body is ERR_VERS.
+    let mut other = KERNEL_ERR_VERS_V2;
+    other[1] = 0xffff_ffff;
+    let buf = words(&other);
+    let hdr = decode_reply_header(&buf, &Limits::DEFAULT).unwrap();
+    assert_eq!(hdr.vers(), 0xffff_ffff);
+}
+
+#[test]
+fn other_version_garbage_is_still_bad_version() {
+    let bad = DecodeError::BadVersion { vers: 2 };
+    let reject = |w: &[u32]| decode_reply_header(&words(w), &Limits::DEFAULT).unwrap_err();
+    // ERR_CHUNK, unknown error codes, ERR_VERS cut short.
+    assert_eq!(reject(&[1, 2, 1, 4, 2]), bad);
+    assert_eq!(reject(&[1, 2, 1, 4, 3, 1, 1]), bad);
+    assert_eq!(reject(&[1, 2, 1, 4, 1, 1]), bad);
+    assert_eq!(reject(&[1, 2, 1, 4]), bad);
+    // Every other procedure, even a well-formed one.
+    for proc in [0, 1, 2, 3, 5] {
+        assert_eq!(reject(&[1, 2, 1, proc, 0, 0, 0, 9]), bad);
+    }
+    // Too short for the fixed part: that error wins.
+    assert_eq!(reject(&[1, 2, 1]), DecodeError::TooShort { len: 12 });
+    // A server never accepts a call of another version, ERR_VERS-shaped or not.
+    assert_eq!(
+        decode_header(&words(&KERNEL_ERR_VERS_V2), &Limits::DEFAULT).unwrap_err(),
+        bad
+    );
+}
+
 #[test]
 fn unknown_and_unsupported_procs() {
     let (mut buf, len) = encode_with_body(&full_call(), BODY);

@@ -41,7 +41,9 @@ impl<'a> Header<'a> {
         self.xid
     }
 
-    /// Protocol version (always 1 once decoded).
+    /// Protocol version: always 1, except in an `RDMA_ERROR` / `ERR_VERS`
+    /// reply, which keeps the version it carried (a responder may echo the
+    /// caller's).
     pub const fn vers(&self) -> u32 {
         self.vers
     }

@@ -8,26 +8,27 @@
 //! handlers). Teardown: [`SvcRdmaXprt::close`], then once no poller or
 //! worker uses it, [`SvcRdmaXprt::free`].
 
+mod chain;
 mod error;
 mod read;
 mod recv;
 mod send;
+mod teardown;
 
 pub use error::XprtError;
 pub use read::CallMeta;
+pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
 use crate::lifecycle::{SendCompletions, SendCtxtLifecycle};
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
-use crate::spin::SpinLock;
+use crate::spin::SpinMutex;
 use crate::sq::SqAccount;
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
-use read::ReadCtxt;
+use read::Reads;
 use recv::{RecvQueue, RecvVerdict};
 
 /// Low-32-bit tag of work requests that are not send contexts.
@@ -38,7 +39,9 @@ pub(crate) const WR_ID_IGNORE: u64 = u32::MAX as u64;
 /// Transport sizing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XprtConfig {
-    /// Credits granted to the client (concurrent calls).
+    /// Most credits granted to the client (concurrent calls). Each reply
+    /// grants `min(the call's ask, this, what the RQ can keep posted)`,
+    /// at least 1: see [`SvcRdmaXprt::credits_for`].
     pub credits: u32,
     /// Receives reposted per batch.
     pub recv_batch: u32,
@@ -91,10 +94,14 @@ pub struct RecvdCall {
 pub struct XprtCounters {
     /// Calls handed up.
     pub calls: AtomicU64,
-    /// Replies posted.
+    /// Replies posted (RDMA_ERROR replies included).
     pub replies: AtomicU64,
     /// RDMA_ERROR replies sent (ERR_VERS, ERR_CHUNK).
     pub error_replies: AtomicU64,
+    /// ERR_VERS replies sent (a call of another transport version).
+    pub err_vers: AtomicU64,
+    /// ERR_CHUNK replies sent (a call whose chunks could not be handled).
+    pub err_chunk: AtomicU64,
     /// Malformed headers dropped without reply.
     pub dropped: AtomicU64,
     /// Calls whose Read chunks were pulled.
@@ -106,32 +113,64 @@ pub struct XprtCounters {
     pub partial_posts: AtomicU64,
 }
 
-/// What [`SvcRdmaXprt::free`] found at teardown.
+/// A copy of [`XprtCounters`] at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TeardownReport {
-    /// Send contexts no completion released (released by reclaim after
-    /// the QP drain): chains that failed part-way (their Send never went
-    /// out, see [`XprtCounters::partial_posts`]) plus any completion a
-    /// backend lost. More than `partial_posts` means the latter.
-    pub reclaimed_send: usize,
-    /// Receives still marked posted after the drain.
-    pub stuck_recvs: u32,
-    /// Read contexts released at teardown.
-    pub reads_released: usize,
-    /// The send-context counters after the final drain and reclaim (so
-    /// they include the contexts teardown released).
-    pub send_stats: crate::stats::StatsSnapshot,
+pub struct XprtCountersSnapshot {
+    /// Calls handed up.
+    pub calls: u64,
+    /// Replies posted (RDMA_ERROR replies included).
+    pub replies: u64,
+    /// RDMA_ERROR replies sent (both kinds).
+    pub error_replies: u64,
+    /// ERR_VERS replies sent.
+    pub err_vers: u64,
+    /// ERR_CHUNK replies sent.
+    pub err_chunk: u64,
+    /// Malformed messages dropped without reply.
+    pub dropped: u64,
+    /// Calls whose Read chunks were pulled.
+    pub read_calls: u64,
+    /// Completions with bogus `wr_id`s.
+    pub bogus_completions: u64,
+    /// Reply chains the device took only part of.
+    pub partial_posts: u64,
 }
 
-/// Read contexts: a small slab behind a spin lock (the kernel also locks
-/// its read-complete queue).
-struct Reads<B> {
-    slots: Vec<Option<ReadCtxt<B>>>,
-    free: Vec<u32>,
-    ready: VecDeque<u32>,
+impl XprtCountersSnapshot {
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &Self) {
+        self.calls += o.calls;
+        self.replies += o.replies;
+        self.error_replies += o.error_replies;
+        self.err_vers += o.err_vers;
+        self.err_chunk += o.err_chunk;
+        self.dropped += o.dropped;
+        self.read_calls += o.read_calls;
+        self.bogus_completions += o.bogus_completions;
+        self.partial_posts += o.partial_posts;
+    }
+}
+
+impl XprtCounters {
+    /// The counters now.
+    pub fn snapshot(&self) -> XprtCountersSnapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        XprtCountersSnapshot {
+            calls: l(&self.calls),
+            replies: l(&self.replies),
+            error_replies: l(&self.error_replies),
+            err_vers: l(&self.err_vers),
+            err_chunk: l(&self.err_chunk),
+            dropped: l(&self.dropped),
+            read_calls: l(&self.read_calls),
+            bogus_completions: l(&self.bogus_completions),
+            partial_posts: l(&self.partial_posts),
+        }
+    }
 }
 
 /// One RPC-over-RDMA connection, server side.
+#[doc(alias = "svcxprt_rdma")]
 pub struct SvcRdmaXprt<L, Q, E, W>
 where
     L: SendCtxtLifecycle,
@@ -144,24 +183,13 @@ where
     send: L,
     sq: SqAccount<W>,
     recv: RecvQueue<L::Dev>,
-    reads_lock: SpinLock,
-    reads: UnsafeCell<Reads<<L::Dev as DmaDevice>::Buf>>,
+    reads: SpinMutex<Reads<<L::Dev as DmaDevice>::Buf>>,
     xprt: E,
     counters: XprtCounters,
     max_send_sge: u32,
-}
-
-// SAFETY: `reads` is only accessed with `reads_lock` held (see
-// `with_reads`); every other field is Sync on its own.
-unsafe impl<L, Q, E, W> Sync for SvcRdmaXprt<L, Q, E, W>
-where
-    L: SendCtxtLifecycle,
-    Q: QueuePair + Sync,
-    E: Enqueue,
-    W: WaitQueue,
-    <L::Dev as DmaDevice>::Buf: Send,
-    L::Dev: Sync,
-{
+    /// The most credits a reply grants: `cfg.credits` clamped to what
+    /// the Receive Queue can keep posted.
+    max_credits: u32,
 }
 
 type DevError<L> = <<L as SendCtxtLifecycle>::Dev as ErrorType>::Error;
@@ -177,8 +205,22 @@ where
     /// lifecycle (whose pool maps with the device) and `xprt` as its hook
     /// into the runtime. Preallocates `2 x credits + batch` receive
     /// contexts and posts as many as the RQ holds.
+    ///
+    /// The credits granted are clamped to what the RQ can keep posted (as
+    /// the kernel clamps `sc_max_requests` to the device's limits):
+    /// receives are reposted `recv_batch` at a time, so up to
+    /// `recv_batch - 1` of the RQ's slots may be waiting for a repost, and
+    /// at least one credit is always granted.
+    #[doc(alias = "svc_rdma_accept")]
     pub fn new(cfg: XprtConfig, qp: Q, send: L, xprt: E) -> Result<Self, XprtError<DevError<L>>> {
         let caps = qp.caps();
+        let max_credits = cfg
+            .credits
+            .min(
+                caps.rq_depth
+                    .saturating_sub(cfg.recv_batch.saturating_sub(1)),
+            )
+            .max(1);
         let count = cfg
             .credits
             .saturating_mul(2)
@@ -193,14 +235,10 @@ where
             qp,
             send,
             recv,
-            reads_lock: SpinLock::new(),
-            reads: UnsafeCell::new(Reads {
-                slots: Vec::new(),
-                free: Vec::new(),
-                ready: VecDeque::new(),
-            }),
+            reads: SpinMutex::new(Reads::new()),
             xprt,
             counters: XprtCounters::default(),
+            max_credits,
         };
         t.post_recvs(caps.rq_depth.min(count))?;
         Ok(t)
@@ -215,9 +253,7 @@ where
     W: WaitQueue,
 {
     fn with_reads<R>(&self, f: impl FnOnce(&mut Reads<<L::Dev as DmaDevice>::Buf>) -> R) -> R {
-        let _g = self.reads_lock.lock();
-        // SAFETY: the lock is held; this is the only reference.
-        f(unsafe { &mut *self.reads.get() })
+        f(&mut self.reads.lock())
     }
 
     /// The configuration.
@@ -251,8 +287,22 @@ where
     }
 
     /// `svc_rdma_has_wspace`: false while anyone waits for SQ space.
+    #[doc(alias = "svc_rdma_has_wspace")]
     pub fn has_wspace(&self) -> bool {
         self.sq.has_wspace()
+    }
+
+    /// The credits a reply to a call that asked for `asked` grants:
+    /// `min(asked, XprtConfig::credits, what the RQ can hold)`, never
+    /// below 1 (a zero grant would stall the client for good).
+    pub fn credits_for(&self, asked: u32) -> u32 {
+        asked.min(self.max_credits).max(1)
+    }
+
+    /// The most credits any reply grants (the configured credits clamped
+    /// to the RQ).
+    pub fn max_credits(&self) -> u32 {
+        self.max_credits
     }
 
     /// Receives posted right now.
@@ -265,6 +315,7 @@ where
     }
 
     /// Posts up to `max` receives.
+    #[doc(alias = "svc_rdma_post_recvs")]
     fn post_recvs(&self, max: u32) -> Result<(), XprtError<DevError<L>>> {
         let mut wrs: Vec<RecvWr> = Vec::with_capacity(max as usize);
         self.recv.take_for_post(max, &mut wrs);
@@ -285,10 +336,10 @@ where
     }
 
     /// Reposts receives in batches once a batch worth has been consumed.
+    #[doc(alias = "svc_rdma_refresh_recvs")]
     fn refresh_recvs(&self) -> Result<(), XprtError<DevError<L>>> {
         let target = self
-            .cfg
-            .credits
+            .max_credits
             .saturating_add(self.cfg.recv_batch)
             .min(self.qp.caps().rq_depth);
         let missing = target.saturating_sub(self.recv.posted());
@@ -298,8 +349,20 @@ where
         Ok(())
     }
 
-    /// Receive completion handler: queue the receive, set DATA, enqueue.
+    /// `svc_xprt_deferred_close`: mark the transport for close and, on the
+    /// first close only, schedule it so a worker sees CLOSE and tears it
+    /// down (the pollers stop polling a CLOSE'd transport, so nobody else
+    /// would).
+    #[doc(alias = "svc_xprt_deferred_close")]
+    pub(crate) fn deferred_close(&self) {
+        if !self.flags().set(XprtFlags::CLOSE) {
+            self.xprt.enqueue();
+        }
+    }
+
+    /// `svc_rdma_wc_receive`: queue the receive, set DATA, enqueue.
     /// A failed or flushed receive marks the transport for close.
+    #[doc(alias = "svc_rdma_wc_receive")]
     pub fn handle_recv_wc(&self, wc: &Wc) {
         match self.recv.complete(wc.wr_id, wc.status, wc.byte_len) {
             RecvVerdict::Queued => {}
@@ -315,9 +378,15 @@ where
         self.xprt.enqueue();
     }
 
-    /// Send Queue completion handler: Send completions return their SQ
-    /// slots then `put` the context; Read completions queue the call for
-    /// `recvfrom`; flushed unsignaled Writes are ignored.
+    /// Send Queue completion handler (`svc_rdma_wc_send`, and
+    /// `svc_rdma_wc_read_done` for Reads): a Send completion returns its SQ
+    /// slots and wakes SQ waiters, then `put`s the context, in the kernel's
+    /// order (so under [`Inline`](crate::lifecycle::Inline) the unmap runs
+    /// after the waiters woke); a failed one also marks the transport for
+    /// close and schedules it (`svc_xprt_deferred_close`). Read completions
+    /// queue the call for `recvfrom`; flushed unsignaled Writes are
+    /// ignored.
+    #[doc(alias = "svc_rdma_wc_send")]
     pub fn handle_send_wc(&self, wc: &Wc) {
         self.handle_send_wc_in(&mut self.send.completions(), wc);
     }
@@ -330,18 +399,37 @@ where
             return;
         }
         if low & TAG != 0 {
-            self.read_done(low & !TAG, wc.status);
+            self.tagged_done(wc.wr_id, wc.status);
             return;
         }
-        if wc.status != WcStatus::Success {
-            // A flush or error: the connection is gone; still release.
-            self.flags().set(XprtFlags::CLOSE);
-        }
-        match cq.put(wc.wr_id) {
-            // Slots back first and waiters woken, then nothing else: the
-            // context waits on the release list for a worker.
-            Ok(sqes) => self.sq.release(sqes),
+        match cq.claim(wc.wr_id) {
+            Ok((claimed, sqes)) => {
+                // svc_rdma_wake_send_waiters, then svc_rdma_send_ctxt_put.
+                self.sq.release(sqes);
+                if let Some(c) = claimed {
+                    self.send.complete(c);
+                    // A `get` waiting at the pool's cap (on the same queue)
+                    // may have woken for the slots before the put made a
+                    // context available: wake it again now that it is.
+                    self.sq.wake_space_waiters();
+                }
+            }
             Err(_) => Self::bump(&self.counters.bogus_completions),
+        }
+        if wc.status != WcStatus::Success {
+            // A flush or error: the connection is gone (the context was
+            // still released above).
+            self.deferred_close();
+        }
+    }
+
+    /// A Send Queue completion with [`TAG`] set: a batch's last WR or the
+    /// last Read of a call.
+    fn tagged_done(&self, wr_id: u64, status: WcStatus) {
+        match chain::batch_sqes(wr_id) {
+            Some(sqes) => self.batch_done(sqes, status == WcStatus::Success),
+            None if wr_id >> 32 == 0 => self.read_done(wr_id as u32 & !TAG, status),
+            None => Self::bump(&self.counters.bogus_completions),
         }
     }
 
@@ -383,6 +471,7 @@ where
     /// the clear) and sets DATA again if so. Malformed headers are answered
     /// with RDMA_ERROR or dropped here; `Ok(None)` then means "nothing for
     /// the service".
+    #[doc(alias = "svc_rdma_recvfrom")]
     pub fn recvfrom(&self) -> Result<Option<RecvdCall>, XprtError<DevError<L>>> {
         if self.flags().test(XprtFlags::CLOSE) {
             return Err(XprtError::Closed);
@@ -424,9 +513,13 @@ where
             Err(e) => {
                 let xid = rpcrdma::peek_xid(bytes);
                 tracing::debug!(?e, ?xid, "malformed transport header");
+                // The header's third word asks for credits, if it is there.
+                let asked = bytes.get(8..12).map_or(self.max_credits, |w| {
+                    u32::from_be_bytes([w[0], w[1], w[2], w[3]])
+                });
                 return match (e.reply_with().rdma_error(), xid) {
                     (Some(err), Some(xid)) => {
-                        self.send_error(xid, err)?;
+                        self.send_error(xid, asked, err)?;
                         Ok(None)
                     }
                     _ => {
@@ -449,7 +542,7 @@ where
             return self.start_reads(&h, meta, bytes).map(|()| None);
         }
         let Some(body) = h.body_offset().and_then(|o| bytes.get(o..)) else {
-            self.send_error(meta.xid, rpcrdma::RdmaError::Chunk)?;
+            self.send_error(meta.xid, meta.credits, rpcrdma::RdmaError::Chunk)?;
             return Ok(None);
         };
         Self::bump(&self.counters.calls);
@@ -460,6 +553,7 @@ where
     }
 
     /// `xpo_release_ctxt`: between RPCs, drain the send release list.
+    #[doc(alias = "svc_rdma_release_ctxt")]
     pub fn release_ctxt(&self) -> usize {
         self.send.drain()
     }
@@ -467,6 +561,7 @@ where
     /// Marks the transport closing: no new posts, every SQ waiter wakes,
     /// and the runtime is asked to schedule the transport so a worker sees
     /// CLOSE and arranges [`free`](Self::free).
+    #[doc(alias = "svc_xprt_close")]
     pub fn close(&self) {
         // CLOSE may already be set (a flushed receive sets it): still close
         // the SQ so waiters wake; enqueue only on the first close.
@@ -474,58 +569,6 @@ where
         self.sq.close();
         if !already {
             self.xprt.enqueue();
-        }
-    }
-
-    /// Teardown in the kernel's order: drain the QP (every posted WR
-    /// completes or flushes), handle those completions, drain the send
-    /// release list, reclaim anything the backend failed to complete,
-    /// flush receives, release Read contexts, unmap every buffer.
-    ///
-    /// Taking `self` by value proves no poller or worker can still touch
-    /// the transport.
-    pub fn free(self) -> TeardownReport {
-        self.flags().set(XprtFlags::CLOSE);
-        self.sq.close();
-        if let Err(e) = self.qp.drain_qp() {
-            tracing::warn!(%e, "drain_qp failed at teardown");
-        }
-        // Handle every completion the drain produced. A backend may hold a
-        // completion back for a few polls: keep polling while anything is
-        // still posted, for a bounded number of empty rounds.
-        let mut empty_rounds = 0;
-        while empty_rounds < 1000 {
-            match self.poll(usize::MAX) {
-                Ok(0) | Err(_) => {
-                    let outstanding = self.recv.posted() > 0
-                        || self.send.pool().census().posted > 0
-                        || self.with_reads(|r| r.slots.iter().flatten().any(|c| !c.done));
-                    if !outstanding {
-                        break;
-                    }
-                    empty_rounds += 1;
-                    core::hint::spin_loop();
-                }
-                Ok(_) => empty_rounds = 0,
-            }
-        }
-        self.send.flush();
-        // SAFETY: the QP is drained (above) and `self` is owned, so no
-        // completion handler runs concurrently.
-        let reclaimed_send = unsafe { self.send.pool().reclaim_after_qp_drain() };
-        let dev = self.send.pool().device();
-        let reads = self.reads.into_inner();
-        let mut reads_released = 0;
-        for r in reads.slots.into_iter().flatten() {
-            let _ = dev.dma_unmap(r.sge);
-            reads_released += 1;
-        }
-        let stuck_recvs = self.recv.destroy(dev);
-        TeardownReport {
-            reclaimed_send,
-            stuck_recvs,
-            reads_released,
-            send_stats: self.send.stats().snapshot(),
         }
     }
 }

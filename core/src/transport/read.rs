@@ -1,9 +1,34 @@
 //! Read chunks: the client's RDMA-Read-able data, pulled with RDMA Read
-//! before the call is handed up (`svc_rdma_process_read_list`).
+//! before the call is handed up (`svc_rdma_process_read_list`), and the
+//! Read completion (`svc_rdma_wc_read_done`).
 
-use crate::backend::Sge;
-use crate::rpcrdma::{Header, Segment};
+use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
+use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WcStatus, WrOp};
+use crate::lifecycle::SendCtxtLifecycle;
+use crate::rpcrdma::{Header, RdmaError, Segment};
+use crate::wait::WaitQueue;
+use crate::xprt::{Enqueue, XprtFlags};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+
+/// Read contexts: a small slab behind a spin lock (the kernel also locks
+/// its read-complete queue).
+pub(crate) struct Reads<B> {
+    pub(crate) slots: Vec<Option<ReadCtxt<B>>>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) ready: VecDeque<u32>,
+}
+
+impl<B> Reads<B> {
+    /// No read context yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            ready: VecDeque::new(),
+        }
+    }
+}
 
 /// One call waiting for (or holding) its pulled Read chunk data.
 pub(crate) struct ReadCtxt<B> {
@@ -119,6 +144,169 @@ pub(crate) fn assemble(inline: &[u8], chunks: &[(u32, u32)], data: &[u8]) -> Opt
     }
     msg.extend_from_slice(&inline[at_inline..]);
     Some(msg)
+}
+
+impl<L, Q, E, W> SvcRdmaXprt<L, Q, E, W>
+where
+    L: SendCtxtLifecycle,
+    Q: QueuePair<Error = DevError<L>>,
+    E: Enqueue,
+    W: WaitQueue,
+{
+    /// Starts pulling a call's Read chunks (`svc_rdma_process_read_list`);
+    /// the call surfaces from `recvfrom` once the Reads complete. More
+    /// Reads than the SQ holds go out in SQ-sized batches; the last batch
+    /// ends in the signaled Read that completes the call.
+    #[doc(alias = "svc_rdma_process_read_list")]
+    pub(super) fn start_reads(
+        &self,
+        h: &Header<'_>,
+        meta: CallMeta,
+        bytes: &[u8],
+    ) -> Result<(), XprtError<DevError<L>>> {
+        let Some((chunks, segs)) = plan(h, self.cfg.max_read_bytes) else {
+            return self.send_error(meta.xid, meta.credits, RdmaError::Chunk);
+        };
+        let inline = match h.body_offset() {
+            Some(o) => bytes.get(o..).unwrap_or(&[]).to_vec(),
+            None => Vec::new(),
+        };
+        let total: usize = chunks.iter().map(|&(_, l)| l as usize).sum();
+        let dev = self.send.pool().device();
+        let buf = dev.alloc_buf(total.max(1)).map_err(XprtError::Backend)?;
+        let sge = dev
+            .dma_map(&buf, 0, total.max(1))
+            .map_err(XprtError::Backend)?;
+        let split = super::chain::chain_split(segs.len(), self.sq.depth() as usize);
+        let xid = meta.xid;
+        let idx = self.with_reads(|r| {
+            let ctxt = ReadCtxt {
+                buf,
+                sge,
+                sqes: (segs.len() - split) as u32,
+                meta,
+                inline,
+                chunks,
+                done: false,
+            };
+            match r.free.pop() {
+                Some(i) => {
+                    r.slots[i as usize] = Some(ctxt);
+                    i
+                }
+                None => {
+                    r.slots.push(Some(ctxt));
+                    r.slots.len() as u32 - 1
+                }
+            }
+        });
+        let mut sge_lists: Vec<[Sge; 1]> = Vec::with_capacity(segs.len());
+        let mut off = 0u64;
+        for s in &segs {
+            sge_lists.push([Sge {
+                addr: sge.addr + off,
+                length: s.length,
+                lkey: sge.lkey,
+            }]);
+            off += s.length as u64;
+        }
+        let chain: Vec<SendWr<'_>> = segs
+            .iter()
+            .zip(&sge_lists)
+            .enumerate()
+            .map(|(i, (s, l))| SendWr {
+                wr_id: if i + 1 == segs.len() {
+                    (TAG | idx) as u64
+                } else {
+                    WR_ID_IGNORE
+                },
+                op: WrOp::Read {
+                    remote_addr: s.offset,
+                    rkey: s.handle,
+                },
+                sges: l,
+                signaled: i + 1 == segs.len(),
+            })
+            .collect();
+        let (head, tail) = chain.split_at(split);
+        // SAFETY: the Read target buffer is owned by the read context, which
+        // is freed only after its completion (`read_done` ->
+        // `take_read_complete`), at teardown after the QP drain, or below
+        // when the device took none of the chain.
+        match unsafe { self.post_batched(head, tail) } {
+            Ok(()) => {
+                Self::bump(&self.counters.read_calls);
+                Ok(())
+            }
+            Err(e) => {
+                if e.consumed == 0 {
+                    self.drop_read(idx);
+                } else {
+                    // Reads are on the wire: the context stays until
+                    // teardown; the connection cannot go on.
+                    self.close();
+                }
+                tracing::debug!(xid, "posting Reads failed");
+                Err(e.error)
+            }
+        }
+    }
+
+    fn drop_read(&self, idx: u32) {
+        if let Some(r) = self.with_reads(|r| {
+            r.free.push(idx);
+            r.slots.get_mut(idx as usize).and_then(Option::take)
+        }) {
+            let _ = self.send.pool().device().dma_unmap(r.sge);
+        }
+    }
+
+    /// `svc_rdma_wc_read_done`: slots back; on success queue the call.
+    #[doc(alias = "svc_rdma_wc_read_done")]
+    pub(super) fn read_done(&self, idx: u32, status: WcStatus) {
+        let sqes = self.with_reads(|r| match r.slots.get_mut(idx as usize) {
+            Some(Some(ctxt)) if !ctxt.done => {
+                ctxt.done = true;
+                if status == WcStatus::Success {
+                    r.ready.push_back(idx);
+                }
+                Some(ctxt.sqes)
+            }
+            _ => None,
+        });
+        let Some(sqes) = sqes else {
+            Self::bump(&self.counters.bogus_completions);
+            return;
+        };
+        self.sq.release(sqes);
+        if status != WcStatus::Success {
+            self.flags().set(XprtFlags::CLOSE);
+        }
+        self.flags().set(XprtFlags::DATA);
+        self.xprt.enqueue();
+    }
+
+    /// A call whose Reads completed, assembled.
+    pub(super) fn take_read_complete(&self) -> Option<RecvdCall> {
+        loop {
+            let idx = self.with_reads(|r| r.ready.pop_front())?;
+            let r = self.with_reads(|r| {
+                r.free.push(idx);
+                r.slots.get_mut(idx as usize).and_then(Option::take)
+            })?;
+            let dev = self.send.pool().device();
+            let _ = dev.dma_unmap(r.sge);
+            match assemble(&r.inline, &r.chunks, r.buf.as_slice()) {
+                Some(msg) => {
+                    Self::bump(&self.counters.calls);
+                    return Some(RecvdCall { meta: r.meta, msg });
+                }
+                None => {
+                    let _ = self.send_error(r.meta.xid, r.meta.credits, RdmaError::Chunk);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@
 //! context to the free list to be reposted in batches.
 
 use crate::backend::{DmaDevice, RecvWr, Sge, WcStatus};
-use crate::spin::SpinLock;
+use crate::spin::SpinMutex;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
 /// One receive buffer, mapped for its whole life.
+#[doc(alias = "svc_rdma_recv_ctxt")]
 pub(crate) struct RecvCtxt<B> {
     pub(crate) buf: B,
     pub(crate) sge: Sge,
@@ -34,13 +35,11 @@ pub(crate) struct RecvState {
 /// The receive contexts of one transport.
 pub(crate) struct RecvQueue<D: DmaDevice> {
     ctxts: Vec<UnsafeCell<RecvCtxt<D::Buf>>>,
-    pub(crate) state: SpinLock,
-    st: UnsafeCell<RecvState>,
+    st: SpinMutex<RecvState>,
     buf_size: usize,
 }
 
-// SAFETY: `st` is only touched with `state` held (see `with`); a context's
-// buffer is written by the device while posted and read by exactly one
+// SAFETY: `st` is a lock; a context's buffer is written by the device while posted and read by exactly one
 // worker after its completion moved it to `ready` and the worker took it
 // under the lock, so no two threads access one buffer at once.
 unsafe impl<D: DmaDevice + Sync> Sync for RecvQueue<D> where D::Buf: Send {}
@@ -78,27 +77,25 @@ impl<D: DmaDevice> RecvQueue<D> {
             ctxts.push(UnsafeCell::new(RecvCtxt { buf, sge }));
         }
         Ok(Self {
-            st: UnsafeCell::new(RecvState {
+            st: SpinMutex::new(RecvState {
                 ready: VecDeque::with_capacity(count as usize),
                 free: (0..count).rev().collect(),
                 posted: alloc::vec![false; count as usize],
                 posted_count: 0,
             }),
             ctxts,
-            state: SpinLock::new(),
             buf_size,
         })
     }
 
     /// Runs `f` on the receive state under the lock.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut RecvState) -> R) -> R {
-        let _g = self.state.lock();
-        // SAFETY: the lock is held, so this is the only reference to `st`.
-        f(unsafe { &mut *self.st.get() })
+        f(&mut self.st.lock())
     }
 
     /// Takes up to `max` free contexts and returns their Receive WRs,
     /// marking them posted (undo with [`unpost`](Self::unpost)).
+    #[doc(alias = "svc_rdma_recv_ctxt_get")]
     pub(crate) fn take_for_post(&self, max: u32, out: &mut Vec<RecvWr>) {
         self.with(|st| {
             while (out.len() as u32) < max {
@@ -153,6 +150,7 @@ impl<D: DmaDevice> RecvQueue<D> {
 
     /// Takes the oldest completed receive: copies its bytes out with `f`
     /// and returns the context to the free list.
+    #[doc(alias = "svc_rdma_recv_ctxt_put")]
     pub(crate) fn take_ready<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (i, len) = self.with(|st| st.ready.pop_front())?;
         // SAFETY: the context left `ready` under the lock and is on no list
@@ -174,12 +172,21 @@ impl<D: DmaDevice> RecvQueue<D> {
         self.with(|st| st.posted_count)
     }
 
-    /// Teardown (after the QP is drained): drop pending receives and unmap
-    /// every buffer. Returns the buffers still marked posted (should be 0).
-    pub(crate) fn destroy(self, dev: &D) -> u32 {
-        let posted = self.posted();
-        for c in self.ctxts {
-            let _ = dev.dma_unmap(c.into_inner().sge);
+    /// Teardown: drop pending receives and unmap every buffer. Returns the
+    /// buffers still marked posted (should be 0). With `drained` false (the
+    /// QP drain failed, so the device may still write into a posted
+    /// receive) the posted buffers are leaked instead: never unmapped,
+    /// never freed.
+    #[doc(alias = "svc_rdma_flush_recv_queues")]
+    pub(crate) fn destroy(self, dev: &D, drained: bool) -> u32 {
+        let (posted, flags) = self.with(|st| (st.posted_count, core::mem::take(&mut st.posted)));
+        for (c, was_posted) in self.ctxts.into_iter().zip(flags) {
+            let c = c.into_inner();
+            if was_posted && !drained {
+                core::mem::forget(c);
+            } else {
+                let _ = dev.dma_unmap(c.sge);
+            }
         }
         posted
     }

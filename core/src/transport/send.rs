@@ -1,12 +1,10 @@
-//! `sendto` and the Read-chunk pull: building WR chains in send contexts.
+//! `svc_rdma_sendto`: building reply WR chains in send contexts.
 
-use super::read::{self, CallMeta, ReadCtxt};
-use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
-use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WcStatus, WrOp};
+use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, WR_ID_IGNORE};
+use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WrOp};
 use crate::ctxt::SendCtxt;
 use crate::lifecycle::{GetError, OwnedCtxt, SendCtxtLifecycle};
-use crate::rpcrdma::{encode_error, encode_reply, Header, MsgProc, RdmaError, ReplySpec, Segment};
-use crate::sq::Reserved;
+use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::vec::Vec;
@@ -45,8 +43,10 @@ where
     E: Enqueue,
     W: WaitQueue,
 {
-    /// A send context, waiting (never closing) if the pool is at its cap:
+    /// `svc_rdma_send_ctxt_get`: a send context, waiting (never closing) if
+    /// the pool is at its cap:
     /// Send completions wake the SQ space queue, which we wait on.
+    #[doc(alias = "svc_rdma_send_ctxt_get")]
     fn get_ctxt(&self) -> Result<OwnedCtxt<'_, L>, XprtError<DevError<L>>> {
         loop {
             match self.send.get() {
@@ -67,34 +67,24 @@ where
         }
     }
 
-    /// Reserves SQ slots; drains after a wait (the backstop's enqueue may
-    /// have been rejected meanwhile: `svc_rdma_sq_wait`).
-    fn reserve(&self, n: u32) -> Result<(), XprtError<DevError<L>>> {
-        match self.sq.reserve(n) {
-            Ok(Reserved::Immediately) => Ok(()),
-            Ok(Reserved::AfterWait) => {
-                self.send.stats().record_sq_starved();
-                self.send.drain();
-                Ok(())
-            }
-            Err(_) => Err(XprtError::Closed),
-        }
-    }
-
-    /// Posts a built context with its Write WRs ahead of the Send.
+    /// Posts a built context with its Write WRs ahead of the Send. A chain
+    /// longer than the SQ goes out in SQ-sized batches: the Writes that do
+    /// not fit with the Send first, then the rest with the Send, whose
+    /// completion returns that last batch's slots (the context's
+    /// `sqecount`).
+    #[doc(alias = "svc_rdma_post_send")]
     fn post_chain(
         &self,
         mut c: OwnedCtxt<'_, L>,
         writes: &[(Sge, u64, u32)],
         inv_rkey: Option<u32>,
     ) -> Result<(), XprtError<DevError<L>>> {
-        let n = writes.len() as u32 + 1;
-        c.set_sqecount(n);
-        // On error `c` drops: the forward path releases it.
-        self.reserve(n)?;
+        let depth = self.sq.depth() as usize;
+        let split = super::chain::chain_split(writes.len() + 1, depth);
+        c.set_sqecount((writes.len() + 1 - split) as u32);
         let write_sges: Vec<[Sge; 1]> = writes.iter().map(|w| [w.0]).collect();
         let res = c.post(|wr_id, ctxt: &SendCtxt<L::Dev>| {
-            let mut chain: Vec<SendWr<'_>> = Vec::with_capacity(n as usize);
+            let mut chain: Vec<SendWr<'_>> = Vec::with_capacity(writes.len() + 1);
             for (w, sges) in writes.iter().zip(&write_sges) {
                 chain.push(SendWr {
                     wr_id: WR_ID_IGNORE,
@@ -115,11 +105,14 @@ where
                 sges: ctxt.sges(),
                 signaled: true,
             });
+            let (head, tail) = chain.split_at(split);
             // SAFETY: every SGE names memory owned by this send context
             // (header buffer, reply pages, rw buffers), which stays mapped
             // and alive until the Send's completion is handled and a drain
             // releases it, or until teardown's reclaim after the QP drain.
-            unsafe { self.qp.post_send(&chain) }
+            // If part of the chain went out, `post` keeps the context
+            // posted (a non-zero `consumed`), so it is not released early.
+            unsafe { self.post_batched(head, tail) }
         });
         match res {
             Ok(()) => {
@@ -127,30 +120,40 @@ where
                 Ok(())
             }
             Err(f) => {
-                // WRs the device never took return their slots now; a
-                // partial post leaves the QP unusable: close.
-                self.sq.release(n - (f.error.consumed as u32).min(n));
                 if f.error.consumed != 0 {
-                    // The Send (last) never went out, so no completion
-                    // names this context: teardown reclaims it after the
-                    // QP drain, the first moment its memory is safe.
+                    // Part of the chain is on the wire but the Send (last)
+                    // never went out, so no completion names this context:
+                    // teardown reclaims it after the QP drain, the first
+                    // moment its memory is safe. The QP is unusable: close.
                     Self::bump(&self.counters.partial_posts);
                     self.close();
                 }
-                Err(XprtError::Backend(f.error.error))
+                Err(f.error.error)
             }
         }
     }
 
-    /// Sends an RDMA_ERROR (ERR_VERS or ERR_CHUNK) for `xid`.
-    pub fn send_error(&self, xid: u32, err: RdmaError) -> Result<(), XprtError<DevError<L>>> {
+    /// `svc_rdma_send_error_msg`: sends an RDMA_ERROR (ERR_VERS or
+    /// ERR_CHUNK) for `xid`, granting credits as a reply to a call that
+    /// asked for `asked` (see [`credits_for`](Self::credits_for)).
+    #[doc(alias = "svc_rdma_send_error_msg")]
+    pub fn send_error(
+        &self,
+        xid: u32,
+        asked: u32,
+        err: RdmaError,
+    ) -> Result<(), XprtError<DevError<L>>> {
         let mut c = self.get_ctxt()?;
-        let credits = self.cfg.credits;
+        let credits = self.credits_for(asked);
         let len = encode_error(c.header_buf(), xid, credits, err)
             .map_err(|_| XprtError::Internal("header buffer too small for RDMA_ERROR"))?;
         c.set_header_len(len)
             .map_err(|_| XprtError::Internal("header length"))?;
         Self::bump(&self.counters.error_replies);
+        Self::bump(match err {
+            RdmaError::Vers { .. } => &self.counters.err_vers,
+            RdmaError::Chunk => &self.counters.err_chunk,
+        });
         self.post_chain(c, &[], None)
     }
 
@@ -162,6 +165,7 @@ where
     /// Inline if the whole fits the inline threshold; otherwise through the
     /// Reply chunk; otherwise the client gets ERR_CHUNK and this returns
     /// [`XprtError::ReplyTooLarge`].
+    #[doc(alias = "svc_rdma_sendto")]
     pub fn sendto(
         &self,
         call: &RecvdCall,
@@ -188,7 +192,7 @@ where
                 let room = total(chunk);
                 if p.len() as u64 > room {
                     drop(c);
-                    self.send_error(meta.xid, RdmaError::Chunk)?;
+                    self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
                     return Err(XprtError::WriteChunkTooSmall {
                         payload: p.len(),
                         chunk: room,
@@ -207,7 +211,7 @@ where
         let chunk_refs: Vec<&[Segment]> = written_chunks.iter().map(|v| v.as_slice()).collect();
         let inline_spec = ReplySpec {
             xid: meta.xid,
-            credits: self.cfg.credits,
+            credits: self.credits_for(meta.credits),
             proc: MsgProc::Msg,
             write_list: &chunk_refs,
             reply_chunk: None,
@@ -237,7 +241,7 @@ where
                 .map_err(|_| XprtError::Internal("header buffer too small"))?
         } else {
             drop(c);
-            self.send_error(meta.xid, RdmaError::Chunk)?;
+            self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
             return Err(XprtError::ReplyTooLarge { needed: msg_len });
         };
         c.set_header_len(hdr_len)
@@ -305,157 +309,5 @@ where
             at = end;
         }
         Ok(at)
-    }
-
-    /// Starts pulling a call's Read chunks; the call surfaces from
-    /// `recvfrom` once the Reads complete.
-    pub(super) fn start_reads(
-        &self,
-        h: &Header<'_>,
-        meta: CallMeta,
-        bytes: &[u8],
-    ) -> Result<(), XprtError<DevError<L>>> {
-        let Some((chunks, segs)) = read::plan(h, self.cfg.max_read_bytes) else {
-            return self.send_error(meta.xid, RdmaError::Chunk);
-        };
-        let inline = match h.body_offset() {
-            Some(o) => bytes.get(o..).unwrap_or(&[]).to_vec(),
-            None => Vec::new(),
-        };
-        let total: usize = chunks.iter().map(|&(_, l)| l as usize).sum();
-        let dev = self.send.pool().device();
-        let buf = dev.alloc_buf(total.max(1)).map_err(XprtError::Backend)?;
-        let sge = dev
-            .dma_map(&buf, 0, total.max(1))
-            .map_err(XprtError::Backend)?;
-        let n = segs.len() as u32;
-        let xid = meta.xid;
-        let idx = self.with_reads(|r| {
-            let ctxt = ReadCtxt {
-                buf,
-                sge,
-                sqes: n,
-                meta,
-                inline,
-                chunks,
-                done: false,
-            };
-            match r.free.pop() {
-                Some(i) => {
-                    r.slots[i as usize] = Some(ctxt);
-                    i
-                }
-                None => {
-                    r.slots.push(Some(ctxt));
-                    r.slots.len() as u32 - 1
-                }
-            }
-        });
-        if let Err(e) = self.reserve(n) {
-            self.drop_read(idx);
-            return Err(e);
-        }
-        let mut sge_lists: Vec<[Sge; 1]> = Vec::with_capacity(segs.len());
-        let mut off = 0u64;
-        for s in &segs {
-            sge_lists.push([Sge {
-                addr: sge.addr + off,
-                length: s.length,
-                lkey: sge.lkey,
-            }]);
-            off += s.length as u64;
-        }
-        let chain: Vec<SendWr<'_>> = segs
-            .iter()
-            .zip(&sge_lists)
-            .enumerate()
-            .map(|(i, (s, l))| SendWr {
-                wr_id: if i + 1 == segs.len() {
-                    (TAG | idx) as u64
-                } else {
-                    WR_ID_IGNORE
-                },
-                op: WrOp::Read {
-                    remote_addr: s.offset,
-                    rkey: s.handle,
-                },
-                sges: l,
-                signaled: i + 1 == segs.len(),
-            })
-            .collect();
-        // SAFETY: the Read target buffer is owned by the read context, which
-        // is freed only after its completion (`read_done` ->
-        // `take_read_complete`) or at teardown after the QP drain.
-        match unsafe { self.qp.post_send(&chain) } {
-            Ok(()) => {
-                Self::bump(&self.counters.read_calls);
-                Ok(())
-            }
-            Err(e) => {
-                self.sq.release(n - (e.consumed as u32).min(n));
-                if e.consumed == 0 {
-                    self.drop_read(idx);
-                } else {
-                    self.close();
-                }
-                tracing::debug!(xid, "posting Reads failed");
-                Err(XprtError::Backend(e.error))
-            }
-        }
-    }
-
-    fn drop_read(&self, idx: u32) {
-        if let Some(r) = self.with_reads(|r| {
-            r.free.push(idx);
-            r.slots.get_mut(idx as usize).and_then(Option::take)
-        }) {
-            let _ = self.send.pool().device().dma_unmap(r.sge);
-        }
-    }
-
-    /// Read completion: slots back; on success queue the call.
-    pub(super) fn read_done(&self, idx: u32, status: WcStatus) {
-        let sqes = self.with_reads(|r| match r.slots.get_mut(idx as usize) {
-            Some(Some(ctxt)) if !ctxt.done => {
-                ctxt.done = true;
-                if status == WcStatus::Success {
-                    r.ready.push_back(idx);
-                }
-                Some(ctxt.sqes)
-            }
-            _ => None,
-        });
-        let Some(sqes) = sqes else {
-            Self::bump(&self.counters.bogus_completions);
-            return;
-        };
-        self.sq.release(sqes);
-        if status != WcStatus::Success {
-            self.flags().set(XprtFlags::CLOSE);
-        }
-        self.flags().set(XprtFlags::DATA);
-        self.xprt.enqueue();
-    }
-
-    /// A call whose Reads completed, assembled.
-    pub(super) fn take_read_complete(&self) -> Option<RecvdCall> {
-        loop {
-            let idx = self.with_reads(|r| r.ready.pop_front())?;
-            let r = self.with_reads(|r| {
-                r.free.push(idx);
-                r.slots.get_mut(idx as usize).and_then(Option::take)
-            })?;
-            let dev = self.send.pool().device();
-            let _ = dev.dma_unmap(r.sge);
-            match read::assemble(&r.inline, &r.chunks, r.buf.as_slice()) {
-                Some(msg) => {
-                    Self::bump(&self.counters.calls);
-                    return Some(RecvdCall { meta: r.meta, msg });
-                }
-                None => {
-                    let _ = self.send_error(r.meta.xid, RdmaError::Chunk);
-                }
-            }
-        }
     }
 }

@@ -268,7 +268,7 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     let guest = fetch::fetch(&cache)?;
     let examples = build_examples(
         &root,
-        &[("rdmaxprt-verbs".into(), "echo_bench".into())],
+        &[("rdmaxprt-verbs".into(), "echo_bench".into(), None)],
         true,
     )?;
     let sizes = sizes(a.quick);
@@ -287,6 +287,7 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
         test_timeout: a.pair_timeout,
         pair_timeout: a.pair_timeout,
         interop_only: true,
+        manifest: None,
         vm: a.vm.clone(),
         allow_skips: true,
         verbose: a.verbose,

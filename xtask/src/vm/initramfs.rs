@@ -14,6 +14,7 @@ use super::host::{q, run, sh, Res};
 
 /// Kernel modules to put in (their dependencies come along), in no
 /// particular order: guest/init.sh loads them in the order that works.
+/// Changing the list rebuilds the cached base (its stamp includes it).
 const MODULES: &[&str] = &[
     "crc32_generic",
     "crc32-pclmul",
@@ -31,6 +32,17 @@ const MODULES: &[&str] = &[
     "ip6_udp_tunnel",
     "rdma_rxe",
     "dummy",
+    // The kernel's RPC-over-RDMA peers (tests/kernel_nfsd.rs and the
+    // kernel-client pair): the server (svcrdma, in rpcrdma) with nfsd, and
+    // the NFS client (xprtrdma, in rpcrdma too) with NFSv3 and v4. All come
+    // from the same linux-image package; modprobe pulls in lockd, grace,
+    // auth_rpcgss, nfs_acl, fscache, netfs and dns_resolver.
+    "sunrpc",
+    "rpcrdma",
+    "nfsd",
+    "nfs",
+    "nfsv3",
+    "nfsv4",
 ];
 
 /// Bump when the base layout changes, to invalidate cached bases.
@@ -40,6 +52,12 @@ const LIBDIR: &str = "usr/lib/x86_64-linux-gnu";
 
 /// The guest's /init.
 const GUEST_INIT: &str = include_str!("../../guest/init.sh");
+
+/// Helper scripts for the pairs, put in the guest's /usr/local/bin.
+const GUEST_SCRIPTS: &[(&str, &str)] = &[(
+    "kclient-mount",
+    include_str!("../../guest/kclient-mount.sh"),
+)];
 
 fn mkdirs(root: &Path, dirs: &[&str]) -> Res<()> {
     for d in dirs {
@@ -304,8 +322,9 @@ fn ship(root: &Path, base_libs: &Path, from: &Path, to: &Path) -> Res<()> {
     Ok(())
 }
 
-/// Build the per-run archive: /init, /tests/* with /tests/list, the
-/// examples in /examples/, /tests/pairs, and the libraries the base lacks.
+/// Build the per-run archive: /init, the helper scripts in
+/// /usr/local/bin, /tests/* with /tests/list, the examples in /examples/,
+/// /tests/pairs, and the libraries the base lacks.
 pub fn tests_archive(
     run_dir: &Path,
     base_root: &Path,
@@ -315,10 +334,15 @@ pub fn tests_archive(
 ) -> Res<PathBuf> {
     let root = run_dir.join("tests-root");
     let _ = fs::remove_dir_all(&root);
-    mkdirs(&root, &["tests", "examples", LIBDIR])?;
+    mkdirs(&root, &["tests", "examples", "usr/local/bin", LIBDIR])?;
     let init = root.join("init");
     fs::write(&init, GUEST_INIT).map_err(|e| e.to_string())?;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    for (name, text) in GUEST_SCRIPTS {
+        let path = root.join("usr/local/bin").join(name);
+        fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    }
     let base_libs = base_root.join(LIBDIR);
     let mut list = String::new();
     for (i, t) in tests.iter().enumerate() {

@@ -9,8 +9,11 @@
 //!    by `--package` or xtask/vm-tests.txt, plus any `--bin`;
 //! 4. build the initramfs: a cached base plus a per-run archive (`initramfs`);
 //! 5. boot QEMU (TCG unless hardware KVM is loaded), bounded by `timeout`;
-//!    guest/init.sh sets up rxe0 on dummy0 and runs each binary serially,
-//!    printing `RESULT <name> PASS|FAIL` on the serial console;
+//!    guest/init.sh sets up rxe0 on dummy0 and the kernel's nfsd on
+//!    `rdma 20149` (for tests/kernel_nfsd.rs), runs each binary serially,
+//!    printing `RESULT <name> PASS|FAIL` on the serial console, stops nfsd,
+//!    then runs the pairs (guest/kclient-mount.sh is there as
+//!    `kclient-mount` for the kernel NFS client's);
 //! 6. exit non-zero on any failure, skip (unless `--allow-skips`), missing
 //!    result, or timeout.
 
@@ -51,13 +54,13 @@ struct Manifest {
     /// `test PACKAGE TARGET [FEATURES]`: one test target built with features.
     tests: Vec<Vec<String>>,
     bins: Vec<PathBuf>,
-    /// (package, example name).
-    examples: Vec<(String, String)>,
+    /// (package, example name, features).
+    examples: Vec<(String, String, Option<String>)>,
     pairs: Vec<GuestPair>,
 }
 
-fn manifest(root: &Path) -> Res<Manifest> {
-    let path = root.join("xtask/vm-tests.txt");
+fn manifest(root: &Path, file: Option<&Path>) -> Res<Manifest> {
+    let path = root.join(file.unwrap_or(Path::new("xtask/vm-tests.txt")));
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut m = Manifest::default();
     for (n, line) in text.lines().enumerate() {
@@ -87,8 +90,12 @@ fn manifest(root: &Path) -> Res<Manifest> {
             },
             Some(("bin", b)) => m.bins.push(root.join(b.trim())),
             Some(("example", rest)) => match rest.split_whitespace().collect::<Vec<_>>()[..] {
-                [pkg, name] => m.examples.push((pkg.to_owned(), name.to_owned())),
-                _ => return Err(bad("expected `example PACKAGE NAME`")),
+                [pkg, name] => m.examples.push((pkg.to_owned(), name.to_owned(), None)),
+                [pkg, name, features] => {
+                    m.examples
+                        .push((pkg.to_owned(), name.to_owned(), Some(features.to_owned())))
+                }
+                _ => return Err(bad("expected `example PACKAGE NAME [FEATURES]`")),
             },
             Some(("pair", rest)) => {
                 let (name, cmds) = rest
@@ -119,11 +126,11 @@ fn manifest(root: &Path) -> Res<Manifest> {
 /// `cargo build --example` for each (package, example); their executables.
 fn build_examples(
     root: &Path,
-    examples: &[(String, String)],
+    examples: &[(String, String, Option<String>)],
     release: bool,
 ) -> Res<Vec<GuestExample>> {
     let mut out = Vec::new();
-    for (pkg, name) in examples {
+    for (pkg, name, features) in examples {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(root).args([
@@ -137,9 +144,16 @@ fn build_examples(
         if release {
             cmd.arg("--release");
         }
+        if let Some(f) = features {
+            cmd.args(["--features", f]);
+        }
         println!(
-            "xtask: building example: cargo build -p {pkg} --example {name}{}",
-            if release { " --release" } else { "" }
+            "xtask: building example: cargo build -p {pkg} --example {name}{}{}",
+            if release { " --release" } else { "" },
+            features
+                .as_ref()
+                .map(|f| format!(" --features {f}"))
+                .unwrap_or_default()
         );
         let res = cmd
             .stderr(Stdio::inherit())
@@ -313,7 +327,7 @@ pub fn vm_test(args: &VmTestArgs) -> Res<bool> {
         ..Manifest::default()
     };
     if m.packages.is_empty() && m.bins.is_empty() {
-        m = manifest(&root)?;
+        m = manifest(&root, args.manifest.as_deref())?;
         if args.interop_only {
             m.packages.clear();
             m.tests.clear();

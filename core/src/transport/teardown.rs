@@ -1,0 +1,130 @@
+//! `svc_rdma_free`: transport teardown in the kernel's order, and what it
+//! found.
+
+use super::{DevError, SvcRdmaXprt, XprtCountersSnapshot};
+use crate::backend::{DmaDevice, QueuePair};
+use crate::lifecycle::SendCtxtLifecycle;
+use crate::wait::WaitQueue;
+use crate::xprt::{Enqueue, XprtFlags};
+
+/// What [`SvcRdmaXprt::free`] found at teardown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TeardownReport {
+    /// Send contexts no completion released (released by reclaim after
+    /// the QP drain): chains that failed part-way (their Send never went
+    /// out, see [`XprtCounters::partial_posts`](super::XprtCounters::partial_posts)) plus any completion a
+    /// backend lost. More than `partial_posts` means the latter.
+    pub reclaimed_send: usize,
+    /// Receives still marked posted after the drain.
+    pub stuck_recvs: u32,
+    /// Read contexts released at teardown.
+    pub reads_released: usize,
+    /// The send-context counters after the final drain and reclaim (so
+    /// they include the contexts teardown released).
+    pub send_stats: crate::stats::StatsSnapshot,
+    /// The QP drain failed (e.g. the verbs marker wait timed out): the
+    /// device may still access what is posted, so that memory was leaked
+    /// (never unmapped nor freed) instead of released; see the `leaked_*`
+    /// counts.
+    pub drain_failed: bool,
+    /// Send contexts still posted after a failed drain, leaked.
+    pub leaked_send: usize,
+    /// Receive buffers still posted after a failed drain, leaked (also
+    /// counted in `stuck_recvs`).
+    pub leaked_recvs: u32,
+    /// Read contexts whose Reads had not completed after a failed drain,
+    /// leaked.
+    pub leaked_reads: usize,
+    /// The transport counters at teardown.
+    pub counters: XprtCountersSnapshot,
+}
+
+impl<L, Q, E, W> SvcRdmaXprt<L, Q, E, W>
+where
+    L: SendCtxtLifecycle,
+    Q: QueuePair<Error = DevError<L>>,
+    E: Enqueue,
+    W: WaitQueue,
+{
+    /// Teardown in the kernel's order: drain the QP (every posted WR
+    /// completes or flushes), handle those completions, drain the send
+    /// release list, reclaim anything the backend failed to complete,
+    /// flush receives, release Read contexts, unmap every buffer.
+    ///
+    /// Taking `self` by value proves no poller or worker can still touch
+    /// the transport.
+    #[doc(alias = "svc_rdma_free")]
+    pub fn free(self) -> TeardownReport {
+        self.flags().set(XprtFlags::CLOSE);
+        self.sq.close();
+        let drained = match self.qp.drain_qp() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%e, "drain_qp failed at teardown: leaking what is still posted");
+                false
+            }
+        };
+        // Handle every completion the drain produced. A backend may hold a
+        // completion back for a few polls: keep polling while anything is
+        // still posted, for a bounded number of empty rounds.
+        let mut empty_rounds = 0;
+        while empty_rounds < 1000 {
+            match self.poll(usize::MAX) {
+                Ok(0) | Err(_) => {
+                    let outstanding = self.recv.posted() > 0
+                        || self.send.pool().census().posted > 0
+                        || self.with_reads(|r| r.slots.iter().flatten().any(|c| !c.done));
+                    if !outstanding {
+                        break;
+                    }
+                    empty_rounds += 1;
+                    core::hint::spin_loop();
+                }
+                Ok(_) => empty_rounds = 0,
+            }
+        }
+        self.send.flush();
+        let (reclaimed_send, leaked_send) = if drained {
+            // SAFETY: the QP is drained (above) and `self` is owned, so no
+            // completion handler runs concurrently.
+            (unsafe { self.send.pool().reclaim_after_qp_drain() }, 0)
+        } else {
+            // The pool's `Drop` leaks every context still posted (the
+            // device may still DMA into it) and frees the rest.
+            (0, self.send.pool().census().posted as usize)
+        };
+        let dev = self.send.pool().device();
+        let reads = self.reads.into_inner();
+        let (mut reads_released, mut leaked_reads) = (0, 0);
+        for r in reads.slots.into_iter().flatten() {
+            if drained || r.done {
+                let _ = dev.dma_unmap(r.sge);
+                reads_released += 1;
+            } else {
+                core::mem::forget(r);
+                leaked_reads += 1;
+            }
+        }
+        let stuck_recvs = self.recv.destroy(dev, drained);
+        let leaked_recvs = if drained { 0 } else { stuck_recvs };
+        if !drained {
+            tracing::error!(
+                leaked_send,
+                leaked_recvs,
+                leaked_reads,
+                "transport freed after a failed QP drain: leaked memory the device may still access"
+            );
+        }
+        TeardownReport {
+            reclaimed_send,
+            stuck_recvs,
+            reads_released,
+            send_stats: self.send.stats().snapshot(),
+            drain_failed: !drained,
+            leaked_send,
+            leaked_recvs,
+            leaked_reads,
+            counters: self.counters.snapshot(),
+        }
+    }
+}
