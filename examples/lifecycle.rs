@@ -179,7 +179,7 @@ fn run<L: SendCtxtLifecycle<Dev = MockDevice> + 'static>(
                     let mut cq = life.completions();
                     for wc in &wcs[..n] {
                         if let Ok(sqes) = cq.put(wc.wr_id) {
-                            sq.release(sqes);
+                            sq.wake_send_waiters(sqes);
                         }
                     }
                     drop(cq);
@@ -244,7 +244,7 @@ fn run<L: SendCtxtLifecycle<Dev = MockDevice> + 'static>(
             unsafe { qp.post_send(&[wr]) }
         });
         if posted.is_err() {
-            sq.release(1);
+            sq.wake_send_waiters(1);
         } else {
             replies.fetch_add(1, Ordering::Relaxed);
         }

@@ -168,6 +168,7 @@ pub struct SendCtxtPool<D: DmaDevice, F: FreeList = LockedFreeList> {
     cfg: PoolConfig,
     slots: Slots<D>,
     free: F,
+    /// `sc_send_release_list`: completed contexts waiting for a drain.
     pub(crate) release: ReleaseList,
     /// One completion handler at a time (see `lock_completions`).
     completing: SpinMutex<()>,
@@ -494,7 +495,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     /// particular the device must be done with every buffer the context
     /// posted (its Send completed, or the QP was drained).
     #[doc(alias = "svc_rdma_send_ctxt_release")]
-    pub(crate) unsafe fn release(&self, idx: u32) {
+    pub(crate) unsafe fn send_ctxt_release(&self, idx: u32) {
         // SAFETY: the caller owns the slot (this fn's contract).
         unsafe {
             self.with_ctxt(idx, |c| {
@@ -569,7 +570,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 // SAFETY: the QP is drained and no completion handler runs
                 // (this fn's contract), so nobody else can claim the slot
                 // and the device no longer touches its buffers.
-                unsafe { self.release(i as u32) };
+                unsafe { self.send_ctxt_release(i as u32) };
                 n += 1;
             }
         }

@@ -276,15 +276,15 @@ fn close_wakes_every_sq_waiter() {
 /// A completion returning slots wakes the space waiter (no lost wakeup on
 /// the fast `has_waiters` check), and the waiter learns it must drain.
 #[test]
-fn sq_release_wakes_the_waiter() {
-    loom_model::check("sq_release_wakes_the_waiter", || {
+fn sq_wake_send_waiters_wakes_the_waiter() {
+    loom_model::check("sq_wake_send_waiters_wakes_the_waiter", || {
         let sq = Arc::new(SqAccount::<CondvarWait>::new(1));
         assert_eq!(sq.reserve(1), Ok(Reserved::Immediately));
         let w = {
             let sq = sq.clone();
             thread::spawn(move || sq.reserve(1))
         };
-        sq.release(1);
+        sq.wake_send_waiters(1);
         let r = w.join().unwrap();
         assert!(
             r == Ok(Reserved::AfterWait) || r == Ok(Reserved::Immediately),

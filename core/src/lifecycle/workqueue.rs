@@ -274,18 +274,19 @@ struct Shared<D: DmaDevice, F: FreeList> {
 }
 
 impl<D: DmaDevice, F: FreeList> Shared<D, F> {
-    /// The release work function (`svc_rdma_send_ctxt_release` run from
-    /// the workqueue).
+    /// The work function the pre-change kernel queued per completion
+    /// (`svc_rdma_send_ctxt_put_async`: `svc_rdma_send_ctxt_release` run
+    /// from the workqueue).
     ///
     /// # Safety
     /// `w.owner` must point to a live `Shared<D, F>` and `w.idx` name a
     /// slot the completion path claimed (RELEASING) and queued.
-    unsafe fn release_work(w: &Work) {
+    unsafe fn send_ctxt_put_async(w: &Work) {
         // SAFETY: the caller's contract.
         let this = unsafe { &*(w.owner as *const Self) };
         // SAFETY: the item was queued for a claimed slot (`complete` took
         // its `ClaimedCtxt`), and only this run releases it.
-        unsafe { this.pool.release(w.idx) };
+        unsafe { this.pool.send_ctxt_release(w.idx) };
         let s = this.pool.stats();
         Stats::bump(&s.completions);
         s.record_batch(1);
@@ -332,7 +333,7 @@ where
             let works = (0..pool.config().cap)
                 .map(|idx| Work {
                     next: UnsafeCell::new(ptr::null()),
-                    func: Shared::<D, F>::release_work,
+                    func: Shared::<D, F>::send_ctxt_put_async,
                     owner,
                     idx,
                 })

@@ -405,7 +405,7 @@ where
         match cq.claim(wc.wr_id) {
             Ok((claimed, sqes)) => {
                 // svc_rdma_wake_send_waiters, then svc_rdma_send_ctxt_put.
-                self.sq.release(sqes);
+                self.sq.wake_send_waiters(sqes);
                 if let Some(c) = claimed {
                     self.send.complete(c);
                     // A `get` waiting at the pool's cap (on the same queue)
