@@ -217,7 +217,25 @@ fn small_config(args: &Args) -> ConnectConfig {
     cfg
 }
 
+/// Each connection holds two descriptors (its CM event channel and its
+/// completion channel): lift the soft open-file limit to the hard one.
+#[allow(unsafe_code)]
+fn raise_fd_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one live local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 fn hold(args: &Args) -> Result<(), String> {
+    raise_fd_limit();
     let cfg = small_config(args);
     let start = Instant::now();
     let mut held = Vec::with_capacity(args.hold);

@@ -11,7 +11,8 @@
 //! It prints one line per change: `ACCEPTED n`, `LIVE n` (transports not
 //! yet freed), `CLOSED_BY_CM n`, `IDLE ...` whenever no transport is live
 //! (its thread count and the registered memory still in use), `PLATEAU
-//! ...` when the live count has held for a second (threads, RSS), and on exit (after `--secs`, after
+//! ...` when the live count has held for a second (threads, RSS; the
+//! largest one again as `PEAK` at exit), and on exit (after `--secs`, after
 //! `--idle-exit` seconds without a live connection, or when standard input
 //! closes) the server's report.
 
@@ -169,6 +170,8 @@ fn main() {
     let mut idle_since: Option<Instant> = None;
     // A plateau: the live count unchanged for a second (reported once).
     let mut steady: (usize, Instant, bool) = (0, Instant::now(), true);
+    // The plateau with the most connections: (live, threads, rss_kib).
+    let mut peak: Option<(usize, u64, u64)> = None;
     loop {
         let now = (
             c.accepted.load(Ordering::Relaxed),
@@ -210,13 +213,17 @@ fn main() {
             steady = (now.1, Instant::now(), false);
         } else if !steady.2 && now.1 > 0 && steady.1.elapsed() >= Duration::from_secs(1) {
             steady.2 = true;
+            let p = (now.1, threads(), status("VmRSS"));
             println!(
                 "{:.3} PLATEAU live {} threads {} rss_kib {}",
                 start.elapsed().as_secs_f64(),
-                now.1,
-                threads(),
-                status("VmRSS")
+                p.0,
+                p.1,
+                p.2
             );
+            if peak.map_or(true, |k: (usize, u64, u64)| p.0 > k.0) {
+                peak = Some(p);
+            }
             let _ = std::io::stdout().flush();
         }
         idle_since = match (now.0 > 0 && now.1 == 0, idle_since) {
@@ -236,6 +243,9 @@ fn main() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some((live, threads, rss)) = peak {
+        println!("PEAK live {live} threads {threads} rss_kib {rss}");
     }
     let report = server.shutdown();
     let m = listener.memory();

@@ -298,7 +298,7 @@ fn sq_waiters_are_served_in_ticket_order_and_told_to_drain() {
     }
     for k in 1..=3 {
         // A Send completion returns one slot.
-        sq.release(1);
+        sq.wake_send_waiters(1);
         wait_until(|| order.lock().unwrap().len() == k);
     }
     for t in ts {

@@ -10,7 +10,12 @@
 //!   has the reply (so the reply's Send has executed: Inline delivery
 //!   queues its completion during the post), poll the server's counters
 //!   until the contexts in use are back to the idle baseline. Wakeups =
-//!   the `backstop_enqueues` delta.
+//!   the runtime's worker passes started after the client saw the reply
+//!   and up to the release (`ServerReport::worker_passes`, counted as each
+//!   pass starts; a backstop pass that started just before the client's
+//!   look counts 0); the `backstop_enqueues` delta is kept alongside.
+//!   Edges already released when the client first looks after its reply
+//!   are reported apart: they say nothing about the trailing edge.
 //! - [`rtc`]: the same on one thread with a hand-driven transport: after
 //!   the reply, loop { poll completions; if enqueued, one worker pass }
 //!   until the pool census shows nothing pending and in-use back to the
@@ -32,9 +37,11 @@ pub struct Edge {
     /// ns from "the client has the reply" to "context released"; `None`
     /// if not released within the timeout.
     pub ns: Option<u64>,
-    /// Worker wakeups it took: backstop enqueues (threaded) or worker
-    /// passes (run-to-completion).
+    /// Worker wakeups it took: worker passes after the reply until the
+    /// release (threaded: started after the client saw the reply).
     pub wakeups: u64,
+    /// Backstop enqueues during the trial (the empty -> non-empty pushes).
+    pub backstops: u64,
     /// Already released when the client saw the reply (the worker's own
     /// release_ctxt after sendto found the completion handled).
     pub already: bool,
@@ -65,12 +72,22 @@ impl IdleResult {
         self.edges.iter().filter(|e| e.already).count()
     }
 
-    /// `(min, max, trials with exactly one)` wakeups.
+    /// `(min, max, trials with exactly one)` wakeups over the edges not
+    /// already released when the client saw the reply (the trailing edges
+    /// proper).
     pub fn wakeups(&self) -> (u64, u64, usize) {
-        let min = self.edges.iter().map(|e| e.wakeups).min().unwrap_or(0);
-        let max = self.edges.iter().map(|e| e.wakeups).max().unwrap_or(0);
-        let one = self.edges.iter().filter(|e| e.wakeups == 1).count();
+        let trailing = || self.edges.iter().filter(|e| !e.already);
+        let min = trailing().map(|e| e.wakeups).min().unwrap_or(0);
+        let max = trailing().map(|e| e.wakeups).max().unwrap_or(0);
+        let one = trailing().filter(|e| e.wakeups == 1).count();
         (min, max, one)
+    }
+
+    /// `(min, max)` backstop enqueues per trial, over every trial.
+    pub fn backstops(&self) -> (u64, u64) {
+        let min = self.edges.iter().map(|e| e.backstops).min().unwrap_or(0);
+        let max = self.edges.iter().map(|e| e.backstops).max().unwrap_or(0);
+        (min, max)
     }
 }
 
@@ -96,6 +113,7 @@ pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
     let p = Payload::new(size);
     let in_use = || server.report().stats.in_use;
     let backstops = || server.report().stats.backstop_enqueues;
+    let passes = || server.report().worker_passes;
     // Settle: one call, then wait for its context to come back.
     if let Ok(t) = c.start_call(PROG, VERS, p.proc, &p.args, &p.opts()) {
         let _ = c.wait(t);
@@ -108,11 +126,9 @@ pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
     let mut res = IdleResult::default();
     for _ in 0..trials {
         let b0 = backstops();
-        res.edges
-            .push(threaded_edge(&mut c, &p, baseline, timeout, &in_use));
-        if let Some(e) = res.edges.last_mut() {
-            e.wakeups = backstops() - b0;
-        }
+        let mut e = threaded_edge(&mut c, &p, baseline, timeout, &in_use, &passes);
+        e.backstops = backstops() - b0;
+        res.edges.push(e);
     }
     c.close();
     accept.join().expect("listener thread");
@@ -129,36 +145,38 @@ pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
 /// the client's receive completion is queued in the same step as the
 /// server's Send completion, so "the client polled the reply" marks the
 /// Send completion to within one spin; the edge ends when the contexts in
-/// use are back to `baseline`. Wakeups are filled in by the caller.
+/// use are back to `baseline`; its wakeups are the worker passes started
+/// in between (backstops are filled in by the caller).
 fn threaded_edge(
     c: &mut RpcClient<rdmaxprt::mock::MockQp, MockDevice>,
     p: &Payload,
     baseline: u64,
     timeout: Duration,
     in_use: &dyn Fn() -> u64,
+    passes: &dyn Fn() -> u64,
 ) -> Edge {
-    let failed = Edge {
-        ns: None,
-        wakeups: 0,
-        already: false,
+    let edge = |ns, wakeups, already| Edge {
+        ns,
+        wakeups,
+        backstops: 0,
+        already,
     };
+    let failed = edge(None, 0, false);
     let Ok(t) = c.start_call(PROG, VERS, p.proc, &p.args, &p.opts()) else {
         return failed;
     };
     let start = Instant::now();
     let mut reply_at = None;
+    let mut passes_at_reply = 0;
     loop {
         if reply_at.is_none() {
             match c.try_wait(&t) {
                 Some(Ok(r)) if p.check(&r) => {
                     let at = Instant::now();
+                    passes_at_reply = passes();
                     // Released before this first look after the reply?
                     if in_use() <= baseline {
-                        return Edge {
-                            ns: Some(0),
-                            wakeups: 0,
-                            already: true,
-                        };
+                        return edge(Some(0), 0, true);
                     }
                     reply_at = Some(at);
                 }
@@ -168,11 +186,8 @@ fn threaded_edge(
         }
         if let Some(at) = reply_at {
             if in_use() <= baseline {
-                return Edge {
-                    ns: Some(elapsed_ns(at)),
-                    wakeups: 0,
-                    already: false,
-                };
+                let n = passes().saturating_sub(passes_at_reply);
+                return edge(Some(elapsed_ns(at)), n, false);
             }
             if at.elapsed() > timeout {
                 return failed;
@@ -206,6 +221,7 @@ pub fn rtc(trials: usize, size: usize, max_passes: u64) -> IdleResult {
             res.edges.push(Edge {
                 ns: None,
                 wakeups: 0,
+                backstops: 0,
                 already: false,
             });
             continue;
@@ -235,6 +251,7 @@ pub fn rtc(trials: usize, size: usize, max_passes: u64) -> IdleResult {
             continue;
         }
         let baseline = 0;
+        let b0 = stats(&conn).backstop_enqueues;
         let t0 = Instant::now();
         let already = settled(&conn, baseline);
         let mut passes = 0;
@@ -256,6 +273,7 @@ pub fn rtc(trials: usize, size: usize, max_passes: u64) -> IdleResult {
         res.edges.push(Edge {
             ns: if ok { ns } else { None },
             wakeups: passes,
+            backstops: stats(&conn).backstop_enqueues - b0,
             already,
         });
     }
@@ -286,7 +304,11 @@ mod tests {
         let r = threaded(20, 64, Duration::from_secs(5));
         assert_eq!(r.edges.len(), 20);
         assert_eq!(r.timed_out(), 0, "{r:?}");
-        assert_eq!(r.wakeups(), (1, 1, 20), "{r:?}");
+        assert_eq!(r.backstops(), (1, 1), "{r:?}");
+        // Trailing edges (not released by the serving pass) took at most
+        // one worker pass after the reply.
+        let (_, hi, _) = r.wakeups();
+        assert!(hi <= 1, "{r:?}");
     }
 
     #[test]
@@ -294,6 +316,7 @@ mod tests {
         let e = |ns, wakeups, already| Edge {
             ns,
             wakeups,
+            backstops: 1,
             already,
         };
         let r = IdleResult {
@@ -306,6 +329,8 @@ mod tests {
         assert_eq!(r.sorted_ns(), vec![10, 30]);
         assert_eq!(r.timed_out(), 1);
         assert_eq!(r.already(), 1);
-        assert_eq!(r.wakeups(), (0, 2, 1));
+        // The already-released edge is left out.
+        assert_eq!(r.wakeups(), (0, 1, 1));
+        assert_eq!(r.backstops(), (1, 1));
     }
 }

@@ -72,8 +72,8 @@ pub struct KeepupSpec {
 }
 
 impl KeepupSpec {
-    /// The defaults of the report: 1 us unmap, SQ 128 + 64 credits, one
-    /// workqueue thread with a cap of 65536.
+    /// The defaults of the report: 1 us unmap, SQ 128 + 64 credits, the
+    /// default workqueue (one worker per CPU) with a cap of 65536.
     pub fn new(policy: PolicyKind, run_for: Duration) -> Self {
         Self {
             policy,
@@ -83,7 +83,7 @@ impl KeepupSpec {
             sample_every: Duration::from_millis(10),
             sq_depth: 128,
             credits: 64,
-            wq_threads: 1,
+            wq_threads: rdmaxprt_core::lifecycle::WorkqueuePool::default_threads(),
             wq_cap: 1 << 16,
         }
     }
@@ -132,6 +132,8 @@ pub struct KeepupResult {
     pub waits_at_cap: u64,
     /// High-water mark of contexts in use (not on the free list).
     pub in_use_hwm: u64,
+    /// Largest batch one drain released (Deferred; 1 for the others).
+    pub batch_max: u64,
 }
 
 impl KeepupResult {
@@ -205,6 +207,31 @@ impl KeepupResult {
             completion_rate: end.completed as f64 / end.t,
             release_rate: end.released as f64 / end.t,
         }
+    }
+
+    /// Contexts completed and not yet released at each sample.
+    pub fn lags(&self) -> Vec<(f64, u64)> {
+        self.samples
+            .iter()
+            .map(|s| (s.t, s.completed.saturating_sub(s.released)))
+            .collect()
+    }
+
+    /// Largest lag over the samples with `from <= t < to` (seconds).
+    pub fn max_lag_between(&self, from: f64, to: f64) -> u64 {
+        self.lags()
+            .into_iter()
+            .filter(|&(t, _)| t >= from && t < to)
+            .map(|(_, l)| l)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The in-flight bound of the producer: the NIC's FIFO plus the one
+    /// context being built. A policy that releases as fast as it completes
+    /// needs about this many contexts, plus what one drain holds.
+    pub fn in_flight_bound(&self) -> u64 {
+        u64::from(self.spec.sq_depth) + 1
     }
 
     /// `(t, pool_size)` points for the plot.
@@ -311,6 +338,7 @@ fn run_on<L: SendCtxtLifecycle>(
         samples,
         waits_at_cap: waits.load(Ordering::Relaxed),
         in_use_hwm: st.in_use_hwm,
+        batch_max: st.batch_max,
     }
 }
 
@@ -374,6 +402,7 @@ mod tests {
             ],
             waits_at_cap: 0,
             in_use_hwm: 0,
+            batch_max: 0,
         };
         assert_eq!(r.pool_after_warmup(0.2), 100);
         assert_eq!(r.growth_after_warmup(0.2), 300);

@@ -29,6 +29,12 @@ pub struct Cost {
     pub fix: &'static str,
 }
 
+/// When and at which commit the 64 B figures were measured (they are not
+/// re-measured by the report).
+pub const MEASURED_64B: &str = "2026-11-25, commit a61b5f5";
+/// When and at which commit the 64 KiB figures were measured.
+pub const MEASURED_64K: &str = "2026-11-25, commit 0831722";
+
 /// Calls in the profiled transport run (for the note).
 pub const TRANSPORT_CALLS: u64 = 40_097;
 /// Calls in the profiled floor run.
@@ -131,7 +137,10 @@ pub const BULK_64K: [(&str, &str, &str); 3] = [
 /// The 64 KiB profile as a report table.
 pub fn bulk_table() -> Table {
     let mut t = Table::new(
-        "B4 profile: 64 KiB run-to-completion echo (callgrind)",
+        format!(
+            "B4 profile: 64 KiB run-to-completion echo (callgrind, measured {MEASURED_64K}; \
+             not re-run by this report)"
+        ),
         &["cost per call", "where", "suggested fix (outside bench/)"],
     );
     for (what, r#where, fix) in BULK_64K {
@@ -147,7 +156,10 @@ pub fn bulk_table() -> Table {
 /// The profile as a report table.
 pub fn table() -> Table {
     let mut t = Table::new(
-        "B4 profile: instructions per 64 B run-to-completion echo call (callgrind)",
+        format!(
+            "B4 profile: instructions per 64 B run-to-completion echo call (callgrind, measured \
+             {MEASURED_64B}; not re-run by this report)"
+        ),
         &[
             "cost",
             "transport instr/call",

@@ -6,7 +6,9 @@
 //! a spinning barrier (so they really overlap), each times `put` over its batch, and after a second barrier
 //! thread 0 drains or flushes (untimed, with the unmap cost switched off so
 //! cleanup stays short; the Deferred `put` never unmaps, and the Workqueue
-//! workers ran at full cost during the timed window). The result is the sum
+//! workers ran at full cost during the timed window). Puts go in chunks of
+//! [`CQ_BATCH`] under one `completions()` hold, as the transport's poll
+//! handles a CQ batch. The result is the sum
 //! of the threads' timed durations, so `total / puts` is the mean time of one
 //! `put` as a completion thread sees it.
 
@@ -15,8 +17,8 @@ use crate::device::CostDevice;
 use crate::setup::{self, build_and_post, PolicyKind};
 use crate::timing::overlap;
 pub use crate::timing::Timed;
-use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
-use rdmaxprt_core::llist::{ReleaseList, NIL};
+use rdmaxprt_core::lifecycle::{SendCtxtLifecycle, WorkqueuePool};
+use rdmaxprt_core::llist::{Links, ReleaseList, NIL};
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
@@ -39,13 +41,19 @@ pub fn rounds_for(ops: u64, threads: usize, batch: usize) -> usize {
     ops.div_ceil(per_round).max(1) as usize
 }
 
+/// Completions handled per poll batch: the transport's `poll` takes up to
+/// this many Send completions from the CQ and handles them under one hold
+/// of the completion lock.
+pub const CQ_BATCH: usize = 16;
+
 /// Runs `rounds` rounds on `threads` threads: `prepare(t, ids)` fills the
-/// thread's ids (untimed), `op(id)` is timed for each id, `cleanup()` runs
-/// on thread 0 after every thread has finished the round (untimed).
+/// thread's ids (untimed), `op(chunk)` is timed for each chunk of up to
+/// [`CQ_BATCH`] ids, `cleanup()` runs on thread 0 after every thread has
+/// finished the round (untimed).
 pub fn batched<P, O, C>(threads: usize, rounds: usize, prepare: P, op: O, cleanup: C) -> Timed
 where
     P: Fn(usize, &mut Vec<u64>) + Sync,
-    O: Fn(u64) + Sync,
+    O: Fn(&[u64]) + Sync,
     C: Fn() + Sync,
 {
     let threads = threads.max(1);
@@ -64,8 +72,8 @@ where
                         prepare(t, &mut ids);
                         barrier.wait();
                         let start = Instant::now();
-                        for &id in &ids {
-                            op(id);
+                        for chunk in ids.chunks(CQ_BATCH) {
+                            op(chunk);
                         }
                         let end = Instant::now();
                         total += end - start;
@@ -96,7 +104,8 @@ where
     }
 }
 
-/// Times `put` on `life` (see the module docs).
+/// Times `put` on `life` (see the module docs): in chunks of [`CQ_BATCH`]
+/// under one `completions()` hold each, as the transport's poll does.
 pub fn time_puts<L>(life: &L, dev: &CostDevice, spec: &PutSpec, rounds: usize) -> Timed
 where
     L: SendCtxtLifecycle<Dev = CostDevice>,
@@ -110,11 +119,7 @@ where
                 ids.push(build_and_post(life).expect("pool sized for the batch"));
             }
         },
-        |id| {
-            if life.put(id).is_err() {
-                panic!("put rejected wr_id {id:#x}");
-            }
-        },
+        |chunk| put_chunk(life, chunk),
         || {
             dev.set_unmap_cost(Duration::ZERO);
             life.flush();
@@ -134,9 +139,7 @@ pub fn time_bare_push(threads: usize, batch: usize, rounds: usize) -> Timed {
         threads,
         rounds,
         |t, ids| ids.extend((t * batch..(t + 1) * batch).map(|i| i as u64)),
-        |id| {
-            list.push(&links, id as u32);
-        },
+        |chunk| push_chunk(&list, &links, chunk),
         || {
             let taken = list.take_all(&links).count();
             assert_eq!(taken, n, "every pushed node comes back");
@@ -144,18 +147,89 @@ pub fn time_bare_push(threads: usize, batch: usize, rounds: usize) -> Timed {
     )
 }
 
+/// A link word alone on its cache line, like a pool slot's.
+#[repr(align(64))]
+struct SlotLink(AtomicU32);
+
+/// Link words one cache line apart, as they sit in the pool's slots.
+struct SlotLinks(Vec<SlotLink>);
+
+impl Links for SlotLinks {
+    #[inline]
+    fn link(&self, idx: u32) -> &AtomicU32 {
+        &self.0[idx as usize].0
+    }
+}
+
+/// [`time_bare_push`] on link words laid out like the pool's slots (one
+/// cache line each): the same push over the same memory footprint as a
+/// `put`'s, without its validation.
+pub fn time_bare_push_slots(threads: usize, batch: usize, rounds: usize) -> Timed {
+    let threads = threads.max(1);
+    let n = threads * batch;
+    let links = SlotLinks((0..n).map(|_| SlotLink(AtomicU32::new(NIL))).collect());
+    let list = ReleaseList::new();
+    batched(
+        threads,
+        rounds,
+        |t, ids| ids.extend((t * batch..(t + 1) * batch).map(|i| i as u64)),
+        |chunk| push_chunk(&list, &links, chunk),
+        || {
+            let taken = list.take_all(&links).count();
+            assert_eq!(taken, n, "every pushed node comes back");
+        },
+    )
+}
+
+/// One CQ batch of puts, as the transport's poll handles it. Not inlined,
+/// so `callgrind --toggle-collect='*put_chunk*'` counts exactly this.
+#[inline(never)]
+pub fn put_chunk<L: SendCtxtLifecycle>(life: &L, chunk: &[u64]) {
+    let mut cq = life.completions();
+    for &id in chunk {
+        if cq.put(id).is_err() {
+            panic!("put rejected wr_id {id:#x}");
+        }
+    }
+}
+
+/// One chunk of bare pushes (the floor). Not inlined, for callgrind.
+#[inline(never)]
+pub fn push_chunk<L: Links + ?Sized>(list: &ReleaseList, links: &L, chunk: &[u64]) {
+    for &id in chunk {
+        list.push(links, id as u32);
+    }
+}
+
 /// Runs one B1 configuration for `rounds` rounds on a fresh lifecycle
-/// (Workqueue: one release worker thread).
+/// (Workqueue: [`WorkqueuePool::default_threads`] release workers).
 pub fn run(spec: &PutSpec, rounds: usize) -> Timed {
+    run_counting(spec, rounds).0
+}
+
+/// [`run`], also returning, for Workqueue, the worker wakeups (condvar
+/// notifications) its puts caused, per put.
+pub fn run_counting(spec: &PutSpec, rounds: usize) -> (Timed, Option<f64>) {
     let Some(policy) = spec.policy else {
-        return time_bare_push(spec.threads, spec.batch, rounds);
+        return (time_bare_push(spec.threads, spec.batch, rounds), None);
     };
     let dev = CostDevice::new(spec.unmap);
     let cap = u32::try_from(spec.threads.max(1) * spec.batch).expect("cap fits u32");
     match policy {
-        PolicyKind::Deferred => time_puts(&setup::deferred(&dev, cap), &dev, spec, rounds),
-        PolicyKind::Inline => time_puts(&setup::inline(&dev, cap), &dev, spec, rounds),
-        PolicyKind::Workqueue => time_puts(&setup::workqueue(&dev, cap, 1), &dev, spec, rounds),
+        PolicyKind::Deferred => (
+            time_puts(&setup::deferred(&dev, cap), &dev, spec, rounds),
+            None,
+        ),
+        PolicyKind::Inline => (
+            time_puts(&setup::inline(&dev, cap), &dev, spec, rounds),
+            None,
+        ),
+        PolicyKind::Workqueue => {
+            let life = setup::workqueue(&dev, cap, WorkqueuePool::default_threads());
+            let t = time_puts(&life, &dev, spec, rounds);
+            let per_put = life.workqueue().wakeups() as f64 / t.ops.max(1) as f64;
+            (t, Some(per_put))
+        }
     }
 }
 

@@ -39,7 +39,7 @@
 //! | `svc_rdma_process_read_list` | `SvcRdmaXprt::start_reads` (crate-private, `transport/read.rs`) |
 //! | `svc_rdma_post_send` | `SvcRdmaXprt::post_chain` (crate-private, `transport/send.rs`) |
 //! | `svc_rdma_sq_wait` | [`sq::SqAccount::reserve`] (and the transport's `reserve`, which drains after a wait) |
-//! | `svc_rdma_wake_send_waiters` | [`sq::SqAccount::release`] |
+//! | `svc_rdma_wake_send_waiters` | [`sq::SqAccount::wake_send_waiters`] |
 //! | `svc_rdma_post_recvs`, `svc_rdma_refresh_recvs` | `SvcRdmaXprt::post_recvs`, `refresh_recvs` (crate-private) |
 //! | `struct svc_rdma_recv_ctxt`, `svc_rdma_recv_ctxt_get` / `_put` | `transport/recv.rs`: `RecvCtxt`, `RecvQueue::take_for_post` / `take_ready` |
 //! | `svc_rdma_flush_recv_queues` | `RecvQueue::destroy` (crate-private) |
@@ -48,7 +48,7 @@
 //! | `svc_rdma_send_ctxt_get` | [`lifecycle::SendCtxtLifecycle::get`] |
 //! | `svc_rdma_send_ctxt_put` | [`lifecycle::SendCtxtLifecycle::put`] (validate, claim) then [`lifecycle::SendCtxtLifecycle::complete`] (the policy's action) |
 //! | `svc_rdma_send_ctxts_drain` (the seed's worker-side drain) | [`lifecycle::SendCtxtLifecycle::drain`] |
-//! | `svc_rdma_send_ctxt_release` | `SendCtxtPool::release` (crate-private) |
+//! | `svc_rdma_send_ctxt_release` | `SendCtxtPool::send_ctxt_release` (crate-private) |
 //! | `svc_rdma_send_ctxt_unmap` | [`lifecycle::SendCtxtLifecycle::unmap`] |
 //! | `svc_xprt_enqueue` | [`xprt::Enqueue::enqueue`] |
 //! | `XPT_DATA`, `XPT_CLOSE`, `XPT_BUSY`, `XPT_CONN` | [`xprt::XprtFlags::DATA`], [`CLOSE`](xprt::XprtFlags::CLOSE), [`BUSY`](xprt::XprtFlags::BUSY), [`CONN_PENDING`](xprt::XprtFlags::CONN_PENDING) |

@@ -79,7 +79,10 @@ impl<L: Links + ?Sized> Iterator for Chain<'_, L> {
     }
 }
 
-/// Many-producer, single-consumer list with take-all (Linux `llist`).
+/// Many-producer, single-consumer list with take-all (Linux `llist`): a
+/// transport's send release list (the kernel's `sc_send_release_list`).
+#[doc(alias = "sc_send_release_list")]
+#[doc(alias = "llist")]
 #[derive(Debug)]
 pub struct ReleaseList {
     head: AtomicU32,

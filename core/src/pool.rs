@@ -20,6 +20,7 @@
 use crate::backend::DmaDevice;
 use crate::ctxt::{CompletionId, SendCtxt};
 use crate::llist::{FreeList, Links, LockedFreeList, ReleaseList, NIL};
+use crate::spin::{SpinMutex, SpinMutexGuard};
 use crate::stats::Stats;
 use crate::sync::{AtomicU32, AtomicU8, UnsafeCell};
 use alloc::boxed::Box;
@@ -101,6 +102,12 @@ pub(crate) enum Claimed {
     LeftToPoster,
 }
 
+/// Proof that the caller holds the pool's completion lock
+/// ([`SendCtxtPool::lock_completions`]); released on drop.
+pub(crate) struct CompletionGuard<'a> {
+    _g: SpinMutexGuard<'a, ()>,
+}
+
 /// How many contexts are in each state (for tests and the accounting
 /// invariant `allocated == free + owned + posted + pending`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,7 +168,10 @@ pub struct SendCtxtPool<D: DmaDevice, F: FreeList = LockedFreeList> {
     cfg: PoolConfig,
     slots: Slots<D>,
     free: F,
+    /// `sc_send_release_list`: completed contexts waiting for a drain.
     pub(crate) release: ReleaseList,
+    /// One completion handler at a time (see `lock_completions`).
+    completing: SpinMutex<()>,
     allocated: AtomicU32,
     stats: Stats,
 }
@@ -211,6 +221,7 @@ impl<D: DmaDevice, F: FreeList + Default> SendCtxtPool<D, F> {
             slots: Slots(slots),
             free: F::default(),
             release: ReleaseList::new(),
+            completing: SpinMutex::new(()),
             allocated: AtomicU32::new(0),
             stats: Stats::new(),
         }
@@ -356,49 +367,78 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         }
     }
 
-    /// Validates a completion's `wr_id` and claims the slot for release.
+    /// Takes the pool's completion lock: completions are handled by one
+    /// thread at a time (the kernel's single completion context per CQ), so
+    /// [`claim_completed`](Self::claim_completed) validates with plain loads
+    /// and one store instead of a compare-and-swap per completion. Hold it
+    /// for a whole poll batch to pay one atomic RMW per batch.
     #[inline]
+    pub(crate) fn lock_completions(&self) -> CompletionGuard<'_> {
+        CompletionGuard {
+            _g: self.completing.lock(),
+        }
+    }
+
+    /// Validates a completion's `wr_id` and claims the slot for release.
     /// Also returns the chain's SQ slot count, to give back to the SQ.
-    pub(crate) fn claim_completed(&self, wr_id: u64) -> Result<(Claimed, u32), CompletionError> {
+    ///
+    /// Why no compare-and-swap is needed on the common path: a POSTED slot
+    /// leaves POSTED only through a completion (the poster never touches a
+    /// posted context, and teardown's reclaim runs with no completion
+    /// handler), and the guard makes us the only completion handler. So
+    /// once we load POSTED, nobody else can change the state word before our
+    /// store. Only a POSTING slot (completion beat the poster's commit) needs
+    /// a CAS, to settle the race with the poster.
+    #[inline]
+    pub(crate) fn claim_completed(
+        &self,
+        _g: &CompletionGuard<'_>,
+        wr_id: u64,
+    ) -> Result<(Claimed, u32), CompletionError> {
         let idx = wr_id as u32;
         let gen = (wr_id >> 32) as u32;
-        let slot = self.slots.get(idx as usize).ok_or_else(|| {
-            Stats::bump(&self.stats.bad_completions);
-            CompletionError::UnknownWrId(wr_id)
-        })?;
-        if slot.gen.load(Ordering::Relaxed) != gen {
-            Stats::bump(&self.stats.bad_completions);
-            return Err(CompletionError::StaleGeneration(wr_id));
-        }
-        let mut cur = POSTED;
+        let Some(slot) = self.slots.get(idx as usize) else {
+            return Err(self.bad(CompletionError::UnknownWrId(wr_id)));
+        };
+        // Acquire pairs with the poster's Release (begin_post's store, or
+        // its commit CAS): the context and `gen`/`sqes` are as it left them.
+        let mut cur = slot.state.load(Ordering::Acquire);
         loop {
-            let next = match cur {
-                POSTED => RELEASING,
-                POSTING => EARLY,
-                _ => {
-                    Stats::bump(&self.stats.bad_completions);
-                    return Err(CompletionError::NotPosted(wr_id));
+            // While POSTING or POSTED the generation cannot change (only
+            // `take` changes it, on a FREE slot).
+            let current_gen = slot.gen.load(Ordering::Relaxed) == gen;
+            match cur {
+                POSTED if current_gen => {
+                    slot.state.store(RELEASING, Ordering::Relaxed);
+                    return Ok((Claimed::Release(idx), slot.sqes.load(Ordering::Relaxed)));
                 }
-            };
-            // Acquire pairs with the poster's Release: the context is now
-            // ours to release (or, for EARLY, the poster's to hand over).
-            match slot
-                .state
-                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    // Relaxed: written before the poster's Release store of
-                    // POSTING, which our Acquire CAS synchronized with.
-                    let sqes = slot.sqes.load(Ordering::Relaxed);
-                    return Ok(if next == RELEASING {
-                        (Claimed::Release(idx), sqes)
-                    } else {
-                        (Claimed::LeftToPoster, sqes)
-                    });
+                POSTING if current_gen => {
+                    // AcqRel pairs with the poster's commit CAS.
+                    match slot.state.compare_exchange(
+                        POSTING,
+                        EARLY,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => {
+                            return Ok((Claimed::LeftToPoster, slot.sqes.load(Ordering::Relaxed)))
+                        }
+                        // Committed (POSTED) or aborted (OWNED) meanwhile.
+                        Err(now) => cur = now,
+                    }
                 }
-                Err(now) => cur = now,
+                _ if !current_gen => {
+                    return Err(self.bad(CompletionError::StaleGeneration(wr_id)));
+                }
+                _ => return Err(self.bad(CompletionError::NotPosted(wr_id))),
             }
         }
+    }
+
+    #[cold]
+    fn bad(&self, e: CompletionError) -> CompletionError {
+        Stats::bump(&self.stats.bad_completions);
+        e
     }
 
     /// Runs `f` on the context in slot `idx`.
@@ -455,7 +495,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     /// particular the device must be done with every buffer the context
     /// posted (its Send completed, or the QP was drained).
     #[doc(alias = "svc_rdma_send_ctxt_release")]
-    pub(crate) unsafe fn release(&self, idx: u32) {
+    pub(crate) unsafe fn send_ctxt_release(&self, idx: u32) {
         // SAFETY: the caller owns the slot (this fn's contract).
         unsafe {
             self.with_ctxt(idx, |c| {
@@ -530,7 +570,7 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 // SAFETY: the QP is drained and no completion handler runs
                 // (this fn's contract), so nobody else can claim the slot
                 // and the device no longer touches its buffers.
-                unsafe { self.release(i as u32) };
+                unsafe { self.send_ctxt_release(i as u32) };
                 n += 1;
             }
         }

@@ -8,7 +8,7 @@
 //! once, also on close; tickets are compared with `==`, so wrapping is
 //! harmless. Close wakes both queues (the May 2026 fix: the ticket queue has
 //! no completion-driven wakeup). Send completions return slots with
-//! [`SqAccount::release`] and wake the space queue only if it has waiters.
+//! [`SqAccount::wake_send_waiters`] and wake the space queue only if it has waiters.
 
 use crate::sync::{fence, AtomicBool, AtomicI32, AtomicU32};
 use crate::wait::WaitQueue;
@@ -83,7 +83,7 @@ impl<W: WaitQueue> SqAccount<W> {
     }
 
     fn try_take(&self, n: i32) -> bool {
-        // AcqRel: pairs with `release`, ordering the completion's return of
+        // AcqRel: pairs with `wake_send_waiters`, ordering the completion's return of
         // slots before our reuse of them.
         if self.avail.fetch_sub(n, Ordering::AcqRel) - n >= 0 {
             true
@@ -135,7 +135,7 @@ impl<W: WaitQueue> SqAccount<W> {
     /// Returns `n` slots (Send completion, or a post that consumed nothing).
     #[inline]
     #[doc(alias = "svc_rdma_wake_send_waiters")]
-    pub fn release(&self, n: u32) {
+    pub fn wake_send_waiters(&self, n: u32) {
         self.avail.fetch_add(n as i32, Ordering::AcqRel);
         // Dekker with `wait_until`'s registration: either the waiter sees
         // the new `avail`, or we see the waiter and wake it.
@@ -150,7 +150,7 @@ impl<W: WaitQueue> SqAccount<W> {
     /// release list, for a `get` waiting at the pool's cap).
     #[inline]
     pub fn wake_space_waiters(&self) {
-        // Dekker with `wait_until`'s registration, as in `release`.
+        // Dekker with `wait_until`'s registration, as in `wake_send_waiters`.
         fence(Ordering::SeqCst);
         if self.space_wait.has_waiters() {
             self.space_wait.wake_all();

@@ -273,6 +273,46 @@ fn workqueue_releases_on_its_threads_and_allocates_instead_of_draining() {
 }
 
 #[test]
+fn workqueue_runs_every_item_on_n_workers_with_at_most_one_wakeup_each() {
+    let dev = FakeDev::default();
+    let wq = WorkqueuePool::new(2);
+    let life: Workqueue<_> = Workqueue::new(dev.clone(), cfg(256), wq.clone());
+    let ids: Vec<u64> = (0..200).map(|_| build_and_post(&life, 1)).collect();
+    for id in &ids {
+        life.put(*id).unwrap();
+    }
+    life.flush();
+    assert_eq!(life.in_transit(), 0);
+    assert_eq!(life.pool().census().free, 200);
+    assert_eq!(life.stats().snapshot().completions, 200);
+    assert_eq!(dev.live(), 200, "header SGEs only");
+    // A worker is notified only when none is awake and none is on its way.
+    assert!(
+        wq.wakeups() <= 200,
+        "{} wakeups for 200 items",
+        wq.wakeups()
+    );
+}
+
+#[test]
+fn workqueue_get_at_its_cap_waits_for_contexts_in_transit_else_reports_at_cap() {
+    let dev = FakeDev::default();
+    let life: Workqueue<_> = Workqueue::new(dev.clone(), cfg(2), WorkqueuePool::new(1));
+    let a = build_and_post(&life, 1);
+    let _b = build_and_post(&life, 1);
+    // Nothing free, nothing in transit: AtCap, counted.
+    assert!(matches!(life.get(), Err(GetError::AtCap)));
+    assert_eq!(life.stats().snapshot().cap_hits, 1);
+    // One in transit: `get` returns it once the worker has released it,
+    // whatever the race with the worker.
+    life.put(a).unwrap();
+    let c = life.get().expect("the context in transit comes back");
+    drop(c);
+    life.flush();
+    assert_eq!(life.in_transit(), 0);
+}
+
+#[test]
 fn accounting_identity_holds_for_every_policy() {
     fn check<L: SendCtxtLifecycle<Dev = FakeDev>>(life: &L) {
         let ids: Vec<u64> = (0..3).map(|_| build_and_post(life, 1)).collect();

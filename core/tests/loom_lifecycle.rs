@@ -13,7 +13,7 @@ use loom::sync::Arc;
 use loom::thread;
 use rdmaxprt_core::backend::{ErrorKind, PostError};
 use rdmaxprt_core::lifecycle::{Deferred, GetError, SendCtxtLifecycle};
-use rdmaxprt_core::pool::PoolConfig;
+use rdmaxprt_core::pool::{CompletionError, PoolConfig};
 use rdmaxprt_core::sq::{Reserved, SqAccount, SqClosed};
 use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
@@ -181,6 +181,78 @@ fn get_draining_while_put_pushes() {
     });
 }
 
+/// The completion path validates with plain loads under the completion
+/// lock. Two completion threads deliver the same `wr_id` of a posted
+/// context (a duplicate): exactly one claims it, the other gets a typed
+/// error and touches nothing, and the context is released once (loom's cell
+/// tracking fails the model if two threads ever own it).
+#[test]
+fn duplicate_completions_race_each_other() {
+    loom_model::check("duplicate_completions_race_each_other", || {
+        let rt = RtHandle::default();
+        let life = Arc::new(Life::new(FakeDev::default(), cfg(1), rt.clone()));
+        let w = posted(&life);
+        let handlers: Vec<_> = (0..2)
+            .map(|_| {
+                let life = life.clone();
+                thread::spawn(move || life.put(w))
+            })
+            .collect();
+        let results: Vec<_> = handlers.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "exactly one completion claims it: {results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(CompletionError::NotPosted(_)))),
+            "{results:?}"
+        );
+        life.drain();
+        let c = life.pool().census();
+        assert_eq!((c.allocated, c.free), (1, 1), "released once: {c:?}");
+        assert_eq!(life.stats().snapshot().bad_completions, 1);
+    });
+}
+
+/// A completion races the poster (before `begin_post`, while POSTING, or
+/// after the commit): the POSTING case settles with the poster by CAS
+/// (EARLY: the poster releases), the others are plain. In every
+/// interleaving the context is released exactly once.
+#[test]
+fn completion_races_the_poster() {
+    loom_model::check("completion_races_the_poster", || {
+        let rt = RtHandle::default();
+        let life = Arc::new(Life::new(FakeDev::default(), cfg(1), rt.clone()));
+        // Slot 0's first take has generation 1: the wr_id the post will
+        // carry, known before it happens.
+        let w = 1u64 << 32;
+        let poster = {
+            let life = life.clone();
+            thread::spawn(move || assert_eq!(posted(&life), w))
+        };
+        let handler = {
+            let life = life.clone();
+            thread::spawn(move || life.put(w))
+        };
+        let early = handler.join().unwrap();
+        poster.join().unwrap();
+        if early.is_err() {
+            // It came before the post began: the real completion follows.
+            assert!(matches!(
+                early,
+                Err(CompletionError::NotPosted(_) | CompletionError::StaleGeneration(_))
+            ));
+            life.put(w).expect("the completion after the post");
+        }
+        life.drain();
+        let c = life.pool().census();
+        assert_eq!((c.allocated, c.free), (1, 1), "released once: {c:?}");
+    });
+}
+
 /// Close races with two threads waiting for SQ space and a ticket: both
 /// must return `SqClosed` (a hang is reported by loom as a deadlock).
 #[test]
@@ -204,15 +276,15 @@ fn close_wakes_every_sq_waiter() {
 /// A completion returning slots wakes the space waiter (no lost wakeup on
 /// the fast `has_waiters` check), and the waiter learns it must drain.
 #[test]
-fn sq_release_wakes_the_waiter() {
-    loom_model::check("sq_release_wakes_the_waiter", || {
+fn sq_wake_send_waiters_wakes_the_waiter() {
+    loom_model::check("sq_wake_send_waiters_wakes_the_waiter", || {
         let sq = Arc::new(SqAccount::<CondvarWait>::new(1));
         assert_eq!(sq.reserve(1), Ok(Reserved::Immediately));
         let w = {
             let sq = sq.clone();
             thread::spawn(move || sq.reserve(1))
         };
-        sq.release(1);
+        sq.wake_send_waiters(1);
         let r = w.join().unwrap();
         assert!(
             r == Ok(Reserved::AfterWait) || r == Ok(Reserved::Immediately),

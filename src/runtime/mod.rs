@@ -46,7 +46,8 @@ pub struct ServerConfig {
     pub policy: Policy,
     /// Per-transport sizing.
     pub xprt: XprtConfig,
-    /// Threads of the shared release workqueue (Workqueue policy only).
+    /// Threads of the shared release workqueue (Workqueue policy only);
+    /// default one per CPU ([`WorkqueuePool::default_threads`]).
     pub workqueue_threads: usize,
     /// Safety cap on contexts per transport under the Workqueue policy
     /// (it grows while releases lag; the cap stops it short of OOM).
@@ -65,7 +66,7 @@ impl Default for ServerConfig {
             workers: 2,
             policy: Policy::Deferred,
             xprt: XprtConfig::default(),
-            workqueue_threads: 1,
+            workqueue_threads: WorkqueuePool::default_threads(),
             workqueue_cap: 1 << 16,
             poll_budget: 64,
             pollers: 1,
@@ -86,6 +87,8 @@ struct Shared {
     report: Mutex<ServerReport>,
     live: Mutex<usize>,
     live_cv: Condvar,
+    /// Worker passes started (see [`ServerReport::worker_passes`]).
+    passes: AtomicU64,
 }
 
 /// The runtime's hook in a transport: its flags and its enqueue.
@@ -221,6 +224,7 @@ impl Server {
             report: Mutex::new(ServerReport::default()),
             live: Mutex::new(0),
             live_cv: Condvar::new(),
+            passes: AtomicU64::new(0),
         });
         let workers = (0..cfg.workers.max(1))
             .map(|i| {
@@ -434,6 +438,7 @@ impl Server {
     /// Counters: freed transports' totals plus live ones' current values.
     pub fn report(&self) -> ServerReport {
         let mut r = lock(&self.shared.report).clone();
+        r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
         for t in self.transports() {
             r.add_live(&t);
         }
@@ -528,7 +533,8 @@ impl Server {
         for p in lock(&self.pollers).drain(..) {
             let _ = p.join();
         }
-        let r = lock(&self.shared.report).clone();
+        let mut r = lock(&self.shared.report).clone();
+        r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
         r
     }
 }
@@ -565,6 +571,7 @@ fn worker(shared: &Shared) {
 }
 
 fn handle(shared: &Shared, entry: Arc<Entry>) {
+    shared.passes.fetch_add(1, Ordering::Relaxed);
     let x = entry.xprt();
     let flags = x.flags();
     if flags.test(XprtFlags::CLOSE) {

@@ -67,6 +67,10 @@ pub struct ServerReport {
     /// Buffers leaked (never unmapped nor freed) because a failed drain
     /// left them posted: send contexts, receives and Read contexts.
     pub leaked_after_failed_drain: u64,
+    /// Worker passes: transports a worker took off the ready queue and
+    /// handled (each follows one wakeup of the transport), counted as a
+    /// pass starts.
+    pub worker_passes: u64,
 }
 
 impl ServerReport {

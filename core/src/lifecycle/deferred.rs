@@ -77,7 +77,7 @@ where
             // SAFETY: only claimed slots are pushed on the release list
             // (`complete` takes a `ClaimedCtxt`), and `take_all` hands each
             // to exactly one drainer.
-            unsafe { self.pool.release(idx) };
+            unsafe { self.pool.send_ctxt_release(idx) };
             n += 1;
         }
         if n != 0 {

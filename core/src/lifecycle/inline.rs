@@ -45,7 +45,7 @@ where
 
     fn complete(&self, ctxt: ClaimedCtxt) {
         // SAFETY: a `ClaimedCtxt` proves the slot was claimed for us.
-        unsafe { self.pool.release(ctxt.index()) };
+        unsafe { self.pool.send_ctxt_release(ctxt.index()) };
         let s = self.pool.stats();
         Stats::bump(&s.completions);
         s.record_batch(1);

@@ -5,8 +5,8 @@
 //!   enqueue on the release list's empty -> non-empty edge; `drain` takes
 //!   the whole list with one swap and releases it in a batch.
 //! - [`Inline`]: `put` releases (unmaps) right on the completion path.
-//! - [`Workqueue`] (std; the design the seed replaced): `put` queues one
-//!   work item on a shared mutex-protected pool of worker threads.
+//! - [`Workqueue`] (std; the design the seed replaced): `put` queues the
+//!   context's embedded work item on a shared pool of worker threads.
 
 mod deferred;
 mod inline;
@@ -23,7 +23,7 @@ pub use workqueue::{Workqueue, WorkqueuePool};
 use crate::backend::DmaDevice;
 use crate::ctxt::SendCtxt;
 use crate::llist::FreeList;
-use crate::pool::{Claimed, CompletionError, SendCtxtPool};
+use crate::pool::{Claimed, CompletionError, CompletionGuard, SendCtxtPool};
 use crate::stats::Stats;
 use core::fmt;
 use core::sync::atomic::Ordering;
@@ -45,6 +45,51 @@ impl<E: fmt::Display> fmt::Display for GetError<E> {
             GetError::AtCap => f.write_str("send context pool at its cap; wait for completions"),
             GetError::Alloc(e) => write!(f, "send context allocation failed: {e}"),
         }
+    }
+}
+
+/// The completion handler's hold on a lifecycle (see
+/// [`SendCtxtLifecycle::completions`]): while it lives, no other thread
+/// handles Send completions of this pool, so each `put` validates with
+/// plain loads and costs one list push.
+#[must_use = "completions are handled through `put`"]
+pub struct SendCompletions<'a, L: SendCtxtLifecycle> {
+    life: &'a L,
+    guard: CompletionGuard<'a>,
+}
+
+impl<L: SendCtxtLifecycle> fmt::Debug for SendCompletions<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendCompletions")
+            .field("policy", &L::POLICY)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: SendCtxtLifecycle> SendCompletions<'_, L> {
+    /// [`SendCtxtLifecycle::put`] under the held completion lock.
+    #[inline]
+    pub fn put(&mut self, wr_id: u64) -> Result<u32, CompletionError> {
+        let (claimed, sqes) = self.claim(wr_id)?;
+        if let Some(c) = claimed {
+            self.life.complete(c);
+        }
+        Ok(sqes)
+    }
+
+    /// The validation half of [`put`](Self::put): the claim to hand to
+    /// [`SendCtxtLifecycle::complete`] (`None` if the poster has not
+    /// committed yet and will do it), and the SQ slots to give back.
+    #[inline]
+    pub(crate) fn claim(
+        &mut self,
+        wr_id: u64,
+    ) -> Result<(Option<ClaimedCtxt>, u32), CompletionError> {
+        let (claimed, sqes) = self.life.pool().claim_completed(&self.guard, wr_id)?;
+        Ok(match claimed {
+            Claimed::Release(idx) => (Some(ClaimedCtxt::new(idx)), sqes),
+            Claimed::LeftToPoster => (None, sqes),
+        })
     }
 }
 
@@ -108,7 +153,8 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     fn pool(&self) -> &SendCtxtPool<Self::Dev, Self::Free>;
 
     /// Gets a context to build a reply in. Never allocates while a free one
-    /// can be had; at the cap returns [`GetError::AtCap`].
+    /// can be had; at the cap returns [`GetError::AtCap`] (Workqueue: first
+    /// waits for contexts in transit on the workqueue, if any).
     #[doc(alias = "svc_rdma_send_ctxt_get")]
     fn get(
         &self,
@@ -118,15 +164,24 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// the policy's release path. A garbage, stale or duplicate `wr_id` is
     /// an error and touches nothing. Returns the SQ slots the context's
     /// chain held (its `sqecount`), for the caller to give back.
+    ///
+    /// Takes the completion lock for this one completion; a completion
+    /// handler with a batch uses [`completions`](Self::completions) instead.
     #[inline]
     #[doc(alias = "svc_rdma_send_ctxt_put")]
     fn put(&self, wr_id: u64) -> Result<u32, CompletionError> {
-        let (claimed, sqes) = self.pool().claim_completed(wr_id)?;
-        match claimed {
-            Claimed::Release(idx) => self.complete(ClaimedCtxt::new(idx)),
-            Claimed::LeftToPoster => {}
+        self.completions().put(wr_id)
+    }
+
+    /// Starts handling a batch of Send completions (one CQ poll's worth):
+    /// one completion handler at a time per pool, like the kernel's one
+    /// completion context per CQ. Other handlers wait until it is dropped.
+    #[inline]
+    fn completions(&self) -> SendCompletions<'_, Self> {
+        SendCompletions {
+            life: self,
+            guard: self.pool().lock_completions(),
         }
-        Ok(sqes)
     }
 
     /// The policy's action for a claimed, completed context (slot in state
@@ -157,6 +212,15 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     #[doc(alias = "svc_rdma_send_ctxt_unmap")]
     fn unmap(&self, ctxt: &mut SendCtxt<Self::Dev>) {
         self.pool().unmap_ctxt(ctxt);
+    }
+
+    /// Whether a `get` retried now can succeed without a further Send
+    /// completion: a context is free, completed ones wait for a drain, or
+    /// (Workqueue) some are in transit back to the free list. What a caller
+    /// that got [`GetError::AtCap`] waits for, together with completions.
+    fn may_progress(&self) -> bool {
+        let p = self.pool();
+        p.has_free() || p.has_pending_release()
     }
 
     /// Teardown: returns once every completed context has been released

@@ -110,7 +110,7 @@ impl<'a, L: SendCtxtLifecycle> OwnedCtxt<'a, L> {
                     // Nothing was posted: the forward path releases.
                     // SAFETY: `abort_post` returned the slot to OWNED, and
                     // this guard (forgotten above) was its owner.
-                    None => unsafe { pool.release(idx) },
+                    None => unsafe { pool.send_ctxt_release(idx) },
                     Some(i) => life.complete(ClaimedCtxt::new(i)),
                 }
                 Err(PostFailed { error })
@@ -145,6 +145,6 @@ impl<L: SendCtxtLifecycle> DerefMut for OwnedCtxt<'_, L> {
 impl<L: SendCtxtLifecycle> Drop for OwnedCtxt<'_, L> {
     fn drop(&mut self) {
         // SAFETY: the guard owns slot `idx` (OWNED) and is going away.
-        unsafe { self.life.pool().release(self.idx) };
+        unsafe { self.life.pool().send_ctxt_release(self.idx) };
     }
 }

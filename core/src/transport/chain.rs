@@ -123,7 +123,7 @@ where
             Err(e) => {
                 // WRs the device never took return their slots now.
                 let took = e.consumed.min(chain.len());
-                self.sq.release(n - took as u32);
+                self.sq.wake_send_waiters(n - took as u32);
                 Err(PostError {
                     consumed: took,
                     error: XprtError::Backend(e.error),
@@ -134,7 +134,7 @@ where
 
     /// A batch's signaled last WR completed (or flushed): its slots back.
     pub(super) fn batch_done(&self, sqes: u32, ok: bool) {
-        self.sq.release(sqes);
+        self.sq.wake_send_waiters(sqes);
         if !ok {
             self.deferred_close();
         }

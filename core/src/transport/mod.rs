@@ -20,8 +20,7 @@ pub use read::CallMeta;
 pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
-use crate::lifecycle::{ClaimedCtxt, SendCtxtLifecycle};
-use crate::pool::Claimed;
+use crate::lifecycle::{SendCompletions, SendCtxtLifecycle};
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
 use crate::spin::SpinMutex;
 use crate::sq::SqAccount;
@@ -408,6 +407,12 @@ where
     /// ignored.
     #[doc(alias = "svc_rdma_wc_send")]
     pub fn handle_send_wc(&self, wc: &Wc) {
+        self.handle_send_wc_in(&mut self.send.completions(), wc);
+    }
+
+    /// [`handle_send_wc`](Self::handle_send_wc) within a poll batch that
+    /// holds the completion lock.
+    fn handle_send_wc_in(&self, cq: &mut SendCompletions<'_, L>, wc: &Wc) {
         let low = wc.wr_id as u32;
         if wc.wr_id == WR_ID_IGNORE {
             return;
@@ -416,12 +421,12 @@ where
             self.tagged_done(wc.wr_id, wc.status);
             return;
         }
-        match self.send.pool().claim_completed(wc.wr_id) {
+        match cq.claim(wc.wr_id) {
             Ok((claimed, sqes)) => {
                 // svc_rdma_wake_send_waiters, then svc_rdma_send_ctxt_put.
-                self.sq.release(sqes);
-                if let Claimed::Release(idx) = claimed {
-                    self.send.complete(ClaimedCtxt::new(idx));
+                self.sq.wake_send_waiters(sqes);
+                if let Some(c) = claimed {
+                    self.send.complete(c);
                     // A `get` waiting at the pool's cap (on the same queue)
                     // may have woken for the slots before the put made a
                     // context available: wake it again now that it is.
@@ -460,8 +465,12 @@ where
         let mut total = 0;
         while total < budget {
             let n = self.qp.poll_send(&mut wcs).map_err(XprtError::Backend)?;
-            for wc in &wcs[..n] {
-                self.handle_send_wc(wc);
+            if n != 0 {
+                // One completion-lock round trip per poll batch.
+                let mut cq = self.send.completions();
+                for wc in &wcs[..n] {
+                    self.handle_send_wc_in(&mut cq, wc);
+                }
             }
             let m = self.qp.poll_recv(&mut wcs).map_err(XprtError::Backend)?;
             for wc in &wcs[..m] {

@@ -282,7 +282,7 @@ where
             Self::bump(&self.counters.bogus_completions);
             return;
         };
-        self.sq.release(sqes);
+        self.sq.wake_send_waiters(sqes);
         if status != WcStatus::Success {
             self.flags().set(XprtFlags::CLOSE);
         }

@@ -61,10 +61,12 @@ where
                 Ok(c) => return Ok(c),
                 Err(GetError::Alloc(e)) => return Err(XprtError::Backend(e)),
                 Err(GetError::AtCap) => {
-                    let pool = self.send.pool();
-                    self.sq.space_wait().wait_until(&|| {
-                        pool.has_free() || pool.has_pending_release() || self.sq.closed()
-                    });
+                    // Completions wake the SQ space queue; `may_progress`
+                    // also covers contexts already on their way back (a
+                    // Workqueue release in flight), which `get` waits for.
+                    self.sq
+                        .space_wait()
+                        .wait_until(&|| self.send.may_progress() || self.sq.closed());
                     if self.sq.closed() {
                         return Err(XprtError::Closed);
                     }

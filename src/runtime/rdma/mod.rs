@@ -27,7 +27,6 @@
 //! Threads: one CM thread per listener, `ServerConfig::pollers` completion
 //! poller threads per device (each sleeping on its channel, no timer), and
 //! the workers. None per connection.
-#![allow(unsafe_code)]
 
 mod group;
 mod wake;
