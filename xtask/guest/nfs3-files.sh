@@ -20,8 +20,12 @@
 #     on the server side;
 #   - umount succeeds, and the server's log then says `LIVE 0`.
 # Prints `TIME step seconds` lines (guest uptime) for the wall time of
-# each step. NFS3_TRACE=1 copies the sunrpc/rpcrdma/nfs trace events of a
-# failed run to the console as `KTRACE` lines.
+# each step, with the connections the server accepted so far. The whole
+# output is also copied to the console as `NFS3` lines. NFS3_TRACE=1
+# records the sunrpc, rpcrdma, nfs and rdma_cma trace events from the
+# buffered writes on and copies those around the first DISCONNECTED (or
+# the last 100) to the console as `KTRACE` lines, after the buffered
+# writes and again if a step failed.
 set -u
 EXPORT=${1:?usage: nfs3-files EXPORT_DIR SERVER_LOG [MOUNT_PORT]}
 SERVER_LOG=${2:?usage: nfs3-files EXPORT_DIR SERVER_LOG [MOUNT_PORT]}
