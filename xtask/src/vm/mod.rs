@@ -466,4 +466,18 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_measurement_manifests_parse() {
+        let root = workspace_root();
+        for (f, pairs) in [
+            ("xtask/vm-lat.txt", 2),
+            ("xtask/vm-scale.txt", 3),
+            ("xtask/vm-nfs3-bench.txt", 1),
+        ] {
+            let m = manifest(&root, Some(Path::new(f))).unwrap();
+            assert!(m.pairs.len() >= pairs, "{f}: {} pairs", m.pairs.len());
+            assert!(m.packages.is_empty() && m.tests.is_empty(), "{f}");
+        }
+    }
 }
