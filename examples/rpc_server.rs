@@ -117,11 +117,6 @@ fn status(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Requests that did not become a connection.
-fn rejected(c: &rdmaxprt::runtime::ListenCounters) -> u64 {
-    c.rejected_limit.load(Ordering::Acquire) + c.setup_failed.load(Ordering::Acquire)
-}
-
 fn threads() -> u64 {
     status("Threads")
 }
@@ -190,7 +185,7 @@ fn main() {
                 let quiet = || {
                     server.live_transports() == 0
                         && c.settled()
-                        && c.requests.load(Ordering::Acquire) == now.0 + rejected(c)
+                        && c.accepted.load(Ordering::Acquire) == now.0
                 };
                 let m = listener.memory();
                 if now.0 > 0 && now.1 == 0 && quiet() {

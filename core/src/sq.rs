@@ -137,12 +137,7 @@ impl<W: WaitQueue> SqAccount<W> {
     #[doc(alias = "svc_rdma_wake_send_waiters")]
     pub fn wake_send_waiters(&self, n: u32) {
         self.avail.fetch_add(n as i32, Ordering::AcqRel);
-        // Dekker with `wait_until`'s registration: either the waiter sees
-        // the new `avail`, or we see the waiter and wake it.
-        fence(Ordering::SeqCst);
-        if self.space_wait.has_waiters() {
-            self.space_wait.wake_all();
-        }
+        self.wake_space_waiters();
     }
 
     /// Wakes the space queue's waiters, if any, after a state change they
@@ -150,7 +145,9 @@ impl<W: WaitQueue> SqAccount<W> {
     /// release list, for a `get` waiting at the pool's cap).
     #[inline]
     pub fn wake_space_waiters(&self) {
-        // Dekker with `wait_until`'s registration, as in `wake_send_waiters`.
+        // Dekker with `wait_until`'s registration: either the waiter sees
+        // the new state (`avail`, a context back), or we see the waiter and
+        // wake it.
         fence(Ordering::SeqCst);
         if self.space_wait.has_waiters() {
             self.space_wait.wake_all();
