@@ -15,14 +15,20 @@
 //!  POSTING --completion--> EARLY --commit--> RELEASING   (completion beat the poster)
 //!  POSTING --abort (nothing consumed)--> OWNED
 //!  FREE --get--> OWNED
+//!  FREE --shrink--> HOLLOW --get (reallocates)--> OWNED
 //! ```
+//!
+//! A HOLLOW slot has no context: an idle shrink ([`SendCtxtPool::shrink`])
+//! freed it, or an allocation into it failed. Hollow slots wait on a list
+//! of their own, so `get` reaches them only after the free list (and, in
+//! the Deferred policy, a drain) came up empty.
 
 use crate::backend::DmaDevice;
 use crate::ctxt::{CompletionId, SendCtxt};
 use crate::llist::{FreeList, Links, LockedFreeList, ReleaseList, NIL};
 use crate::spin::{SpinMutex, SpinMutexGuard};
 use crate::stats::Stats;
-use crate::sync::{AtomicU32, AtomicU8, UnsafeCell};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU8, UnsafeCell};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
@@ -39,6 +45,9 @@ pub(crate) const POSTING: u8 = 3;
 pub(crate) const POSTED: u8 = 4;
 pub(crate) const EARLY: u8 = 5;
 pub(crate) const RELEASING: u8 = 6;
+pub(crate) const HOLLOW: u8 = 7;
+
+mod shrink;
 
 /// Sizing of one transport's send-context pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +118,11 @@ pub(crate) struct CompletionGuard<'a> {
 }
 
 /// How many contexts are in each state (for tests and the accounting
-/// invariant `allocated == free + owned + posted + pending`).
+/// invariant `allocated == free + owned + posted + pending`; hollow slots
+/// hold no context and count in none of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Census {
-    /// Contexts allocated.
+    /// Contexts that exist (allocated and not given back by a shrink).
     pub allocated: u32,
     /// On the free list.
     pub free: u32,
@@ -122,6 +132,9 @@ pub struct Census {
     pub posted: u32,
     /// Completed and waiting for (or undergoing) release.
     pub pending_release: u32,
+    /// Slots without a context (freed by an idle shrink, or a failed
+    /// allocation), reallocated when `get` needs them.
+    pub hollow: u32,
 }
 
 /// One context's slot, alone on its cache line(s): the completion path
@@ -168,6 +181,10 @@ pub struct SendCtxtPool<D: DmaDevice, F: FreeList = LockedFreeList> {
     cfg: PoolConfig,
     slots: Slots<D>,
     free: F,
+    /// HOLLOW slots (no context), taken by `get` after the free list.
+    hollow: F,
+    /// One shrink at a time (see [`SendCtxtPool::shrink`]).
+    shrinking: AtomicBool,
     /// `sc_send_release_list`: completed contexts waiting for a drain.
     pub(crate) release: ReleaseList,
     /// One completion handler at a time (see `lock_completions`).
@@ -220,6 +237,8 @@ impl<D: DmaDevice, F: FreeList + Default> SendCtxtPool<D, F> {
             cfg: PoolConfig { cap, ..cfg },
             slots: Slots(slots),
             free: F::default(),
+            hollow: F::default(),
+            shrinking: AtomicBool::new(false),
             release: ReleaseList::new(),
             completing: SpinMutex::new(()),
             allocated: AtomicU32::new(0),
@@ -251,6 +270,14 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     /// Pops a free context (state FREE -> OWNED).
     pub(crate) fn pop_free(&self) -> Option<u32> {
         let idx = self.free.pop(&self.slots)?;
+        self.take(idx);
+        Some(idx)
+    }
+
+    /// Pops a hollow slot (state HOLLOW -> OWNED, still without a context:
+    /// the caller populates it).
+    pub(crate) fn pop_hollow(&self) -> Option<u32> {
+        let idx = self.hollow.pop(&self.slots)?;
         self.take(idx);
         Some(idx)
     }
@@ -294,11 +321,13 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 Ok(Some(n))
             }
             Err(e) => {
-                // The index stays reserved: park it on the free list as an
-                // empty FREE slot; the next taker allocates into it
-                // (`populate`), so the cap and the census stay exact.
-                self.slots[n as usize].state.store(FREE, Ordering::Relaxed);
-                self.free.push(&self.slots, n);
+                // The index stays reserved: park it on the hollow list; the
+                // next taker allocates into it (`populate`), so the cap and
+                // the census stay exact.
+                self.slots[n as usize]
+                    .state
+                    .store(HOLLOW, Ordering::Relaxed);
+                self.hollow.push(&self.slots, n);
                 Err(e)
             }
         }
@@ -320,6 +349,11 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         });
         Stats::bump(&self.stats.allocations);
         self.stats.pool_size.fetch_add(1, Ordering::Relaxed);
+        // Growth is the slow path: a full fence here lets an idle sweeper
+        // that parks when no pool is above its floor (store "parked",
+        // fence, read the pool sizes) and a grower (grow, fence, read
+        // "parked") never both miss each other.
+        crate::sync::fence(Ordering::SeqCst);
         Ok(())
     }
 
@@ -458,8 +492,8 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         })
     }
 
-    /// Whether slot `idx` holds a context (a failed allocation leaves an
-    /// empty slot on the free list).
+    /// Whether slot `idx` holds a context (a hollow slot, given back by a
+    /// shrink or left by a failed allocation, does not).
     ///
     /// # Safety
     /// The caller must own the slot.
@@ -470,8 +504,9 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
             .with(|p| unsafe { (*p).is_some() })
     }
 
-    /// Ensures an owned slot holds a context, allocating into it if a
-    /// failed allocation left it empty.
+    /// Ensures an owned slot holds a context, allocating into it if it is
+    /// hollow (a shrink or a failed allocation left it empty); on failure
+    /// the slot goes back on the hollow list.
     ///
     /// # Safety
     /// The caller must own the slot.
@@ -481,8 +516,8 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
             return Ok(());
         }
         // SAFETY: the caller owns the slot, and it is empty (checked above).
-        // SAFETY (`put_free`): the caller owns the slot.
-        unsafe { self.install(idx) }.inspect_err(|_| unsafe { self.put_free(idx) })
+        // SAFETY (`put_hollow`): the caller owns the slot, still empty.
+        unsafe { self.install(idx) }.inspect_err(|_| unsafe { self.put_hollow(idx) })
     }
 
     /// The release step: chunk resources, unmap SGEs 1..n, pages, then back
@@ -522,9 +557,27 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         self.free.push(&self.slots, idx);
     }
 
+    /// Puts the empty slot `idx` on the hollow list (state HOLLOW).
+    ///
+    /// # Safety
+    /// The caller must own slot `idx`, which must hold no context.
+    pub(crate) unsafe fn put_hollow(&self, idx: u32) {
+        self.slots[idx as usize]
+            .state
+            .store(HOLLOW, Ordering::Relaxed);
+        self.stats.return_in_use(1);
+        self.hollow.push(&self.slots, idx);
+    }
+
     /// Whether a `get` could be satisfied without allocating (hint).
     pub fn has_free(&self) -> bool {
         !self.free.is_empty()
+    }
+
+    /// Whether hollow slots (given back by a shrink) wait to be reallocated
+    /// (hint): a `get` then grows the pool without waiting at the cap.
+    pub fn has_hollow(&self) -> bool {
+        !self.hollow.is_empty()
     }
 
     /// Whether completed contexts wait on the release list (hint).
@@ -545,11 +598,12 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 OWNED => c.owned += 1,
                 POSTING | POSTED => c.posted += 1,
                 EARLY | RELEASING => c.pending_release += 1,
+                HOLLOW => c.hollow += 1,
                 _ => {}
             }
         }
-        // A failed allocation leaves an empty slot on the free list: it is
-        // counted as allocated-and-free so the identity still holds.
+        // `allocated` reserves slot indices; hollow ones hold no context.
+        c.allocated = c.allocated.saturating_sub(c.hollow);
         c
     }
 

@@ -13,10 +13,12 @@ mod error;
 mod read;
 mod recv;
 mod send;
+mod shrink;
 mod teardown;
 
 pub use error::XprtError;
 pub use read::CallMeta;
+pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
@@ -63,6 +65,12 @@ pub struct XprtConfig {
     /// peer whose chunk memory is a plain MR fails the receive. Off by
     /// default.
     pub send_with_invalidate: bool,
+    /// Shrink the send-context cache of a transport idle this long back to
+    /// a floor (see [`IdleShrink`]; beyond the kernel, which keeps every
+    /// context until teardown). `None` keeps them all. The transport only
+    /// offers the shrink; a runtime sweeper decides when
+    /// ([`SvcRdmaXprt::shrink_idle`]).
+    pub idle_shrink: Option<IdleShrink>,
 }
 
 impl Default for XprtConfig {
@@ -76,6 +84,7 @@ impl Default for XprtConfig {
             max_read_bytes: Limits::DEFAULT.max_chunk_bytes * 2,
             pullup_threshold: rpcrdma::DEFAULT_INLINE_THRESHOLD / 2,
             send_with_invalidate: false,
+            idle_shrink: Some(IdleShrink::DEFAULT),
         }
     }
 }
