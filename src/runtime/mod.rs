@@ -14,6 +14,7 @@ mod poller;
 #[cfg(feature = "verbs")]
 mod rdma;
 mod stats;
+mod sweep;
 mod xprt;
 
 pub use listener::Listener;
@@ -22,6 +23,7 @@ pub use listener::{MockConnector, MockListener, MockNetwork};
 #[cfg(feature = "verbs")]
 pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
 pub use stats::{merge_stats, ServerReport, TransportReport};
+pub use sweep::SweepReport;
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
@@ -89,6 +91,9 @@ struct Shared {
     live_cv: Condvar,
     /// Worker passes started (see [`ServerReport::worker_passes`]).
     passes: AtomicU64,
+    /// The idle sweeper's handle (its thread runs only with
+    /// `XprtConfig::idle_shrink` set).
+    sweeper: sweep::Sweeper,
 }
 
 /// The runtime's hook in a transport: its flags and its enqueue.
@@ -182,6 +187,8 @@ pub struct Server {
     workers: Mutex<Vec<JoinHandle<()>>>,
     pollers: Mutex<Vec<JoinHandle<()>>>,
     groups: Vec<Arc<poller::PollerGroup>>,
+    /// The idle sweeper thread, if the idle shrink is on.
+    sweeper: Mutex<Option<JoinHandle<()>>>,
     wq: Option<Arc<WorkqueuePool>>,
     next_id: AtomicU64,
     /// Set by the first shutdown; later accepts fail.
@@ -225,6 +232,7 @@ impl Server {
             live: Mutex::new(0),
             live_cv: Condvar::new(),
             passes: AtomicU64::new(0),
+            sweeper: sweep::Sweeper::default(),
         });
         let workers = (0..cfg.workers.max(1))
             .map(|i| {
@@ -251,12 +259,20 @@ impl Server {
                     .expect("spawning a completion poller thread")
             })
             .collect();
+        let sweeper = cfg.xprt.idle_shrink.map(|s| {
+            let sh = shared.clone();
+            std::thread::Builder::new()
+                .name("rdmaxprt-sweep".into())
+                .spawn(move || sh.sweeper.run(&sh, s.after))
+                .expect("spawning the idle sweeper thread")
+        });
         Self {
             cfg,
             shared,
             workers: Mutex::new(workers),
             pollers: Mutex::new(pollers),
             groups,
+            sweeper: Mutex::new(sweeper),
             wq,
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
@@ -464,6 +480,12 @@ impl Server {
         doorbell + channel
     }
 
+    /// What the idle sweeper did so far (all zero with the idle shrink
+    /// off).
+    pub fn idle_sweeps(&self) -> SweepReport {
+        self.shared.sweeper.report()
+    }
+
     /// Each live transport's counters, by id.
     pub fn transports(&self) -> Vec<TransportReport> {
         let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();
@@ -488,6 +510,10 @@ impl Server {
     /// then stops the workers and pollers. Returns the final counters.
     pub fn shutdown(&self) -> ServerReport {
         self.stopping.store(true, Ordering::Release);
+        self.shared.sweeper.stop();
+        if let Some(t) = lock(&self.sweeper).take() {
+            let _ = t.join();
+        }
         #[cfg(feature = "verbs")]
         {
             let stops: Vec<rdma::ListenerStop> = lock(&self.listeners).drain(..).collect();
@@ -598,10 +624,12 @@ fn handle(shared: &Shared, entry: Arc<Entry>) {
                 }
             }
             x.release_ctxt();
+            shared.sweeper.poke();
         }
         Ok(None) => {
             received(&entry);
             x.release_ctxt();
+            shared.sweeper.poke();
         }
         Err(e) => {
             tracing::debug!(id = entry.id, %e, "recvfrom failed: closing");
