@@ -10,6 +10,7 @@
 //! | B4 profile | callgrind per-call costs of (a), with fixes | [`profile`] |
 //! | B5 | idle trailing edge: last Send completion to release, worker wakeups | [`idle`] |
 //! | B6 | free-list pop: locked vs tagged | [`freelist`] |
+//! | B7 | scale: RSS and registered bytes per idle transport, calls/s with 1% of 10,000 connections active, the idle shrink over time | [`scale`] |
 //!
 //! Everything runs on [`device::CostDevice`], a DMA device whose only cost
 //! is a busy wait in `dma_unmap`, so the lifecycle is measured alone (B3
@@ -42,6 +43,7 @@ pub mod profile;
 pub mod put;
 pub mod report;
 pub mod rtc;
+pub mod scale;
 pub mod setup;
 pub mod summary;
 pub mod threaded;

@@ -28,12 +28,14 @@ mod b1_b2;
 mod b3;
 mod b4_b5;
 mod b6;
+mod b7;
 mod only;
 
 use b1_b2::*;
 use b3::*;
 use b4_b5::*;
 use b6::*;
+use b7::*;
 use only::*;
 
 /// How hard to try.
@@ -195,6 +197,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("         the B1 and B3 tables and their targets only, on stdout");
         println!("       bench-report --only-b45 [--quick]");
         println!("         the B4 and B5 tables only, on stdout");
+        println!("       bench-report --only-scale [--quick] [--out DIR]");
+        println!("         the B7 tables on stdout and DIR/idle_shrink.svg");
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--scale-child") {
+        let spec = args.get(i + 1).ok_or("--scale-child needs CONNS:ACTIVE")?;
+        return scale_child(spec, args.iter().any(|a| a == "--quick"));
+    }
+    if args.iter().any(|a| a == "--only-scale") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        let started = Instant::now();
+        let (tables, series) = b7(&mode);
+        for t in &tables {
+            println!("{}", t.to_markdown());
+        }
+        let dir = out_dir(&args);
+        std::fs::create_dir_all(&dir)?;
+        b7_svg(&dir.join("idle_shrink.svg"), &series)?;
+        println!(
+            "{:.1} s, load {}",
+            started.elapsed().as_secs_f64(),
+            loadavg()
+        );
         return Ok(());
     }
     if let Some(i) = args.iter().position(|a| a == "--only-drain") {
@@ -307,6 +332,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     emit(&b45_targets(&r4, &r5), &mut sections);
     emit(&rdmaxprt_bench::profile::table(), &mut sections);
     emit(&rdmaxprt_bench::profile::bulk_table(), &mut sections);
+    eprintln!("B7 ...");
+    let (t7, s7) = b7(&mode);
+    for t in &t7 {
+        emit(t, &mut sections);
+    }
+    let svg7 = dir.join("idle_shrink.svg");
+    b7_svg(&svg7, &s7)?;
 
     let cmd = format!(
         "cargo run -p rdmaxprt-bench --release --bin bench-report{}",
@@ -332,7 +364,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "- device: cost-model `CostDevice` (unmap = busy wait; nothing else costs) for B1-B3, B6; \
          the rdmaxprt-mock NIC (Inline delivery) for B4, B5\n",
     );
-    md.push_str("- plot: `pool_size.svg` (B3, log scale)\n\n");
+    md.push_str("- plots: `pool_size.svg` (B3, log scale), `idle_shrink.svg` (B7, log scale)\n\n");
     for t in &sections {
         md.push_str(&t.to_markdown());
         md.push('\n');
