@@ -397,16 +397,7 @@ impl Server {
         let group =
             (!self.groups.is_empty()).then(|| &self.groups[id as usize % self.groups.len()]);
         match group {
-            Some(g)
-                if {
-                    let bell = g.bell.clone();
-                    entry
-                        .xprt()
-                        .set_completion_notifier(Arc::new(move || bell.ring()))
-                } =>
-            {
-                g.add(entry);
-            }
+            Some(g) if g.attach(&entry) => {}
             _ => {
                 let poller = std::thread::Builder::new()
                     .name(format!("rdmaxprt-poll-x{id}"))
@@ -484,6 +475,16 @@ impl Server {
     /// off).
     pub fn idle_sweeps(&self) -> SweepReport {
         self.shared.sweeper.report()
+    }
+
+    /// How many transport polls the shared doorbell pollers made: a
+    /// poller polls only the transports whose QP rang, so this grows with
+    /// the work, not with the transports served.
+    pub fn poller_polls(&self) -> u64 {
+        self.groups
+            .iter()
+            .map(|g| g.polls.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Each live transport's counters, by id.
