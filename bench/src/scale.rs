@@ -63,6 +63,8 @@ pub struct ScaleSpec {
     pub active: usize,
     /// The timed window.
     pub window: Duration,
+    /// Windows run back to back; the median one is reported.
+    pub windows: usize,
     /// Credits (posted receives) per client.
     pub client_credits: u32,
     /// The server's idle shrink.
@@ -94,14 +96,18 @@ pub struct ScaleResult {
     pub threads: (usize, usize),
     /// Open descriptors before / with the server running.
     pub fds: (usize, usize),
-    /// Calls completed in the window.
+    /// Calls completed in the median window.
     pub calls: u64,
-    /// Call errors in the window.
+    /// Call errors in all windows.
     pub errors: u64,
-    /// The window as measured.
+    /// The median window as measured.
     pub elapsed: Duration,
-    /// Shared-poller wakeups in the window.
+    /// Shared-poller wakeups in the median window.
     pub poller_wakeups: u64,
+    /// Slowest window, calls/s.
+    pub rate_min: u64,
+    /// Fastest window, calls/s.
+    pub rate_max: u64,
     /// What the idle sweeper did over the whole run.
     pub sweep: SweepReport,
     /// Shutdown (close and free every transport), wall time.
@@ -114,7 +120,7 @@ impl ScaleResult {
         self.rss_idle_kib.saturating_sub(self.rss_before_kib) as f64 / self.conns.max(1) as f64
     }
 
-    /// Calls per second in the window.
+    /// Calls per second in the median window.
     pub fn rate(&self) -> f64 {
         self.calls as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -189,6 +195,53 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Resul
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    calls: u64,
+    errors: u64,
+    elapsed: Duration,
+    poller_wakeups: u64,
+}
+
+impl Window {
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// One timed window: `active` in a closed loop on two driver threads.
+fn window(
+    server: &Server,
+    mut active: Vec<Client>,
+    len: Duration,
+) -> Result<(Window, Vec<Client>), String> {
+    let half = active.len().div_ceil(2);
+    let second: Vec<Client> = active.split_off(half);
+    let wake0 = server.poller_wakeups();
+    let t0 = Instant::now();
+    let deadline = t0 + len;
+    let drive = move |mut cs: Vec<Client>| {
+        let (mut ok, mut err) = (0u64, 0u64);
+        while !cs.is_empty() && Instant::now() < deadline {
+            let (o, e) = call_all(&mut cs, b"0123456789abcdef0123456789abcdef");
+            ok += o;
+            err += e;
+        }
+        (ok, err, cs)
+    };
+    let h = std::thread::spawn(move || drive(second));
+    let (o1, e1, mut back) = drive(active);
+    let (o2, e2, back2) = h.join().map_err(|_| "driver thread panicked")?;
+    let w = Window {
+        calls: o1 + o2,
+        errors: e1 + e2,
+        elapsed: t0.elapsed(),
+        poller_wakeups: server.poller_wakeups() - wake0,
+    };
+    back.extend(back2);
+    Ok((w, back))
+}
+
 /// One scale run (see the module docs).
 pub fn run(spec: &ScaleSpec) -> Result<ScaleResult, String> {
     let mut r = ScaleResult {
@@ -224,30 +277,24 @@ pub fn run(spec: &ScaleSpec) -> Result<ScaleResult, String> {
     r.threads = (threads0, proc_count("task"));
     r.fds = (fds0, proc_count("fd"));
 
-    // The window: `active` connections in a closed loop, two drivers.
+    // The windows: `active` connections in a closed loop, two drivers;
+    // the median window's figures are kept (the host is shared).
     let mut active: Vec<Client> = clients.drain(..r.active).collect();
-    let half = active.len().div_ceil(2);
-    let second: Vec<Client> = active.split_off(half);
-    let wake0 = server.poller_wakeups();
-    let t0 = Instant::now();
-    let deadline = t0 + spec.window;
-    let drive = move |mut cs: Vec<Client>| {
-        let (mut ok, mut err) = (0u64, 0u64);
-        while !cs.is_empty() && Instant::now() < deadline {
-            let (o, e) = call_all(&mut cs, b"0123456789abcdef0123456789abcdef");
-            ok += o;
-            err += e;
-        }
-        (ok, err, cs)
-    };
-    let h = std::thread::spawn(move || drive(second));
-    let (o1, e1, mut back) = drive(active);
-    let (o2, e2, back2) = h.join().map_err(|_| "driver thread panicked")?;
-    r.elapsed = t0.elapsed();
-    r.calls = o1 + o2;
-    r.errors = e1 + e2;
-    r.poller_wakeups = server.poller_wakeups() - wake0;
-    back.extend(back2);
+    let mut windows: Vec<Window> = Vec::new();
+    for _ in 0..spec.windows.max(1) {
+        let (w, back) = window(&server, active, spec.window)?;
+        active = back;
+        windows.push(w);
+    }
+    windows.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let med = windows[windows.len() / 2];
+    r.calls = med.calls;
+    r.elapsed = med.elapsed;
+    r.poller_wakeups = med.poller_wakeups;
+    r.errors = windows.iter().map(|w| w.errors).sum();
+    r.rate_min = windows[0].rate() as u64;
+    r.rate_max = windows[windows.len() - 1].rate() as u64;
+    let back = active;
 
     let t1 = Instant::now();
     for c in back.into_iter().chain(clients) {
@@ -418,6 +465,7 @@ mod tests {
             conns: 8,
             active: 2,
             window: Duration::from_millis(50),
+            windows: 3,
             client_credits: 4,
             idle_shrink: Some(IdleShrink::DEFAULT),
         };
@@ -462,8 +510,8 @@ impl ScaleResult {
         format!(
             "SCALE conns={} active={} setup_ns={} rss_before={} rss_idle={} server_mapped={} \
              server_mappings={} client_mapped={} send_ctxts={} threads0={} threads={} fds0={} \
-             fds={} calls={} errors={} elapsed_ns={} poller_wakeups={} sweeps={} freed={} \
-             sweep_ns={} parks={} teardown_ns={}",
+             fds={} calls={} errors={} elapsed_ns={} poller_wakeups={} rate_min={} \
+             rate_max={} sweeps={} freed={} sweep_ns={} parks={} teardown_ns={}",
             self.conns,
             self.active,
             self.setup.as_nanos(),
@@ -481,6 +529,8 @@ impl ScaleResult {
             self.errors,
             self.elapsed.as_nanos(),
             self.poller_wakeups,
+            self.rate_min,
+            self.rate_max,
             self.sweep.sweeps,
             self.sweep.freed,
             self.sweep.sweep_ns,
@@ -518,6 +568,8 @@ impl ScaleResult {
             errors: g("errors")?,
             elapsed: Duration::from_nanos(g("elapsed_ns")?),
             poller_wakeups: g("poller_wakeups")?,
+            rate_min: g("rate_min")?,
+            rate_max: g("rate_max")?,
             sweep: SweepReport {
                 sweeps: g("sweeps")?,
                 freed: g("freed")?,
@@ -551,6 +603,8 @@ mod line_tests {
             errors: 1,
             elapsed: Duration::from_nanos(12),
             poller_wakeups: 13,
+            rate_min: 20,
+            rate_max: 21,
             sweep: SweepReport {
                 sweeps: 14,
                 freed: 15,
