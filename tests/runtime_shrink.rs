@@ -81,6 +81,10 @@ fn an_idle_transport_shrinks_to_its_floor_then_grows_again() {
         floor: FLOOR,
     };
     let (server, dev, mut c, cdev) = server(Some(shrink));
+    // A server that has served nothing runs no timer: the sweeper starts
+    // parked.
+    std::thread::sleep(PERIOD * 3);
+    assert_eq!(server.idle_sweeps().sweeps, 0, "swept before any call");
     burst(&mut c);
     let grown = pool_size(&server);
     assert!(grown > 2, "the burst should grow the pool: {grown}");

@@ -18,9 +18,10 @@
 //! fence, look at every pool once more", so a growth and a park never miss
 //! each other.
 //!
-//! Cost: one thread per server; while some transport is above its floor,
-//! one wakeup per period doing O(transports) atomic loads (see the scale
-//! benchmark for the time a sweep of 10,000 transports takes); parked, none.
+//! Cost: one thread per server, started parked; while some transport is
+//! above its floor (or right after a poke), one wakeup per period doing
+//! O(transports) atomic loads (the scale benchmark, B7, prints the time a
+//! sweep of 10,000 transports takes); parked, none.
 
 use super::{lock, Entry, Shared};
 use std::collections::HashMap;
@@ -96,6 +97,11 @@ impl Sweeper {
     pub(crate) fn run(&self, shared: &Shared, period: Duration) {
         // Each live transport's activity counter at the previous sweep.
         let mut last: HashMap<u64, u64> = HashMap::new();
+        // A new server has no pool to shrink: start parked, so a server
+        // that never serves a call never runs a timer.
+        if self.park(shared) {
+            return;
+        }
         loop {
             {
                 let g = lock(&self.state);
