@@ -1,7 +1,7 @@
 //! `bench-report`: runs a short version of every benchmark with its own
 //! timing loop (median over repeated runs, not criterion), prints the
-//! tables and writes `target/bench-report/report.md` and
-//! `target/bench-report/pool_size.svg`.
+//! tables and writes `target/bench-report/report.md`,
+//! `target/bench-report/pool_size.svg` and `target/bench-report/idle_shrink.svg`.
 //!
 //! ```text
 //! cargo run -p rdmaxprt-bench --release --bin bench-report [-- --quick] [--out DIR]
@@ -372,9 +372,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = dir.join("report.md");
     std::fs::write(&path, md)?;
     eprintln!(
-        "wrote {} and {} in {:.1} s (cores {cores}, load {})",
+        "wrote {}, {} and {} in {:.1} s (cores {cores}, load {})",
         path.display(),
         svg.display(),
+        svg7.display(),
         started.elapsed().as_secs_f64(),
         loadavg()
     );
