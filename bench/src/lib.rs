@@ -19,7 +19,9 @@
 //!
 //! ```text
 //! cargo run -p rdmaxprt-bench --release --bin bench-report [-- --quick]
-//!     # tables on stdout, target/bench-report/{report.md,pool_size.svg}
+//!     # tables on stdout, target/bench-report/{report.md,pool_size.svg,idle_shrink.svg}
+//! cargo run -p rdmaxprt-bench --release --bin bench-report -- --only-scale [--quick]
+//!     # B7 alone (each connection count in a child process)
 //! cargo bench -p rdmaxprt-bench [--bench put|drain|freelist]
 //!     # criterion (B1, B2, B6)
 //! valgrind --tool=callgrind target/release/bench-report --only-put deferred:0:1
