@@ -69,6 +69,9 @@ pub struct ScaleSpec {
     pub client_credits: u32,
     /// The server's idle shrink.
     pub idle_shrink: Option<IdleShrink>,
+    /// After the windows, wait for one sweep with nothing else running
+    /// and time it ([`ScaleResult::idle_sweep`]).
+    pub idle_sweep: bool,
 }
 
 /// What one scale run measured.
@@ -110,6 +113,9 @@ pub struct ScaleResult {
     pub rate_max: u64,
     /// What the idle sweeper did over the whole run.
     pub sweep: SweepReport,
+    /// Mean time of the sweeps made with no calls running (zero if not
+    /// measured).
+    pub idle_sweep: Duration,
     /// Shutdown (close and free every transport), wall time.
     pub teardown: Duration,
 }
@@ -296,6 +302,19 @@ pub fn run(spec: &ScaleSpec) -> Result<ScaleResult, String> {
     r.rate_max = windows[windows.len() - 1].rate() as u64;
     let back = active;
 
+    // One sweep with nothing else running: the last window's passes poked
+    // the sweeper, which sweeps one period later and then parks.
+    if let (Some(s), true) = (spec.idle_shrink, spec.idle_sweep) {
+        let before = server.idle_sweeps();
+        std::thread::sleep(s.after * 2 + Duration::from_millis(100));
+        let after = server.idle_sweeps();
+        if let Some(ns) =
+            (after.sweep_ns - before.sweep_ns).checked_div(after.sweeps - before.sweeps)
+        {
+            r.idle_sweep = Duration::from_nanos(ns);
+        }
+    }
+
     let t1 = Instant::now();
     for c in back.into_iter().chain(clients) {
         c.close();
@@ -468,6 +487,7 @@ mod tests {
             windows: 3,
             client_credits: 4,
             idle_shrink: Some(IdleShrink::DEFAULT),
+            idle_sweep: false,
         };
         let r = run(&spec).unwrap();
         assert_eq!((r.conns, r.active), (8, 2));
@@ -511,7 +531,7 @@ impl ScaleResult {
             "SCALE conns={} active={} setup_ns={} rss_before={} rss_idle={} server_mapped={} \
              server_mappings={} client_mapped={} send_ctxts={} threads0={} threads={} fds0={} \
              fds={} calls={} errors={} elapsed_ns={} poller_wakeups={} rate_min={} \
-             rate_max={} sweeps={} freed={} sweep_ns={} parks={} teardown_ns={}",
+             rate_max={} sweeps={} freed={} sweep_ns={} parks={} idle_sweep_ns={} teardown_ns={}",
             self.conns,
             self.active,
             self.setup.as_nanos(),
@@ -535,6 +555,7 @@ impl ScaleResult {
             self.sweep.freed,
             self.sweep.sweep_ns,
             self.sweep.parks,
+            self.idle_sweep.as_nanos(),
             self.teardown.as_nanos(),
         )
     }
@@ -576,6 +597,7 @@ impl ScaleResult {
                 sweep_ns: g("sweep_ns")?,
                 parks: g("parks")?,
             },
+            idle_sweep: Duration::from_nanos(g("idle_sweep_ns")?),
             teardown: Duration::from_nanos(g("teardown_ns")?),
         })
     }
@@ -611,6 +633,7 @@ mod line_tests {
                 sweep_ns: 16,
                 parks: 17,
             },
+            idle_sweep: Duration::from_nanos(19),
             teardown: Duration::from_nanos(18),
         };
         assert_eq!(ScaleResult::from_line(&r.to_line()), Some(r));

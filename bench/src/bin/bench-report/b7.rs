@@ -23,6 +23,7 @@ fn spec(quick: bool, conns: usize, active: usize) -> ScaleSpec {
             after: Duration::from_millis(500),
             floor: FLOOR,
         }),
+        idle_sweep: conns >= 1_000,
     }
 }
 
@@ -90,6 +91,7 @@ pub(super) fn b7(mode: &Mode) -> (Vec<Table>, Vec<Series>) {
             "ratio",
             "poller wakeups per call",
             "sweeps (mean time each)",
+            "one sweep, nothing else running",
             "errors",
         ],
     );
@@ -142,6 +144,11 @@ pub(super) fn b7(mode: &Mode) -> (Vec<Table>, Vec<Series>) {
             match r.sweep_mean() {
                 Some(d) => format!("{} ({:.2} ms)", r.sweep.sweeps, d.as_secs_f64() * 1e3),
                 None => "0".into(),
+            },
+            if r.idle_sweep.is_zero() {
+                "-".into()
+            } else {
+                format!("{:.2} ms", r.idle_sweep.as_secs_f64() * 1e3)
             },
             r.errors.to_string(),
         ]);
