@@ -30,7 +30,6 @@ use crate::spin::{SpinMutex, SpinMutexGuard};
 use crate::stats::Stats;
 use crate::sync::{AtomicBool, AtomicU32, AtomicU8, UnsafeCell};
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
@@ -47,7 +46,11 @@ pub(crate) const EARLY: u8 = 5;
 pub(crate) const RELEASING: u8 = 6;
 pub(crate) const HOLLOW: u8 = 7;
 
+mod census;
 mod shrink;
+mod teardown;
+
+pub use census::Census;
 
 /// Sizing of one transport's send-context pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,26 +118,6 @@ pub(crate) enum Claimed {
 /// ([`SendCtxtPool::lock_completions`]); released on drop.
 pub(crate) struct CompletionGuard<'a> {
     _g: SpinMutexGuard<'a, ()>,
-}
-
-/// How many contexts are in each state (for tests and the accounting
-/// invariant `allocated == free + owned + posted + pending`; hollow slots
-/// hold no context and count in none of them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Census {
-    /// Contexts that exist (allocated and not given back by a shrink).
-    pub allocated: u32,
-    /// On the free list.
-    pub free: u32,
-    /// Held by a caller (being built, or waiting to be posted).
-    pub owned: u32,
-    /// Posted (or being posted), completion not yet seen.
-    pub posted: u32,
-    /// Completed and waiting for (or undergoing) release.
-    pub pending_release: u32,
-    /// Slots without a context (freed by an idle shrink, or a failed
-    /// allocation), reallocated when `get` needs them.
-    pub hollow: u32,
 }
 
 /// One context's slot, alone on its cache line(s): the completion path
@@ -583,81 +566,5 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     /// Whether completed contexts wait on the release list (hint).
     pub fn has_pending_release(&self) -> bool {
         !self.release.is_empty()
-    }
-
-    /// Counts contexts per state. Exact only when the pool is quiescent
-    /// (used by tests to check the accounting invariant).
-    pub fn census(&self) -> Census {
-        let mut c = Census {
-            allocated: self.allocated.load(Ordering::Relaxed),
-            ..Census::default()
-        };
-        for s in self.slots.iter() {
-            match s.state.load(Ordering::Relaxed) {
-                FREE => c.free += 1,
-                OWNED => c.owned += 1,
-                POSTING | POSTED => c.posted += 1,
-                EARLY | RELEASING => c.pending_release += 1,
-                HOLLOW => c.hollow += 1,
-                _ => {}
-            }
-        }
-        // `allocated` reserves slot indices; hollow ones hold no context.
-        c.allocated = c.allocated.saturating_sub(c.hollow);
-        c
-    }
-
-    /// Teardown step after the QP has been drained: any context still
-    /// POSTED can no longer be touched by the device (every WR completed or
-    /// flushed), so it is released here. Returns how many were reclaimed;
-    /// a non-zero count means a backend lost completions.
-    ///
-    /// # Safety
-    /// The QP these contexts were posted on must be drained (no WR
-    /// outstanding), and no completion handler may run concurrently.
-    pub unsafe fn reclaim_after_qp_drain(&self) -> usize {
-        let mut n = 0;
-        for (i, s) in self.slots.iter().enumerate() {
-            let st = s.state.load(Ordering::Acquire);
-            if st == POSTED || st == EARLY {
-                s.state.store(RELEASING, Ordering::Relaxed);
-                // SAFETY: the QP is drained and no completion handler runs
-                // (this fn's contract), so nobody else can claim the slot
-                // and the device no longer touches its buffers.
-                unsafe { self.send_ctxt_release(i as u32) };
-                n += 1;
-            }
-        }
-        n
-    }
-}
-
-impl<D: DmaDevice, F: FreeList> Drop for SendCtxtPool<D, F> {
-    fn drop(&mut self) {
-        let mut leaked = Vec::new();
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            let st = s.state.load(Ordering::Relaxed);
-            let ctxt = s.ctxt.with_mut(|p| {
-                // SAFETY: `&mut self`: no other reference to the pool exists.
-                unsafe { (*p).take() }
-            });
-            let Some(c) = ctxt else { continue };
-            if matches!(st, POSTING | POSTED | EARLY) {
-                // The device may still DMA into these buffers: never free
-                // memory hardware could touch. Leak it, loudly.
-                leaked.push(i);
-                core::mem::forget(c);
-            } else {
-                let _ = c.destroy(&self.dev);
-            }
-        }
-        if !leaked.is_empty() {
-            // Not a panic: a user who drops a transport without draining
-            // its QP gets a leak (safe), not a crash.
-            tracing::error!(
-                ?leaked,
-                "send ctxt pool dropped with posted contexts: leaked them; drain the QP first"
-            );
-        }
     }
 }
