@@ -8,6 +8,10 @@
 //! take the next call), dispatches, `sendto`, then `release_ctxt`. Because
 //! an enqueue is refused while the SQ is full, the transport drains its
 //! release list after every SQ wait (the seed's reason, reproduced).
+//!
+//! Beyond the kernel, one idle sweeper thread per server gives the send
+//! contexts of transports idle for `XprtConfig::idle_shrink` back down to a
+//! floor; it parks without a timer once every pool is at its floor.
 
 mod listener;
 mod poller;
