@@ -11,8 +11,10 @@
 
 mod listener;
 mod poller;
+mod pollgroup;
 #[cfg(feature = "verbs")]
 mod rdma;
+mod registry;
 mod stats;
 mod xprt;
 
@@ -25,22 +27,49 @@ pub use stats::{merge_stats, ServerReport, TransportReport};
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
+use pollgroup::{PollGroup, RunQueue};
 use rdmaxprt_core::backend::{DmaDevice, QueuePair};
 use rdmaxprt_core::lifecycle::{Deferred, Inline, Policy, Workqueue, WorkqueuePool};
 use rdmaxprt_core::pool::PoolConfig;
+use rdmaxprt_core::transport::RecvdCall;
 use rdmaxprt_core::transport::{SvcRdmaXprt, XprtConfig};
 use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
-use std::collections::{HashMap, VecDeque};
+use registry::Registry;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// How the server runs its transports' calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerMode {
+    /// The kernel's way (svc_xprt_enqueue + nfsd threads): completion
+    /// pollers run the handlers and enqueue the transport on one ready
+    /// queue; a worker thread takes it and runs recvfrom, dispatch,
+    /// sendto, release_ctxt. Every call is handed from a poller to a
+    /// worker.
+    #[default]
+    ThreadPool,
+    /// Run to completion: [`ServerConfig::groups`] threads, each owning
+    /// the transports assigned to it at accept (the least loaded group),
+    /// poll their CQs and run their passes themselves, with no handoff per
+    /// call. Only calls of a [`Service::blocking`](crate::service::Service::blocking)
+    /// program are handed to the [`ServerConfig::workers`] threads.
+    PollGroup,
+}
+
 /// Server configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerConfig {
-    /// Worker threads (nfsd threads).
+    /// How calls are run: a thread pool (the default) or poll groups.
+    pub mode: ServerMode,
+    /// Poll-group threads ([`ServerMode::PollGroup`]); 0: one per CPU.
+    pub groups: usize,
+    /// Worker threads (nfsd threads). In [`ServerMode::PollGroup`] they run
+    /// only the calls of blocking programs.
     pub workers: usize,
     /// Send-context release policy for new transports.
     pub policy: Policy,
@@ -56,13 +85,29 @@ pub struct ServerConfig {
     pub poll_budget: usize,
     /// Shared completion-poller threads, serving every QP that can ring a
     /// doorbell (the mock can); 0 gives every connection a poller thread of
-    /// its own, as QPs that cannot ring always get.
+    /// its own, as QPs that cannot ring always get. With `listen_rdma`: the
+    /// completion-channel poller threads per device. Not used in
+    /// [`ServerMode::PollGroup`] (the groups poll).
     pub pollers: usize,
+}
+
+impl ServerConfig {
+    /// Poll-group threads this configuration starts (`groups`, or one per
+    /// CPU when 0).
+    pub fn group_threads(&self) -> usize {
+        if self.groups > 0 {
+            self.groups
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            mode: ServerMode::ThreadPool,
+            groups: 0,
             workers: 2,
             policy: Policy::Deferred,
             xprt: XprtConfig::default(),
@@ -78,10 +123,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct Shared {
-    ready: Mutex<VecDeque<Arc<Entry>>>,
+/// Work for a worker thread.
+enum Job {
+    /// A transport to run a pass on (thread pool).
+    Xprt(Arc<Entry>),
+    /// A received call of a blocking program to dispatch and answer
+    /// (handed off by a poll group).
+    Call(Arc<Entry>, RecvdCall),
+}
+
+pub(crate) struct Shared {
+    ready: Mutex<VecDeque<Job>>,
     ready_cv: Condvar,
-    registry: Mutex<HashMap<u64, Arc<Entry>>>,
+    registry: Mutex<Registry>,
+    /// Poll-group mode: calls of blocking programs go to the workers.
+    handoff: bool,
     exit: AtomicBool,
     dispatcher: Dispatcher,
     report: Mutex<ServerReport>,
@@ -89,6 +145,10 @@ struct Shared {
     live_cv: Condvar,
     /// Worker passes started (see [`ServerReport::worker_passes`]).
     passes: AtomicU64,
+    /// Calls handed from a poll group to the workers.
+    handoffs: AtomicU64,
+    /// Times a worker thread woke from its sleep.
+    worker_wakeups: AtomicU64,
 }
 
 /// The runtime's hook in a transport: its flags and its enqueue.
@@ -97,6 +157,9 @@ pub struct RtHook {
     flags: XprtFlags,
     shared: Weak<Shared>,
     entry: OnceLock<Weak<Entry>>,
+    /// The transport's poll group (poll-group mode); unset: the thread
+    /// pool's ready queue. Set before `entry`, so no enqueue misses it.
+    runq: OnceLock<Arc<RunQueue>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -125,8 +188,13 @@ impl Enqueue for RtHook {
         if !ready || !f.test_and_set(XprtFlags::BUSY) {
             return;
         }
-        lock(&shared.ready).push_back(entry);
-        shared.ready_cv.notify_one();
+        match self.runq.get() {
+            Some(q) => q.push(entry),
+            None => {
+                lock(&shared.ready).push_back(Job::Xprt(entry));
+                shared.ready_cv.notify_one();
+            }
+        }
     }
 }
 
@@ -182,8 +250,9 @@ pub struct Server {
     workers: Mutex<Vec<JoinHandle<()>>>,
     pollers: Mutex<Vec<JoinHandle<()>>>,
     groups: Vec<Arc<poller::PollerGroup>>,
+    /// Poll groups (poll-group mode) for QPs that ring a doorbell.
+    pgroups: Vec<Arc<PollGroup>>,
     wq: Option<Arc<WorkqueuePool>>,
-    next_id: AtomicU64,
     /// Set by the first shutdown; later accepts fail.
     stopping: AtomicBool,
     /// Stops (and joins) the listeners started by `listen_rdma`.
@@ -199,9 +268,10 @@ pub(crate) enum Placement {
     /// A shared poller group if the QP can ring a doorbell, else a
     /// dedicated poller thread.
     Auto,
-    /// A poller thread serving a completion channel (verbs).
+    /// A poller thread serving a completion channel (verbs), and the key
+    /// the group reserved for the transport (its CQs' user value).
     #[cfg(feature = "verbs")]
-    Channel(Arc<rdma::ChannelGroup>),
+    Channel(Arc<rdma::ChannelGroup>, u64),
 }
 
 impl std::fmt::Debug for Server {
@@ -218,13 +288,16 @@ impl Server {
         let shared = Arc::new(Shared {
             ready: Mutex::new(VecDeque::new()),
             ready_cv: Condvar::new(),
-            registry: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
+            handoff: cfg.mode == ServerMode::PollGroup,
             exit: AtomicBool::new(false),
             dispatcher,
             report: Mutex::new(ServerReport::default()),
             live: Mutex::new(0),
             live_cv: Condvar::new(),
             passes: AtomicU64::new(0),
+            handoffs: AtomicU64::new(0),
+            worker_wakeups: AtomicU64::new(0),
         });
         let workers = (0..cfg.workers.max(1))
             .map(|i| {
@@ -237,9 +310,16 @@ impl Server {
             .collect();
         let wq =
             (cfg.policy == Policy::Workqueue).then(|| WorkqueuePool::new(cfg.workqueue_threads));
-        let groups: Vec<Arc<poller::PollerGroup>> =
-            (0..cfg.pollers).map(|_| Arc::default()).collect();
-        let pollers = groups
+        let thread_pool = cfg.mode == ServerMode::ThreadPool;
+        let groups: Vec<Arc<poller::PollerGroup>> = (0..cfg.pollers)
+            .filter(|_| thread_pool)
+            .map(|_| Arc::default())
+            .collect();
+        let pgroups: Vec<Arc<PollGroup>> = (0..cfg.group_threads())
+            .filter(|_| !thread_pool)
+            .map(|_| Arc::new(PollGroup::new()))
+            .collect();
+        let mut pollers: Vec<JoinHandle<()>> = groups
             .iter()
             .enumerate()
             .map(|(i, g)| {
@@ -251,14 +331,22 @@ impl Server {
                     .expect("spawning a completion poller thread")
             })
             .collect();
+        pollers.extend(pgroups.iter().enumerate().map(|(i, g)| {
+            let (g, s) = (g.clone(), shared.clone());
+            let budget = cfg.poll_budget;
+            std::thread::Builder::new()
+                .name(format!("rdmaxprt-group{i}"))
+                .spawn(move || g.run(&s, budget))
+                .expect("spawning a poll-group thread")
+        }));
         Self {
             cfg,
             shared,
             workers: Mutex::new(workers),
             pollers: Mutex::new(pollers),
             groups,
+            pgroups,
             wq,
-            next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             #[cfg(feature = "verbs")]
             listeners: Mutex::new(Vec::new()),
@@ -272,14 +360,24 @@ impl Server {
         &self.cfg
     }
 
-    fn alloc_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// Reserves a transport id (a slot in the registry); a connection
+    /// whose setup fails before `accept_placed` gives it back with
+    /// [`cancel_id`](Self::cancel_id).
+    fn alloc_id(&self) -> Result<u64, RtError> {
+        lock(&self.shared.registry).reserve()
     }
 
-    /// Closes transport `id` (CLOSE and enqueue: a worker frees it in the
-    /// kernel's order once no one uses it). Returns whether it was live.
+    /// Frees a reserved id whose transport was never built.
+    fn cancel_id(&self, id: u64) {
+        lock(&self.shared.registry).cancel(id);
+    }
+
+    /// Closes transport `id` (CLOSE and enqueue: a worker, or in
+    /// poll-group mode its group, frees it in the kernel's order once no
+    /// one uses it). Returns whether it was live; an id whose transport
+    /// is gone (even if its slot was reused since) is not.
     pub fn close_transport(&self, id: u64) -> bool {
-        let Some(e) = lock(&self.shared.registry).get(&id).cloned() else {
+        let Some(e) = lock(&self.shared.registry).get(id).cloned() else {
             return false;
         };
         e.xprt().close();
@@ -297,7 +395,7 @@ impl Server {
         D::Error: Send + 'static,
         Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
     {
-        let id = self.alloc_id();
+        let id = self.alloc_id()?;
         self.accept_placed(dev, qp, self.cfg.xprt, id, Placement::Auto)
     }
 
@@ -318,6 +416,27 @@ impl Server {
         D::Error: Send + 'static,
         Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
     {
+        let r = self.build_placed(dev, qp, x, id, placement);
+        if r.is_err() {
+            self.cancel_id(id);
+        }
+        r
+    }
+
+    fn build_placed<D, Q>(
+        &self,
+        dev: D,
+        qp: Q,
+        x: XprtConfig,
+        id: u64,
+        placement: Placement,
+    ) -> Result<u64, RtError>
+    where
+        D: DmaDevice + Send + Sync + 'static,
+        D::Buf: Send,
+        D::Error: Send + 'static,
+        Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
+    {
         if self.stopping.load(Ordering::Acquire) || self.shared.exit.load(Ordering::Acquire) {
             return Err(RtError::Closed);
         }
@@ -325,6 +444,7 @@ impl Server {
             flags: XprtFlags::new(),
             shared: Arc::downgrade(&self.shared),
             entry: OnceLock::new(),
+            runq: OnceLock::new(),
         });
         let caps = qp.caps();
         let pcfg = PoolConfig {
@@ -366,18 +486,32 @@ impl Server {
             shared: Arc::downgrade(&self.shared),
             on_close: OnceLock::new(),
         });
-        let _ = hook.entry.set(Arc::downgrade(&entry));
         *lock(&self.shared.live) += 1;
-        lock(&self.shared.registry).insert(id, entry.clone());
+        if !lock(&self.shared.registry).fill(id, entry.clone()) {
+            // Not reachable through the crate's callers (they reserve the
+            // id first); the transport is freed as `entry` drops.
+            return Err(RtError::Fatal {
+                kind: rdmaxprt_core::backend::ErrorKind::Other,
+                msg: format!("transport id {id:#x} was not reserved"),
+            });
+        }
         let budget = self.cfg.poll_budget;
         #[cfg(feature = "verbs")]
-        if let Placement::Channel(group) = placement {
-            group.add(entry);
+        if let Placement::Channel(group, key) = placement {
+            if let Some(q) = group.runq() {
+                let _ = hook.runq.set(q.clone());
+            }
+            let _ = hook.entry.set(Arc::downgrade(&entry));
+            group.add(key, entry);
             hook.enqueue();
             return Ok(id);
         }
         #[cfg(not(feature = "verbs"))]
         let Placement::Auto = placement;
+        if self.cfg.mode == ServerMode::PollGroup {
+            return self.place_in_group(entry, budget);
+        }
+        let _ = hook.entry.set(Arc::downgrade(&entry));
         let group =
             (!self.groups.is_empty()).then(|| &self.groups[id as usize % self.groups.len()]);
         match group {
@@ -395,11 +529,37 @@ impl Server {
                 let poller = std::thread::Builder::new()
                     .name(format!("rdmaxprt-poll-x{id}"))
                     .spawn(move || poller::dedicated(entry, budget))
-                    .map_err(|e| RtError::Fatal {
-                        kind: rdmaxprt_core::backend::ErrorKind::OutOfResources,
-                        msg: e.to_string(),
-                    })?;
+                    .map_err(|e| spawn_failed(&self.shared, id, e))?;
                 lock(&self.pollers).push(poller);
+            }
+        }
+        // Receives may have completed already.
+        hook.enqueue();
+        Ok(id)
+    }
+
+    /// Poll-group mode: the least loaded group takes the transport if its
+    /// QP can ring the group's doorbell; otherwise it gets a group of its
+    /// own.
+    fn place_in_group(&self, entry: Arc<Entry>, budget: usize) -> Result<u64, RtError> {
+        let (id, hook) = (entry.id, entry.hook.clone());
+        let group = self.pgroups.iter().min_by_key(|g| g.len());
+        match group {
+            Some(g) if entry.xprt().set_completion_notifier(g.notifier()) => {
+                let _ = hook.runq.set(g.runq.clone());
+                let _ = hook.entry.set(Arc::downgrade(&entry));
+                g.add(entry);
+            }
+            _ => {
+                let runq = Arc::new(RunQueue::new(Box::new(|| {})));
+                let _ = hook.runq.set(runq.clone());
+                let _ = hook.entry.set(Arc::downgrade(&entry));
+                let shared = self.shared.clone();
+                let t = std::thread::Builder::new()
+                    .name(format!("rdmaxprt-group-x{id}"))
+                    .spawn(move || pollgroup::dedicated(entry, runq, shared, budget))
+                    .map_err(|e| spawn_failed(&self.shared, id, e))?;
+                lock(&self.pollers).push(t);
             }
         }
         // Receives may have completed already.
@@ -437,8 +597,7 @@ impl Server {
 
     /// Counters: freed transports' totals plus live ones' current values.
     pub fn report(&self) -> ServerReport {
-        let mut r = lock(&self.shared.report).clone();
-        r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
+        let mut r = self.counted();
         for t in self.transports() {
             r.add_live(&t);
         }
@@ -446,13 +605,18 @@ impl Server {
     }
 
     /// How often the shared completion pollers (doorbell and
-    /// completion-channel ones) woke from their sleep: idle means asleep,
-    /// so on an idle server this does not move.
+    /// completion-channel ones) and the poll groups woke from their sleep:
+    /// idle means asleep, so on an idle server this does not move.
     pub fn poller_wakeups(&self) -> u64 {
         let doorbell: u64 = self
             .groups
             .iter()
             .map(|g| g.wakeups.load(Ordering::Relaxed))
+            .chain(
+                self.pgroups
+                    .iter()
+                    .map(|g| g.wakeups.load(Ordering::Relaxed)),
+            )
             .sum();
         #[cfg(feature = "verbs")]
         let channel: u64 = lock(&self.chan_groups)
@@ -466,7 +630,7 @@ impl Server {
 
     /// Each live transport's counters, by id.
     pub fn transports(&self) -> Vec<TransportReport> {
-        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();
+        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).live().cloned().collect();
         let mut v: Vec<TransportReport> = entries
             .iter()
             .map(|e| {
@@ -495,7 +659,7 @@ impl Server {
                 l.stop();
             }
         }
-        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();
+        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).live().cloned().collect();
         for e in &entries {
             e.xprt().close();
             e.hook.enqueue();
@@ -512,7 +676,7 @@ impl Server {
                 live = g;
                 // A transport whose CLOSE enqueue was refused (BUSY) is
                 // re-offered until a worker takes it.
-                for e in lock(&self.shared.registry).values() {
+                for e in lock(&self.shared.registry).live() {
                     e.hook.enqueue();
                 }
             }
@@ -520,6 +684,9 @@ impl Server {
         self.shared.exit.store(true, Ordering::Release);
         self.shared.ready_cv.notify_all();
         for g in &self.groups {
+            g.bell.ring();
+        }
+        for g in &self.pgroups {
             g.bell.ring();
         }
         #[cfg(feature = "verbs")]
@@ -533,9 +700,48 @@ impl Server {
         for p in lock(&self.pollers).drain(..) {
             let _ = p.join();
         }
+        self.counted()
+    }
+
+    /// The freed transports' totals with the server's own counters.
+    fn counted(&self) -> ServerReport {
         let mut r = lock(&self.shared.report).clone();
         r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
+        r.handoffs = self.shared.handoffs.load(Ordering::Relaxed);
+        r.worker_wakeups = self.shared.worker_wakeups.load(Ordering::Relaxed);
+        r.poller_wakeups = self.poller_wakeups();
+        r.remote_pushes = self.remote_pushes();
         r
+    }
+
+    /// Pushes on a poll group's run queue from another thread (each woke
+    /// the group): closes, handed-off calls' re-enqueues, CM events.
+    fn remote_pushes(&self) -> u64 {
+        let doorbell: u64 = self
+            .pgroups
+            .iter()
+            .map(|g| g.runq.remote_pushes.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(feature = "verbs")]
+        let channel: u64 = lock(&self.chan_groups)
+            .iter()
+            .filter_map(|g| g.runq())
+            .map(|q| q.remote_pushes.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(not(feature = "verbs"))]
+        let channel = 0;
+        doorbell + channel
+    }
+}
+
+/// A poller thread could not start: the transport leaves the registry
+/// (the thread's closure, dropped, held the other Arc: it is freed now).
+fn spawn_failed(shared: &Shared, id: u64, e: std::io::Error) -> RtError {
+    let gone = lock(&shared.registry).remove(id);
+    drop(gone);
+    RtError::Fatal {
+        kind: rdmaxprt_core::backend::ErrorKind::OutOfResources,
+        msg: e.to_string(),
     }
 }
 
@@ -554,22 +760,34 @@ fn received(e: &Entry) {
 
 fn worker(shared: &Shared) {
     loop {
-        let entry = {
+        let job = {
             let mut q = lock(&shared.ready);
+            let mut slept = false;
             loop {
-                if let Some(e) = q.pop_front() {
-                    break e;
+                if let Some(j) = q.pop_front() {
+                    if slept {
+                        shared.worker_wakeups.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break j;
                 }
                 if shared.exit.load(Ordering::Acquire) {
                     return;
                 }
                 q = shared.ready_cv.wait(q).unwrap_or_else(|p| p.into_inner());
+                slept = true;
             }
         };
-        handle(shared, entry);
+        match job {
+            Job::Xprt(entry) => handle(shared, entry),
+            Job::Call(entry, call) => answer(shared, &entry, &call),
+        }
     }
 }
 
+/// One pass over a transport (a worker's in the thread pool, its group's
+/// in poll-group mode): retire it on CLOSE, else take one call, let
+/// another pass take the next (`svc_xprt_received`), dispatch, reply,
+/// release.
 fn handle(shared: &Shared, entry: Arc<Entry>) {
     shared.passes.fetch_add(1, Ordering::Relaxed);
     let x = entry.xprt();
@@ -578,7 +796,8 @@ fn handle(shared: &Shared, entry: Arc<Entry>) {
         // Keep BUSY set: nobody schedules a closing transport again. The
         // poller exits on CLOSE; the last Arc frees it.
         x.close();
-        lock(&shared.registry).remove(&entry.id);
+        let gone = lock(&shared.registry).remove(entry.id);
+        drop(gone);
         if let Some(f) = entry.on_close.get() {
             f();
         }
@@ -587,17 +806,16 @@ fn handle(shared: &Shared, entry: Arc<Entry>) {
     match x.recvfrom() {
         Ok(Some(call)) => {
             received(&entry);
-            if let Some(reply) = shared.dispatcher.dispatch(&call.msg) {
-                let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
-                match x.sendto(&call, &parts, reply.body.bulk.as_deref()) {
-                    Ok(()) | Err(RtError::ReplyRejected(_)) | Err(RtError::Closed) => {}
-                    Err(e) => {
-                        tracing::warn!(id = entry.id, %e, "sendto failed: closing");
-                        x.close();
-                    }
-                }
+            if shared.handoff
+                && RunQueue::on_a_group_thread()
+                && shared.dispatcher.blocks(&call.msg)
+            {
+                shared.handoffs.fetch_add(1, Ordering::Relaxed);
+                lock(&shared.ready).push_back(Job::Call(entry, call));
+                shared.ready_cv.notify_one();
+                return;
             }
-            x.release_ctxt();
+            answer(shared, &entry, &call);
         }
         Ok(None) => {
             received(&entry);
@@ -610,4 +828,21 @@ fn handle(shared: &Shared, entry: Arc<Entry>) {
             entry.hook.enqueue();
         }
     }
+}
+
+/// Dispatches a received call, sends the reply, releases (the rest of a
+/// pass after `svc_xprt_received`).
+fn answer(shared: &Shared, entry: &Entry, call: &RecvdCall) {
+    let x = entry.xprt();
+    if let Some(reply) = shared.dispatcher.dispatch(&call.msg) {
+        let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
+        match x.sendto(call, &parts, reply.body.bulk.as_deref()) {
+            Ok(()) | Err(RtError::ReplyRejected(_)) | Err(RtError::Closed) => {}
+            Err(e) => {
+                tracing::warn!(id = entry.id, %e, "sendto failed: closing");
+                x.close();
+            }
+        }
+    }
+    x.release_ctxt();
 }
