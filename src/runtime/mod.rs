@@ -9,6 +9,7 @@
 //! an enqueue is refused while the SQ is full, the transport drains its
 //! release list after every SQ wait (the seed's reason, reproduced).
 
+mod accept;
 mod listener;
 mod poller;
 mod pollgroup;
@@ -16,6 +17,7 @@ mod pollgroup;
 mod rdma;
 mod registry;
 mod stats;
+mod svc;
 mod xprt;
 
 pub use listener::Listener;
@@ -28,12 +30,8 @@ pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
 use pollgroup::{PollGroup, RunQueue};
-use rdmaxprt_core::backend::{DmaDevice, QueuePair};
-use rdmaxprt_core::lifecycle::{Deferred, Inline, Policy, Workqueue, WorkqueuePool};
-use rdmaxprt_core::pool::PoolConfig;
-use rdmaxprt_core::transport::RecvdCall;
-use rdmaxprt_core::transport::{SvcRdmaXprt, XprtConfig};
-use rdmaxprt_core::wait::CondvarWait;
+use rdmaxprt_core::lifecycle::{Policy, WorkqueuePool};
+use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use registry::Registry;
 use std::collections::VecDeque;
@@ -41,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use svc::{worker, Job};
 
 /// How the server runs its transports' calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,15 +120,6 @@ impl Default for ServerConfig {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Work for a worker thread.
-enum Job {
-    /// A transport to run a pass on (thread pool).
-    Xprt(Arc<Entry>),
-    /// A received call of a blocking program to dispatch and answer
-    /// (handed off by a poll group).
-    Call(Arc<Entry>, RecvdCall),
 }
 
 pub(crate) struct Shared {
@@ -385,211 +375,6 @@ impl Server {
         true
     }
 
-    /// Accepts a connected QP: builds its transport with the configured
-    /// policy, posts its receives, starts its completion poller. Returns
-    /// the transport id.
-    pub fn accept<D, Q>(&self, dev: D, qp: Q) -> Result<u64, RtError>
-    where
-        D: DmaDevice + Send + Sync + 'static,
-        D::Buf: Send,
-        D::Error: Send + 'static,
-        Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
-    {
-        let id = self.alloc_id()?;
-        self.accept_placed(dev, qp, self.cfg.xprt, id, Placement::Auto)
-    }
-
-    /// [`accept`](Self::accept) with this connection's own transport
-    /// configuration (e.g. negotiated inline thresholds), its id chosen by
-    /// the caller (from `alloc_id`), and where to poll it.
-    pub(crate) fn accept_placed<D, Q>(
-        &self,
-        dev: D,
-        qp: Q,
-        x: XprtConfig,
-        id: u64,
-        placement: Placement,
-    ) -> Result<u64, RtError>
-    where
-        D: DmaDevice + Send + Sync + 'static,
-        D::Buf: Send,
-        D::Error: Send + 'static,
-        Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
-    {
-        let r = self.build_placed(dev, qp, x, id, placement);
-        if r.is_err() {
-            self.cancel_id(id);
-        }
-        r
-    }
-
-    fn build_placed<D, Q>(
-        &self,
-        dev: D,
-        qp: Q,
-        x: XprtConfig,
-        id: u64,
-        placement: Placement,
-    ) -> Result<u64, RtError>
-    where
-        D: DmaDevice + Send + Sync + 'static,
-        D::Buf: Send,
-        D::Error: Send + 'static,
-        Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
-    {
-        if self.stopping.load(Ordering::Acquire) || self.shared.exit.load(Ordering::Acquire) {
-            return Err(RtError::Closed);
-        }
-        let hook = Arc::new(RtHook {
-            flags: XprtFlags::new(),
-            shared: Arc::downgrade(&self.shared),
-            entry: OnceLock::new(),
-            runq: OnceLock::new(),
-        });
-        let caps = qp.caps();
-        let pcfg = PoolConfig {
-            xprt_id: id as u32,
-            ..PoolConfig::for_transport(caps.sq_depth, self.cfg.xprt.credits, caps.max_send_sge)
-        };
-        let map = |e| xprt_err::<D>(e);
-        let boxed: Box<dyn ServerXprt> = match (self.cfg.policy, &self.wq) {
-            (Policy::Workqueue, Some(wq)) => {
-                let pcfg = PoolConfig {
-                    cap: self.cfg.workqueue_cap,
-                    ..pcfg
-                };
-                let life: Workqueue<D> = Workqueue::new(dev, pcfg, wq.clone());
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
-            (Policy::Inline, _) => {
-                let life: Inline<D> = Inline::new(dev, pcfg);
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
-            _ => {
-                let life: Deferred<D, Arc<RtHook>> = Deferred::new(dev, pcfg, hook.clone());
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
-        };
-        let entry = Arc::new(Entry {
-            id,
-            hook: hook.clone(),
-            xprt: Some(boxed),
-            shared: Arc::downgrade(&self.shared),
-            on_close: OnceLock::new(),
-        });
-        *lock(&self.shared.live) += 1;
-        if !lock(&self.shared.registry).fill(id, entry.clone()) {
-            // Not reachable through the crate's callers (they reserve the
-            // id first); the transport is freed as `entry` drops.
-            return Err(RtError::Fatal {
-                kind: rdmaxprt_core::backend::ErrorKind::Other,
-                msg: format!("transport id {id:#x} was not reserved"),
-            });
-        }
-        let budget = self.cfg.poll_budget;
-        #[cfg(feature = "verbs")]
-        if let Placement::Channel(group, key) = placement {
-            if let Some(q) = group.runq() {
-                let _ = hook.runq.set(q.clone());
-            }
-            let _ = hook.entry.set(Arc::downgrade(&entry));
-            group.add(key, entry);
-            hook.enqueue();
-            return Ok(id);
-        }
-        #[cfg(not(feature = "verbs"))]
-        let Placement::Auto = placement;
-        if self.cfg.mode == ServerMode::PollGroup {
-            return self.place_in_group(entry, budget);
-        }
-        let _ = hook.entry.set(Arc::downgrade(&entry));
-        let group =
-            (!self.groups.is_empty()).then(|| &self.groups[id as usize % self.groups.len()]);
-        match group {
-            Some(g)
-                if {
-                    let bell = g.bell.clone();
-                    entry
-                        .xprt()
-                        .set_completion_notifier(Arc::new(move || bell.ring()))
-                } =>
-            {
-                g.add(entry);
-            }
-            _ => {
-                let poller = std::thread::Builder::new()
-                    .name(format!("rdmaxprt-poll-x{id}"))
-                    .spawn(move || poller::dedicated(entry, budget))
-                    .map_err(|e| spawn_failed(&self.shared, id, e))?;
-                lock(&self.pollers).push(poller);
-            }
-        }
-        // Receives may have completed already.
-        hook.enqueue();
-        Ok(id)
-    }
-
-    /// Poll-group mode: the least loaded group takes the transport if its
-    /// QP can ring the group's doorbell; otherwise it gets a group of its
-    /// own.
-    fn place_in_group(&self, entry: Arc<Entry>, budget: usize) -> Result<u64, RtError> {
-        let (id, hook) = (entry.id, entry.hook.clone());
-        let group = self.pgroups.iter().min_by_key(|g| g.len());
-        match group {
-            Some(g) if entry.xprt().set_completion_notifier(g.notifier()) => {
-                let _ = hook.runq.set(g.runq.clone());
-                let _ = hook.entry.set(Arc::downgrade(&entry));
-                g.add(entry);
-            }
-            _ => {
-                let runq = Arc::new(RunQueue::new(Box::new(|| {})));
-                let _ = hook.runq.set(runq.clone());
-                let _ = hook.entry.set(Arc::downgrade(&entry));
-                let shared = self.shared.clone();
-                let t = std::thread::Builder::new()
-                    .name(format!("rdmaxprt-group-x{id}"))
-                    .spawn(move || pollgroup::dedicated(entry, runq, shared, budget))
-                    .map_err(|e| spawn_failed(&self.shared, id, e))?;
-                lock(&self.pollers).push(t);
-            }
-        }
-        // Receives may have completed already.
-        hook.enqueue();
-        Ok(id)
-    }
-
-    /// Accepts every connection `listener` yields, on its own thread, until
-    /// it returns `None` or the server shuts down.
-    pub fn serve<L: Listener>(self: &Arc<Self>, mut listener: L) -> JoinHandle<()>
-    where
-        L::Dev: DmaDevice + Send + Sync + 'static,
-        <L::Dev as DmaDevice>::Buf: Send,
-        <L::Dev as rdmaxprt_core::backend::ErrorType>::Error: Send + 'static,
-        L::Qp: QueuePair<Error = <L::Dev as rdmaxprt_core::backend::ErrorType>::Error>
-            + CompletionWait
-            + Send
-            + Sync
-            + 'static,
-    {
-        let me = self.clone();
-        std::thread::spawn(move || {
-            while let Some((dev, qp)) = listener.accept() {
-                if let Err(e) = me.accept(dev, qp) {
-                    tracing::warn!(%e, "accept failed");
-                }
-            }
-        })
-    }
-
     /// Transports alive (not yet freed).
     pub fn live_transports(&self) -> usize {
         *lock(&self.shared.live)
@@ -732,117 +517,4 @@ impl Server {
         let channel = 0;
         doorbell + channel
     }
-}
-
-/// A poller thread could not start: the transport leaves the registry
-/// (the thread's closure, dropped, held the other Arc: it is freed now).
-fn spawn_failed(shared: &Shared, id: u64, e: std::io::Error) -> RtError {
-    let gone = lock(&shared.registry).remove(id);
-    drop(gone);
-    RtError::Fatal {
-        kind: rdmaxprt_core::backend::ErrorKind::OutOfResources,
-        msg: e.to_string(),
-    }
-}
-
-fn xprt_err<D: DmaDevice>(e: rdmaxprt_core::transport::XprtError<D::Error>) -> RtError {
-    RtError::Fatal {
-        kind: rdmaxprt_core::backend::ErrorKind::Other,
-        msg: e.to_string(),
-    }
-}
-
-/// `svc_xprt_received`: let another worker take the transport.
-fn received(e: &Entry) {
-    e.hook.flags.clear(XprtFlags::BUSY);
-    e.hook.enqueue();
-}
-
-fn worker(shared: &Shared) {
-    loop {
-        let job = {
-            let mut q = lock(&shared.ready);
-            let mut slept = false;
-            loop {
-                if let Some(j) = q.pop_front() {
-                    if slept {
-                        shared.worker_wakeups.fetch_add(1, Ordering::Relaxed);
-                    }
-                    break j;
-                }
-                if shared.exit.load(Ordering::Acquire) {
-                    return;
-                }
-                q = shared.ready_cv.wait(q).unwrap_or_else(|p| p.into_inner());
-                slept = true;
-            }
-        };
-        match job {
-            Job::Xprt(entry) => handle(shared, entry),
-            Job::Call(entry, call) => answer(shared, &entry, &call),
-        }
-    }
-}
-
-/// One pass over a transport (a worker's in the thread pool, its group's
-/// in poll-group mode): retire it on CLOSE, else take one call, let
-/// another pass take the next (`svc_xprt_received`), dispatch, reply,
-/// release.
-fn handle(shared: &Shared, entry: Arc<Entry>) {
-    shared.passes.fetch_add(1, Ordering::Relaxed);
-    let x = entry.xprt();
-    let flags = x.flags();
-    if flags.test(XprtFlags::CLOSE) {
-        // Keep BUSY set: nobody schedules a closing transport again. The
-        // poller exits on CLOSE; the last Arc frees it.
-        x.close();
-        let gone = lock(&shared.registry).remove(entry.id);
-        drop(gone);
-        if let Some(f) = entry.on_close.get() {
-            f();
-        }
-        return;
-    }
-    match x.recvfrom() {
-        Ok(Some(call)) => {
-            received(&entry);
-            if shared.handoff
-                && RunQueue::on_a_group_thread()
-                && shared.dispatcher.blocks(&call.msg)
-            {
-                shared.handoffs.fetch_add(1, Ordering::Relaxed);
-                lock(&shared.ready).push_back(Job::Call(entry, call));
-                shared.ready_cv.notify_one();
-                return;
-            }
-            answer(shared, &entry, &call);
-        }
-        Ok(None) => {
-            received(&entry);
-            x.release_ctxt();
-        }
-        Err(e) => {
-            tracing::debug!(id = entry.id, %e, "recvfrom failed: closing");
-            x.close();
-            flags.clear(XprtFlags::BUSY);
-            entry.hook.enqueue();
-        }
-    }
-}
-
-/// Dispatches a received call, sends the reply, releases (the rest of a
-/// pass after `svc_xprt_received`).
-fn answer(shared: &Shared, entry: &Entry, call: &RecvdCall) {
-    let x = entry.xprt();
-    if let Some(reply) = shared.dispatcher.dispatch(&call.msg) {
-        let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
-        match x.sendto(call, &parts, reply.body.bulk.as_deref()) {
-            Ok(()) | Err(RtError::ReplyRejected(_)) | Err(RtError::Closed) => {}
-            Err(e) => {
-                tracing::warn!(id = entry.id, %e, "sendto failed: closing");
-                x.close();
-            }
-        }
-    }
-    x.release_ctxt();
 }

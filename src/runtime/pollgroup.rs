@@ -13,7 +13,8 @@
 //! or, for verbs, in `poll(2)` on its completion channel and eventfd
 //! (`rdma::ChannelGroup`): never on a timer.
 
-use super::{handle, lock, Entry, Shared};
+use super::svc::handle;
+use super::{lock, Entry, Shared};
 use rdmaxprt_core::xprt::XprtFlags;
 use std::cell::Cell;
 use std::collections::VecDeque;
