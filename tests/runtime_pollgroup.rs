@@ -270,3 +270,62 @@ fn a_closed_id_stays_closed_after_its_slot_is_reused() {
     bdev.assert_clean();
     f.dev.assert_clean();
 }
+
+/// A reply longer than the SQ goes out in SQ-sized batches, each waiting
+/// for the previous one's completions; in a poll group only the waiting
+/// thread polls them, so the wait must poll, not sleep (it would never
+/// wake).
+#[test]
+fn a_reply_longer_than_the_sq_waits_by_polling_on_the_group_thread() {
+    let dev = MockDevice::new();
+    let qcfg = QpConfig {
+        sq_depth: 1,
+        ..QpConfig::default()
+    };
+    let (connector, listener) = MockNetwork::new(dev.clone(), qcfg);
+    let server = Arc::new(Server::start(
+        ServerConfig {
+            mode: ServerMode::PollGroup,
+            groups: 1,
+            ..ServerConfig::default()
+        },
+        Dispatcher::new().with(echo::Echo::default()),
+    ));
+    let _accept = server.serve(listener);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let cdev = MockDevice::new();
+        let qp = connector.connect(&cdev).unwrap();
+        let cfg = ClientConfig {
+            credits: 1,
+            ..ClientConfig::default()
+        };
+        let mut c = RpcClient::new(qp, cdev.clone(), cfg).unwrap();
+        let args: Vec<u8> = (0..30_000).map(|k| k as u8).collect();
+        let opts = CallOptions {
+            reply_chunk: Some(args.len() as u32 + 64),
+            read_payload: None,
+            ..CallOptions::default()
+        };
+        for _ in 0..3 {
+            let r = c
+                .call(echo::PROG, echo::VERS, echo::PROC_ECHO, &args, &opts)
+                .unwrap();
+            assert_eq!(r.results, args);
+        }
+        c.close();
+        let _ = done_tx.send(());
+        cdev
+    });
+    // A sleeping wait would hang the group (and the client) for good.
+    done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the calls finished: the group thread did not hang in an SQ wait");
+    let cdev = client.join().unwrap();
+    let r = server.report();
+    assert!(r.stats.sq_starved > 0, "the SQ wait was exercised: {r:?}");
+    let report = server.shutdown();
+    assert_eq!((report.reclaimed_send, report.stuck_recvs), (0, 0));
+    cdev.assert_clean();
+    dev.assert_clean();
+}

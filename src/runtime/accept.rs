@@ -3,6 +3,7 @@
 //! are polled (a shared poller, a poller of its own, a poll group, a
 //! completion channel).
 
+use super::groupwait::GroupWait;
 use super::poller;
 use super::pollgroup::{self, RunQueue};
 use super::{
@@ -13,7 +14,7 @@ use rdmaxprt_core::backend::{DmaDevice, QueuePair};
 use rdmaxprt_core::lifecycle::{Deferred, Inline, Policy, Workqueue};
 use rdmaxprt_core::pool::PoolConfig;
 use rdmaxprt_core::transport::{SvcRdmaXprt, XprtConfig};
-use rdmaxprt_core::wait::CondvarWait;
+use rdmaxprt_core::wait::{CondvarWait, WaitQueue};
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -86,33 +87,9 @@ impl Server {
             xprt_id: id as u32,
             ..PoolConfig::for_transport(caps.sq_depth, self.cfg.xprt.credits, caps.max_send_sge)
         };
-        let map = |e| xprt_err::<D>(e);
-        let boxed: Box<dyn ServerXprt> = match (self.cfg.policy, &self.wq) {
-            (Policy::Workqueue, Some(wq)) => {
-                let pcfg = PoolConfig {
-                    cap: self.cfg.workqueue_cap,
-                    ..pcfg
-                };
-                let life: Workqueue<D> = Workqueue::new(dev, pcfg, wq.clone());
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
-            (Policy::Inline, _) => {
-                let life: Inline<D> = Inline::new(dev, pcfg);
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
-            _ => {
-                let life: Deferred<D, Arc<RtHook>> = Deferred::new(dev, pcfg, hook.clone());
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
+        let boxed = match self.cfg.mode {
+            ServerMode::PollGroup => self.build::<GroupWait, D, Q>(dev, qp, x, pcfg, &hook)?,
+            _ => self.build::<CondvarWait, D, Q>(dev, qp, x, pcfg, &hook)?,
         };
         let entry = Arc::new(Entry {
             id,
@@ -171,6 +148,43 @@ impl Server {
         // Receives may have completed already.
         hook.enqueue();
         Ok(id)
+    }
+
+    /// The transport with the configured release policy, `W` its SQ wait.
+    fn build<W, D, Q>(
+        &self,
+        dev: D,
+        qp: Q,
+        x: XprtConfig,
+        pcfg: PoolConfig,
+        hook: &Arc<RtHook>,
+    ) -> Result<Box<dyn ServerXprt>, RtError>
+    where
+        W: WaitQueue + Default + 'static,
+        D: DmaDevice + Send + Sync + 'static,
+        D::Buf: Send,
+        D::Error: Send + 'static,
+        Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
+    {
+        let map = |e| xprt_err::<D>(e);
+        Ok(match (self.cfg.policy, &self.wq) {
+            (Policy::Workqueue, Some(wq)) => {
+                let pcfg = PoolConfig {
+                    cap: self.cfg.workqueue_cap,
+                    ..pcfg
+                };
+                let life: Workqueue<D> = Workqueue::new(dev, pcfg, wq.clone());
+                Box::new(SvcRdmaXprt::<_, _, _, W>::new(x, qp, life, hook.clone()).map_err(map)?)
+            }
+            (Policy::Inline, _) => {
+                let life: Inline<D> = Inline::new(dev, pcfg);
+                Box::new(SvcRdmaXprt::<_, _, _, W>::new(x, qp, life, hook.clone()).map_err(map)?)
+            }
+            _ => {
+                let life: Deferred<D, Arc<RtHook>> = Deferred::new(dev, pcfg, hook.clone());
+                Box::new(SvcRdmaXprt::<_, _, _, W>::new(x, qp, life, hook.clone()).map_err(map)?)
+            }
+        })
     }
 
     /// Poll-group mode: the least loaded group takes the transport if its

@@ -10,6 +10,7 @@
 //! release list after every SQ wait (the seed's reason, reproduced).
 
 mod accept;
+mod groupwait;
 mod listener;
 mod poller;
 mod pollgroup;

@@ -13,6 +13,7 @@
 //! or, for verbs, in `poll(2)` on its completion channel and eventfd
 //! (`rdma::ChannelGroup`): never on a timer.
 
+use super::groupwait::in_pass;
 use super::svc::handle;
 use super::{lock, Entry, Shared};
 use rdmaxprt_core::xprt::XprtFlags;
@@ -91,7 +92,7 @@ impl RunQueue {
             let Some(e) = lock(&self.ready).pop_front() else {
                 return n;
             };
-            handle(shared, e);
+            in_pass(&e, || handle(shared, e.clone()));
         }
         n
     }
