@@ -8,6 +8,37 @@
 //! take the next call), dispatches, `sendto`, then `release_ctxt`. Because
 //! an enqueue is refused while the SQ is full, the transport drains its
 //! release list after every SQ wait (the seed's reason, reproduced).
+//!
+//! # Modes
+//! [`ServerMode::ThreadPool`] (the default) is the kernel's shape: pollers
+//! (shared doorbell pollers, completion-channel threads for `listen_rdma`)
+//! run the completion handlers and enqueue; [`ServerConfig::workers`]
+//! threads take transports off one ready queue. Every call costs a handoff
+//! from a poller to a worker.
+//!
+//! [`ServerMode::PollGroup`] runs to completion: [`ServerConfig::groups`]
+//! threads (default one per CPU), each owning the transports assigned to
+//! it at accept (the least loaded group). A group thread polls its
+//! transports' CQs, and runs their passes (recvfrom, dispatch, sendto,
+//! release_ctxt) itself. `svc_xprt_enqueue` becomes "queue a pass in my
+//! group": on the group's own thread (completion handlers, the Deferred
+//! policy's empty -> non-empty push, `svc_xprt_received`) it wakes nothing;
+//! from another thread (a close, a CM event) it wakes the group. Idle, a
+//! group sleeps on its doorbell (mock) or in `poll(2)` on its completion
+//! channel and eventfd (verbs): no timer. A sendto that must wait for SQ
+//! space polls on the group thread instead of sleeping (only that thread
+//! would poll the completions it waits for). Calls of a program whose
+//! [`Service::blocking`](crate::service::Service::blocking) is true are
+//! handed to the workers, so a disk wait does not stall the group. Closing
+//! keeps the kernel's order in both modes: CLOSE, then a pass retires the
+//! transport and the last holder frees it.
+//!
+//! Transport ids come from a [`slab`] registry: slot index in the low 32
+//! bits, a generation in the high 32, so an id that outlived its transport
+//! never names the one that reused the slot.
+//!
+//! [`ServerReport`] counts the wakeups either way (`poller_wakeups`,
+//! `worker_wakeups`, `worker_passes`, `handoffs`, `remote_pushes`).
 
 mod accept;
 mod groupwait;
