@@ -423,7 +423,7 @@ fn main() {
             ])
             .args(["--unmap-ns", &args.unmap_ns.to_string(), "--mix", &mix])
             .args(["--workers", &args.workers.to_string()])
-            .args(["--mode", &mode, "--groups", &args.groups.to_string()]);
+            .args(["--mode", mode, "--groups", &args.groups.to_string()]);
             if args.malloc_defaults {
                 cmd.arg("--malloc-defaults");
             }
