@@ -24,6 +24,9 @@ struct Size {
     bytes: usize,
     lat_iters: u32,
     bw_iters: u32,
+    /// Every how many sends of the rate test are signaled: ib_send_bw's
+    /// CQ moderation at this size (its header: 100 at 64 B, 1 at 64 KiB).
+    signal_every: u32,
 }
 
 fn sizes(quick: bool) -> Vec<Size> {
@@ -33,11 +36,13 @@ fn sizes(quick: bool) -> Vec<Size> {
             bytes: 64,
             lat_iters: 1000 / d,
             bw_iters: 2000 / d,
+            signal_every: 100,
         },
         Size {
             bytes: 65536,
             lat_iters: 200 / d,
             bw_iters: 500 / d,
+            signal_every: 1,
         },
     ]
 }
@@ -116,12 +121,16 @@ fn pairs(sizes: &[Size], modes: &[Mode]) -> Vec<GuestPair> {
         out.push(GuestPair {
             name: format!("bench/{}/echo_bench", mode.name()),
             server: String::new(),
+            // The guest's clocksource, for reading the numbers: each
+            // Instant::now() is a vDSO read with tsc, a syscall without.
             client: format!(
-                "/examples/echo_bench -a {ADDR} -p {} --sizes {} --lat-iters {} --bw-iters {}{}",
+                "echo clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource); \
+                 /examples/echo_bench -a {ADDR} -p {} --sizes {} --lat-iters {} --bw-iters {} --signal-every {}{}",
                 7200 + mi,
                 join(&|s| s.bytes.to_string()),
                 join(&|s| s.lat_iters.to_string()),
                 join(&|s| s.bw_iters.to_string()),
+                join(&|s| s.signal_every.to_string()),
                 if event { " --event" } else { "" },
             ),
             check: String::new(),
@@ -380,7 +389,9 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     md.push_str(
         "\nOurs: `backend-verbs/examples/echo_bench` (SEND/RECV over an rdma_cm RC connection, \
          CQ busy-polled or event-driven as the mode says; latency = ping-pong RTT/2, median as \"typical\"; rate = windowed \
-         SEND stream, 128 in flight, against 512 posted receives). Perftest: the same sizes \
+         SEND stream, 128 in flight, signaled as often as ib_send_bw's CQ moderation, against 512 posted receives; \
+         no inline sends, as perftest on rxe (`Max inline data : 0[B]`); latency timed with the TSC like perftest's \
+         cycle counter, since the guest's clocksource under TCG is hpet, whose reads are system calls). Perftest: the same sizes \
          and iteration counts, `-F`, GID by index (`-x`); in event mode only ib_send_bw \
          (perftest 4.5's `ib_send_lat -e` prints `inf` for every latency), so the event \
          latency rows have ours alone.\n\n## Commands (in the guest)\n\n",
@@ -396,6 +407,10 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     for (name, ls) in &lines {
         for l in ls.iter().filter(|l| {
             l.starts_with("ECHO ")
+                || l.starts_with("clocksource ")
+                || ["TX depth", "CQ Moderation", "Max inline data", "Mtu"]
+                    .iter()
+                    .any(|k| l.contains(k))
                 || l.trim_start().starts_with("#bytes")
                 || l.split_whitespace()
                     .next()
