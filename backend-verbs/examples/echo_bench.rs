@@ -5,7 +5,8 @@
 //! ```text
 //! echo_bench [-a ADDR] [-p PORT] [--sizes 64,65536] [--lat-iters 1000,200]
 //!            [--bw-iters 2000,500] [--window 128] [--rx-depth 512]
-//!            [--signal-every 100,1] [--inline 0] [--event] [--timeout SECS]
+//!            [--signal-every 100,1] [--inline 0] [--cycle-buffer 4096]
+//!            [--event] [--timeout SECS]
 //! ```
 //! One process, two threads: a server thread listens on ADDR:PORT (rdma_cm;
 //! on rxe use the address of the rxe netdev, not `lo`) and the main thread
@@ -26,7 +27,11 @@
 //! Messages of at most `--inline` bytes are sent inline (`IBV_SEND_INLINE`:
 //! the payload is copied into the work request), larger ones from
 //! registered memory; the default, 0, is what perftest uses on rxe (its
-//! header says `Max inline data : 0[B]`). Completions are busy-polled, as
+//! header says `Max inline data : 0[B]`). Like perftest, receives land in a
+//! cycle buffer: slot `i` at `(i % bufs) * size`, with as many buffers as
+//! fit `--cycle-buffer` bytes (perftest's default, a page: one 64 KiB
+//! buffer for every receive, 64 for 64 B messages); 0 gives each slot its
+//! own. Nothing reads what was received. Completions are busy-polled, as
 //! perftest does, unless `--event`. Latency is timed with the TSC where
 //! there is one (x86_64), scaled by the clock over the whole run, as
 //! perftest times with its cycle counter: under QEMU TCG the guest's
@@ -68,6 +73,7 @@ struct Opts {
     rx_depth: usize,
     signal_every: Vec<usize>,
     inline: usize,
+    cycle_buffer: usize,
     event: bool,
     timeout: Duration,
 }
@@ -75,7 +81,7 @@ struct Opts {
 fn usage() -> &'static str {
     "usage: echo_bench [-a ADDR] [-p PORT] [--sizes 64,65536] [--lat-iters 1000,200] \
      [--bw-iters 2000,500] [--window 128] [--rx-depth 512] [--signal-every 100,1] \
-     [--inline 0] [--event] [--timeout SECS]"
+     [--inline 0] [--cycle-buffer 4096] [--event] [--timeout SECS]"
 }
 
 fn list<T: std::str::FromStr>(s: &str) -> Res<Vec<T>>
@@ -98,6 +104,7 @@ fn parse_args() -> Res<Opts> {
         rx_depth: 512,
         signal_every: vec![100, 1],
         inline: 0,
+        cycle_buffer: 4096,
         event: false,
         timeout: Duration::from_secs(30),
     };
@@ -117,6 +124,7 @@ fn parse_args() -> Res<Opts> {
             "--rx-depth" => o.rx_depth = value()?.parse()?,
             "--signal-every" => o.signal_every = list(&value()?)?,
             "--inline" => o.inline = value()?.parse()?,
+            "--cycle-buffer" => o.cycle_buffer = value()?.parse()?,
             "--event" => o.event = true,
             "--timeout" => o.timeout = Duration::from_secs(value()?.parse()?),
             "-h" | "--help" => {
@@ -193,7 +201,8 @@ impl Spec {
 }
 
 /// One side of a connection: its CQ, QP and memory. Slot `i` of the
-/// receive area is `size` bytes at `i * size`; the send buffer follows.
+/// receive area is `size` bytes at `(i % bufs) * size`; the send buffer
+/// follows.
 struct End {
     conn: CmConnection,
     /// The message, for inline sends (`Some` iff `size` <= `--inline`).
@@ -201,9 +210,22 @@ struct End {
     cq: CompletionQueue,
     pool: MemoryPool,
     size: usize,
-    recv_slots: usize,
+    /// Distinct receive buffers the slots cycle through (perftest's cycle
+    /// buffer).
+    bufs: usize,
     timeout: Duration,
     wcs: Vec<WorkCompletion>,
+}
+
+/// How many distinct `size`-byte buffers `slots` receives cycle through:
+/// as many as fit `--cycle-buffer` bytes (at least one, at most `slots`),
+/// or one per slot with `--cycle-buffer 0`.
+fn recv_bufs(o: &Opts, size: usize, slots: usize) -> usize {
+    if o.cycle_buffer == 0 {
+        slots
+    } else {
+        (o.cycle_buffer / size).clamp(1, slots)
+    }
 }
 
 /// PD, CQ (busy-poll or event mode) and pool on `ctx`.
@@ -242,12 +264,16 @@ fn inline_msg(o: &Opts, size: usize, byte: u8) -> Option<Vec<u8>> {
 
 impl End {
     fn send_off(&self) -> usize {
-        self.recv_slots * self.size
+        self.bufs * self.size
+    }
+
+    fn recv_off(&self, slot: usize) -> usize {
+        (slot % self.bufs) * self.size
     }
 
     /// Repost one receive slot (the per-message case: no allocation).
     fn post_recv_one(&self, slot: usize) -> Res<()> {
-        let sge = [self.pool.sge(slot * self.size, self.size as u32)?];
+        let sge = [self.pool.sge(self.recv_off(slot), self.size as u32)?];
         // SAFETY: as in post_recvs.
         unsafe {
             self.conn.qp().post_recv(&[RecvWr {
@@ -262,7 +288,7 @@ impl End {
         let slots: Vec<usize> = slots.collect();
         let sges: Vec<[rdmaxprt_verbs::Sge; 1]> = slots
             .iter()
-            .map(|&s| Ok([self.pool.sge(s * self.size, self.size as u32)?]))
+            .map(|&s| Ok([self.pool.sge(self.recv_off(s), self.size as u32)?]))
             .collect::<Res<_>>()?;
         let wrs: Vec<RecvWr<'_>> = slots
             .iter()
@@ -272,9 +298,11 @@ impl End {
                 sges: s,
             })
             .collect();
-        // SAFETY: each slot is a distinct `size`-byte range of our pool, which
-        // lives as long as the QP's work (the End owns both); a slot is read
-        // and reposted only after its completion was polled.
+        // SAFETY: each slot is a `size`-byte range of our pool, which lives
+        // as long as the QP's work (the End owns both). Slots may share a
+        // buffer (the cycle buffer): only the device writes them, this
+        // program never reads received bytes, and a slot is reposted only
+        // after its completion was polled.
         unsafe { self.conn.qp().post_recv(&wrs)? };
         Ok(())
     }
@@ -347,8 +375,8 @@ fn server(listener: CmListener, o: Opts, conns: usize) -> Res<()> {
         } else {
             LAT_RECVS
         };
-        let (pd, cq, pool) =
-            resources(&ctx, &o, (recv_slots + 64) as i32, (recv_slots + 1) * size)?;
+        let bufs = recv_bufs(&o, size, recv_slots);
+        let (pd, cq, pool) = resources(&ctx, &o, (recv_slots + 64) as i32, (bufs + 1) * size)?;
         let conn = req.accept(
             &pd,
             &cq,
@@ -363,7 +391,7 @@ fn server(listener: CmListener, o: Opts, conns: usize) -> Res<()> {
             cq,
             pool,
             size,
-            recv_slots,
+            bufs,
             timeout: o.timeout,
             wcs: Vec::with_capacity(32),
         };
@@ -464,8 +492,9 @@ fn client_connect(o: &Opts, spec: Spec, send_depth: usize) -> Res<End> {
     let route = ResolvedRoute::resolve(SocketAddr::new(o.addr, o.port), o.timeout)?;
     let ctx = route.context()?;
     let size = spec.size as usize;
+    let bufs = recv_bufs(o, size, LAT_RECVS);
     let (pd, cq, pool) = resources(&ctx, o, (send_depth + LAT_RECVS + 16) as i32, {
-        (LAT_RECVS + 1) * size
+        (bufs + 1) * size
     })?;
     let conn = route.connect(
         &pd,
@@ -481,7 +510,7 @@ fn client_connect(o: &Opts, spec: Spec, send_depth: usize) -> Res<End> {
         cq,
         pool,
         size,
-        recv_slots: LAT_RECVS,
+        bufs,
         timeout: o.timeout,
         wcs: Vec::with_capacity(32),
     };

@@ -74,6 +74,11 @@ pub struct VmBenchArgs {
     /// both, one after the other in the same boot.
     #[arg(long, default_value = "both")]
     pub mode: String,
+    /// Rounds: every tool runs once per round, perftest and ours
+    /// alternating; the table shows each number's median over the rounds
+    /// (the host's load moves single runs by tens of percent).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
     /// Echo the whole serial console.
     #[arg(long, short = 'v')]
     pub verbose: bool,
