@@ -193,11 +193,16 @@ struct RecvSlot<B> {
 /// The receive buffers, one inline reply each, persistently mapped.
 pub(super) struct RecvRing<B> {
     slots: Vec<RecvSlot<B>>,
+    /// Slots not posted (so a poll with nothing to repost scans nothing).
+    idle: usize,
 }
 
 impl<B: DmaBuf> RecvRing<B> {
     pub(super) fn new() -> Self {
-        Self { slots: Vec::new() }
+        Self {
+            slots: Vec::new(),
+            idle: 0,
+        }
     }
 
     /// Allocates and maps one more buffer of `size` bytes (not posted).
@@ -217,6 +222,7 @@ impl<B: DmaBuf> RecvRing<B> {
             sge,
             posted: false,
         });
+        self.idle += 1;
         Ok(())
     }
 
@@ -235,7 +241,7 @@ impl<B: DmaBuf> RecvRing<B> {
         // Small batches on the stack: one receive per reply is the usual.
         const BATCH: usize = 16;
         let mut i = 0;
-        while i < self.slots.len() {
+        while self.idle != 0 && i < self.slots.len() {
             let mut wrs = [RecvWr {
                 wr_id: 0,
                 sge: self.slots[0].sge,
@@ -268,6 +274,7 @@ impl<B: DmaBuf> RecvRing<B> {
             for &j in &idx[..consumed] {
                 self.slots[j].posted = true;
             }
+            self.idle -= consumed;
             res.map_err(|e| post_error("post_recv", e.error))?;
         }
         Ok(())
@@ -291,6 +298,7 @@ impl<B: DmaBuf> RecvRing<B> {
             return false;
         };
         slot.posted = false;
+        self.idle += 1;
         let data = slot.buf.as_slice();
         let n = byte_len.map_or(0, |n| (n as usize).min(data.len()));
         out.clear();
@@ -304,5 +312,6 @@ impl<B: DmaBuf> RecvRing<B> {
             let _ = dev.dma_unmap(s.sge);
             drop(s.buf);
         }
+        self.idle = 0;
     }
 }

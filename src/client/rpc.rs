@@ -344,9 +344,14 @@ where
         }
     }
 
-    /// Non-blocking: polls once and returns the reply to `ticket` if it is
-    /// in (the ticket is then spent), `None` if it is still in flight.
+    /// Non-blocking: returns the reply to `ticket` if it is in (the ticket
+    /// is then spent), else polls once and looks again; `None` if it is
+    /// still in flight.
     pub fn try_wait(&mut self, ticket: &Ticket) -> Option<Res<ReplyBytes>> {
+        // An earlier poll may have brought it in already.
+        if let Some(r) = self.take_done(ticket.xid) {
+            return Some(r);
+        }
         if let Err(e) = self.poll() {
             return Some(Err(e));
         }
@@ -579,7 +584,10 @@ where
 
 /// Gives a finished call's chunk regions back to the pool.
 fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: Pending<R>) {
-    for o in [call._read, call.write, call.reply].into_iter().flatten() {
+    let Pending {
+        _read, write, reply, ..
+    } = call;
+    for o in [_read, write, reply].into_iter().flatten() {
         pool.put_offered(o);
     }
 }

@@ -236,6 +236,7 @@ impl MockDevice {
             st: Mutex::new(PairState {
                 ends: [end(0), end(1)],
                 shutdown: false,
+                bounce: alloc::vec::Vec::new(),
             }),
             devs: [a.clone(), b.clone()],
             delivery: cfg.delivery,
@@ -433,7 +434,7 @@ impl QueuePair for MockQp {
                 me.accept_send(PendingWr {
                     wr_id: wr.wr_id,
                     op: wr.op,
-                    sges: wr.sges.to_vec(),
+                    sges: wr.sges.iter().copied().collect(),
                     signaled: wr.signaled,
                     #[cfg(feature = "std")]
                     due,
