@@ -585,7 +585,10 @@ where
 /// Gives a finished call's chunk regions back to the pool.
 fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: Pending<R>) {
     let Pending {
-        _read, write, reply, ..
+        _read,
+        write,
+        reply,
+        ..
     } = call;
     for o in [_read, write, reply].into_iter().flatten() {
         pool.put_offered(o);
