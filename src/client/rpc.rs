@@ -470,21 +470,21 @@ where
     /// Completes call `xid`: its regions are deregistered (the reply came,
     /// so the server is done with them) and its result waits for `wait`.
     fn finish(&mut self, xid: u32, r: Res<ReplyBytes>) {
-        let Some(entry) = self.calls.get_mut(xid) else {
+        let Some(Call::Pending(call)) = self.calls.get_mut(xid) else {
             return;
         };
-        if !matches!(entry, Call::Pending(_)) {
-            return;
-        }
+        // The regions go back in place: no move of the call for the
+        // usual call that offered none.
+        give_back(&mut self.chunks, call);
         self.stats.replies += 1;
         if matches!(&r, Ok(b) if b.reply_path == ReplyPath::ReplyChunk) {
             self.stats.reply_chunk_replies += 1;
         }
-        if let Call::Pending(call) = std::mem::replace(entry, Call::Done(r)) {
-            debug_assert!(self.in_flight >= 1 && self.in_flight <= self.calls.len());
-            self.in_flight -= 1;
-            give_back(&mut self.chunks, call);
+        if let Some(entry) = self.calls.get_mut(xid) {
+            *entry = Call::Done(r);
         }
+        debug_assert!(self.in_flight >= 1 && self.in_flight <= self.calls.len());
+        self.in_flight -= 1;
     }
 
     /// Whether call `xid` is in flight.
@@ -498,13 +498,10 @@ where
         self.broken = true;
         self.drain_and_reap();
         for (_, entry) in self.calls.iter_mut() {
-            if matches!(entry, Call::Pending(_)) {
-                if let Call::Pending(call) =
-                    std::mem::replace(entry, Call::Done(Err(ClientError::Disconnected)))
-                {
-                    // Drained: the server cannot reach these any more.
-                    give_back(&mut self.chunks, call);
-                }
+            if let Call::Pending(call) = entry {
+                // Drained: the server cannot reach these any more.
+                give_back(&mut self.chunks, call);
+                *entry = Call::Done(Err(ClientError::Disconnected));
             }
         }
         self.in_flight = 0;
@@ -582,15 +579,12 @@ where
     }
 }
 
-/// Gives a finished call's chunk regions back to the pool.
-fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: Pending<R>) {
-    let Pending {
-        _read,
-        write,
-        reply,
-        ..
-    } = call;
-    for o in [_read, write, reply].into_iter().flatten() {
-        pool.put_offered(o);
+/// Gives a finished call's chunk regions back to the pool (the call keeps
+/// none).
+fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: &mut Pending<R>) {
+    for o in [&mut call._read, &mut call.write, &mut call.reply] {
+        if let Some(o) = o.take() {
+            pool.put_offered(o);
+        }
     }
 }
