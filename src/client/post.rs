@@ -122,7 +122,12 @@ impl<B: DmaBuf> SendRing<B> {
             .last()
             .ok_or(ClientError::InvalidConfig("send ring used without reserve"))?;
         let slot = &mut self.slots[i];
-        let n = fill(&mut slot.buf.as_mut_slice()[..self.size])?;
+        let buf = slot
+            .buf
+            .as_mut_slice()
+            .get_mut(..self.size)
+            .ok_or(ClientError::InvalidConfig("send buffer shorter than asked"))?;
+        let n = fill(buf)?;
         let length = u32::try_from(n)
             .ok()
             .filter(|&l| l as usize <= self.size)
