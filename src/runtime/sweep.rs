@@ -160,5 +160,5 @@ impl Sweeper {
 }
 
 fn live(shared: &Shared) -> Vec<Arc<Entry>> {
-    lock(&shared.registry).values().cloned().collect()
+    lock(&shared.registry).live().cloned().collect()
 }
