@@ -8,7 +8,7 @@ mod echo;
 
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
 use rdmaxprt::mock::{Delivery, MockDevice, QpConfig};
-use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, ServerMode};
+use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig};
 use rdmaxprt::service::Dispatcher;
 use rdmaxprt::transport::{IdleShrink, XprtConfig};
 use std::sync::Arc;
@@ -150,26 +150,11 @@ fn with_the_shrink_off_nothing_sweeps_and_the_pool_keeps_its_size() {
 /// wakeup polls only the transports whose QP rang.
 #[test]
 fn a_poller_wakeup_polls_only_the_transports_that_rang() {
-    polls_per_call(ServerMode::ThreadPool);
-}
-
-/// The same for a poll group, whose rounds polled every transport it owned
-/// (100 of 10,000 connections active: 0.04x the calls/s of the 100 alone).
-#[test]
-fn a_poll_group_round_polls_only_the_transports_that_rang() {
-    polls_per_call(ServerMode::PollGroup);
-}
-
-fn polls_per_call(mode: ServerMode) {
     const IDLE: usize = 200;
     let dev = MockDevice::new();
     let (connector, listener) = MockNetwork::new(dev.clone(), QpConfig::default());
-    let cfg = ServerConfig {
-        mode,
-        ..ServerConfig::default()
-    };
     let server = Arc::new(Server::start(
-        cfg,
+        ServerConfig::default(),
         Dispatcher::new().with(echo::Echo::default()),
     ));
     let _accept = server.serve(listener);
@@ -201,7 +186,7 @@ fn polls_per_call(mode: ServerMode) {
     let per_call = (server.poller_polls() - polls) as f64 / CALLS as f64;
     assert!(
         per_call < 10.0,
-        "{mode:?}: {per_call:.1} transport polls per call with {IDLE} idle transports"
+        "{per_call:.1} transport polls per call with {IDLE} idle transports"
     );
     for c in clients {
         c.close();

@@ -185,9 +185,10 @@ impl Server {
         let (id, hook) = (entry.id, entry.hook.clone());
         let group = self.pgroups.iter().min_by_key(|g| g.len());
         match group {
-            Some(g) if g.attach(&entry) => {
+            Some(g) if entry.xprt().set_completion_notifier(g.notifier()) => {
                 let _ = hook.runq.set(g.runq.clone());
                 let _ = hook.entry.set(Arc::downgrade(&entry));
+                g.add(entry);
             }
             _ => {
                 let runq = Arc::new(RunQueue::new(Box::new(|| {})));

@@ -471,14 +471,13 @@ impl Server {
         self.shared.sweeper.report()
     }
 
-    /// How many transport polls the shared doorbell pollers and the poll
-    /// groups made: they poll only the transports whose QP rang, so this
-    /// grows with the work, not with the transports served.
+    /// How many transport polls the shared doorbell pollers made: a
+    /// poller polls only the transports whose QP rang, so this grows with
+    /// the work, not with the transports served.
     pub fn poller_polls(&self) -> u64 {
         self.groups
             .iter()
             .map(|g| g.polls.load(Ordering::Relaxed))
-            .chain(self.pgroups.iter().map(|g| g.polls.load(Ordering::Relaxed)))
             .sum()
     }
 

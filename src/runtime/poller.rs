@@ -44,50 +44,16 @@ impl Doorbell {
     }
 }
 
-/// One transport's place in a shared poller group or a poll group: the
-/// group polls it only when its QP rang (it is on the group's ready list),
-/// never by scanning every transport it serves.
-pub(crate) struct PollSlot {
+/// One transport's place in a shared poller group: the group polls it only
+/// when its QP rang (it is on the group's ready list), never by scanning
+/// every transport it serves.
+struct PollSlot {
     /// On the ready list (or about to be): rings while set push nothing.
-    pub(crate) queued: AtomicBool,
+    queued: AtomicBool,
     /// The transport, until the poller sees CLOSE and lets go of it (the
     /// QP's notifier holds this slot: taking the entry out breaks the
     /// cycle so the transport can be freed).
-    pub(crate) entry: Mutex<Option<Arc<Entry>>>,
-}
-
-impl PollSlot {
-    pub(crate) fn new(e: &Arc<Entry>) -> Arc<Self> {
-        Arc::new(Self {
-            queued: AtomicBool::new(false),
-            entry: Mutex::new(Some(Arc::clone(e))),
-        })
-    }
-
-    /// The poller is about to poll: from here on a ring queues it again.
-    /// Returns the transport, or `None` once it was let go of.
-    pub(crate) fn take_for_poll(&self) -> Option<Arc<Entry>> {
-        // SeqCst pairs with `queue`'s swap (see there).
-        self.queued.store(false, Ordering::SeqCst);
-        lock(&self.entry).clone()
-    }
-}
-
-/// A group's ready list: transports whose QP rang since it last polled
-/// them.
-pub(crate) type ReadyList = Mutex<Vec<Arc<PollSlot>>>;
-
-/// Puts `slot` on `ready` unless it is there already; returns whether it
-/// did (the caller then wakes the group).
-pub(crate) fn queue(slot: &Arc<PollSlot>, ready: &ReadyList) -> bool {
-    // SeqCst pairs with the poller's clear before it polls: either this
-    // sees the clear (and queues again), or the poller's poll, which comes
-    // after its clear, sees the completion that made the QP ring.
-    if slot.queued.swap(true, Ordering::SeqCst) {
-        return false;
-    }
-    lock(ready).push(Arc::clone(slot));
-    true
+    entry: Mutex<Option<Arc<Entry>>>,
 }
 
 /// One shared poller thread's transports.
@@ -95,7 +61,7 @@ pub(crate) fn queue(slot: &Arc<PollSlot>, ready: &ReadyList) -> bool {
 pub(crate) struct PollerGroup {
     pub(crate) bell: Arc<Doorbell>,
     /// Transports whose QP rang since the poller last looked at them.
-    ready: Arc<ReadyList>,
+    ready: Arc<Mutex<Vec<Arc<PollSlot>>>>,
     /// Every transport the group serves, by id (let go of at exit).
     live: Mutex<HashMap<u64, Arc<PollSlot>>>,
     /// Times the thread woke from its sleep.
@@ -113,8 +79,12 @@ impl std::fmt::Debug for PollSlot {
 }
 
 /// Puts `slot` on the ready list unless it is there already, and rings.
-fn schedule(slot: &Arc<PollSlot>, ready: &ReadyList, bell: &Doorbell) {
-    if queue(slot, ready) {
+fn schedule(slot: &Arc<PollSlot>, ready: &Mutex<Vec<Arc<PollSlot>>>, bell: &Doorbell) {
+    // SeqCst pairs with the poller's clear before it polls: either this
+    // sees the clear (and queues again), or the poller's poll, which comes
+    // after its clear, sees the completion that made the QP ring.
+    if !slot.queued.swap(true, Ordering::SeqCst) {
+        lock(ready).push(Arc::clone(slot));
         bell.ring();
     }
 }
@@ -125,7 +95,10 @@ impl PollerGroup {
     /// group's ready list. Returns `false` (and keeps nothing) if the QP
     /// cannot ring; the caller then gives it a dedicated poller.
     pub(crate) fn attach(&self, e: &Arc<Entry>) -> bool {
-        let slot = PollSlot::new(e);
+        let slot = Arc::new(PollSlot {
+            queued: AtomicBool::new(false),
+            entry: Mutex::new(Some(Arc::clone(e))),
+        });
         let ring: Arc<dyn Fn() + Send + Sync> = {
             let (slot, ready, bell) = (slot.clone(), self.ready.clone(), self.bell.clone());
             Arc::new(move || schedule(&slot, &ready, &bell))
@@ -154,7 +127,9 @@ impl PollerGroup {
                 continue;
             }
             for slot in batch.drain(..) {
-                let Some(e) = slot.take_for_poll() else {
+                // Cleared before the poll: a ring from here on queues again.
+                slot.queued.store(false, Ordering::SeqCst);
+                let Some(e) = lock(&slot.entry).clone() else {
                     continue;
                 };
                 let x = e.xprt();

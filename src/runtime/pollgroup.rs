@@ -14,12 +14,11 @@
 //! (`rdma::ChannelGroup`): never on a timer.
 
 use super::groupwait::in_pass;
-use super::poller::{queue, PollSlot, ReadyList};
 use super::svc::handle;
 use super::{lock, Entry, Shared};
 use rdmaxprt_core::xprt::XprtFlags;
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -154,15 +153,9 @@ impl GroupBell {
 pub(crate) struct PollGroup {
     pub(crate) runq: Arc<RunQueue>,
     pub(crate) bell: Arc<GroupBell>,
-    /// Transports whose QP rang since the group last polled them: a round
-    /// polls these, not every transport the group owns.
-    rang: Arc<ReadyList>,
-    /// Every transport the group owns, by id.
-    entries: Mutex<HashMap<u64, Arc<PollSlot>>>,
+    entries: Mutex<Vec<Arc<Entry>>>,
     /// Times the thread woke from a sleep.
     pub(crate) wakeups: AtomicU64,
-    /// Transports polled (one per rang-list entry looked at).
-    pub(crate) polls: AtomicU64,
 }
 
 impl PollGroup {
@@ -172,10 +165,8 @@ impl PollGroup {
         Self {
             runq: Arc::new(RunQueue::new(Box::new(move || b.ring()))),
             bell,
-            rang: Arc::default(),
             entries: Mutex::default(),
             wakeups: AtomicU64::new(0),
-            polls: AtomicU64::new(0),
         }
     }
 
@@ -184,57 +175,41 @@ impl PollGroup {
         lock(&self.entries).len()
     }
 
-    /// Serves `e` from this group if its QP can ring a doorbell: its
-    /// completions and its retirement put it on the group's rang list and
-    /// ring the bell, except from the group's own thread, which looks at
-    /// the list before it sleeps. Returns `false` (and keeps nothing) if
-    /// the QP cannot ring.
-    pub(crate) fn attach(&self, e: &Arc<Entry>) -> bool {
-        let slot = PollSlot::new(e);
-        let ring: Arc<dyn Fn() + Send + Sync> = {
-            let (slot, rang) = (slot.clone(), self.rang.clone());
-            let (bell, runq) = (self.bell.clone(), self.runq.clone());
-            Arc::new(move || {
-                if queue(&slot, &rang) && !runq.on_own_thread() {
-                    bell.ring();
-                }
-            })
-        };
-        if !e.xprt().set_completion_notifier(ring.clone()) {
-            return false;
-        }
-        let _ = e.on_close.set(Box::new(move || ring()));
-        lock(&self.entries).insert(e.id, slot.clone());
-        // Receives may have completed already.
-        if queue(&slot, &self.rang) {
-            self.bell.ring();
-        }
-        true
+    /// The completion notifier for a QP of this group: rings the bell,
+    /// except from the group's own thread, which polls again after any
+    /// round that did work.
+    pub(crate) fn notifier(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let (bell, runq) = (self.bell.clone(), self.runq.clone());
+        Arc::new(move || {
+            if !runq.on_own_thread() {
+                bell.ring();
+            }
+        })
     }
 
-    /// The group's thread: poll the transports whose QP rang until their
-    /// CQs are empty, run the queued passes, sleep when a round did
-    /// nothing. Returns when `exit` is set.
+    /// Adds a transport whose QP rings this group's bell.
+    pub(crate) fn add(&self, e: Arc<Entry>) {
+        let bell = Arc::clone(&self.bell);
+        let _ = e.on_close.set(Box::new(move || bell.ring()));
+        lock(&self.entries).push(e);
+        self.bell.ring();
+    }
+
+    /// The group's thread: poll every transport until its CQs are empty,
+    /// run the queued passes, sleep when a round did nothing. Returns when
+    /// `exit` is set.
     pub(crate) fn run(&self, shared: &Shared, budget: usize) {
         self.runq.enter();
         let exit = &shared.exit;
-        let mut batch = Vec::new();
         let mut closing = Vec::new();
         while !exit.load(Ordering::Acquire) {
             let mut work = 0;
-            std::mem::swap(&mut batch, &mut *lock(&self.rang));
-            for slot in batch.drain(..) {
-                let Some(e) = slot.take_for_poll() else {
-                    continue;
-                };
+            lock(&self.entries).retain(|e| {
                 let x = e.xprt();
                 if x.flags().test(XprtFlags::CLOSE) {
-                    lock(&slot.entry).take();
-                    lock(&self.entries).remove(&e.id);
-                    closing.push(e);
-                    continue;
+                    closing.push(e.clone());
+                    return false;
                 }
-                self.polls.fetch_add(1, Ordering::Relaxed);
                 loop {
                     match x.poll(budget) {
                         Ok(n) => {
@@ -250,20 +225,17 @@ impl PollGroup {
                         }
                     }
                 }
-            }
-            // A retired transport's last Arc may go here (teardown).
+                true
+            });
+            // Outside the entries lock: a retired transport's last Arc may
+            // go here (teardown), and passes may add to the group.
             closing.clear();
             work += self.runq.run(shared);
-            // Own-thread rings queue without ringing: look before sleeping.
-            let rang = !lock(&self.rang).is_empty();
-            if work == 0 && !rang && !exit.load(Ordering::Acquire) && self.bell.wait() {
+            if work == 0 && !exit.load(Ordering::Acquire) && self.bell.wait() {
                 self.wakeups.fetch_add(1, Ordering::Relaxed);
             }
         }
-        for (_, slot) in lock(&self.entries).drain() {
-            lock(&slot.entry).take();
-        }
-        lock(&self.rang).clear();
+        lock(&self.entries).clear();
         self.runq.clear();
     }
 }
