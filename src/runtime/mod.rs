@@ -273,7 +273,9 @@ pub struct Server {
     pollers: Mutex<Vec<JoinHandle<()>>>,
     groups: Vec<Arc<poller::PollerGroup>>,
     /// Poll groups (poll-group mode) for QPs that ring a doorbell.
-    pgroups: Vec<Arc<PollGroup>>,
+    /// Started with the first such QP: a server that only listens on
+    /// rdma_cm runs its groups on its completion channels instead.
+    pgroups: OnceLock<Vec<Arc<PollGroup>>>,
     wq: Option<Arc<WorkqueuePool>>,
     /// Set by the first shutdown; later accepts fail.
     stopping: AtomicBool,
@@ -337,11 +339,7 @@ impl Server {
             .filter(|_| thread_pool)
             .map(|_| Arc::default())
             .collect();
-        let pgroups: Vec<Arc<PollGroup>> = (0..cfg.group_threads())
-            .filter(|_| !thread_pool)
-            .map(|_| Arc::new(PollGroup::new()))
-            .collect();
-        let mut pollers: Vec<JoinHandle<()>> = groups
+        let pollers: Vec<JoinHandle<()>> = groups
             .iter()
             .enumerate()
             .map(|(i, g)| {
@@ -353,21 +351,13 @@ impl Server {
                     .expect("spawning a completion poller thread")
             })
             .collect();
-        pollers.extend(pgroups.iter().enumerate().map(|(i, g)| {
-            let (g, s) = (g.clone(), shared.clone());
-            let budget = cfg.poll_budget;
-            std::thread::Builder::new()
-                .name(format!("rdmaxprt-group{i}"))
-                .spawn(move || g.run(&s, budget))
-                .expect("spawning a poll-group thread")
-        }));
         Self {
             cfg,
             shared,
             workers: Mutex::new(workers),
             pollers: Mutex::new(pollers),
             groups,
-            pgroups,
+            pgroups: OnceLock::new(),
             wq,
             stopping: AtomicBool::new(false),
             #[cfg(feature = "verbs")]
@@ -375,6 +365,35 @@ impl Server {
             #[cfg(feature = "verbs")]
             chan_groups: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The poll groups for QPs that ring a doorbell (poll-group mode),
+    /// their threads started on first use. A thread that cannot be spawned
+    /// leaves its group out (logged).
+    fn poll_groups(&self) -> &[Arc<PollGroup>] {
+        self.pgroups.get_or_init(|| {
+            let mut threads = lock(&self.pollers);
+            (0..self.cfg.group_threads())
+                .filter_map(|i| {
+                    let g = Arc::new(PollGroup::new());
+                    let (g2, s) = (g.clone(), self.shared.clone());
+                    let budget = self.cfg.poll_budget;
+                    match std::thread::Builder::new()
+                        .name(format!("rdmaxprt-group{i}"))
+                        .spawn(move || g2.run(&s, budget))
+                    {
+                        Ok(t) => {
+                            threads.push(t);
+                            Some(g)
+                        }
+                        Err(e) => {
+                            tracing::error!(%e, "spawning a poll-group thread failed");
+                            None
+                        }
+                    }
+                })
+                .collect()
+        })
     }
 
     /// The configuration the server was started with.
@@ -431,7 +450,9 @@ impl Server {
             .map(|g| g.wakeups.load(Ordering::Relaxed))
             .chain(
                 self.pgroups
-                    .iter()
+                    .get()
+                    .into_iter()
+                    .flatten()
                     .map(|g| g.wakeups.load(Ordering::Relaxed)),
             )
             .sum();
@@ -503,7 +524,7 @@ impl Server {
         for g in &self.groups {
             g.bell.ring();
         }
-        for g in &self.pgroups {
+        for g in self.pgroups.get().into_iter().flatten() {
             g.bell.ring();
         }
         #[cfg(feature = "verbs")]
@@ -536,7 +557,9 @@ impl Server {
     fn remote_pushes(&self) -> u64 {
         let doorbell: u64 = self
             .pgroups
-            .iter()
+            .get()
+            .into_iter()
+            .flatten()
             .map(|g| g.runq.remote_pushes.load(Ordering::Relaxed))
             .sum();
         #[cfg(feature = "verbs")]
