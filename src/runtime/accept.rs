@@ -196,10 +196,9 @@ impl Server {
         let (id, hook) = (entry.id, entry.hook.clone());
         let group = self.poll_groups().iter().min_by_key(|g| g.len());
         match group {
-            Some(g) if entry.xprt().set_completion_notifier(g.notifier()) => {
+            Some(g) if g.add(entry.clone()) => {
                 let _ = hook.runq.set(g.runq.clone());
                 let _ = hook.entry.set(Arc::downgrade(&entry));
-                g.add(entry);
             }
             _ => {
                 let runq = Arc::new(RunQueue::new(Box::new(|| {})));

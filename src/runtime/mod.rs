@@ -41,6 +41,7 @@
 //! `worker_wakeups`, `worker_passes`, `handoffs`, `remote_pushes`).
 
 mod accept;
+mod bellgroup;
 mod groupwait;
 mod listener;
 mod poller;
@@ -61,7 +62,8 @@ pub use stats::{merge_stats, ServerReport, TransportReport};
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
-use pollgroup::{PollGroup, RunQueue};
+use bellgroup::PollGroup;
+use pollgroup::RunQueue;
 use rdmaxprt_core::lifecycle::{Policy, WorkqueuePool};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
