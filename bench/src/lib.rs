@@ -30,6 +30,7 @@
 //! average, medians with min..max, and for two-thread runs how much the
 //! threads actually overlapped.
 
+pub mod alloc_count;
 pub mod barrier;
 pub mod device;
 pub mod drain;

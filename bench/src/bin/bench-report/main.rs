@@ -30,6 +30,11 @@ mod b4_b5;
 mod b6;
 mod only;
 
+/// Counts allocations in B4's run-to-completion windows.
+#[global_allocator]
+static ALLOC: rdmaxprt_bench::alloc_count::CountingAlloc =
+    rdmaxprt_bench::alloc_count::CountingAlloc;
+
 use b1_b2::*;
 use b3::*;
 use b4_b5::*;
