@@ -122,9 +122,9 @@ impl RtcConn {
 pub fn worker_pass(x: &RtcServer, d: &Dispatcher) -> usize {
     let mut n = 0;
     while let Ok(Some(call)) = x.recvfrom() {
-        if let Some(reply) = d.dispatch(&call.msg) {
+        if let Some(reply) = d.dispatch(call.msg()) {
             let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
-            if let Err(e) = x.sendto(&call, &parts, reply.body.bulk.as_deref()) {
+            if let Err(e) = x.sendto(&call, &parts, reply.bulk(call.msg())) {
                 if e.is_fatal() {
                     x.close();
                 }

@@ -587,9 +587,9 @@ fn handle(shared: &Shared, entry: Arc<Entry>) {
     match x.recvfrom() {
         Ok(Some(call)) => {
             received(&entry);
-            if let Some(reply) = shared.dispatcher.dispatch(&call.msg) {
+            if let Some(reply) = shared.dispatcher.dispatch(call.msg()) {
                 let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
-                match x.sendto(&call, &parts, reply.body.bulk.as_deref()) {
+                match x.sendto(&call, &parts, reply.bulk(call.msg())) {
                     Ok(()) | Err(RtError::ReplyRejected(_)) | Err(RtError::Closed) => {}
                     Err(e) => {
                         tracing::warn!(id = entry.id, %e, "sendto failed: closing");
