@@ -362,6 +362,13 @@ where
         self.recv.posted()
     }
 
+    /// Receive contexts free to be posted right now: neither posted, nor
+    /// completed and waiting for `recvfrom`, nor lent to a call (a
+    /// [`RecvdCall`] gives its receive back when dropped).
+    pub fn recvs_free(&self) -> u32 {
+        self.recv.with(|st| st.free.len() as u32)
+    }
+
     fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
