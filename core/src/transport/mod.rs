@@ -17,7 +17,7 @@ mod recv;
 mod send;
 mod teardown;
 
-pub use call::RecvdCall;
+pub use call::{OwnedCall, RecvdCall};
 pub use error::XprtError;
 pub use read::CallMeta;
 pub use teardown::TeardownReport;

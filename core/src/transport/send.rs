@@ -304,7 +304,7 @@ where
     /// The mapping of `payload` inside `call`'s landing buffer, if it lies
     /// there (and `call` is this transport's).
     fn lent_sge(&self, call: &RecvdCall<'_>, payload: &[u8]) -> Option<Sge> {
-        let CallBuf::Landing(i) = call.buf else {
+        let Some(CallBuf::Landing(i)) = call.buf() else {
             return None;
         };
         if !call.is_from(self as *const Self as *const u8) {
