@@ -337,3 +337,61 @@ fn calls_still_waiting_for_a_landing_buffer_leak_nothing_at_teardown() {
     drop(c);
     dev.assert_clean();
 }
+
+#[test]
+fn a_detached_call_gives_its_buffer_back_at_once_and_is_still_answered() {
+    let dev = MockDevice::new();
+    let (mut c, x, _hook) = pair(
+        &dev,
+        QpConfig::default(),
+        XprtConfig {
+            read_bufs: 1,
+            ..XprtConfig::default()
+        },
+        ClientConfig::default(),
+    );
+    warm_up(&mut c, &x, &dev);
+    // Inline: the receive goes back when the call is detached.
+    let t = c
+        .start_call(PROG, VERS, PROC_ECHO, b"moved", &CallOptions::default())
+        .unwrap();
+    x.poll(usize::MAX).unwrap();
+    let call = x.recvfrom().unwrap().expect("the call");
+    let free = x.recvs_free();
+    let owned = call.detach();
+    assert_eq!(x.recvs_free(), free + 1, "the receive is back");
+    assert!(owned.msg.ends_with(b"moved"));
+    // Another thread answers it, as a poll group's handoff does.
+    let owned = std::thread::spawn(move || owned).join().unwrap();
+    let call = rdmaxprt_core::transport::RecvdCall::from(owned);
+    echo(&x, &call).unwrap();
+    drop(call);
+    assert_eq!(c.wait(t).unwrap().results, b"moved");
+
+    // Pulled: the landing buffer is back at once, so the next call with
+    // Read chunks is pulled while the first is still unanswered.
+    let (a, b) = (payload(BIG, 8), payload(BIG, 9));
+    let ta = start_big(&mut c, &a);
+    let tb = start_big(&mut c, &b);
+    x.poll(usize::MAX).unwrap();
+    assert!(x.recvfrom().unwrap().is_none());
+    x.poll(usize::MAX).unwrap();
+    let call_a = x.recvfrom().unwrap().expect("A").detach();
+    x.poll(usize::MAX).unwrap();
+    let _ = x.recvfrom().unwrap();
+    x.poll(usize::MAX).unwrap();
+    // B arrived while A held the only landing buffer (it waited), and is
+    // pulled into it while A, detached, is still unanswered.
+    let call_b = x.recvfrom().unwrap().expect("B, pulled into A's buffer");
+    assert!(call_b.pulled());
+    assert_eq!(count(&x, |k| k.read_waits.load(Ordering::Relaxed)), 1);
+    echo(&x, &rdmaxprt_core::transport::RecvdCall::from(call_a)).unwrap();
+    echo(&x, &call_b).unwrap();
+    drop(call_b);
+    assert_eq!(wait(&mut c, &x, &dev, ta).bulk.as_deref(), Some(&a[..]));
+    assert_eq!(wait(&mut c, &x, &dev, tb).bulk.as_deref(), Some(&b[..]));
+    let r = x.free();
+    assert_eq!(r.reclaimed_send, 0, "{r:?}");
+    drop(c);
+    dev.assert_clean();
+}
