@@ -103,11 +103,55 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
+/// The longest RPC reply header: xid, REPLY, ACCEPTED, an AUTH_NONE
+/// verifier (2 words), PROG_MISMATCH and its low and high versions.
+pub const MAX_REPLY_HEADER: usize = 32;
+
+/// An encoded RPC reply header, held inline (no allocation per call).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ReplyHeader {
+    bytes: [u8; MAX_REPLY_HEADER],
+    len: u8,
+}
+
+impl ReplyHeader {
+    fn new(xid: u32, stat: ReplyStat) -> Self {
+        let mut h = Self {
+            bytes: [0; MAX_REPLY_HEADER],
+            len: 0,
+        };
+        // Every reply status fits `MAX_REPLY_HEADER` bytes, so encoding
+        // cannot run out.
+        let n = encode_reply(&mut h.bytes, xid, stat).unwrap_or(0);
+        h.len = n as u8;
+        h
+    }
+}
+
+impl std::ops::Deref for ReplyHeader {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl AsRef<[u8]> for ReplyHeader {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for ReplyHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ReplyHeader").field(&&**self).finish()
+    }
+}
+
 /// A reply ready for `sendto`: header + results, and any bulk payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dispatched {
     /// The encoded RPC reply header (accepted or denied).
-    pub header: Vec<u8>,
+    pub header: ReplyHeader,
     /// The procedure's results (empty unless SUCCESS).
     pub body: ReplyBody,
     /// Where the arguments start in the call message (for
@@ -140,12 +184,8 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-fn header(xid: u32, stat: ReplyStat) -> Vec<u8> {
-    let mut h = vec![0; stat.encoded_len()];
-    // The buffer is sized by `encoded_len`, so encoding cannot run out.
-    let n = encode_reply(&mut h, xid, stat).unwrap_or(0);
-    h.truncate(n);
-    h
+fn header(xid: u32, stat: ReplyStat) -> ReplyHeader {
+    ReplyHeader::new(xid, stat)
 }
 
 impl Dispatcher {
@@ -330,6 +370,24 @@ mod tests {
         let r = d.dispatch(&msg).unwrap();
         assert_eq!(stat(&r), ReplyStat::Accepted(AcceptStat::SystemErr));
         assert_eq!(r.bulk(&msg), None);
+    }
+
+    #[test]
+    fn every_reply_header_fits_inline() {
+        let stats = [
+            ReplyStat::Accepted(AcceptStat::ProgMismatch {
+                low: u32::MAX,
+                high: u32::MAX,
+            }),
+            ReplyStat::Accepted(AcceptStat::SystemErr),
+            ReplyStat::RPC_MISMATCH,
+        ];
+        for stat in stats {
+            assert!(stat.encoded_len() <= MAX_REPLY_HEADER, "{stat:?}");
+            let h = header(7, stat);
+            assert_eq!(h.len(), stat.encoded_len(), "{stat:?}");
+            assert_eq!(decode_reply(&h).unwrap().stat, stat);
+        }
     }
 
     #[test]
