@@ -370,6 +370,7 @@ fn idle_trailing_edge_is_drained_by_one_backstop_wakeup() -> TestResult {
     assert_eq!(hook.enqueues(), 1, "the receive enqueued the transport");
     let call = x.recvfrom()?.ok_or("no call")?;
     worker::echo_call(&x, &call, PROG)?;
+    drop(call);
     assert_eq!(
         x.release_ctxt(),
         0,

@@ -114,9 +114,12 @@ pub const BULK_64K: [(&str, &str, &str); 3] = [
          writes args into its Read-chunk MR 1, client mock backend copies 2, server \
          `read::assemble` 1, service `args.to_vec()` 1, `sendto` staging into the send \
          context 1, client `bulk` to_vec 1",
-        "server: let the service take the pulled Read buffer (no assemble copy) and post the \
-         Write from the service's buffer mapped in place (no staging copy); service API: \
-         borrow args, return a borrowed/owned bulk buffer without to_vec; client: register the \
+        "server (done since: the call is lent from its pooled landing buffer, `Bulk::Args` \
+         lends the arguments back, the Write gathers from the landing buffer; 0 server copies \
+         in the B4 copies table): let the service take the pulled Read buffer (no assemble \
+         copy) and post the Write from the service's buffer mapped in place (no staging copy); \
+         service API: borrow args, return a borrowed/owned bulk buffer without to_vec; client: \
+         register the \
          caller's args/result buffers instead of copying into fresh MRs; mock: copy \
          region-to-region without an intermediate Vec",
     ),
@@ -125,7 +128,8 @@ pub const BULK_64K: [(&str, &str, &str); 3] = [
         "client `register_remote` allocates zeroed 64 KiB MRs per call (Read and Write \
          chunk), server Read buffer per call, `Offered::gather` clears",
         "pool and reuse registered chunk buffers per credit (client) and Read buffers per \
-         transport (server); skip zeroing memory the NIC is about to overwrite",
+         transport (server: done since, 0 server zero-fills in the B4 copies table); skip \
+         zeroing memory the NIC is about to overwrite",
     ),
     (
         "everything else (allocations, tracker, mock, transport)",

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 mod b1_b2;
 mod b3;
 mod b4_b5;
+mod b4_copies;
 mod b6;
+mod copy_hooks;
 mod only;
 
 /// Counts allocations in B4's run-to-completion windows.
@@ -38,6 +40,11 @@ static ALLOC: rdmaxprt_bench::alloc_count::CountingAlloc =
 use b1_b2::*;
 use b3::*;
 use b4_b5::*;
+use b4_copies::*;
+
+/// Counts payload-sized zeroed allocations (B4 copies); see `copy_hooks`.
+#[global_allocator]
+static ALLOC: copy_hooks::Counting = copy_hooks::Counting;
 use b6::*;
 use only::*;
 
@@ -202,7 +209,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("       bench-report --only-b45 [--quick]");
         println!("         the B4 and B5 tables only, on stdout");
         println!("       bench-report --only-b4 [--quick]");
-        println!("         the B4 table and its targets only, on stdout");
+        println!("         the B4 tables and their targets only, on stdout");
+        println!("       bench-report --only-b4-bulk [--quick]");
+        println!("         the B4 64 KiB echo copies/zero-fills per end and rate vs the floor");
         return Ok(());
     }
     if let Some(i) = args.iter().position(|a| a == "--only-drain") {
@@ -230,6 +239,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", t3t.to_markdown());
         return Ok(());
     }
+    if args.iter().any(|a| a == "--only-b4-bulk") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        println!(
+            "cores {}, load {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg()
+        );
+        let (t, r) = b4_bulk(&mode);
+        println!("{}", t.to_markdown());
+        println!("{}", b4_bulk_targets(&r).to_markdown());
+        println!("load {}", loadavg());
+        return Ok(());
+    }
     if args.iter().any(|a| a == "--only-b4") {
         let mode = Mode::new(args.iter().any(|a| a == "--quick"));
         let started = Instant::now();
@@ -241,6 +263,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (t4, r4) = b4(&mode);
         println!("{}", t4.to_markdown());
         println!("{}", b45_targets(&r4, &[]).to_markdown());
+        let (tb, rb) = b4_bulk(&mode);
+        println!("{}", tb.to_markdown());
+        println!("{}", b4_bulk_targets(&rb).to_markdown());
         println!(
             "{:.1} s, load {}",
             started.elapsed().as_secs_f64(),
@@ -261,6 +286,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (t5, r5) = b5(&mode);
         println!("{}", t5.to_markdown());
         println!("{}", b45_targets(&r4, &r5).to_markdown());
+        let (tb, rb) = b4_bulk(&mode);
+        println!("{}", tb.to_markdown());
+        println!("{}", b4_bulk_targets(&rb).to_markdown());
         println!("{}", rdmaxprt_bench::profile::table().to_markdown());
         println!("{}", rdmaxprt_bench::profile::bulk_table().to_markdown());
         println!(
@@ -331,6 +359,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (t5, r5) = b5(&mode);
     emit(&t5, &mut sections);
     emit(&b45_targets(&r4, &r5), &mut sections);
+    let (tb, rb) = b4_bulk(&mode);
+    emit(&tb, &mut sections);
+    emit(&b4_bulk_targets(&rb), &mut sections);
     emit(&rdmaxprt_bench::profile::table(), &mut sections);
     emit(&rdmaxprt_bench::profile::bulk_table(), &mut sections);
 
