@@ -5,7 +5,8 @@
 //! ```text
 //! echo_bench [-a ADDR] [-p PORT] [--sizes 64,65536] [--lat-iters 1000,200]
 //!            [--bw-iters 2000,500] [--window 128] [--rx-depth 512]
-//!            [--signal-every 16] [--event] [--timeout SECS]
+//!            [--signal-every 100,1] [--inline 0] [--cycle-buffer 4096]
+//!            [--event] [--timeout SECS]
 //! ```
 //! One process, two threads: a server thread listens on ADDR:PORT (rdma_cm;
 //! on rxe use the address of the rxe netdev, not `lo`) and the main thread
@@ -14,18 +15,31 @@
 //! count for all):
 //! - `lat`: ping-pong. The client SENDs `size` bytes, the server SENDs
 //!   `size` bytes back as soon as its receive completes, and so on. Like
-//!   ib_send_lat we report half the round trip (typical = median).
+//!   ib_send_lat we report half the round trip (typical = median), and
+//!   like it (TX depth 1) every send is signaled.
 //! - `bw`: the client keeps up to `--window` SENDs in flight (ib_send_bw's
-//!   tx depth 128), signaling every `--signal-every`th, against a server
+//!   tx depth 128), signaling every `--signal-every`th (ib_send_bw's CQ
+//!   moderation: 100, and 1 for large messages), against a server
 //!   that keeps `--rx-depth` receives posted (ib_send_bw's 512) and reposts
 //!   each one as it completes. Time runs from the first post to the last
 //!   send completion (RC: acknowledged, so received).
 //!
-//! Completions are busy-polled, as perftest does, unless `--event`.
+//! Messages of at most `--inline` bytes are sent inline (`IBV_SEND_INLINE`:
+//! the payload is copied into the work request), larger ones from
+//! registered memory; the default, 0, is what perftest uses on rxe (its
+//! header says `Max inline data : 0[B]`). Like perftest, receives land in a
+//! cycle buffer: slot `i` at `(i % bufs) * size`, with as many buffers as
+//! fit `--cycle-buffer` bytes (perftest's default, a page: one 64 KiB
+//! buffer for every receive, 64 for 64 B messages); 0 gives each slot its
+//! own. Nothing reads what was received. Completions are busy-polled, as
+//! perftest does, unless `--event`. Latency is timed with the TSC where
+//! there is one (x86_64), scaled by the clock over the whole run, as
+//! perftest times with its cycle counter: under QEMU TCG the guest's
+//! clocksource is hpet, and each clock read is a system call.
 //! Results are printed as lines a script can pick up:
 //! ```text
 //! ECHO lat size=64 iters=1000 typical_us=.. avg_us=.. min_us=.. max_us=..
-//! ECHO bw size=64 iters=2000 window=128 secs=.. mpps=.. mib_s=..
+//! ECHO bw size=64 iters=2000 window=128 signal_every=100 secs=.. mpps=.. mib_s=..
 //! ```
 
 use std::error::Error;
@@ -57,15 +71,17 @@ struct Opts {
     bw_iters: Vec<u32>,
     window: usize,
     rx_depth: usize,
-    signal_every: usize,
+    signal_every: Vec<usize>,
+    inline: usize,
+    cycle_buffer: usize,
     event: bool,
     timeout: Duration,
 }
 
 fn usage() -> &'static str {
     "usage: echo_bench [-a ADDR] [-p PORT] [--sizes 64,65536] [--lat-iters 1000,200] \
-     [--bw-iters 2000,500] [--window 128] [--rx-depth 512] [--signal-every 16] [--event] \
-     [--timeout SECS]"
+     [--bw-iters 2000,500] [--window 128] [--rx-depth 512] [--signal-every 100,1] \
+     [--inline 0] [--cycle-buffer 4096] [--event] [--timeout SECS]"
 }
 
 fn list<T: std::str::FromStr>(s: &str) -> Res<Vec<T>>
@@ -86,7 +102,9 @@ fn parse_args() -> Res<Opts> {
         bw_iters: vec![2000, 500],
         window: 128,
         rx_depth: 512,
-        signal_every: 16,
+        signal_every: vec![100, 1],
+        inline: 0,
+        cycle_buffer: 4096,
         event: false,
         timeout: Duration::from_secs(30),
     };
@@ -104,7 +122,9 @@ fn parse_args() -> Res<Opts> {
             "--bw-iters" => o.bw_iters = list(&value()?)?,
             "--window" => o.window = value()?.parse()?,
             "--rx-depth" => o.rx_depth = value()?.parse()?,
-            "--signal-every" => o.signal_every = value()?.parse()?,
+            "--signal-every" => o.signal_every = list(&value()?)?,
+            "--inline" => o.inline = value()?.parse()?,
+            "--cycle-buffer" => o.cycle_buffer = value()?.parse()?,
             "--event" => o.event = true,
             "--timeout" => o.timeout = Duration::from_secs(value()?.parse()?),
             "-h" | "--help" => {
@@ -119,17 +139,25 @@ fn parse_args() -> Res<Opts> {
             return Err(format!("{name}: give one count or one per size").into());
         }
     }
+    if o.signal_every.len() != 1 && o.signal_every.len() != o.sizes.len() {
+        return Err("--signal-every: give one count or one per size".into());
+    }
     if o.sizes.iter().any(|&s| s == 0 || s > 1 << 20)
         || o.window == 0
         || o.rx_depth == 0
-        || o.signal_every == 0
+        || o.signal_every.contains(&0)
     {
         return Err("sizes must be 1..=1 MiB; window, rx depth, signal-every > 0".into());
+    }
+    if o.signal_every.iter().any(|&n| n > o.window) {
+        // The window would fill with unsignaled sends and never drain.
+        return Err("--signal-every must not exceed --window".into());
     }
     Ok(o)
 }
 
-fn iters_for(v: &[u32], i: usize) -> u32 {
+/// The value for size number `i` of a per-size list (one value: for all).
+fn per_size<T: Copy>(v: &[T], i: usize) -> T {
     if v.len() == 1 {
         v[0]
     } else {
@@ -173,15 +201,31 @@ impl Spec {
 }
 
 /// One side of a connection: its CQ, QP and memory. Slot `i` of the
-/// receive area is `size` bytes at `i * size`; the send buffer follows.
+/// receive area is `size` bytes at `(i % bufs) * size`; the send buffer
+/// follows.
 struct End {
     conn: CmConnection,
+    /// The message, for inline sends (`Some` iff `size` <= `--inline`).
+    inline_msg: Option<Vec<u8>>,
     cq: CompletionQueue,
     pool: MemoryPool,
     size: usize,
-    recv_slots: usize,
+    /// Distinct receive buffers the slots cycle through (perftest's cycle
+    /// buffer).
+    bufs: usize,
     timeout: Duration,
     wcs: Vec<WorkCompletion>,
+}
+
+/// How many distinct `size`-byte buffers `slots` receives cycle through:
+/// as many as fit `--cycle-buffer` bytes (at least one, at most `slots`),
+/// or one per slot with `--cycle-buffer 0`.
+fn recv_bufs(o: &Opts, size: usize, slots: usize) -> usize {
+    if o.cycle_buffer == 0 {
+        slots
+    } else {
+        (o.cycle_buffer / size).clamp(1, slots)
+    }
 }
 
 /// PD, CQ (busy-poll or event mode) and pool on `ctx`.
@@ -202,26 +246,49 @@ fn resources(
     Ok((pd, cq, pool))
 }
 
-fn caps(send: usize, recv: usize) -> QpCaps {
+fn caps(send: usize, recv: usize, inline: usize) -> QpCaps {
     QpCaps {
         max_send_wr: send as u32,
         max_recv_wr: recv as u32,
         max_send_sge: 1,
         max_recv_sge: 1,
-        max_inline_data: 0,
+        max_inline_data: inline as u32,
     }
+}
+
+/// The inline payload of a `size`-byte message filled with `byte`, if
+/// `size` fits the inline limit.
+fn inline_msg(o: &Opts, size: usize, byte: u8) -> Option<Vec<u8>> {
+    (size <= o.inline).then(|| vec![byte; size])
 }
 
 impl End {
     fn send_off(&self) -> usize {
-        self.recv_slots * self.size
+        self.bufs * self.size
+    }
+
+    fn recv_off(&self, slot: usize) -> usize {
+        (slot % self.bufs) * self.size
+    }
+
+    /// Repost one receive slot (the per-message case: no allocation).
+    fn post_recv_one(&self, slot: usize) -> Res<()> {
+        let sge = [self.pool.sge(self.recv_off(slot), self.size as u32)?];
+        // SAFETY: as in post_recvs.
+        unsafe {
+            self.conn.qp().post_recv(&[RecvWr {
+                wr_id: slot as u64,
+                sges: &sge,
+            }])?
+        };
+        Ok(())
     }
 
     fn post_recvs(&self, slots: impl Iterator<Item = usize>) -> Res<()> {
         let slots: Vec<usize> = slots.collect();
         let sges: Vec<[rdmaxprt_verbs::Sge; 1]> = slots
             .iter()
-            .map(|&s| Ok([self.pool.sge(s * self.size, self.size as u32)?]))
+            .map(|&s| Ok([self.pool.sge(self.recv_off(s), self.size as u32)?]))
             .collect::<Res<_>>()?;
         let wrs: Vec<RecvWr<'_>> = slots
             .iter()
@@ -231,15 +298,24 @@ impl End {
                 sges: s,
             })
             .collect();
-        // SAFETY: each slot is a distinct `size`-byte range of our pool, which
-        // lives as long as the QP's work (the End owns both); a slot is read
-        // and reposted only after its completion was polled.
+        // SAFETY: each slot is a `size`-byte range of our pool, which lives
+        // as long as the QP's work (the End owns both). Slots may share a
+        // buffer (the cycle buffer): only the device writes them, this
+        // program never reads received bytes, and a slot is reposted only
+        // after its completion was polled.
         unsafe { self.conn.qp().post_recv(&wrs)? };
         Ok(())
     }
 
-    /// SEND `len` bytes of the send buffer; wr_id `SEND_FLAG | tag`.
+    /// SEND `len` bytes of the send buffer (inline when the message is
+    /// small enough); wr_id `SEND_FLAG | tag`.
     fn post_send(&self, tag: u64, len: usize, signaled: bool) -> Res<()> {
+        if let Some(msg) = self.inline_msg.as_deref().filter(|m| len <= m.len()) {
+            self.conn
+                .qp()
+                .post_send_inline(SEND_FLAG | tag, &msg[..len], signaled)?;
+            return Ok(());
+        }
         let sge = [self.pool.sge(self.send_off(), len as u32)?];
         // SAFETY: the send buffer lies in our pool, alive as long as the QP's
         // work; its bytes are written only before the first send (every
@@ -299,15 +375,23 @@ fn server(listener: CmListener, o: Opts, conns: usize) -> Res<()> {
         } else {
             LAT_RECVS
         };
-        let (pd, cq, pool) =
-            resources(&ctx, &o, (recv_slots + 64) as i32, (recv_slots + 1) * size)?;
-        let conn = req.accept(&pd, &cq, &cq, caps(32, recv_slots), &[], o.timeout)?;
+        let bufs = recv_bufs(&o, size, recv_slots);
+        let (pd, cq, pool) = resources(&ctx, &o, (recv_slots + 64) as i32, (bufs + 1) * size)?;
+        let conn = req.accept(
+            &pd,
+            &cq,
+            &cq,
+            caps(32, recv_slots, o.inline),
+            &[],
+            o.timeout,
+        )?;
         let mut end = End {
             conn,
+            inline_msg: inline_msg(&o, size, 0x5a),
             cq,
             pool,
             size,
-            recv_slots,
+            bufs,
             timeout: o.timeout,
             wcs: Vec::with_capacity(32),
         };
@@ -321,7 +405,7 @@ fn server(listener: CmListener, o: Opts, conns: usize) -> Res<()> {
             MODE_LAT => {
                 for i in 0..spec.iters {
                     let slot = end.wait_recv(&mut sends_done)?;
-                    end.post_recvs(std::iter::once(slot))?;
+                    end.post_recv_one(slot)?;
                     end.post_send(u64::from(i), size, true)?;
                     sends_posted += 1;
                 }
@@ -363,28 +447,70 @@ fn server(listener: CmListener, o: Opts, conns: usize) -> Res<()> {
     Ok(())
 }
 
+/// Cheap timestamps for the latency loop, like perftest's get_cycles: the
+/// TSC on x86_64 (one instruction; a clock read may be a system call),
+/// nanoseconds of the monotonic clock elsewhere. [`Clock::ticks_per_us`]
+/// scales them by the monotonic clock over the whole run.
+struct Clock {
+    t0: Instant,
+    s0: u64,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let t0 = Instant::now();
+        let mut c = Self { t0, s0: 0 };
+        c.s0 = c.stamp();
+        c
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn stamp(&self) -> u64 {
+        // SAFETY: RDTSC has no preconditions (every x86_64 CPU has it).
+        unsafe { std::arch::x86_64::_rdtsc() }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn stamp(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Ticks per microsecond since `start`.
+    fn ticks_per_us(&self) -> f64 {
+        let us = self.t0.elapsed().as_secs_f64() * 1e6;
+        let ticks = self.stamp().wrapping_sub(self.s0) as f64;
+        if us > 0.0 && ticks > 0.0 {
+            ticks / us
+        } else {
+            1e3
+        }
+    }
+}
+
 /// Connect for `spec`, post the receives, wait for the server's ready.
 fn client_connect(o: &Opts, spec: Spec, send_depth: usize) -> Res<End> {
     let route = ResolvedRoute::resolve(SocketAddr::new(o.addr, o.port), o.timeout)?;
     let ctx = route.context()?;
     let size = spec.size as usize;
+    let bufs = recv_bufs(o, size, LAT_RECVS);
     let (pd, cq, pool) = resources(&ctx, o, (send_depth + LAT_RECVS + 16) as i32, {
-        (LAT_RECVS + 1) * size
+        (bufs + 1) * size
     })?;
     let conn = route.connect(
         &pd,
         &cq,
         &cq,
-        caps(send_depth + 4, LAT_RECVS),
+        caps(send_depth + 4, LAT_RECVS, o.inline),
         &spec.encode(),
         o.timeout,
     )?;
     let mut end = End {
         conn,
+        inline_msg: inline_msg(o, size, 0xa5),
         cq,
         pool,
         size,
-        recv_slots: LAT_RECVS,
+        bufs,
         timeout: o.timeout,
         wcs: Vec::with_capacity(32),
     };
@@ -392,7 +518,7 @@ fn client_connect(o: &Opts, spec: Spec, send_depth: usize) -> Res<End> {
     end.post_recvs(0..LAT_RECVS)?;
     let mut ignored = 0;
     let slot = end.wait_recv(&mut ignored)?;
-    end.post_recvs(std::iter::once(slot))?;
+    end.post_recv_one(slot)?;
     Ok(end)
 }
 
@@ -414,16 +540,19 @@ fn run_lat(o: &Opts, size: usize, iters: u32) -> Res<()> {
         iters,
     };
     let mut end = client_connect(o, spec, 16)?;
-    let mut rtts = Vec::with_capacity(iters as usize);
+    let mut ticks = Vec::with_capacity(iters as usize);
     let (mut done, mut posted) = (0usize, 0usize);
+    let clock = Clock::start();
     for i in 0..iters {
-        let t = Instant::now();
+        let t = clock.stamp();
         end.post_send(u64::from(i), size, true)?;
         posted += 1;
         let slot = end.wait_recv(&mut done)?;
-        rtts.push(t.elapsed().as_secs_f64() * 1e6);
-        end.post_recvs(std::iter::once(slot))?;
+        ticks.push(clock.stamp().wrapping_sub(t));
+        end.post_recv_one(slot)?;
     }
+    let per_us = clock.ticks_per_us();
+    let rtts: Vec<f64> = ticks.iter().map(|&t| t as f64 / per_us).collect();
     while done < posted {
         for w in end.poll()? {
             if w.wr_id() & SEND_FLAG != 0 {
@@ -446,7 +575,7 @@ fn run_lat(o: &Opts, size: usize, iters: u32) -> Res<()> {
     Ok(())
 }
 
-fn run_bw(o: &Opts, size: usize, iters: u32) -> Res<()> {
+fn run_bw(o: &Opts, size: usize, iters: u32, signal_every: usize) -> Res<()> {
     let spec = Spec {
         mode: MODE_BW,
         size: size as u32,
@@ -459,7 +588,7 @@ fn run_bw(o: &Opts, size: usize, iters: u32) -> Res<()> {
     while completed < n {
         while posted < n && posted - completed < o.window {
             let last = posted + 1 == n;
-            let signaled = last || (posted + 1) % o.signal_every == 0;
+            let signaled = last || (posted + 1) % signal_every == 0;
             end.post_send(posted as u64, size, signaled)?;
             posted += 1;
         }
@@ -474,7 +603,7 @@ fn run_bw(o: &Opts, size: usize, iters: u32) -> Res<()> {
     finish(end)?;
     let rate = n as f64 / secs;
     println!(
-        "ECHO bw size={size} iters={iters} window={} secs={secs:.4} mpps={:.6} mib_s={:.2}",
+        "ECHO bw size={size} iters={iters} window={} signal_every={signal_every} secs={secs:.4} mpps={:.6} mib_s={:.2}",
         o.window,
         rate / 1e6,
         rate * size as f64 / f64::from(1u32 << 20),
@@ -490,8 +619,13 @@ fn run(o: Opts) -> Res<()> {
     for (i, &size) in o.sizes.iter().enumerate() {
         // On an error the server thread may still wait for a connection
         // that never comes (bounded by its timeout): do not join it then.
-        run_lat(&o, size, iters_for(&o.lat_iters, i))?;
-        run_bw(&o, size, iters_for(&o.bw_iters, i))?;
+        run_lat(&o, size, per_size(&o.lat_iters, i))?;
+        run_bw(
+            &o,
+            size,
+            per_size(&o.bw_iters, i),
+            per_size(&o.signal_every, i),
+        )?;
     }
     srv.join().map_err(|_| "server thread panicked")??;
     Ok(())

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdma_sys as sys;
+use smallvec::SmallVec;
 
 use crate::cm::CmIdHandle;
 use crate::cq::CompletionQueue;
@@ -153,6 +154,11 @@ pub enum WorkQueue {
     /// The receive queue.
     Recv,
 }
+
+/// Work requests of a chain posted without a heap allocation.
+const INLINE_WRS: usize = 4;
+/// SGEs of a chain posted without a heap allocation.
+const INLINE_SGES: usize = 8;
 
 /// wr_id of the send-queue marker [`QueuePair::drain`] posts.
 pub const DRAIN_SEND_WR_ID: u64 = u64::MAX;
@@ -440,13 +446,15 @@ impl QueuePair {
         if chain.is_empty() {
             return Ok(());
         }
-        let mut sges: Vec<sys::ibv_sge> = chain
+        // On the stack for short chains (no heap allocation per post); the
+        // buffers are not moved after their addresses are taken.
+        let mut sges: SmallVec<[sys::ibv_sge; INLINE_SGES]> = chain
             .iter()
             .flat_map(|w| w.sges.iter().map(|s| s.to_sys()))
             .collect();
         // SAFETY: ibv_send_wr is plain old data; zeroed means no next, no
         // SGEs, opcode RDMA_WRITE (overwritten below).
-        let mut wrs: Vec<sys::ibv_send_wr> = (0..chain.len())
+        let mut wrs: SmallVec<[sys::ibv_send_wr; INLINE_WRS]> = (0..chain.len())
             .map(|_| unsafe { std::mem::zeroed() })
             .collect();
         let mut sge_at = 0usize;
@@ -454,7 +462,7 @@ impl QueuePair {
         for (i, w) in chain.iter().enumerate() {
             let wr = &mut wrs[i];
             wr.wr_id = w.wr_id;
-            // In bounds by construction; only stored (the Vec does not move).
+            // In bounds by construction; only stored (`sges` does not move).
             wr.sg_list = if w.sges.is_empty() {
                 std::ptr::null_mut()
             } else {
@@ -488,7 +496,7 @@ impl QueuePair {
         }
         let base = wrs.as_mut_ptr();
         for i in 0..wrs.len() - 1 {
-            // SAFETY: i + 1 < len; the Vec does not move while we post.
+            // SAFETY: i + 1 < len; `wrs` does not move while we post.
             wrs[i].next = unsafe { base.add(i + 1) };
         }
         let mut bad: *mut sys::ibv_send_wr = std::ptr::null_mut();
@@ -511,6 +519,51 @@ impl QueuePair {
         Ok(())
     }
 
+    /// Post one SEND whose payload the provider copies into the work
+    /// request (`IBV_SEND_INLINE`): `data` may be reused as soon as this
+    /// returns, so no registration is involved and the call is safe.
+    /// `data` must fit the QP's [`QpCaps::max_inline_data`] (the provider
+    /// rejects a larger one: [`VerbsError::PostSend`]).
+    pub fn post_send_inline(&self, wr_id: u64, data: &[u8], signaled: bool) -> Result<()> {
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        if len > self.caps.max_inline_data {
+            return Err(VerbsError::PostSend {
+                index: 0,
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        }
+        let mut sge = sys::ibv_sge {
+            addr: data.as_ptr() as u64,
+            length: len,
+            lkey: 0,
+        };
+        // SAFETY: ibv_send_wr is plain old data; zeroed means no next.
+        let mut wr: sys::ibv_send_wr = unsafe { std::mem::zeroed() };
+        wr.wr_id = wr_id;
+        wr.opcode = sys::ibv_wr_opcode::IBV_WR_SEND;
+        wr.sg_list = &mut sge;
+        wr.num_sge = 1;
+        wr.send_flags = sys::ibv_send_flags::IBV_SEND_INLINE.0
+            | if signaled {
+                sys::ibv_send_flags::IBV_SEND_SIGNALED.0
+            } else {
+                0
+            };
+        let mut bad: *mut sys::ibv_send_wr = std::ptr::null_mut();
+        // SAFETY: wr and sge are valid for the call; with IBV_SEND_INLINE
+        // the provider copies `data` (which `len` bytes bound) during the
+        // call and keeps no reference to it, and the lkey is not used.
+        let ret = unsafe { sys::ibv_post_send(self.qp, &mut wr, &mut bad) };
+        if ret != 0 {
+            let source = errno_from_ret(ret);
+            if source.raw_os_error() == Some(libc::ENOMEM) {
+                return Err(VerbsError::SendQueueFull { index: 0 });
+            }
+            return Err(VerbsError::PostSend { index: 0, source });
+        }
+        Ok(())
+    }
+
     /// Post receive work requests with one `ibv_post_recv`.
     ///
     /// # Safety
@@ -521,13 +574,13 @@ impl QueuePair {
         if chain.is_empty() {
             return Ok(());
         }
-        let mut sges: Vec<sys::ibv_sge> = chain
+        let mut sges: SmallVec<[sys::ibv_sge; INLINE_SGES]> = chain
             .iter()
             .flat_map(|w| w.sges.iter().map(|s| s.to_sys()))
             .collect();
         let sge_base = sges.as_mut_ptr();
         let mut sge_at = 0usize;
-        let mut wrs: Vec<sys::ibv_recv_wr> = chain
+        let mut wrs: SmallVec<[sys::ibv_recv_wr; INLINE_WRS]> = chain
             .iter()
             .map(|w| {
                 let wr = sys::ibv_recv_wr {
@@ -547,7 +600,7 @@ impl QueuePair {
             .collect();
         let base = wrs.as_mut_ptr();
         for i in 0..wrs.len() - 1 {
-            // SAFETY: i + 1 < len; the Vec does not move while we post.
+            // SAFETY: i + 1 < len; `wrs` does not move while we post.
             wrs[i].next = unsafe { base.add(i + 1) };
         }
         let mut bad: *mut sys::ibv_recv_wr = std::ptr::null_mut();

@@ -158,6 +158,98 @@ fn send_recv(event_mode: bool) -> TestResult {
     Ok(())
 }
 
+/// A SEND with IBV_SEND_INLINE: the payload is taken at the post (the
+/// caller's buffer is overwritten right after and the peer still gets the
+/// original); a payload over the QP's inline limit is refused.
+fn inline_send_copies_at_post() -> TestResult {
+    let caps = QpCaps {
+        max_inline_data: 64,
+        ..QpCaps::default()
+    };
+    let l = loopback(false, caps)?;
+    let limit = l.a.caps().max_inline_data as usize;
+    assert!(limit >= 64, "granted inline {limit}");
+    let r = [l.pool_b.sge(0, 4096)?];
+    // SAFETY: pool_b outlives the receive's completion, polled below.
+    unsafe { l.b.post_recv(&[RecvWr { wr_id: 7, sges: &r }])? };
+    let sent = pattern(64, 9);
+    let mut buf = sent.clone();
+    l.a.post_send_inline(8, &buf, true)?;
+    buf.fill(0xee);
+    let wcs = collect(&l.cq, 2)?;
+    let c = find(&wcs, 7)?;
+    assert!(c.is_ok() && find(&wcs, 8)?.is_ok(), "{wcs:?}");
+    assert_eq!(c.byte_len(), Some(64));
+    let mut got = vec![0; 64];
+    l.pool_b.read(0, &mut got)?;
+    assert!(got == sent, "inline payload differs: {got:?}");
+    let too_big = vec![1u8; limit + 1];
+    match l.a.post_send_inline(9, &too_big, true) {
+        Err(VerbsError::PostSend { .. }) => {}
+        other => return Err(format!("over the inline limit: {other:?}").into()),
+    }
+    Ok(())
+}
+
+/// Chains longer than the stack buffers of post_send/post_recv (4 WRs, 8
+/// SGEs) take the heap path and still arrive whole and in order.
+fn long_chains_post_whole() -> TestResult {
+    let l = loopback(false, QpCaps::default())?;
+    const N: usize = 6;
+    let rs: Vec<[rdmaxprt_verbs::Sge; 1]> = (0..N)
+        .map(|i| Ok([l.pool_b.sge(i * 4096, 4096)?]))
+        .collect::<Result<_, Box<dyn Error>>>()?;
+    let rwrs: Vec<RecvWr<'_>> = rs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| RecvWr {
+            wr_id: 100 + i as u64,
+            sges: s,
+        })
+        .collect();
+    // SAFETY: pool_b outlives the completions, all polled below.
+    unsafe { l.b.post_recv(&rwrs)? };
+    let msgs: Vec<Vec<u8>> = (0..N).map(|i| pattern(200 + i, i as u8)).collect();
+    for (i, m) in msgs.iter().enumerate() {
+        l.pool_a.write(i * 8192, &m[..100])?;
+        l.pool_a.write(i * 8192 + 4096, &m[100..])?;
+    }
+    // Two SGEs each: 12 SGEs in one chain.
+    let ss: Vec<[rdmaxprt_verbs::Sge; 2]> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Ok([
+                l.pool_a.sge(i * 8192, 100)?,
+                l.pool_a.sge(i * 8192 + 4096, (m.len() - 100) as u32)?,
+            ])
+        })
+        .collect::<Result<_, Box<dyn Error>>>()?;
+    let swrs: Vec<SendWr<'_>> = ss
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SendWr {
+            wr_id: i as u64,
+            op: SendOp::Send,
+            sges: s,
+            signaled: i == N - 1,
+            fence: false,
+        })
+        .collect();
+    // SAFETY: pool_a outlives the last (signaled) send's completion.
+    unsafe { l.a.post_send(&swrs)? };
+    let wcs = collect(&l.cq, N + 1)?;
+    for (i, m) in msgs.iter().enumerate() {
+        let c = find(&wcs, 100 + i as u64)?;
+        assert!(c.is_ok(), "{c:?}");
+        assert_eq!(c.byte_len(), Some(m.len() as u32));
+        let mut got = vec![0; m.len()];
+        l.pool_b.read(i * 4096, &mut got)?;
+        assert!(&got == m, "message {i} differs");
+    }
+    Ok(())
+}
+
 fn loopback_send_recv_busy_poll() -> TestResult {
     send_recv(false)
 }
@@ -546,6 +638,8 @@ const TESTS: &[(&str, TestFn)] = &[
         loopback_send_recv_event_mode,
     ),
     ("rdma_write_then_read_back", rdma_write_then_read_back),
+    ("inline_send_copies_at_post", inline_send_copies_at_post),
+    ("long_chains_post_whole", long_chains_post_whole),
     (
         "bad_rkey_is_remote_access_error",
         bad_rkey_is_remote_access_error,

@@ -4,7 +4,8 @@
 //! Soft-RoCE (rdma_rxe) in a stock Debian kernel booted under QEMU, because
 //! the host kernel has no RDMA. See `vm` for the steps and `--help` for the
 //! options. `cargo run -p xtask -- vm-bench` sets our verbs path beside
-//! perftest in the same VM.
+//! perftest in the same VM; `cargo run -p xtask -- vm-nfs-bench` sets
+//! examples/nfs-server beside the kernel's nfsd under the kernel NFS client.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,11 +25,19 @@ struct Cli {
 enum Cmd {
     /// Build the device tests, boot a QEMU VM with rdma_rxe and run them,
     /// then the interop pairs (our rping against the stock one, both ways).
-    VmTest(VmTestArgs),
+    #[command(name = "vm-test")]
+    Test(VmTestArgs),
     /// Our verbs path (examples/echo_bench) against perftest's
     /// ib_send_lat/ib_send_bw in one VM boot; prints a table with the ratios
     /// and writes target/vm-bench/report.md. Not a test: no assertion.
-    VmBench(VmBenchArgs),
+    #[command(name = "vm-bench")]
+    Bench(VmBenchArgs),
+    /// The kernel NFS client over RDMA against examples/nfs-server (each
+    /// release policy) and then the kernel's nfsd, in one VM boot; prints a
+    /// table with the ratios and writes target/vm-nfs-bench/report.md. Not
+    /// a test: no assertion.
+    #[command(name = "vm-nfs-bench")]
+    NfsBench(VmNfsBenchArgs),
 }
 
 /// The VM's machine options, shared by `vm-test` and `vm-bench`.
@@ -65,6 +74,31 @@ pub struct VmBenchArgs {
     /// both, one after the other in the same boot.
     #[arg(long, default_value = "both")]
     pub mode: String,
+    /// Rounds: every tool runs once per round, perftest and ours
+    /// alternating; the table shows each number's median over the rounds
+    /// (the host's load moves single runs by tens of percent).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Echo the whole serial console.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Options of `vm-nfs-bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VmNfsBenchArgs {
+    /// Bound on the whole QEMU run, in seconds.
+    #[arg(long, default_value_t = 1500)]
+    pub timeout: u64,
+    /// Bound on each server's run inside the VM, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub pair_timeout: u64,
+    /// The machine.
+    #[command(flatten)]
+    pub vm: VmOpts,
+    /// Smaller workloads (16 MiB, 500 + 50 reads, 250 files): a smoke run.
+    #[arg(long)]
+    pub quick: bool,
     /// Echo the whole serial console.
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -114,8 +148,9 @@ pub struct VmTestArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::VmTest(args) => vm::vm_test(&args),
-        Cmd::VmBench(args) => vm::vm_bench(&args),
+        Cmd::Test(args) => vm::vm_test(&args),
+        Cmd::Bench(args) => vm::vm_bench(&args),
+        Cmd::NfsBench(args) => vm::vm_nfs_bench(&args),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,

@@ -24,6 +24,9 @@ struct Size {
     bytes: usize,
     lat_iters: u32,
     bw_iters: u32,
+    /// Every how many sends of the rate test are signaled: ib_send_bw's
+    /// CQ moderation at this size (its header: 100 at 64 B, 1 at 64 KiB).
+    signal_every: u32,
 }
 
 fn sizes(quick: bool) -> Vec<Size> {
@@ -33,11 +36,13 @@ fn sizes(quick: bool) -> Vec<Size> {
             bytes: 64,
             lat_iters: 1000 / d,
             bw_iters: 2000 / d,
+            signal_every: 100,
         },
         Size {
             bytes: 65536,
             lat_iters: 200 / d,
             bw_iters: 500 / d,
+            signal_every: 1,
         },
     ]
 }
@@ -90,44 +95,67 @@ fn modes(arg: &str) -> Res<Vec<Mode>> {
     }
 }
 
-fn pairs(sizes: &[Size], modes: &[Mode]) -> Vec<GuestPair> {
+/// The pairs of `rounds` rounds, each round every tool once (perftest and
+/// ours alternate, so a slow stretch of the host hits both); run `r` of a
+/// pair is named `.../r{r}`.
+fn pairs(sizes: &[Size], modes: &[Mode], rounds: u32) -> Vec<GuestPair> {
     let mut out = Vec::new();
     let mut port = 18600;
-    for (mi, &mode) in modes.iter().enumerate() {
-        let event = mode == Mode::Event;
-        for s in sizes {
-            for (tool, iters) in [("ib_send_lat", s.lat_iters), ("ib_send_bw", s.bw_iters)] {
-                // perftest 4.5's ib_send_lat -e prints "inf" for every latency.
-                if event && tool == "ib_send_lat" {
-                    continue;
-                }
-                out.push(perftest_pair(
-                    format!("bench/{}/{tool}_{}", mode.name(), s.bytes),
-                    tool,
-                    port,
-                    s.bytes,
-                    iters,
-                    event,
-                ));
-                port += 1;
-            }
+    let mut echo_port = 7200;
+    for r in 1..=rounds {
+        for &mode in modes {
+            round(&mut out, sizes, mode, r, &mut port, &mut echo_port);
         }
-        let join = |f: &dyn Fn(&Size) -> String| sizes.iter().map(f).collect::<Vec<_>>().join(",");
-        out.push(GuestPair {
-            name: format!("bench/{}/echo_bench", mode.name()),
-            server: String::new(),
-            client: format!(
-                "/examples/echo_bench -a {ADDR} -p {} --sizes {} --lat-iters {} --bw-iters {}{}",
-                7200 + mi,
-                join(&|s| s.bytes.to_string()),
-                join(&|s| s.lat_iters.to_string()),
-                join(&|s| s.bw_iters.to_string()),
-                if event { " --event" } else { "" },
-            ),
-            check: String::new(),
-        });
     }
     out
+}
+
+/// One round of `mode`: perftest at each size, then echo_bench.
+fn round(
+    out: &mut Vec<GuestPair>,
+    sizes: &[Size],
+    mode: Mode,
+    r: u32,
+    port: &mut u16,
+    echo_port: &mut u16,
+) {
+    let event = mode == Mode::Event;
+    for s in sizes {
+        for (tool, iters) in [("ib_send_lat", s.lat_iters), ("ib_send_bw", s.bw_iters)] {
+            // perftest 4.5's ib_send_lat -e prints "inf" for every latency.
+            if event && tool == "ib_send_lat" {
+                continue;
+            }
+            out.push(perftest_pair(
+                format!("bench/{}/{tool}_{}/r{r}", mode.name(), s.bytes),
+                tool,
+                *port,
+                s.bytes,
+                iters,
+                event,
+            ));
+            *port += 1;
+        }
+    }
+    let join = |f: &dyn Fn(&Size) -> String| sizes.iter().map(f).collect::<Vec<_>>().join(",");
+    out.push(GuestPair {
+        name: format!("bench/{}/echo_bench/r{r}", mode.name()),
+        server: String::new(),
+        // The guest's clocksource, for reading the numbers: each
+        // Instant::now() is a vDSO read with tsc, a syscall without.
+        client: format!(
+            "echo clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource); \
+             /examples/echo_bench -a {ADDR} -p {} --sizes {} --lat-iters {} --bw-iters {} --signal-every {}{}",
+            *echo_port,
+            join(&|s| s.bytes.to_string()),
+            join(&|s| s.lat_iters.to_string()),
+            join(&|s| s.bw_iters.to_string()),
+            join(&|s| s.signal_every.to_string()),
+            if event { " --event" } else { "" },
+        ),
+        check: String::new(),
+    });
+    *echo_port += 1;
 }
 
 /// The client's lines of each `bench/` pair, from the serial log.
@@ -180,6 +208,22 @@ fn perftest_lat(lines: &[String], size: usize) -> Option<(f64, f64)> {
 fn perftest_bw(lines: &[String], size: usize) -> Option<(f64, f64)> {
     let (_, row) = perftest_row(lines, size)?;
     (row.len() >= 5).then(|| (row[row.len() - 2], row[row.len() - 1]))
+}
+
+/// The median of the values present (the mean of the middle two for an
+/// even count); None if there is none.
+fn median(vals: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut v: Vec<f64> = vals.flatten().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 /// Our `ECHO <kind> size=<n> key=value ...` line for `size`, as a map.
@@ -277,7 +321,7 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     let plan = Plan {
         tests: Vec::new(),
         examples,
-        pairs: pairs(&sizes, &modes),
+        pairs: pairs(&sizes, &modes, a.rounds.max(1)),
     };
     let vm_args = VmTestArgs {
         packages: Vec::new(),
@@ -299,38 +343,62 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     let log_path = run_dir.join("vm.log");
     let log = fs::read_to_string(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let lines = bench_lines(&log);
-    let get = |name: &str| lines.get(name).cloned().unwrap_or_default();
+    let rounds = a.rounds.max(1);
+    // Every round's output of a pair, in round order.
+    let runs = |name: &str| -> Vec<Vec<String>> {
+        (1..=rounds)
+            .map(|r| {
+                lines
+                    .get(&format!("{name}/r{r}"))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
 
     let mut rows = Vec::new();
     for (&mode, s) in modes.iter().flat_map(|m| sizes.iter().map(move |s| (m, s))) {
         let m = mode.name();
-        let ours = get(&format!("bench/{m}/echo_bench"));
+        let ours = runs(&format!("bench/{m}/echo_bench"));
         let b = s.bytes;
-        let lat = perftest_lat(&get(&format!("bench/{m}/ib_send_lat_{b}")), b);
-        let bw = perftest_bw(&get(&format!("bench/{m}/ib_send_bw_{b}")), b);
-        let ol = echo_line(&ours, "lat", b);
-        let ob = echo_line(&ours, "bw", b);
-        let of =
-            |m: &Option<BTreeMap<String, f64>>, k: &str| m.as_ref().and_then(|m| m.get(k).copied());
+        let lat: Vec<_> = runs(&format!("bench/{m}/ib_send_lat_{b}"))
+            .iter()
+            .map(|l| perftest_lat(l, b))
+            .collect();
+        let bw: Vec<_> = runs(&format!("bench/{m}/ib_send_bw_{b}"))
+            .iter()
+            .map(|l| perftest_bw(l, b))
+            .collect();
+        let ol: Vec<_> = ours.iter().map(|l| echo_line(l, "lat", b)).collect();
+        let ob: Vec<_> = ours.iter().map(|l| echo_line(l, "bw", b)).collect();
+        // The median over the rounds of one number of each run.
+        let of = |v: &[Option<BTreeMap<String, f64>>], k: &str, scale: f64| {
+            median(
+                v.iter()
+                    .map(|m| m.as_ref().and_then(|m| m.get(k)).map(|x| x * scale)),
+            )
+        };
+        let pt =
+            |v: &[Option<(f64, f64)>], f: fn((f64, f64)) -> f64| median(v.iter().map(|x| x.map(f)));
         let lat_row = [
             (
                 "latency, typical (us, one-way = RTT/2)",
-                of(&ol, "typical_us"),
-                lat.map(|l| l.0),
+                of(&ol, "typical_us", 1.0),
+                pt(&lat, |l| l.0),
             ),
             (
                 "latency, average (us, one-way)",
-                of(&ol, "avg_us"),
-                lat.map(|l| l.1),
+                of(&ol, "avg_us", 1.0),
+                pt(&lat, |l| l.1),
             ),
         ];
         let rate_row = [
             (
                 "message rate (k msg/s)",
-                of(&ob, "mpps").map(|v| v * 1e3),
-                bw.map(|v| v.1 * 1e3),
+                of(&ob, "mpps", 1e3),
+                pt(&bw, |v| v.1 * 1e3),
             ),
-            ("bandwidth (MiB/s)", of(&ob, "mib_s"), bw.map(|v| v.0)),
+            ("bandwidth (MiB/s)", of(&ob, "mib_s", 1.0), pt(&bw, |v| v.0)),
         ];
         for (better, group) in [("lower", lat_row), ("higher", rate_row)] {
             for (metric, ours, theirs) in group {
@@ -365,13 +433,15 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     let _ = writeln!(
         md,
         "One VM boot ({}, {} vCPUs, stock Debian kernel {}), rxe0 on dummy0, server and \
-         client in the same guest; VM run {:.1}s; host load average before/after: {} / {}. \
+         client in the same guest; {} rounds, perftest and ours alternating, each number the \
+         median over the rounds; VM run {:.1}s; host load average before/after: {} / {}. \
          Under TCG the absolute numbers are those of an emulated CPU: read the ratios, and \
          expect them to move between runs. Busy-poll mode needs a host core per polling \
          vCPU: on a loaded host both tools fall to the scheduler's time slice (~4 ms).\n",
         outcome.accel,
         a.vm.smp,
         guest.kver,
+        rounds,
         outcome.vm_secs,
         load_before,
         loadavg()
@@ -380,7 +450,9 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     md.push_str(
         "\nOurs: `backend-verbs/examples/echo_bench` (SEND/RECV over an rdma_cm RC connection, \
          CQ busy-polled or event-driven as the mode says; latency = ping-pong RTT/2, median as \"typical\"; rate = windowed \
-         SEND stream, 128 in flight, against 512 posted receives). Perftest: the same sizes \
+         SEND stream, 128 in flight, signaled as often as ib_send_bw's CQ moderation, against 512 posted receives that land in a page-sized cycle buffer like perftest's; \
+         no inline sends, as perftest on rxe (`Max inline data : 0[B]`); latency timed with the TSC like perftest's \
+         cycle counter, since the guest's clocksource under TCG is hpet, whose reads are system calls). Perftest: the same sizes \
          and iteration counts, `-F`, GID by index (`-x`); in event mode only ib_send_bw \
          (perftest 4.5's `ib_send_lat -e` prints `inf` for every latency), so the event \
          latency rows have ours alone.\n\n## Commands (in the guest)\n\n",
@@ -396,6 +468,10 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     for (name, ls) in &lines {
         for l in ls.iter().filter(|l| {
             l.starts_with("ECHO ")
+                || l.starts_with("clocksource ")
+                || ["TX depth", "CQ Moderation", "Max inline data", "Mtu"]
+                    .iter()
+                    .any(|k| l.contains(k))
                 || l.trim_start().starts_with("#bytes")
                 || l.split_whitespace()
                     .next()
@@ -462,6 +538,28 @@ mod tests {
         assert_eq!(echo_line(&l, "lat", 64).unwrap()["typical_us"], 40.0);
         assert_eq!(echo_line(&l, "bw", 64).unwrap()["mpps"], 0.004);
         assert!(echo_line(&l, "bw", 65536).is_none());
+    }
+
+    #[test]
+    fn median_of_what_was_measured() {
+        assert_eq!(
+            median([Some(3.0), None, Some(1.0), Some(2.0)].into_iter()),
+            Some(2.0)
+        );
+        assert_eq!(median([Some(4.0), Some(1.0)].into_iter()), Some(2.5));
+        assert_eq!(median([None, Some(f64::INFINITY)].into_iter()), None);
+    }
+
+    #[test]
+    fn rounds_alternate_tools_with_distinct_ports() {
+        let p = pairs(&sizes(true), &[Mode::Busy], 2);
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names.len(), 10);
+        assert_eq!(names[4], "bench/busy-poll/echo_bench/r1");
+        assert_eq!(names[5], "bench/busy-poll/ib_send_lat_64/r2");
+        assert!(p[4].client.contains("-p 7200 ") && p[9].client.contains("-p 7201 "));
+        assert!(p[0].client.contains("-p 18600 ") && p[5].client.contains("-p 18604 "));
+        assert!(p[4].client.contains("--signal-every 100,1"));
     }
 
     #[test]

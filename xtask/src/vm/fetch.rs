@@ -11,7 +11,9 @@ use super::host::{run, Res};
 /// The guest's userspace: rdma-core's libraries, providers (librxe) and
 /// tools, perftest, and iproute2 (for `ip` and `rdma`) with every library
 /// it needs; a fresh host does not have those, so they come from packages
-/// too rather than from the host.
+/// too rather than from the host. rpcbind and nfs-kernel-server
+/// (rpc.mountd, exportfs) with their libraries are for the kernel nfsd's
+/// NFSv3 export in `vm-nfs-bench` (guest/knfsd-v3.sh).
 pub const USER_PACKAGES: &[&str] = &[
     "libibverbs1",
     "ibverbs-providers",
@@ -29,6 +31,12 @@ pub const USER_PACKAGES: &[&str] = &[
     "libbpf1",
     "libelf1",
     "libcap2",
+    "rpcbind",
+    "nfs-kernel-server",
+    "libtirpc3",
+    "libtirpc-common",
+    "libwrap0",
+    "libevent-core-2.1-7",
 ];
 
 /// What `fetch` produced.

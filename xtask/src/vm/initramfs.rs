@@ -61,6 +61,7 @@ const GUEST_SCRIPTS: &[(&str, &str)] = &[
     ),
     ("nfs3-files", include_str!("../../guest/nfs3-files.sh")),
     ("nfs3-bench", include_str!("../../guest/nfs3-bench.sh")),
+    ("knfsd-v3", include_str!("../../guest/knfsd-v3.sh")),
 ];
 
 fn mkdirs(root: &Path, dirs: &[&str]) -> Res<()> {

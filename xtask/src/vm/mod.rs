@@ -10,7 +10,9 @@
 //! 4. build the initramfs: a cached base plus a per-run archive (`initramfs`);
 //! 5. boot QEMU (TCG unless hardware KVM is loaded), bounded by `timeout`;
 //!    guest/init.sh sets up rxe0 on dummy0 and the kernel's nfsd on
-//!    `rdma 20149` (for tests/kernel_nfsd.rs), runs each binary serially,
+//!    `rdma 20149` (for tests/kernel_nfsd.rs; only when there are test
+//!    binaries: `vm-nfs-bench` starts an NFSv3 nfsd itself), runs each
+//!    binary serially,
 //!    printing `RESULT <name> PASS|FAIL` on the serial console, stops nfsd,
 //!    then runs the pairs (guest/kclient-mount.sh is there as
 //!    `kclient-mount` for the kernel NFS client's);
@@ -21,6 +23,7 @@ mod bench;
 mod fetch;
 mod host;
 mod initramfs;
+mod nfsbench;
 mod qemu;
 
 use std::fs;
@@ -29,6 +32,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 pub use bench::vm_bench;
+pub use nfsbench::vm_nfs_bench;
 
 use crate::VmTestArgs;
 use host::Res;
@@ -473,7 +477,7 @@ mod tests {
         for (f, pairs) in [
             ("xtask/vm-lat.txt", 2),
             ("xtask/vm-scale.txt", 3),
-            ("xtask/vm-nfs3-bench.txt", 1),
+            (nfsbench::MANIFEST, 4),
         ] {
             let m = manifest(&root, Some(Path::new(f))).unwrap();
             assert!(m.pairs.len() >= pairs, "{f}: {} pairs", m.pairs.len());
