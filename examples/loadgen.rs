@@ -5,6 +5,10 @@
 //! send-context counters.
 //!
 //! `cargo run --release --example loadgen -- --conns 1,16,64 --inflight 8 --secs 2 --policies deferred,workqueue,inline --unmap-ns 1000`
+//!
+//! `--mode poll-group` runs the server on run-to-completion poll groups
+//! (`--groups`, default one per CPU) instead of its worker pool; the
+//! table then also shows the server's thread wakeups per call.
 
 #[path = "common/echo.rs"]
 mod echo;
@@ -15,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient, Ticket};
 use rdmaxprt::lifecycle::Policy;
 use rdmaxprt::mock::{DeviceConfig, MockDevice, QpConfig};
-use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig};
+use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, ServerMode};
 use rdmaxprt::service::Dispatcher;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +34,14 @@ enum Mix {
     Mixed,
     /// 64 KiB READs through Write chunks.
     Large,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ModeArg {
+    /// Pollers hand each call to a worker thread (the kernel's way).
+    ThreadPool,
+    /// Run to completion on poll-group threads.
+    PollGroup,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -63,6 +75,12 @@ struct Args {
     /// Server worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// How the server runs calls.
+    #[arg(long, value_enum, default_value_t = ModeArg::ThreadPool)]
+    mode: ModeArg,
+    /// Poll-group threads (--mode poll-group; 0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    groups: usize,
     /// Keep glibc's default mmap/trim thresholds. By default they are
     /// raised so 1 MiB payload buffers are reused from the heap instead of
     /// being mmapped, faulted in and unmapped on every call: that churn
@@ -133,6 +151,8 @@ struct Row {
     cpu_us_per_call: f64,
     peak_rss_mib: f64,
     report: rdmaxprt::runtime::ServerReport,
+    /// Server thread wakeups (pollers, groups, workers that took a job).
+    wakeups: u64,
 }
 
 /// Resets the kernel's peak-RSS mark (VmHWM) so each run reports its own
@@ -232,6 +252,11 @@ fn run(args: &Args, policy: Policy, conns: usize) -> Row {
     let (connector, listener) = MockNetwork::new(server_dev.clone(), qcfg);
     let server = Arc::new(Server::start(
         ServerConfig {
+            mode: match args.mode {
+                ModeArg::ThreadPool => ServerMode::ThreadPool,
+                ModeArg::PollGroup => ServerMode::PollGroup,
+            },
+            groups: args.groups,
             workers: args.workers,
             policy,
             ..ServerConfig::default()
@@ -315,6 +340,7 @@ fn run(args: &Args, policy: Policy, conns: usize) -> Row {
             stats: final_report.stats,
             ..report
         },
+        wakeups: report.poller_wakeups + report.worker_wakeups,
     }
 }
 
@@ -322,7 +348,7 @@ fn run(args: &Args, policy: Policy, conns: usize) -> Row {
 fn row(r: &Row) -> String {
     let s = &r.report.stats;
     format!(
-        "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {:.1} | {} | {} | {} |",
+        "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {:.1} | {} | {} | {} | {:.2} |",
         r.policy,
         r.conns,
         r.calls as f64 / r.secs,
@@ -336,7 +362,8 @@ fn row(r: &Row) -> String {
         s.batch_mean(),
         s.backstop_enqueues,
         s.cap_hits,
-        r.errors
+        r.errors,
+        r.wakeups as f64 / r.calls.max(1) as f64
     )
 }
 
@@ -362,15 +389,19 @@ fn main() {
         return;
     }
     println!(
-        "loadgen on the mock NIC: {} cores, mix {:?}, {} in flight per connection, {:.1}s per run, unmap {} ns, {} workers, malloc {}, one process per row",
+        "loadgen on the mock NIC: {} cores, mix {:?}, {} in flight per connection, {:.1}s per run, unmap {} ns, mode {:?}, {} workers, malloc {}, one process per row",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        args.mix, args.inflight, args.secs, args.unmap_ns, args.workers,
+        args.mix, args.inflight, args.secs, args.unmap_ns, args.mode, args.workers,
         if args.malloc_defaults { "glibc defaults" } else { "mmap/trim thresholds raised" }
     );
-    println!("| policy | conns | calls/s | p50 us | p99 us | p999 us | CPU us/call | peak RSS MiB | pool (sum) | largest pool | ctx/drain | backstop enqueues | cap hits | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| policy | conns | calls/s | p50 us | p99 us | p999 us | CPU us/call | peak RSS MiB | pool (sum) | largest pool | ctx/drain | backstop enqueues | cap hits | errors | server wakeups/call |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("own executable");
     let mix = format!("{:?}", args.mix).to_lowercase();
+    let mode = match args.mode {
+        ModeArg::ThreadPool => "thread-pool",
+        ModeArg::PollGroup => "poll-group",
+    };
     for p in &args.policies {
         let policy = format!("{:?}", p).to_lowercase();
         for &conns in &args.conns {
@@ -391,7 +422,8 @@ fn main() {
                 &args.secs.to_string(),
             ])
             .args(["--unmap-ns", &args.unmap_ns.to_string(), "--mix", &mix])
-            .args(["--workers", &args.workers.to_string()]);
+            .args(["--workers", &args.workers.to_string()])
+            .args(["--mode", mode, "--groups", &args.groups.to_string()]);
             if args.malloc_defaults {
                 cmd.arg("--malloc-defaults");
             }

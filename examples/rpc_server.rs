@@ -8,6 +8,9 @@
 //!     --listen 192.168.77.1:20049 --workers 2 --policy deferred
 //! ```
 //!
+//! `--mode poll-group` runs the calls on run-to-completion poll groups
+//! (`--groups` threads, default one per CPU) instead of the worker pool.
+//!
 //! It prints one line per change: `ACCEPTED n`, `LIVE n` (transports not
 //! yet freed), `CLOSED_BY_CM n`, `IDLE ...` whenever no transport is live
 //! (its thread count and the registered memory still in use), `PLATEAU
@@ -20,7 +23,7 @@
 mod echo;
 
 use clap::Parser;
-use rdmaxprt::runtime::{ListenConfig, Server, ServerConfig};
+use rdmaxprt::runtime::{ListenConfig, Server, ServerConfig, ServerMode};
 use rdmaxprt::service::{CallContext, Dispatcher, ProcError, ReplyBody, Service};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -35,6 +38,13 @@ struct Args {
     /// Address to listen on (an address of the RDMA device's netdev).
     #[arg(long, default_value = "192.168.77.1:20049")]
     listen: SocketAddr,
+    /// How calls run: thread-pool (pollers hand each call to a worker) or
+    /// poll-group (run to completion on the group threads).
+    #[arg(long, default_value = "thread-pool", value_parser = parse_mode)]
+    mode: ServerMode,
+    /// Poll-group threads (--mode poll-group; 0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    groups: usize,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -74,6 +84,14 @@ struct Args {
 fn parse_policy(s: &str) -> Result<rdmaxprt::lifecycle::Policy, String> {
     s.parse()
         .map_err(|e: rdmaxprt::lifecycle::UnknownPolicy| e.to_string())
+}
+
+fn parse_mode(s: &str) -> Result<ServerMode, String> {
+    match s {
+        "thread-pool" => Ok(ServerMode::ThreadPool),
+        "poll-group" => Ok(ServerMode::PollGroup),
+        _ => Err(format!("unknown mode {s:?}: thread-pool or poll-group")),
+    }
 }
 
 fn parse_prog(s: &str) -> Result<(u32, u32), String> {
@@ -128,6 +146,8 @@ fn main() {
         dispatcher = dispatcher.with(NullOnly { prog, vers });
     }
     let mut cfg = ServerConfig {
+        mode: args.mode,
+        groups: args.groups,
         workers: args.workers,
         pollers: args.pollers,
         policy: args.policy,
@@ -263,5 +283,17 @@ fn main() {
         c.rejected_limit.load(Ordering::Relaxed),
         c.private_data_absent.load(Ordering::Relaxed),
         c.private_data_malformed.load(Ordering::Relaxed),
+    );
+    println!(
+        "WAKEUPS mode {} passes {} poller_wakeups {} worker_wakeups {} handoffs {} remote_pushes {}",
+        match args.mode {
+            ServerMode::PollGroup => "poll-group",
+            _ => "thread-pool",
+        },
+        report.worker_passes,
+        report.poller_wakeups,
+        report.worker_wakeups,
+        report.handoffs,
+        report.remote_pushes,
     );
 }

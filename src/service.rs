@@ -61,6 +61,16 @@ pub trait Service: Send + Sync + 'static {
         args: &[u8],
         out: &mut ReplyBody,
     ) -> Result<(), ProcError>;
+
+    /// Whether a call may block (disk I/O, a lock held across a wait). In
+    /// [`ServerMode::PollGroup`](crate::runtime::ServerMode::PollGroup)
+    /// such a program's calls are handed to the worker threads so they do
+    /// not stall every transport of the poll group; the rest run in the
+    /// group. Ignored by the thread pool (every call runs on a worker).
+    /// Default: `false`.
+    fn blocking(&self) -> bool {
+        false
+    }
 }
 
 /// A reply ready for `sendto`: header + results, and any bulk payload.
@@ -105,6 +115,20 @@ impl Dispatcher {
     pub fn with(mut self, s: impl Service) -> Self {
         self.services.push(Box::new(s));
         self
+    }
+
+    /// Whether `msg` is a call to a program one of whose services is
+    /// [`blocking`](Service::blocking) (only the program number is read;
+    /// anything too short to name one is not).
+    pub fn blocks(&self, msg: &[u8]) -> bool {
+        // xid, msg_type, rpcvers, then prog (RFC 5531 call_body).
+        let Some(prog) = msg.get(12..16) else {
+            return false;
+        };
+        let prog = u32::from_be_bytes([prog[0], prog[1], prog[2], prog[3]]);
+        self.services
+            .iter()
+            .any(|s| s.blocking() && s.program() == prog)
     }
 
     /// Decodes `msg` and runs the call. `None` when the message is not a

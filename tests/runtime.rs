@@ -1,6 +1,7 @@
 //! The server runtime end to end on the mock NIC: every policy, shared and
-//! dedicated completion pollers, several connections at once; byte-exact
-//! replies, and a shutdown that frees every transport with nothing leaked.
+//! dedicated completion pollers, poll groups, several connections at once;
+//! byte-exact replies, and a shutdown that frees every transport with
+//! nothing leaked.
 
 #[path = "../examples/common/echo.rs"]
 mod echo;
@@ -8,17 +9,24 @@ mod echo;
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
 use rdmaxprt::lifecycle::Policy;
 use rdmaxprt::mock::{MockDevice, QpConfig};
-use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig};
+use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, ServerMode};
 use rdmaxprt::service::Dispatcher;
 use std::sync::Arc;
 
 fn run(policy: Policy, pollers: usize, conns: usize, calls: usize) {
+    run_in(ServerMode::ThreadPool, policy, pollers, conns, calls);
+}
+
+/// `threads`: completion pollers (thread pool) or poll groups.
+fn run_in(mode: ServerMode, policy: Policy, threads: usize, conns: usize, calls: usize) {
     let server_dev = MockDevice::new();
     let (connector, listener) = MockNetwork::new(server_dev.clone(), QpConfig::default());
     let server = Arc::new(Server::start(
         ServerConfig {
+            mode,
             policy,
-            pollers,
+            pollers: threads,
+            groups: threads,
             workqueue_cap: 4096,
             ..ServerConfig::default()
         },
@@ -67,6 +75,10 @@ fn run(policy: Policy, pollers: usize, conns: usize, calls: usize) {
         (conns * calls) as u64,
         "{report:?}"
     );
+    if mode == ServerMode::PollGroup {
+        assert_eq!(report.handoffs, 0, "nothing blocks here: {report:?}");
+        assert_eq!(report.worker_wakeups, 0, "workers never ran: {report:?}");
+    }
     server_dev.assert_clean();
 }
 
@@ -84,4 +96,21 @@ fn deferred_with_dedicated_pollers_serves_and_shuts_down_clean() {
 fn workqueue_and_inline_policies_serve_through_the_runtime() {
     run(Policy::Workqueue, 1, 4, 40);
     run(Policy::Inline, 2, 4, 40);
+}
+
+#[test]
+fn poll_groups_serve_many_connections_and_shut_down_clean() {
+    run_in(ServerMode::PollGroup, Policy::Deferred, 1, 8, 40);
+    run_in(ServerMode::PollGroup, Policy::Deferred, 3, 8, 40);
+}
+
+#[test]
+fn poll_groups_one_per_cpu_by_default_serve_and_shut_down_clean() {
+    run_in(ServerMode::PollGroup, Policy::Deferred, 0, 4, 40);
+}
+
+#[test]
+fn workqueue_and_inline_policies_serve_through_poll_groups() {
+    run_in(ServerMode::PollGroup, Policy::Workqueue, 2, 4, 40);
+    run_in(ServerMode::PollGroup, Policy::Inline, 2, 4, 40);
 }

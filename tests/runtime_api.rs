@@ -1,7 +1,8 @@
 //! The runtime's handle and run-time counters on the mock NIC: a shared
 //! server shuts down while a connector (and its accept thread) still
 //! lives, and bad input shows up in the per-transport and total counters
-//! while the transport is live.
+//! while the transport is live. Each in both server modes (thread pool and
+//! poll groups).
 
 #[path = "transport_common.rs"]
 mod common;
@@ -11,17 +12,21 @@ mod echo;
 use common::*;
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
 use rdmaxprt::mock::{MockDevice, QpConfig};
-use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig};
+use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, ServerMode};
 use rdmaxprt::service::Dispatcher;
 use rdmaxprt::transport::XprtCountersSnapshot;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn server() -> (Arc<Server>, MockDevice, rdmaxprt::runtime::MockConnector) {
+fn server(mode: ServerMode) -> (Arc<Server>, MockDevice, rdmaxprt::runtime::MockConnector) {
     let dev = MockDevice::new();
     let (connector, listener) = MockNetwork::new(dev.clone(), QpConfig::default());
     let server = Arc::new(Server::start(
-        ServerConfig::default(),
+        ServerConfig {
+            mode,
+            groups: 2,
+            ..ServerConfig::default()
+        },
         Dispatcher::new().with(echo::Echo::default()),
     ));
     // The accept thread lives as long as the connector.
@@ -59,7 +64,16 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn a_shared_server_shuts_down_while_a_connector_is_kept_for_reconnects() {
-    let (server, dev, connector) = server();
+    a_shared_server_shuts_down_while_a_connector_is_kept_for_reconnects_in(ServerMode::ThreadPool);
+}
+
+#[test]
+fn a_shared_server_shuts_down_while_a_connector_is_kept_for_reconnects_in_poll_groups() {
+    a_shared_server_shuts_down_while_a_connector_is_kept_for_reconnects_in(ServerMode::PollGroup);
+}
+
+fn a_shared_server_shuts_down_while_a_connector_is_kept_for_reconnects_in(mode: ServerMode) {
+    let (server, dev, connector) = server(mode);
     let (mut c, cdev) = client(&connector);
     echo_once(&mut c, b"ping");
     c.close();
@@ -81,7 +95,16 @@ fn a_shared_server_shuts_down_while_a_connector_is_kept_for_reconnects() {
 
 #[test]
 fn bad_input_is_counted_per_transport_and_in_total_while_live() {
-    let (server, dev, connector) = server();
+    bad_input_is_counted_per_transport_and_in_total_while_live_in(ServerMode::ThreadPool);
+}
+
+#[test]
+fn bad_input_is_counted_per_transport_and_in_total_while_live_in_poll_groups() {
+    bad_input_is_counted_per_transport_and_in_total_while_live_in(ServerMode::PollGroup);
+}
+
+fn bad_input_is_counted_per_transport_and_in_total_while_live_in(mode: ServerMode) {
+    let (server, dev, connector) = server(mode);
     let cdev = MockDevice::new();
     let raw = RawClient::new(&cdev, connector.connect(&cdev).unwrap(), 8, 4096);
     eventually("the transport to be live", || server.live_transports() == 1);
@@ -137,7 +160,16 @@ fn bad_input_is_counted_per_transport_and_in_total_while_live() {
 
 #[test]
 fn an_idle_server_sleeps_without_a_timer() {
-    let (server, dev, connector) = server();
+    an_idle_server_sleeps_without_a_timer_in(ServerMode::ThreadPool);
+}
+
+#[test]
+fn an_idle_server_sleeps_without_a_timer_in_poll_groups() {
+    an_idle_server_sleeps_without_a_timer_in(ServerMode::PollGroup);
+}
+
+fn an_idle_server_sleeps_without_a_timer_in(mode: ServerMode) {
+    let (server, dev, connector) = server(mode);
     let (mut c, cdev) = client(&connector);
     echo_once(&mut c, b"x");
     // Let the trailing Send completion and its release settle.

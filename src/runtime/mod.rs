@@ -8,12 +8,48 @@
 //! take the next call), dispatches, `sendto`, then `release_ctxt`. Because
 //! an enqueue is refused while the SQ is full, the transport drains its
 //! release list after every SQ wait (the seed's reason, reproduced).
+//!
+//! # Modes
+//! [`ServerMode::ThreadPool`] (the default) is the kernel's shape: pollers
+//! (shared doorbell pollers, completion-channel threads for `listen_rdma`)
+//! run the completion handlers and enqueue; [`ServerConfig::workers`]
+//! threads take transports off one ready queue. Every call costs a handoff
+//! from a poller to a worker.
+//!
+//! [`ServerMode::PollGroup`] runs to completion: [`ServerConfig::groups`]
+//! threads (default one per CPU), each owning the transports assigned to
+//! it at accept (the least loaded group). A group thread polls its
+//! transports' CQs, and runs their passes (recvfrom, dispatch, sendto,
+//! release_ctxt) itself. `svc_xprt_enqueue` becomes "queue a pass in my
+//! group": on the group's own thread (completion handlers, the Deferred
+//! policy's empty -> non-empty push, `svc_xprt_received`) it wakes nothing;
+//! from another thread (a close, a CM event) it wakes the group. Idle, a
+//! group sleeps on its doorbell (mock) or in `poll(2)` on its completion
+//! channel and eventfd (verbs): no timer. A sendto that must wait for SQ
+//! space polls on the group thread instead of sleeping (only that thread
+//! would poll the completions it waits for). Calls of a program whose
+//! [`Service::blocking`](crate::service::Service::blocking) is true are
+//! handed to the workers, so a disk wait does not stall the group. Closing
+//! keeps the kernel's order in both modes: CLOSE, then a pass retires the
+//! transport and the last holder frees it.
+//!
+//! Transport ids come from a [`slab`] registry: slot index in the low 32
+//! bits, a generation in the high 32, so an id that outlived its transport
+//! never names the one that reused the slot.
+//!
+//! [`ServerReport`] counts the wakeups either way (`poller_wakeups`,
+//! `worker_wakeups`, `worker_passes`, `handoffs`, `remote_pushes`).
 
+mod accept;
+mod groupwait;
 mod listener;
 mod poller;
+mod pollgroup;
 #[cfg(feature = "verbs")]
 mod rdma;
+mod registry;
 mod stats;
+mod svc;
 mod xprt;
 
 pub use listener::Listener;
@@ -25,22 +61,46 @@ pub use stats::{merge_stats, ServerReport, TransportReport};
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
-use rdmaxprt_core::backend::{DmaDevice, QueuePair};
-use rdmaxprt_core::lifecycle::{Deferred, Inline, Policy, Workqueue, WorkqueuePool};
-use rdmaxprt_core::pool::PoolConfig;
-use rdmaxprt_core::transport::{SvcRdmaXprt, XprtConfig};
-use rdmaxprt_core::wait::CondvarWait;
+use pollgroup::{PollGroup, RunQueue};
+use rdmaxprt_core::lifecycle::{Policy, WorkqueuePool};
+use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
-use std::collections::{HashMap, VecDeque};
+use registry::Registry;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use svc::{worker, Job};
+
+/// How the server runs its transports' calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerMode {
+    /// The kernel's way (svc_xprt_enqueue + nfsd threads): completion
+    /// pollers run the handlers and enqueue the transport on one ready
+    /// queue; a worker thread takes it and runs recvfrom, dispatch,
+    /// sendto, release_ctxt. Every call is handed from a poller to a
+    /// worker.
+    #[default]
+    ThreadPool,
+    /// Run to completion: [`ServerConfig::groups`] threads, each owning
+    /// the transports assigned to it at accept (the least loaded group),
+    /// poll their CQs and run their passes themselves, with no handoff per
+    /// call. Only calls of a [`Service::blocking`](crate::service::Service::blocking)
+    /// program are handed to the [`ServerConfig::workers`] threads.
+    PollGroup,
+}
 
 /// Server configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerConfig {
-    /// Worker threads (nfsd threads).
+    /// How calls are run: a thread pool (the default) or poll groups.
+    pub mode: ServerMode,
+    /// Poll-group threads ([`ServerMode::PollGroup`]); 0: one per CPU.
+    pub groups: usize,
+    /// Worker threads (nfsd threads). In [`ServerMode::PollGroup`] they run
+    /// only the calls of blocking programs.
     pub workers: usize,
     /// Send-context release policy for new transports.
     pub policy: Policy,
@@ -56,13 +116,29 @@ pub struct ServerConfig {
     pub poll_budget: usize,
     /// Shared completion-poller threads, serving every QP that can ring a
     /// doorbell (the mock can); 0 gives every connection a poller thread of
-    /// its own, as QPs that cannot ring always get.
+    /// its own, as QPs that cannot ring always get. With `listen_rdma`: the
+    /// completion-channel poller threads per device. Not used in
+    /// [`ServerMode::PollGroup`] (the groups poll).
     pub pollers: usize,
+}
+
+impl ServerConfig {
+    /// Poll-group threads this configuration starts (`groups`, or one per
+    /// CPU when 0).
+    pub fn group_threads(&self) -> usize {
+        if self.groups > 0 {
+            self.groups
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            mode: ServerMode::ThreadPool,
+            groups: 0,
             workers: 2,
             policy: Policy::Deferred,
             xprt: XprtConfig::default(),
@@ -78,10 +154,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct Shared {
-    ready: Mutex<VecDeque<Arc<Entry>>>,
+pub(crate) struct Shared {
+    ready: Mutex<VecDeque<Job>>,
     ready_cv: Condvar,
-    registry: Mutex<HashMap<u64, Arc<Entry>>>,
+    registry: Mutex<Registry>,
+    /// Poll-group mode: calls of blocking programs go to the workers.
+    handoff: bool,
     exit: AtomicBool,
     dispatcher: Dispatcher,
     report: Mutex<ServerReport>,
@@ -89,6 +167,10 @@ struct Shared {
     live_cv: Condvar,
     /// Worker passes started (see [`ServerReport::worker_passes`]).
     passes: AtomicU64,
+    /// Calls handed from a poll group to the workers.
+    handoffs: AtomicU64,
+    /// Times a worker thread woke from its sleep.
+    worker_wakeups: AtomicU64,
 }
 
 /// The runtime's hook in a transport: its flags and its enqueue.
@@ -97,6 +179,9 @@ pub struct RtHook {
     flags: XprtFlags,
     shared: Weak<Shared>,
     entry: OnceLock<Weak<Entry>>,
+    /// The transport's poll group (poll-group mode); unset: the thread
+    /// pool's ready queue. Set before `entry`, so no enqueue misses it.
+    runq: OnceLock<Arc<RunQueue>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -125,8 +210,13 @@ impl Enqueue for RtHook {
         if !ready || !f.test_and_set(XprtFlags::BUSY) {
             return;
         }
-        lock(&shared.ready).push_back(entry);
-        shared.ready_cv.notify_one();
+        match self.runq.get() {
+            Some(q) => q.push(entry),
+            None => {
+                lock(&shared.ready).push_back(Job::Xprt(entry));
+                shared.ready_cv.notify_one();
+            }
+        }
     }
 }
 
@@ -182,8 +272,9 @@ pub struct Server {
     workers: Mutex<Vec<JoinHandle<()>>>,
     pollers: Mutex<Vec<JoinHandle<()>>>,
     groups: Vec<Arc<poller::PollerGroup>>,
+    /// Poll groups (poll-group mode) for QPs that ring a doorbell.
+    pgroups: Vec<Arc<PollGroup>>,
     wq: Option<Arc<WorkqueuePool>>,
-    next_id: AtomicU64,
     /// Set by the first shutdown; later accepts fail.
     stopping: AtomicBool,
     /// Stops (and joins) the listeners started by `listen_rdma`.
@@ -199,9 +290,10 @@ pub(crate) enum Placement {
     /// A shared poller group if the QP can ring a doorbell, else a
     /// dedicated poller thread.
     Auto,
-    /// A poller thread serving a completion channel (verbs).
+    /// A poller thread serving a completion channel (verbs), and the key
+    /// the group reserved for the transport (its CQs' user value).
     #[cfg(feature = "verbs")]
-    Channel(Arc<rdma::ChannelGroup>),
+    Channel(Arc<rdma::ChannelGroup>, u64),
 }
 
 impl std::fmt::Debug for Server {
@@ -218,13 +310,16 @@ impl Server {
         let shared = Arc::new(Shared {
             ready: Mutex::new(VecDeque::new()),
             ready_cv: Condvar::new(),
-            registry: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
+            handoff: cfg.mode == ServerMode::PollGroup,
             exit: AtomicBool::new(false),
             dispatcher,
             report: Mutex::new(ServerReport::default()),
             live: Mutex::new(0),
             live_cv: Condvar::new(),
             passes: AtomicU64::new(0),
+            handoffs: AtomicU64::new(0),
+            worker_wakeups: AtomicU64::new(0),
         });
         let workers = (0..cfg.workers.max(1))
             .map(|i| {
@@ -237,9 +332,16 @@ impl Server {
             .collect();
         let wq =
             (cfg.policy == Policy::Workqueue).then(|| WorkqueuePool::new(cfg.workqueue_threads));
-        let groups: Vec<Arc<poller::PollerGroup>> =
-            (0..cfg.pollers).map(|_| Arc::default()).collect();
-        let pollers = groups
+        let thread_pool = cfg.mode == ServerMode::ThreadPool;
+        let groups: Vec<Arc<poller::PollerGroup>> = (0..cfg.pollers)
+            .filter(|_| thread_pool)
+            .map(|_| Arc::default())
+            .collect();
+        let pgroups: Vec<Arc<PollGroup>> = (0..cfg.group_threads())
+            .filter(|_| !thread_pool)
+            .map(|_| Arc::new(PollGroup::new()))
+            .collect();
+        let mut pollers: Vec<JoinHandle<()>> = groups
             .iter()
             .enumerate()
             .map(|(i, g)| {
@@ -251,14 +353,22 @@ impl Server {
                     .expect("spawning a completion poller thread")
             })
             .collect();
+        pollers.extend(pgroups.iter().enumerate().map(|(i, g)| {
+            let (g, s) = (g.clone(), shared.clone());
+            let budget = cfg.poll_budget;
+            std::thread::Builder::new()
+                .name(format!("rdmaxprt-group{i}"))
+                .spawn(move || g.run(&s, budget))
+                .expect("spawning a poll-group thread")
+        }));
         Self {
             cfg,
             shared,
             workers: Mutex::new(workers),
             pollers: Mutex::new(pollers),
             groups,
+            pgroups,
             wq,
-            next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             #[cfg(feature = "verbs")]
             listeners: Mutex::new(Vec::new()),
@@ -272,162 +382,29 @@ impl Server {
         &self.cfg
     }
 
-    fn alloc_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// Reserves a transport id (a slot in the registry); a connection
+    /// whose setup fails before `accept_placed` gives it back with
+    /// [`cancel_id`](Self::cancel_id).
+    fn alloc_id(&self) -> Result<u64, RtError> {
+        lock(&self.shared.registry).reserve()
     }
 
-    /// Closes transport `id` (CLOSE and enqueue: a worker frees it in the
-    /// kernel's order once no one uses it). Returns whether it was live.
+    /// Frees a reserved id whose transport was never built.
+    fn cancel_id(&self, id: u64) {
+        lock(&self.shared.registry).cancel(id);
+    }
+
+    /// Closes transport `id` (CLOSE and enqueue: a worker, or in
+    /// poll-group mode its group, frees it in the kernel's order once no
+    /// one uses it). Returns whether it was live; an id whose transport
+    /// is gone (even if its slot was reused since) is not.
     pub fn close_transport(&self, id: u64) -> bool {
-        let Some(e) = lock(&self.shared.registry).get(&id).cloned() else {
+        let Some(e) = lock(&self.shared.registry).get(id).cloned() else {
             return false;
         };
         e.xprt().close();
         e.hook.enqueue();
         true
-    }
-
-    /// Accepts a connected QP: builds its transport with the configured
-    /// policy, posts its receives, starts its completion poller. Returns
-    /// the transport id.
-    pub fn accept<D, Q>(&self, dev: D, qp: Q) -> Result<u64, RtError>
-    where
-        D: DmaDevice + Send + Sync + 'static,
-        D::Buf: Send,
-        D::Error: Send + 'static,
-        Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
-    {
-        let id = self.alloc_id();
-        self.accept_placed(dev, qp, self.cfg.xprt, id, Placement::Auto)
-    }
-
-    /// [`accept`](Self::accept) with this connection's own transport
-    /// configuration (e.g. negotiated inline thresholds), its id chosen by
-    /// the caller (from `alloc_id`), and where to poll it.
-    pub(crate) fn accept_placed<D, Q>(
-        &self,
-        dev: D,
-        qp: Q,
-        x: XprtConfig,
-        id: u64,
-        placement: Placement,
-    ) -> Result<u64, RtError>
-    where
-        D: DmaDevice + Send + Sync + 'static,
-        D::Buf: Send,
-        D::Error: Send + 'static,
-        Q: QueuePair<Error = D::Error> + CompletionWait + Send + Sync + 'static,
-    {
-        if self.stopping.load(Ordering::Acquire) || self.shared.exit.load(Ordering::Acquire) {
-            return Err(RtError::Closed);
-        }
-        let hook = Arc::new(RtHook {
-            flags: XprtFlags::new(),
-            shared: Arc::downgrade(&self.shared),
-            entry: OnceLock::new(),
-        });
-        let caps = qp.caps();
-        let pcfg = PoolConfig {
-            xprt_id: id as u32,
-            ..PoolConfig::for_transport(caps.sq_depth, self.cfg.xprt.credits, caps.max_send_sge)
-        };
-        let map = |e| xprt_err::<D>(e);
-        let boxed: Box<dyn ServerXprt> = match (self.cfg.policy, &self.wq) {
-            (Policy::Workqueue, Some(wq)) => {
-                let pcfg = PoolConfig {
-                    cap: self.cfg.workqueue_cap,
-                    ..pcfg
-                };
-                let life: Workqueue<D> = Workqueue::new(dev, pcfg, wq.clone());
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
-            (Policy::Inline, _) => {
-                let life: Inline<D> = Inline::new(dev, pcfg);
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
-            _ => {
-                let life: Deferred<D, Arc<RtHook>> = Deferred::new(dev, pcfg, hook.clone());
-                Box::new(
-                    SvcRdmaXprt::<_, _, _, CondvarWait>::new(x, qp, life, hook.clone())
-                        .map_err(map)?,
-                )
-            }
-        };
-        let entry = Arc::new(Entry {
-            id,
-            hook: hook.clone(),
-            xprt: Some(boxed),
-            shared: Arc::downgrade(&self.shared),
-            on_close: OnceLock::new(),
-        });
-        let _ = hook.entry.set(Arc::downgrade(&entry));
-        *lock(&self.shared.live) += 1;
-        lock(&self.shared.registry).insert(id, entry.clone());
-        let budget = self.cfg.poll_budget;
-        #[cfg(feature = "verbs")]
-        if let Placement::Channel(group) = placement {
-            group.add(entry);
-            hook.enqueue();
-            return Ok(id);
-        }
-        #[cfg(not(feature = "verbs"))]
-        let Placement::Auto = placement;
-        let group =
-            (!self.groups.is_empty()).then(|| &self.groups[id as usize % self.groups.len()]);
-        match group {
-            Some(g)
-                if {
-                    let bell = g.bell.clone();
-                    entry
-                        .xprt()
-                        .set_completion_notifier(Arc::new(move || bell.ring()))
-                } =>
-            {
-                g.add(entry);
-            }
-            _ => {
-                let poller = std::thread::Builder::new()
-                    .name(format!("rdmaxprt-poll-x{id}"))
-                    .spawn(move || poller::dedicated(entry, budget))
-                    .map_err(|e| RtError::Fatal {
-                        kind: rdmaxprt_core::backend::ErrorKind::OutOfResources,
-                        msg: e.to_string(),
-                    })?;
-                lock(&self.pollers).push(poller);
-            }
-        }
-        // Receives may have completed already.
-        hook.enqueue();
-        Ok(id)
-    }
-
-    /// Accepts every connection `listener` yields, on its own thread, until
-    /// it returns `None` or the server shuts down.
-    pub fn serve<L: Listener>(self: &Arc<Self>, mut listener: L) -> JoinHandle<()>
-    where
-        L::Dev: DmaDevice + Send + Sync + 'static,
-        <L::Dev as DmaDevice>::Buf: Send,
-        <L::Dev as rdmaxprt_core::backend::ErrorType>::Error: Send + 'static,
-        L::Qp: QueuePair<Error = <L::Dev as rdmaxprt_core::backend::ErrorType>::Error>
-            + CompletionWait
-            + Send
-            + Sync
-            + 'static,
-    {
-        let me = self.clone();
-        std::thread::spawn(move || {
-            while let Some((dev, qp)) = listener.accept() {
-                if let Err(e) = me.accept(dev, qp) {
-                    tracing::warn!(%e, "accept failed");
-                }
-            }
-        })
     }
 
     /// Transports alive (not yet freed).
@@ -437,8 +414,7 @@ impl Server {
 
     /// Counters: freed transports' totals plus live ones' current values.
     pub fn report(&self) -> ServerReport {
-        let mut r = lock(&self.shared.report).clone();
-        r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
+        let mut r = self.counted();
         for t in self.transports() {
             r.add_live(&t);
         }
@@ -446,13 +422,18 @@ impl Server {
     }
 
     /// How often the shared completion pollers (doorbell and
-    /// completion-channel ones) woke from their sleep: idle means asleep,
-    /// so on an idle server this does not move.
+    /// completion-channel ones) and the poll groups woke from their sleep:
+    /// idle means asleep, so on an idle server this does not move.
     pub fn poller_wakeups(&self) -> u64 {
         let doorbell: u64 = self
             .groups
             .iter()
             .map(|g| g.wakeups.load(Ordering::Relaxed))
+            .chain(
+                self.pgroups
+                    .iter()
+                    .map(|g| g.wakeups.load(Ordering::Relaxed)),
+            )
             .sum();
         #[cfg(feature = "verbs")]
         let channel: u64 = lock(&self.chan_groups)
@@ -466,7 +447,7 @@ impl Server {
 
     /// Each live transport's counters, by id.
     pub fn transports(&self) -> Vec<TransportReport> {
-        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();
+        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).live().cloned().collect();
         let mut v: Vec<TransportReport> = entries
             .iter()
             .map(|e| {
@@ -495,7 +476,7 @@ impl Server {
                 l.stop();
             }
         }
-        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).values().cloned().collect();
+        let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).live().cloned().collect();
         for e in &entries {
             e.xprt().close();
             e.hook.enqueue();
@@ -512,7 +493,7 @@ impl Server {
                 live = g;
                 // A transport whose CLOSE enqueue was refused (BUSY) is
                 // re-offered until a worker takes it.
-                for e in lock(&self.shared.registry).values() {
+                for e in lock(&self.shared.registry).live() {
                     e.hook.enqueue();
                 }
             }
@@ -520,6 +501,9 @@ impl Server {
         self.shared.exit.store(true, Ordering::Release);
         self.shared.ready_cv.notify_all();
         for g in &self.groups {
+            g.bell.ring();
+        }
+        for g in &self.pgroups {
             g.bell.ring();
         }
         #[cfg(feature = "verbs")]
@@ -533,81 +517,36 @@ impl Server {
         for p in lock(&self.pollers).drain(..) {
             let _ = p.join();
         }
+        self.counted()
+    }
+
+    /// The freed transports' totals with the server's own counters.
+    fn counted(&self) -> ServerReport {
         let mut r = lock(&self.shared.report).clone();
         r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
+        r.handoffs = self.shared.handoffs.load(Ordering::Relaxed);
+        r.worker_wakeups = self.shared.worker_wakeups.load(Ordering::Relaxed);
+        r.poller_wakeups = self.poller_wakeups();
+        r.remote_pushes = self.remote_pushes();
         r
     }
-}
 
-fn xprt_err<D: DmaDevice>(e: rdmaxprt_core::transport::XprtError<D::Error>) -> RtError {
-    RtError::Fatal {
-        kind: rdmaxprt_core::backend::ErrorKind::Other,
-        msg: e.to_string(),
-    }
-}
-
-/// `svc_xprt_received`: let another worker take the transport.
-fn received(e: &Entry) {
-    e.hook.flags.clear(XprtFlags::BUSY);
-    e.hook.enqueue();
-}
-
-fn worker(shared: &Shared) {
-    loop {
-        let entry = {
-            let mut q = lock(&shared.ready);
-            loop {
-                if let Some(e) = q.pop_front() {
-                    break e;
-                }
-                if shared.exit.load(Ordering::Acquire) {
-                    return;
-                }
-                q = shared.ready_cv.wait(q).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        handle(shared, entry);
-    }
-}
-
-fn handle(shared: &Shared, entry: Arc<Entry>) {
-    shared.passes.fetch_add(1, Ordering::Relaxed);
-    let x = entry.xprt();
-    let flags = x.flags();
-    if flags.test(XprtFlags::CLOSE) {
-        // Keep BUSY set: nobody schedules a closing transport again. The
-        // poller exits on CLOSE; the last Arc frees it.
-        x.close();
-        lock(&shared.registry).remove(&entry.id);
-        if let Some(f) = entry.on_close.get() {
-            f();
-        }
-        return;
-    }
-    match x.recvfrom() {
-        Ok(Some(call)) => {
-            received(&entry);
-            if let Some(reply) = shared.dispatcher.dispatch(&call.msg) {
-                let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
-                match x.sendto(&call, &parts, reply.body.bulk.as_deref()) {
-                    Ok(()) | Err(RtError::ReplyRejected(_)) | Err(RtError::Closed) => {}
-                    Err(e) => {
-                        tracing::warn!(id = entry.id, %e, "sendto failed: closing");
-                        x.close();
-                    }
-                }
-            }
-            x.release_ctxt();
-        }
-        Ok(None) => {
-            received(&entry);
-            x.release_ctxt();
-        }
-        Err(e) => {
-            tracing::debug!(id = entry.id, %e, "recvfrom failed: closing");
-            x.close();
-            flags.clear(XprtFlags::BUSY);
-            entry.hook.enqueue();
-        }
+    /// Pushes on a poll group's run queue from another thread (each woke
+    /// the group): closes, handed-off calls' re-enqueues, CM events.
+    fn remote_pushes(&self) -> u64 {
+        let doorbell: u64 = self
+            .pgroups
+            .iter()
+            .map(|g| g.runq.remote_pushes.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(feature = "verbs")]
+        let channel: u64 = lock(&self.chan_groups)
+            .iter()
+            .filter_map(|g| g.runq())
+            .map(|q| q.remote_pushes.load(Ordering::Relaxed))
+            .sum();
+        #[cfg(not(feature = "verbs"))]
+        let channel = 0;
+        doorbell + channel
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// How long a dedicated poller sleeps in its QP's wait before looking at
 /// CLOSE again.
-const IDLE_WAIT: Duration = Duration::from_millis(5);
+pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(5);
 
 /// A wakeup flag a sleeping poller waits on. `ring` before `wait` is never
 /// lost: the flag stays set until the waiter consumes it.

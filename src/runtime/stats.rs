@@ -69,8 +69,21 @@ pub struct ServerReport {
     pub leaked_after_failed_drain: u64,
     /// Worker passes: transports a worker took off the ready queue and
     /// handled (each follows one wakeup of the transport), counted as a
-    /// pass starts.
+    /// pass starts. In poll-group mode the groups' passes count here too.
     pub worker_passes: u64,
+    /// Calls a poll group handed to the worker threads (calls of blocking
+    /// programs; always 0 in thread-pool mode).
+    pub handoffs: u64,
+    /// Times a worker thread woke from its sleep on the ready queue and
+    /// took a job (the wakeups to exit at shutdown are not counted).
+    pub worker_wakeups: u64,
+    /// Times the completion pollers and poll groups woke from their sleep
+    /// ([`Server::poller_wakeups`](super::Server::poller_wakeups)).
+    pub poller_wakeups: u64,
+    /// Poll-group mode: pushes on a group's run queue from another thread
+    /// (each one woke the group: closes, CM events; a push from the
+    /// group's own thread wakes nothing).
+    pub remote_pushes: u64,
 }
 
 impl ServerReport {

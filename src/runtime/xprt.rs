@@ -8,7 +8,7 @@ use rdmaxprt_core::stats::StatsSnapshot;
 use rdmaxprt_core::transport::{
     RecvdCall, SvcRdmaXprt, TeardownReport, XprtCountersSnapshot, XprtError,
 };
-use rdmaxprt_core::wait::CondvarWait;
+use rdmaxprt_core::wait::WaitQueue;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::time::Duration;
 
@@ -94,8 +94,9 @@ pub trait ServerXprt: Send + Sync {
 
 type DevErr<L> = <<L as SendCtxtLifecycle>::Dev as rdmaxprt_core::backend::ErrorType>::Error;
 
-impl<L, Q, E> ServerXprt for SvcRdmaXprt<L, Q, E, CondvarWait>
+impl<L, Q, E, W> ServerXprt for SvcRdmaXprt<L, Q, E, W>
 where
+    W: WaitQueue,
     L: SendCtxtLifecycle,
     L::Dev: DmaDevice + Send + Sync,
     <L::Dev as DmaDevice>::Buf: Send,

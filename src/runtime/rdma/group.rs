@@ -3,20 +3,25 @@
 //! serves many svcrdma connections per core.
 //!
 //! Each transport's two CQs are created on the group's channel with the
-//! transport id as their user value, so a channel event names the
-//! transport. The thread sleeps in `poll(2)` on the channel fd and its
+//! transport's key in the group (a [`Slab`] slot reserved before the CQs
+//! exist) as their user value, so a channel event names the transport. The thread sleeps in `poll(2)` on the channel fd and its
 //! [`Wake`] eventfd, never on a timer. For each transport an event names
 //! (or that was just added) it runs the loop the kernel runs: poll until
 //! empty, arm both CQs, poll again (a completion that landed before the arm
 //! raised no event), and only then move on. Every channel event is
 //! acknowledged as soon as it is read.
+//!
+//! In poll-group mode the thread is also the transports' poll group: it
+//! runs their passes itself (its [`RunQueue`]) between polls, and sleeps
+//! only when none is queued.
 
-use super::super::{lock, Entry};
+use super::super::pollgroup::RunQueue;
+use super::super::{lock, Entry, Shared};
 use super::wake::{wait_readable, Wake};
 use rdmaxprt_core::xprt::XprtFlags;
 use rdmaxprt_verbs::CompletionChannel;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use slab::Slab;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One poller thread's channel and transports.
@@ -24,33 +29,66 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct ChannelGroup {
     pub(crate) channel: CompletionChannel,
     wake: Arc<Wake>,
-    entries: Mutex<HashMap<u64, Arc<Entry>>>,
+    /// Transports by key (`None`: reserved for a connection being set up).
+    entries: Mutex<Slab<Option<Arc<Entry>>>>,
+    /// Poll-group mode: the passes this thread runs.
+    runq: Option<Arc<RunQueue>>,
     /// Times the thread woke from its sleep.
     pub(crate) wakeups: AtomicU64,
 }
 
 impl ChannelGroup {
-    pub(crate) fn new(channel: CompletionChannel) -> std::io::Result<Self> {
+    /// A group on `channel`; `poll_group`: it runs its transports'
+    /// passes too.
+    pub(crate) fn new(channel: CompletionChannel, poll_group: bool) -> std::io::Result<Self> {
+        let wake = Arc::new(Wake::new()?);
+        let runq = poll_group.then(|| {
+            let w = wake.clone();
+            Arc::new(RunQueue::new(Box::new(move || w.ring())))
+        });
         Ok(Self {
             channel,
-            wake: Arc::new(Wake::new()?),
+            wake,
             entries: Mutex::default(),
+            runq,
             wakeups: AtomicU64::new(0),
         })
     }
 
-    /// Adds a transport whose CQs are on this group's channel; the poller
-    /// arms and polls it at once. When a worker retires the transport
-    /// (CLOSE), the poller is told and lets go of it.
-    pub(crate) fn add(&self, e: Arc<Entry>) {
-        let id = e.id;
-        let wake = Arc::clone(&self.wake);
-        let _ = e.on_close.set(Box::new(move || wake.note_closed(id)));
-        lock(&self.entries).insert(id, e);
-        self.wake.note_added(id);
+    /// The group's run queue (poll-group mode).
+    pub(crate) fn runq(&self) -> Option<&Arc<RunQueue>> {
+        self.runq.as_ref()
     }
 
-    /// Transports this poller serves.
+    /// Reserves a key for a transport about to be set up (its CQs' user
+    /// value); [`add`](Self::add) fills it, [`cancel`](Self::cancel) gives
+    /// it back if setup fails.
+    pub(crate) fn reserve(&self) -> u64 {
+        lock(&self.entries).insert(None) as u64
+    }
+
+    /// Frees a reserved key that never got its transport.
+    pub(crate) fn cancel(&self, key: u64) {
+        let mut m = lock(&self.entries);
+        if matches!(m.get(key as usize), Some(None)) {
+            m.remove(key as usize);
+        }
+    }
+
+    /// Adds a transport whose CQs are on this group's channel with user
+    /// value `key` (from [`reserve`](Self::reserve)); the poller arms and
+    /// polls it at once. When a pass retires the transport (CLOSE), the
+    /// poller is told and lets go of it.
+    pub(crate) fn add(&self, key: u64, e: Arc<Entry>) {
+        let wake = Arc::clone(&self.wake);
+        let _ = e.on_close.set(Box::new(move || wake.note_closed(key)));
+        if let Some(slot) = lock(&self.entries).get_mut(key as usize) {
+            *slot = Some(e);
+        }
+        self.wake.note_added(key);
+    }
+
+    /// Transports this poller serves (and keys reserved for new ones).
     pub(crate) fn len(&self) -> usize {
         lock(&self.entries).len()
     }
@@ -60,8 +98,13 @@ impl ChannelGroup {
         self.wake.ring();
     }
 
-    /// The poller thread. Returns when `exit` is set (and the group woken).
-    pub(crate) fn run(&self, budget: usize, exit: &AtomicBool) {
+    /// The poller thread. Returns when `shared.exit` is set (and the group
+    /// woken).
+    pub(crate) fn run(&self, shared: &Shared, budget: usize) {
+        let exit = &shared.exit;
+        if let Some(q) = &self.runq {
+            q.enter();
+        }
         let fds = [self.channel.fd(), self.wake.fd()];
         let mut ready: Vec<u64> = Vec::new();
         while !exit.load(Ordering::Acquire) {
@@ -79,24 +122,38 @@ impl ChannelGroup {
                 self.wake
                     .take_closed()
                     .iter()
-                    .filter_map(|id| m.remove(id))
+                    .filter_map(|&k| {
+                        let live = matches!(m.get(k as usize), Some(Some(_)));
+                        live.then(|| m.remove(k as usize)).flatten()
+                    })
                     .collect()
             };
             drop(retired);
-            for id in ready.drain(..) {
-                let e = lock(&self.entries).get(&id).cloned();
+            for key in ready.drain(..) {
+                // A key retired and reused within this round names the new
+                // transport: one extra poll/arm/poll, harmless.
+                let e = lock(&self.entries).get(key as usize).cloned().flatten();
                 if let Some(e) = e {
                     service(&e, budget);
                 }
             }
+            // Passes: a transport they re-queue waits for the next round.
+            let passes = self.runq.as_ref().map_or(0, |q| q.run(shared));
             if exit.load(Ordering::Acquire) {
                 break;
+            }
+            if passes > 0 {
+                // Their sends' completions (and re-queued passes) first.
+                continue;
             }
             wait_readable(&fds);
             self.wakeups.fetch_add(1, Ordering::Relaxed);
         }
-        let left: Vec<Arc<Entry>> = lock(&self.entries).drain().map(|(_, e)| e).collect();
+        let left: Vec<Arc<Entry>> = lock(&self.entries).drain().flatten().collect();
         drop(left);
+        if let Some(q) = &self.runq {
+            q.clear();
+        }
     }
 }
 

@@ -33,7 +33,7 @@ mod wake;
 
 pub(crate) use group::ChannelGroup;
 
-use super::{lock, Placement, Server};
+use super::{lock, Placement, Server, ServerMode};
 use crate::rdma::{Accounting, MemoryConfig, VerbsMemory, VerbsWaitQp};
 use rdmaxprt_core::rpcrdma::connect_private::{self, ConnectPrivate};
 use rdmaxprt_core::transport::XprtConfig;
@@ -263,13 +263,14 @@ impl Server {
 
     /// Starts a completion-poller thread on a new channel of `ctx`.
     fn spawn_channel_group(&self, ctx: &Context) -> Result<Arc<ChannelGroup>, ListenError> {
-        let group = Arc::new(ChannelGroup::new(CompletionChannel::new(ctx)?)?);
+        let poll_group = self.cfg.mode == ServerMode::PollGroup;
+        let group = Arc::new(ChannelGroup::new(CompletionChannel::new(ctx)?, poll_group)?);
         let (g, shared) = (group.clone(), self.shared.clone());
         let budget = self.cfg.poll_budget;
         let n = lock(&self.chan_groups).len();
         let t = std::thread::Builder::new()
             .name(format!("rdmaxprt-cq{n}"))
-            .spawn(move || g.run(budget, &shared.exit))?;
+            .spawn(move || g.run(&shared, budget))?;
         lock(&self.pollers).push(t);
         lock(&self.chan_groups).push(group.clone());
         Ok(group)
@@ -383,7 +384,11 @@ impl CmServer {
             let pd = ProtectionDomain::new(&ctx)?;
             let mem = VerbsMemory::new(&pd, self.cfg.memory)?;
             lock(&self.memories).push(mem.clone());
-            let groups = (0..server.cfg.pollers.max(1))
+            let threads = match server.cfg.mode {
+                ServerMode::PollGroup => server.cfg.group_threads(),
+                _ => server.cfg.pollers.max(1),
+            };
+            let groups = (0..threads)
                 .map(|_| server.spawn_channel_group(&ctx))
                 .collect::<Result<Vec<_>, _>>()?;
             tracing::info!(device = ctx.name(), pollers = groups.len(), "device set up");
@@ -423,7 +428,27 @@ impl CmServer {
             .min_by_key(|g| g.len())
             .cloned()
             .ok_or(ListenError::Stopped)?;
-        let id = server.alloc_id();
+        let id = server.alloc_id()?;
+        let key = group.reserve();
+        let r = Self::build(server, dev, &group, req, cfg, neg, (id, key));
+        if r.is_err() {
+            group.cancel(key);
+            server.cancel_id(id);
+        }
+        r
+    }
+
+    /// [`setup`](Self::setup) once the transport id and the group's key
+    /// (`ids`) are reserved.
+    fn build(
+        server: &Server,
+        dev: &DeviceRes,
+        group: &Arc<ChannelGroup>,
+        req: &ConnectRequest,
+        cfg: ListenConfig,
+        neg: connect_private::Negotiated,
+        (id, key): (u64, u64),
+    ) -> Result<(u64, [u8; 8], ConnParams), ListenError> {
         req.set_token(id);
         let x = XprtConfig {
             max_inline_recv: neg.max_inline_recv,
@@ -446,13 +471,19 @@ impl CmServer {
         let depth =
             |n: u32| i32::try_from(n.saturating_mul(2).saturating_add(1)).unwrap_or(i32::MAX);
         let scq =
-            CompletionQueue::with_user(&dev.ctx, depth(cfg.sq_depth), Some(&group.channel), id)?;
-        let rcq = CompletionQueue::with_user(&dev.ctx, depth(rq), Some(&group.channel), id)?;
+            CompletionQueue::with_user(&dev.ctx, depth(cfg.sq_depth), Some(&group.channel), key)?;
+        let rcq = CompletionQueue::with_user(&dev.ctx, depth(rq), Some(&group.channel), key)?;
         let qp = req.create_qp(&dev.pd, &scq, &rcq, caps)?;
         let qp = VerbsWaitQp::new(VerbsQp::new(qp)?)
             .allow_remote_invalidation(neg.remote_invalidation)
             .with_cm_connection(req.handle());
-        server.accept_placed(dev.mem.clone(), qp, x, id, Placement::Channel(group))?;
+        server.accept_placed(
+            dev.mem.clone(),
+            qp,
+            x,
+            id,
+            Placement::Channel(group.clone(), key),
+        )?;
         let reply = ConnectPrivate {
             remote_invalidation: false,
             send_size: neg.max_inline_send as u32,

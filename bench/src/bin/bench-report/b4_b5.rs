@@ -3,12 +3,23 @@
 use super::*;
 
 /// B4 modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum E2eMode {
     /// One thread, Inline delivery.
     Rtc,
-    /// The runtime's threads.
+    /// The runtime's thread pool.
     Threaded,
+    /// The runtime's poll groups.
+    PollGroup,
+}
+
+/// The raw floors of the threaded modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Floor {
+    /// A server thread per connection.
+    PerPair,
+    /// This many server threads, the connections shared out.
+    Grouped(usize),
 }
 
 impl E2eMode {
@@ -16,32 +27,58 @@ impl E2eMode {
         match self {
             Self::Rtc => "(a) run-to-completion",
             Self::Threaded => "(b) threaded",
+            Self::PollGroup => "(c) poll groups",
         }
     }
 
-    /// One run: the transport (`raw` false) or its floor.
-    pub(super) fn run(self, raw: bool, conns: usize, size: usize, dur: Duration) -> E2eResult {
-        match (self, raw) {
-            (Self::Rtc, false) => rtc::run(conns, size, E2E_WINDOW, dur),
-            (Self::Rtc, true) => rtc::run_raw(conns, size, E2E_WINDOW, dur),
-            (Self::Threaded, false) => threaded::run(
-                conns,
-                size,
-                E2E_WINDOW,
-                dur,
-                rdmaxprt::lifecycle::Policy::Deferred,
+    /// One run of the transport, with the server's wakeups (threaded
+    /// modes).
+    pub(super) fn run(self, conns: usize, size: usize, dur: Duration) -> Run {
+        let policy = rdmaxprt::lifecycle::Policy::Deferred;
+        let mode = match self {
+            Self::Rtc => return (rtc::run(conns, size, E2E_WINDOW, dur), None),
+            Self::Threaded => rdmaxprt::runtime::ServerMode::ThreadPool,
+            Self::PollGroup => rdmaxprt::runtime::ServerMode::PollGroup,
+        };
+        let (r, w) = threaded::run_mode(conns, size, E2E_WINDOW, dur, policy, mode);
+        (r, Some(w))
+    }
+
+    /// The server threads of this mode's floor: as many as the mode's
+    /// server runs calls on ((b): its workers and completion pollers; (c):
+    /// its groups).
+    pub(super) fn floor(self) -> Floor {
+        match self {
+            Self::Rtc => Floor::PerPair,
+            Self::Threaded => Floor::Grouped(
+                threaded::WORKERS + rdmaxprt::runtime::ServerConfig::default().pollers,
             ),
-            (Self::Threaded, true) => threaded::run_raw(conns, size, E2E_WINDOW, dur),
+            Self::PollGroup => Floor::Grouped(threaded::groups()),
         }
     }
+
+    /// One run of this mode's floor: (a) its own single-thread raw loop;
+    /// the threaded modes `floor`.
+    pub(super) fn run_floor(self, floor: Floor, conns: usize, size: usize, dur: Duration) -> Run {
+        let r = match (self, floor) {
+            (Self::Rtc, _) => rtc::run_raw(conns, size, E2E_WINDOW, dur),
+            (_, Floor::PerPair) => threaded::run_raw(conns, size, E2E_WINDOW, dur),
+            (_, Floor::Grouped(n)) => threaded::run_raw_grouped(conns, size, E2E_WINDOW, dur, n),
+        };
+        (r, None)
+    }
 }
+
+/// A run and, for the threaded modes, the server's wakeups in it.
+pub(super) type Run = (E2eResult, Option<threaded::Wakeups>);
 
 /// Calls in flight per connection.
 pub(super) const E2E_WINDOW: usize = 8;
 pub(super) const E2E_CONNS: [usize; 3] = [1, 16, 64];
 pub(super) const E2E_SIZES: [usize; 2] = [64, 64 << 10];
 
-/// The median run of `reps` (by calls/s), with the median CPU per call.
+/// The median run of `reps` (by calls/s), with the median CPU per call
+/// and the median server wakeups and passes per call.
 #[derive(Debug, Clone)]
 pub(super) struct E2eMed {
     /// The run with the median rate (its latencies are reported).
@@ -49,12 +86,26 @@ pub(super) struct E2eMed {
     rate: f64,
     cpu_ns: f64,
     errors: u64,
+    /// Server thread wakeups per call (threaded modes).
+    wakeups: Option<f64>,
+    /// Passes per call (threaded modes).
+    passes: Option<f64>,
+    /// Calls handed to a worker, summed over runs (threaded modes).
+    handoffs: u64,
 }
 
-pub(super) fn e2e_med(reps: usize, mut f: impl FnMut() -> E2eResult) -> E2eMed {
-    let mut runs: Vec<E2eResult> = (0..reps.max(1)).map(|_| f()).collect();
-    let cpu: Vec<f64> = runs.iter().map(E2eResult::cpu_ns_per_call).collect();
-    let errors = runs.iter().map(|r| r.errors).sum();
+pub(super) fn e2e_med(reps: usize, mut f: impl FnMut() -> Run) -> E2eMed {
+    let all: Vec<Run> = (0..reps.max(1)).map(|_| f()).collect();
+    let cpu: Vec<f64> = all.iter().map(|r| r.0.cpu_ns_per_call()).collect();
+    let errors = all.iter().map(|r| r.0.errors).sum();
+    let w: Vec<threaded::Wakeups> = all.iter().filter_map(|r| r.1).collect();
+    let per = |f: fn(&threaded::Wakeups) -> f64| {
+        (!w.is_empty()).then(|| median(&w.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN))
+    };
+    let wakeups = per(threaded::Wakeups::per_call);
+    let passes = per(threaded::Wakeups::passes_per_call);
+    let handoffs = w.iter().map(|w| w.handoffs).sum();
+    let mut runs: Vec<E2eResult> = all.into_iter().map(|r| r.0).collect();
     runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
     let run = runs.swap_remove(runs.len() / 2);
     E2eMed {
@@ -62,6 +113,9 @@ pub(super) fn e2e_med(reps: usize, mut f: impl FnMut() -> E2eResult) -> E2eMed {
         cpu_ns: median(&cpu).unwrap_or(f64::NAN),
         run,
         errors,
+        wakeups,
+        passes,
+        handoffs,
     }
 }
 
@@ -76,8 +130,28 @@ pub(super) fn size_name(size: usize) -> String {
 /// B4 results: `(mode, conns, size) -> (transport, floor)`.
 pub(super) type E2eResults = Vec<((E2eMode, usize, usize), E2eMed, E2eMed)>;
 
+/// A threaded floor at `(conns, size)`, measured once per run of the
+/// report (the per-pair one is shared by (b) and (c)).
+fn floor_med(
+    cache: &mut HashMap<(Floor, usize, usize), E2eMed>,
+    mode: &Mode,
+    floor: Floor,
+    conns: usize,
+    size: usize,
+) -> E2eMed {
+    cache
+        .entry((floor, conns, size))
+        .or_insert_with(|| {
+            e2e_med(mode.e2e_reps, || {
+                E2eMode::Threaded.run_floor(floor, conns, size, mode.e2e_for)
+            })
+        })
+        .clone()
+}
+
 pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
     let mut res = E2eResults::new();
+    let mut floors = HashMap::new();
     let mut t = Table::new(
         "B4 end-to-end echo over the mock NIC (Deferred)",
         &[
@@ -87,6 +161,11 @@ pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
             "calls/s",
             "floor calls/s",
             "ratio transport/raw",
+            "floor server threads",
+            "floor with a server thread per connection: calls/s (ratio)",
+            "server wakeups per call",
+            "passes per call",
+            "handoffs",
             "p50 / p99 latency",
             "floor p50 / p99",
             "CPU per call (both ends)",
@@ -95,12 +174,31 @@ pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
             "errors",
         ],
     );
-    for m in [E2eMode::Rtc, E2eMode::Threaded] {
+    for m in [E2eMode::Rtc, E2eMode::Threaded, E2eMode::PollGroup] {
         for conns in E2E_CONNS {
             for size in E2E_SIZES {
                 eprintln!("B4 {} x{conns} {} ...", m.name(), size_name(size));
-                let x = e2e_med(mode.e2e_reps, || m.run(false, conns, size, mode.e2e_for));
-                let f = e2e_med(mode.e2e_reps, || m.run(true, conns, size, mode.e2e_for));
+                let x = e2e_med(mode.e2e_reps, || m.run(conns, size, mode.e2e_for));
+                let (f, threads, per_pair) = match m.floor() {
+                    Floor::PerPair => (
+                        e2e_med(mode.e2e_reps, || {
+                            m.run_floor(Floor::PerPair, conns, size, mode.e2e_for)
+                        }),
+                        "1 (both ends)".to_string(),
+                        "-".to_string(),
+                    ),
+                    g @ Floor::Grouped(n) => {
+                        let f = floor_med(&mut floors, mode, g, conns, size);
+                        let p = floor_med(&mut floors, mode, Floor::PerPair, conns, size);
+                        let pp = format!(
+                            "{} ({})",
+                            fmt_rate(p.rate),
+                            fmt_ratio(ratio(x.rate, p.rate))
+                        );
+                        (f, n.min(conns).to_string(), pp)
+                    }
+                };
+                let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
                 t.row(vec![
                     m.name().into(),
                     conns.to_string(),
@@ -108,6 +206,15 @@ pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
                     fmt_rate(x.rate),
                     fmt_rate(f.rate),
                     fmt_ratio(ratio(x.rate, f.rate)),
+                    threads,
+                    per_pair,
+                    opt(x.wakeups),
+                    opt(x.passes),
+                    if m == E2eMode::Rtc {
+                        "-".into()
+                    } else {
+                        x.handoffs.to_string()
+                    },
                     format!("{} / {}", fmt_ns(x.run.lat(0.5)), fmt_ns(x.run.lat(0.99))),
                     format!("{} / {}", fmt_ns(f.run.lat(0.5)), fmt_ns(f.run.lat(0.99))),
                     fmt_ns(x.cpu_ns),
@@ -126,21 +233,35 @@ pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
          (a) run-to-completion: one thread drives every client and server transport in a loop \
          (client start_call up to the window; server poll, and if enqueued a worker pass: \
          recvfrom -> dispatch -> sendto -> release_ctxt; client try_wait): the code path's CPU \
-         with no thread wakeups. (b) threaded: the real `runtime::Server` ({} workers, {} shared \
-         completion poller thread(s), the ServerConfig defaults) and one client thread per \
-         connection, as \
-         examples/loadgen.rs. Floor: raw mock Send/Recv echo on a QP pair with no transport \
-         (client sends from pre-filled buffers, server sends each message back from its \
-         receive buffer), same sizes, same window, same mode ((b): a server thread and a \
-         client thread per pair). CPU = process user+sys (getrusage, every thread, both ends) \
-         over the timed window / calls. calls/s and CPU: median of {} runs of {:?}; latency \
-         (start_call to reply) from the median run; in (a) it is the time of a loop turn over \
-         every connection, in (b) it includes thread wakeups. Errors: transport / floor, \
-         summed over runs. Load average: see the header (the threaded runs add up to {} \
-         threads on 2 cores).",
+         with no thread wakeups. (b) threaded: the real `runtime::Server` in \
+         `ServerMode::ThreadPool` ({} workers, {} shared completion poller thread(s), the \
+         ServerConfig defaults). (c) poll groups: the real `runtime::Server` in \
+         `ServerMode::PollGroup` ({} group threads, one per CPU; each polls, receives, \
+         dispatches, replies and releases for its transports, no handoff). (b) and (c): one \
+         client thread per connection, as examples/loadgen.rs. Floor: raw mock Send/Recv echo \
+         on a QP pair with no transport (client sends from pre-filled buffers, server sends \
+         each message back from its receive buffer), same sizes, same window; (a): the same \
+         single-thread loop; (b) and (c): a client thread per pair and as many server threads \
+         as the mode runs calls on ((b) {} workers + pollers, (c) {} groups), each looping \
+         over its share of the pairs and sleeping on a doorbell the QPs ring. For reference, \
+         the floor with a server thread per pair (the only floor before (c) existed), and \
+         the ratio to it: on 2 cores, {} server threads against one client thread per pair \
+         get a smaller share of the CPU than one server thread per pair does. Server wakeups per call: \
+         (poller and group sleeps ended + worker sleeps ended with a job) / calls in the \
+         window; passes: transport passes (a worker's or a group's) / calls; handoffs: calls \
+         a group handed to a worker, summed over runs (0: nothing blocks here). CPU = process \
+         user+sys (getrusage, every thread, both ends) over the timed window / calls. calls/s \
+         and CPU: median of {} runs of {:?}; latency (start_call to reply) from the median \
+         run; in (a) it is the time of a loop turn over every connection, in (b) and (c) it \
+         includes thread wakeups. Errors: transport / floor, summed over runs. Load average: \
+         see the header (the threaded runs add up to {} threads on 2 cores).",
         rdmaxprt_bench::e2e::Payload::new(64 << 10).path(),
         threaded::WORKERS,
         rdmaxprt::runtime::ServerConfig::default().pollers,
+        threaded::groups(),
+        threaded::WORKERS + rdmaxprt::runtime::ServerConfig::default().pollers,
+        threaded::groups(),
+        "a few",
         mode.e2e_reps,
         mode.e2e_for,
         // 64 client threads, the workers, the pollers, the accept thread.
@@ -245,7 +366,28 @@ pub(super) fn b45_targets(res: &E2eResults, idle: &[(String, IdleResult)]) -> Ta
             verdict(r.map(|r| r >= 0.5)).into(),
         ]);
     }
-    for m in [E2eMode::Rtc, E2eMode::Threaded] {
+    for m in [E2eMode::Threaded, E2eMode::PollGroup] {
+        let rows: Vec<Option<f64>> = res
+            .iter()
+            .filter(|r| r.0 .0 == m)
+            .map(|r| ratio(r.1.rate, r.2.rate))
+            .collect();
+        let worst = rows
+            .iter()
+            .copied()
+            .try_fold(f64::INFINITY, |w, r| r.map(|r| w.min(r)));
+        t.row(vec![
+            format!(
+                "B4 {} >= 0.5x the raw mock loop at {E2E_CONNS:?} connections (rule: every \
+                 size and connection count, against the raw loop with the mode's server \
+                 thread count)",
+                m.name()
+            ),
+            format!("worst {}", fmt_ratio(worst.filter(|_| !rows.is_empty()))),
+            verdict(worst.filter(|_| !rows.is_empty()).map(|w| w >= 0.5)).into(),
+        ]);
+    }
+    for m in [E2eMode::Rtc, E2eMode::Threaded, E2eMode::PollGroup] {
         for conns in E2E_CONNS {
             if let Some((_, x, _)) = res.iter().find(|r| r.0 == (m, conns, 64)) {
                 t.row(vec![

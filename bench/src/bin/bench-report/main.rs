@@ -190,11 +190,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("       bench-report --only-drain BATCH:UNMAP_NS[:ROUNDS]");
         println!("         one B2 configuration (Deferred drain), no files");
         println!("       bench-report --only-e2e MODE:KIND:CONNS:SIZE[:MS]");
-        println!("         one B4 run, no files; MODE rtc or threaded, KIND transport or raw");
+        println!("         one B4 run, no files; MODE rtc, threaded or poll-group; KIND");
+        println!("         transport, raw or raw-grouped");
         println!("       bench-report --only-b13 [--quick]");
         println!("         the B1 and B3 tables and their targets only, on stdout");
         println!("       bench-report --only-b45 [--quick]");
         println!("         the B4 and B5 tables only, on stdout");
+        println!("       bench-report --only-b4 [--quick]");
+        println!("         the B4 table and its targets only, on stdout");
         return Ok(());
     }
     if let Some(i) = args.iter().position(|a| a == "--only-drain") {
@@ -220,6 +223,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (t3, t3t, _) = b3(&mode);
         println!("{}", t3.to_markdown());
         println!("{}", t3t.to_markdown());
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--only-b4") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        let started = Instant::now();
+        println!(
+            "cores {}, load {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg()
+        );
+        let (t4, r4) = b4(&mode);
+        println!("{}", t4.to_markdown());
+        println!("{}", b45_targets(&r4, &[]).to_markdown());
+        println!(
+            "{:.1} s, load {}",
+            started.elapsed().as_secs_f64(),
+            loadavg()
+        );
         return Ok(());
     }
     if args.iter().any(|a| a == "--only-b45") {

@@ -64,8 +64,10 @@ pub(super) fn only_drain(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `--only-e2e MODE:KIND:CONNS:SIZE[:MS]`: one B4 run (MODE rtc or
-/// threaded, KIND transport or raw), no files (for callgrind).
+/// `--only-e2e MODE:KIND:CONNS:SIZE[:MS]`: one B4 run (MODE rtc, threaded
+/// or poll-group; KIND transport, raw (a server thread per pair; rtc: its
+/// one-thread loop) or raw-grouped (the mode's server thread count: see
+/// `E2eMode::floor`)), no files (for callgrind).
 pub(super) fn only_e2e(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
     let parts: Vec<&str> = arg.split(':').collect();
     let [m, kind, conns, size, rest @ ..] = parts.as_slice() else {
@@ -74,22 +76,31 @@ pub(super) fn only_e2e(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
     let m = match *m {
         "rtc" => E2eMode::Rtc,
         "threaded" => E2eMode::Threaded,
+        "poll-group" => E2eMode::PollGroup,
         x => return Err(format!("unknown mode {x:?}").into()),
     };
-    let raw = match *kind {
-        "transport" => false,
-        "raw" => true,
+    let floor = match *kind {
+        "transport" => None,
+        "raw" => Some(Floor::PerPair),
+        "raw-grouped" => Some(m.floor()),
         x => return Err(format!("unknown kind {x:?}").into()),
     };
     let ms: u64 = rest.first().map_or(Ok(300), |r| r.parse())?;
-    let r = m.run(
-        raw,
-        conns.parse()?,
-        size.parse()?,
-        Duration::from_millis(ms),
-    );
+    let (conns, size, dur) = (conns.parse()?, size.parse()?, Duration::from_millis(ms));
+    let (r, w) = match floor {
+        None => m.run(conns, size, dur),
+        Some(f) => m.run_floor(f, conns, size, dur),
+    };
+    let w = w.map_or(String::new(), |w| {
+        format!(
+            ", {:.2} server wakeups and {:.2} passes per call, {} handoffs",
+            w.per_call(),
+            w.passes_per_call(),
+            w.handoffs
+        )
+    });
     println!(
-        "{arg}: {} calls, {}, p50 {} p99 {}, CPU {} per call, {} errors (load {})",
+        "{arg}: {} calls, {}, p50 {} p99 {}, CPU {} per call, {} errors{w} (load {})",
         r.calls,
         fmt_rate(r.rate()),
         fmt_ns(r.lat(0.5)),

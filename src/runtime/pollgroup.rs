@@ -1,0 +1,271 @@
+//! Run-to-completion poll groups ([`ServerMode::PollGroup`](super::ServerMode)):
+//! one thread per group owns a shard of the transports and does, for each,
+//! poll CQ -> recvfrom -> dispatch -> sendto -> release_ctxt, with no
+//! handoff per call (SPDK's poll group per core).
+//!
+//! A transport's `svc_xprt_enqueue` puts it on its group's [`RunQueue`]
+//! instead of the server-wide ready queue. On the group's own thread (a
+//! completion handler it ran while polling, the Deferred policy's
+//! empty -> non-empty push, `svc_xprt_received`) that is a push on a list
+//! and nothing more; only a push from another thread (a close, a CM event,
+//! a worker finishing a handed-off call) wakes the group. Idle, the thread
+//! sleeps on its doorbell (mock QPs ring it when they queue a completion)
+//! or, for verbs, in `poll(2)` on its completion channel and eventfd
+//! (`rdma::ChannelGroup`): never on a timer.
+
+use super::groupwait::in_pass;
+use super::svc::handle;
+use super::{lock, Entry, Shared};
+use rdmaxprt_core::xprt::XprtFlags;
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+thread_local! {
+    /// The run queue whose group this thread runs (its address; 0: none).
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A poll group's transports that want a pass, and how to wake its thread.
+pub(crate) struct RunQueue {
+    ready: Mutex<VecDeque<Arc<Entry>>>,
+    /// Wakes the group's thread from its sleep (rings its doorbell or its
+    /// eventfd); cheap, callable from any thread.
+    wake: Box<dyn Fn() + Send + Sync>,
+    /// Pushes from another thread (each one rang `wake`).
+    pub(crate) remote_pushes: AtomicU64,
+}
+
+impl std::fmt::Debug for RunQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunQueue").finish_non_exhaustive()
+    }
+}
+
+impl RunQueue {
+    pub(crate) fn new(wake: Box<dyn Fn() + Send + Sync>) -> Self {
+        Self {
+            ready: Mutex::default(),
+            wake,
+            remote_pushes: AtomicU64::new(0),
+        }
+    }
+
+    fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Marks the calling thread as this group's thread.
+    pub(crate) fn enter(&self) {
+        CURRENT.with(|c| c.set(self.addr()));
+    }
+
+    /// Whether the calling thread is this group's thread.
+    pub(crate) fn on_own_thread(&self) -> bool {
+        CURRENT.with(|c| c.get()) == self.addr()
+    }
+
+    /// Whether the calling thread runs any poll group.
+    pub(crate) fn on_a_group_thread() -> bool {
+        CURRENT.with(|c| c.get()) != 0
+    }
+
+    /// Queues `e` (its caller holds BUSY for it) for a pass; wakes the
+    /// group unless this is its own thread, which looks at the queue
+    /// before it sleeps.
+    pub(crate) fn push(&self, e: Arc<Entry>) {
+        lock(&self.ready).push_back(e);
+        if !self.on_own_thread() {
+            self.remote_pushes.fetch_add(1, Ordering::Relaxed);
+            (self.wake)();
+        }
+    }
+
+    /// One pass over the transports queued when it starts (a transport
+    /// re-queued by its own pass waits for the next round, after the group
+    /// polled again, so each round bounds the Send WRs posted per
+    /// transport between two polls). Returns the passes run.
+    pub(crate) fn run(&self, shared: &Shared) -> usize {
+        let n = lock(&self.ready).len();
+        for _ in 0..n {
+            let Some(e) = lock(&self.ready).pop_front() else {
+                return n;
+            };
+            in_pass(&e, || handle(shared, e.clone()));
+        }
+        n
+    }
+
+    /// Drops every queued transport (at exit).
+    pub(crate) fn clear(&self) {
+        let left: Vec<Arc<Entry>> = lock(&self.ready).drain(..).collect();
+        drop(left);
+    }
+}
+
+/// A sleeping group thread's doorbell. A ring costs an atomic swap unless
+/// the thread is asleep (then a lock and a notify); a ring before the
+/// sleep is never lost.
+#[derive(Debug, Default)]
+pub(crate) struct GroupBell {
+    rung: AtomicBool,
+    sleeping: AtomicBool,
+    m: Mutex<()>,
+    cv: Condvar,
+}
+
+impl GroupBell {
+    /// Wakes the thread (any thread, cheap).
+    pub(crate) fn ring(&self) {
+        // SeqCst pairs with `wait`'s store of `sleeping` then swap of
+        // `rung` (Dekker): either the sleeper sees the ring or we see it
+        // sleeping and notify under its mutex.
+        if self.rung.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if self.sleeping.load(Ordering::SeqCst) {
+            let _g = lock(&self.m);
+            self.cv.notify_one();
+        }
+    }
+
+    /// Sleeps until rung (no timer); consumes the ring. Returns whether
+    /// the thread actually slept.
+    fn wait(&self) -> bool {
+        if self.rung.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        let mut g = lock(&self.m);
+        self.sleeping.store(true, Ordering::SeqCst);
+        let mut slept = false;
+        while !self.rung.swap(false, Ordering::SeqCst) {
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            slept = true;
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+        slept
+    }
+}
+
+/// A poll group for QPs that ring a doorbell (the mock).
+#[derive(Debug)]
+pub(crate) struct PollGroup {
+    pub(crate) runq: Arc<RunQueue>,
+    pub(crate) bell: Arc<GroupBell>,
+    entries: Mutex<Vec<Arc<Entry>>>,
+    /// Times the thread woke from a sleep.
+    pub(crate) wakeups: AtomicU64,
+}
+
+impl PollGroup {
+    pub(crate) fn new() -> Self {
+        let bell = Arc::new(GroupBell::default());
+        let b = bell.clone();
+        Self {
+            runq: Arc::new(RunQueue::new(Box::new(move || b.ring()))),
+            bell,
+            entries: Mutex::default(),
+            wakeups: AtomicU64::new(0),
+        }
+    }
+
+    /// Transports the group serves.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    /// The completion notifier for a QP of this group: rings the bell,
+    /// except from the group's own thread, which polls again after any
+    /// round that did work.
+    pub(crate) fn notifier(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let (bell, runq) = (self.bell.clone(), self.runq.clone());
+        Arc::new(move || {
+            if !runq.on_own_thread() {
+                bell.ring();
+            }
+        })
+    }
+
+    /// Adds a transport whose QP rings this group's bell.
+    pub(crate) fn add(&self, e: Arc<Entry>) {
+        let bell = Arc::clone(&self.bell);
+        let _ = e.on_close.set(Box::new(move || bell.ring()));
+        lock(&self.entries).push(e);
+        self.bell.ring();
+    }
+
+    /// The group's thread: poll every transport until its CQs are empty,
+    /// run the queued passes, sleep when a round did nothing. Returns when
+    /// `exit` is set.
+    pub(crate) fn run(&self, shared: &Shared, budget: usize) {
+        self.runq.enter();
+        let exit = &shared.exit;
+        let mut closing = Vec::new();
+        while !exit.load(Ordering::Acquire) {
+            let mut work = 0;
+            lock(&self.entries).retain(|e| {
+                let x = e.xprt();
+                if x.flags().test(XprtFlags::CLOSE) {
+                    closing.push(e.clone());
+                    return false;
+                }
+                loop {
+                    match x.poll(budget) {
+                        Ok(n) => {
+                            work += n;
+                            if n < budget {
+                                break;
+                            }
+                        }
+                        Err(err) => {
+                            tracing::debug!(id = e.id, %err, "poll failed: closing");
+                            x.close();
+                            break;
+                        }
+                    }
+                }
+                true
+            });
+            // Outside the entries lock: a retired transport's last Arc may
+            // go here (teardown), and passes may add to the group.
+            closing.clear();
+            work += self.runq.run(shared);
+            if work == 0 && !exit.load(Ordering::Acquire) && self.bell.wait() {
+                self.wakeups.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        lock(&self.entries).clear();
+        self.runq.clear();
+    }
+}
+
+/// A group of one for a QP that can ring no doorbell (a verbs QP handed
+/// to `Server::accept`): polls, runs its passes, and sleeps on the QP
+/// itself (with `IDLE_WAIT`, as the thread pool's dedicated poller) until
+/// the transport closed and its closing pass ran.
+pub(crate) fn dedicated(
+    entry: Arc<Entry>,
+    runq: Arc<RunQueue>,
+    shared: Arc<Shared>,
+    budget: usize,
+) {
+    runq.enter();
+    let x = entry.xprt();
+    while !x.flags().test(XprtFlags::CLOSE) {
+        let polled = match x.poll(budget) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(id = entry.id, %e, "poll failed: closing");
+                x.close();
+                0
+            }
+        };
+        if polled + runq.run(&shared) == 0 {
+            x.wait_for_completions(super::poller::IDLE_WAIT);
+        }
+    }
+    // The closing pass (and any pass queued before it).
+    runq.run(&shared);
+    runq.clear();
+}
