@@ -319,7 +319,10 @@ pub fn vm_nfs_bench(a: &VmNfsBenchArgs) -> Res<bool> {
         "\n## Server CPU per RPC (us, lower is better)\n\nOurs: user + system time of the \
          `nfs_server` process, all its threads (/proc/PID/stat); the kernel's: its `nfsd` \
          threads plus the `ib-comp-wq` kworkers where svcrdma handles its completions (the \
-         counterpart of our completion thread). Neither counts rxe's own work (softirqs), \
+         counterpart of our completion thread; they also run the kernel NFS client's \
+         completions, so this overcounts the kernel's server by the client's share, while \
+         nfsd alone would leave svcrdma's completion work out). Neither counts rxe's own \
+         work (softirqs), \
          which stands in for the NIC; the whole-guest table below counts everything. Under \
          TCG a vCPU the host descheduled still charges its time to the thread it was \
          running. RPCs: the client's NFSv3 calls (/proc/net/rpc/nfs), the same count for \
