@@ -45,6 +45,7 @@ fn trailing_edge(delivery: Delivery, complete_send: impl Fn(&MockDevice, &Server
     assert_eq!(hook.enqueues(), 1, "the receive enqueued the transport");
     let call = x.recvfrom().unwrap().expect("the call");
     echo(&x, &call).unwrap();
+    drop(call);
     assert_eq!(
         x.release_ctxt(),
         0,

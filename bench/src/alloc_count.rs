@@ -9,6 +9,9 @@
 //!     rdmaxprt_bench::alloc_count::CountingAlloc;
 //! ```
 //!
+//! Zeroed allocations are also reported to [`crate::copies`] as
+//! zero-fills (B4's 64 KiB copy counts).
+//!
 //! The switch is one relaxed load per allocation, so threaded benchmarks
 //! (which never switch it on) pay no shared-counter traffic.
 
@@ -40,6 +43,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note();
+        // A zeroed allocation is a zero-fill for B4's copy counts.
+        crate::copies::record_fill(layout.size());
         // SAFETY: as `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }

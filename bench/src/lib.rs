@@ -8,6 +8,7 @@
 //! | B3 | keep-up: completion vs release rate, pool size over time | [`keepup`] |
 //! | B4 | end-to-end echo over the mock NIC: run-to-completion and threaded, vs raw mock Send/Recv | [`rtc`], [`threaded`], [`e2e`] |
 //! | B4 profile | callgrind per-call costs of (a), with fixes | [`profile`] |
+//! | B4 copies | payload-sized copies and zero-fills per 64 KiB echo, per end | [`copies`] |
 //! | B5 | idle trailing edge: last Send completion to release, worker wakeups | [`idle`] |
 //! | B6 | free-list pop: locked vs tagged | [`freelist`] |
 //! | B7 | scale: RSS and registered bytes per idle transport, calls/s with 1% of 10,000 connections active, the idle shrink over time | [`scale`] |
@@ -35,6 +36,7 @@
 
 pub mod alloc_count;
 pub mod barrier;
+pub mod copies;
 pub mod device;
 pub mod drain;
 pub mod e2e;

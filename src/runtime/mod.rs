@@ -45,6 +45,7 @@
 //! floor; it parks without a timer once every pool is at its floor.
 
 mod accept;
+mod bellgroup;
 mod groupwait;
 mod listener;
 mod poller;
@@ -67,7 +68,8 @@ pub use sweep::SweepReport;
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
-use pollgroup::{PollGroup, RunQueue};
+use bellgroup::PollGroup;
+use pollgroup::RunQueue;
 use rdmaxprt_core::lifecycle::{Policy, WorkqueuePool};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
@@ -282,8 +284,9 @@ pub struct Server {
     pollers: Mutex<Vec<JoinHandle<()>>>,
     groups: Vec<Arc<poller::PollerGroup>>,
     /// Poll groups (poll-group mode) for QPs that ring a doorbell.
-    pgroups: Vec<Arc<PollGroup>>,
-    /// The idle sweeper thread, if the idle shrink is on.
+    /// Started with the first such QP: a server that only listens on
+    /// rdma_cm runs its groups on its completion channels instead.
+    pgroups: OnceLock<Vec<Arc<PollGroup>>>,
     sweeper: Mutex<Option<JoinHandle<()>>>,
     wq: Option<Arc<WorkqueuePool>>,
     /// Set by the first shutdown; later accepts fail.
@@ -349,11 +352,7 @@ impl Server {
             .filter(|_| thread_pool)
             .map(|_| Arc::default())
             .collect();
-        let pgroups: Vec<Arc<PollGroup>> = (0..cfg.group_threads())
-            .filter(|_| !thread_pool)
-            .map(|_| Arc::new(PollGroup::new()))
-            .collect();
-        let mut pollers: Vec<JoinHandle<()>> = groups
+        let pollers: Vec<JoinHandle<()>> = groups
             .iter()
             .enumerate()
             .map(|(i, g)| {
@@ -365,14 +364,6 @@ impl Server {
                     .expect("spawning a completion poller thread")
             })
             .collect();
-        pollers.extend(pgroups.iter().enumerate().map(|(i, g)| {
-            let (g, s) = (g.clone(), shared.clone());
-            let budget = cfg.poll_budget;
-            std::thread::Builder::new()
-                .name(format!("rdmaxprt-group{i}"))
-                .spawn(move || g.run(&s, budget))
-                .expect("spawning a poll-group thread")
-        }));
         let sweeper = cfg.xprt.idle_shrink.map(|s| {
             let sh = shared.clone();
             std::thread::Builder::new()
@@ -386,7 +377,7 @@ impl Server {
             workers: Mutex::new(workers),
             pollers: Mutex::new(pollers),
             groups,
-            pgroups,
+            pgroups: OnceLock::new(),
             sweeper: Mutex::new(sweeper),
             wq,
             stopping: AtomicBool::new(false),
@@ -395,6 +386,35 @@ impl Server {
             #[cfg(feature = "verbs")]
             chan_groups: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The poll groups for QPs that ring a doorbell (poll-group mode),
+    /// their threads started on first use. A thread that cannot be spawned
+    /// leaves its group out (logged).
+    fn poll_groups(&self) -> &[Arc<PollGroup>] {
+        self.pgroups.get_or_init(|| {
+            let mut threads = lock(&self.pollers);
+            (0..self.cfg.group_threads())
+                .filter_map(|i| {
+                    let g = Arc::new(PollGroup::new());
+                    let (g2, s) = (g.clone(), self.shared.clone());
+                    let budget = self.cfg.poll_budget;
+                    match std::thread::Builder::new()
+                        .name(format!("rdmaxprt-group{i}"))
+                        .spawn(move || g2.run(&s, budget))
+                    {
+                        Ok(t) => {
+                            threads.push(t);
+                            Some(g)
+                        }
+                        Err(e) => {
+                            tracing::error!(%e, "spawning a poll-group thread failed");
+                            None
+                        }
+                    }
+                })
+                .collect()
+        })
     }
 
     /// The configuration the server was started with.
@@ -451,7 +471,9 @@ impl Server {
             .map(|g| g.wakeups.load(Ordering::Relaxed))
             .chain(
                 self.pgroups
-                    .iter()
+                    .get()
+                    .into_iter()
+                    .flatten()
                     .map(|g| g.wakeups.load(Ordering::Relaxed)),
             )
             .sum();
@@ -543,7 +565,7 @@ impl Server {
         for g in &self.groups {
             g.bell.ring();
         }
-        for g in &self.pgroups {
+        for g in self.pgroups.get().into_iter().flatten() {
             g.bell.ring();
         }
         #[cfg(feature = "verbs")]
@@ -576,7 +598,9 @@ impl Server {
     fn remote_pushes(&self) -> u64 {
         let doorbell: u64 = self
             .pgroups
-            .iter()
+            .get()
+            .into_iter()
+            .flatten()
             .map(|g| g.runq.remote_pushes.load(Ordering::Relaxed))
             .sum();
         #[cfg(feature = "verbs")]

@@ -59,11 +59,11 @@ pub trait ServerXprt: Send + Sync {
     /// Whether the SQ has room (no one waiting for space).
     fn has_wspace(&self) -> bool;
     /// Next call, if any (caller holds BUSY).
-    fn recvfrom(&self) -> Result<Option<RecvdCall>, RtError>;
+    fn recvfrom(&self) -> Result<Option<RecvdCall<'_>>, RtError>;
     /// Sends a reply.
     fn sendto(
         &self,
-        call: &RecvdCall,
+        call: &RecvdCall<'_>,
         reply: &[&[u8]],
         payload: Option<&[u8]>,
     ) -> Result<(), RtError>;
@@ -124,12 +124,12 @@ where
     fn has_wspace(&self) -> bool {
         SvcRdmaXprt::has_wspace(self)
     }
-    fn recvfrom(&self) -> Result<Option<RecvdCall>, RtError> {
+    fn recvfrom(&self) -> Result<Option<RecvdCall<'_>>, RtError> {
         SvcRdmaXprt::recvfrom(self).map_err(rt_err)
     }
     fn sendto(
         &self,
-        call: &RecvdCall,
+        call: &RecvdCall<'_>,
         reply: &[&[u8]],
         payload: Option<&[u8]>,
     ) -> Result<(), RtError> {

@@ -262,9 +262,10 @@ pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
          user+sys (getrusage, every thread, both ends) over the timed window / calls. calls/s \
          and CPU: median of {} runs of {:?}; latency (start_call to reply) from the median \
          run; in (a) it is the time of a loop turn over every connection, in (b) and (c) it \
-         includes thread wakeups. Errors: transport / floor, summed over runs. Allocations per call ((a) only): heap \
-         alloc/alloc_zeroed/realloc calls in the timed window / calls (bench-report's counting \
-         global allocator), median of the runs. Load average: see the header (the threaded runs add up to {} threads on 2 cores).",
+         includes thread wakeups. Errors: transport / floor, summed over runs. Allocations per \
+         call ((a) only): heap alloc/alloc_zeroed/realloc calls in the timed window / calls \
+         (bench-report's counting global allocator), median of the runs. Load average: \
+         see the header (the threaded runs add up to {} threads on 2 cores).",
         rdmaxprt_bench::e2e::Payload::new(64 << 10).path(),
         threaded::WORKERS,
         rdmaxprt::runtime::ServerConfig::default().pollers,

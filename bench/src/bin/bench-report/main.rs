@@ -27,8 +27,10 @@ use std::time::{Duration, Instant};
 mod b1_b2;
 mod b3;
 mod b4_b5;
+mod b4_copies;
 mod b6;
 mod b7;
+mod copy_hooks;
 mod only;
 
 /// Counts allocations in B4's run-to-completion windows.
@@ -39,6 +41,7 @@ static ALLOC: rdmaxprt_bench::alloc_count::CountingAlloc =
 use b1_b2::*;
 use b3::*;
 use b4_b5::*;
+use b4_copies::*;
 use b6::*;
 use b7::*;
 use only::*;
@@ -204,7 +207,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("       bench-report --only-b45 [--quick]");
         println!("         the B4 and B5 tables only, on stdout");
         println!("       bench-report --only-b4 [--quick]");
-        println!("         the B4 table and its targets only, on stdout");
+        println!("         the B4 tables and their targets only, on stdout");
+        println!("       bench-report --only-b4-bulk [--quick]");
+        println!("         the B4 64 KiB echo copies/zero-fills per end and rate vs the floor");
         println!("       bench-report --only-scale [--quick] [--out DIR]");
         println!("         the B7 tables on stdout and DIR/idle_shrink.svg");
         return Ok(());
@@ -255,6 +260,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", t3t.to_markdown());
         return Ok(());
     }
+    if args.iter().any(|a| a == "--only-b4-bulk") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        println!(
+            "cores {}, load {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg()
+        );
+        let (t, r) = b4_bulk(&mode);
+        println!("{}", t.to_markdown());
+        println!("{}", b4_bulk_targets(&r).to_markdown());
+        println!("load {}", loadavg());
+        return Ok(());
+    }
     if args.iter().any(|a| a == "--only-b4") {
         let mode = Mode::new(args.iter().any(|a| a == "--quick"));
         let started = Instant::now();
@@ -266,6 +284,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (t4, r4) = b4(&mode);
         println!("{}", t4.to_markdown());
         println!("{}", b45_targets(&r4, &[]).to_markdown());
+        let (tb, rb) = b4_bulk(&mode);
+        println!("{}", tb.to_markdown());
+        println!("{}", b4_bulk_targets(&rb).to_markdown());
         println!(
             "{:.1} s, load {}",
             started.elapsed().as_secs_f64(),
@@ -286,6 +307,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (t5, r5) = b5(&mode);
         println!("{}", t5.to_markdown());
         println!("{}", b45_targets(&r4, &r5).to_markdown());
+        let (tb, rb) = b4_bulk(&mode);
+        println!("{}", tb.to_markdown());
+        println!("{}", b4_bulk_targets(&rb).to_markdown());
         println!("{}", rdmaxprt_bench::profile::table().to_markdown());
         println!("{}", rdmaxprt_bench::profile::bulk_table().to_markdown());
         println!(
@@ -356,6 +380,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (t5, r5) = b5(&mode);
     emit(&t5, &mut sections);
     emit(&b45_targets(&r4, &r5), &mut sections);
+    let (tb, rb) = b4_bulk(&mode);
+    emit(&tb, &mut sections);
+    emit(&b4_bulk_targets(&rb), &mut sections);
     emit(&rdmaxprt_bench::profile::table(), &mut sections);
     emit(&rdmaxprt_bench::profile::bulk_table(), &mut sections);
     eprintln!("B7 ...");
