@@ -78,6 +78,20 @@ pub struct ReplyBody {
     pub bulk: Option<Bulk>,
 }
 
+impl ReplyBody {
+    /// Empties the body for the next call, keeping the results `Vec`'s
+    /// capacity (see [`Dispatcher::dispatch_reusing`]).
+    pub fn clear(&mut self) {
+        self.results.clear();
+        self.bulk = None;
+    }
+}
+
+/// The largest results capacity [`Dispatched::recycle`] keeps for the next
+/// call; a body that grew past it (a rare large reply) is freed rather
+/// than held by an idle thread.
+pub const MAX_RECYCLED_RESULTS: usize = 64 << 10;
+
 /// One ONC RPC program.
 pub trait Service: Send + Sync + 'static {
     /// The program number.
@@ -167,6 +181,19 @@ impl Dispatched {
         let args = msg.get(self.args_offset..).unwrap_or(&[]);
         self.body.bulk.as_ref().and_then(|b| b.bytes(args))
     }
+
+    /// Gives the body back, cleared, for the next
+    /// [`dispatch_reusing`](Dispatcher::dispatch_reusing) (call it once the
+    /// reply was sent); its results capacity is kept up to
+    /// [`MAX_RECYCLED_RESULTS`].
+    pub fn recycle(self) -> ReplyBody {
+        let mut body = self.body;
+        if body.results.capacity() > MAX_RECYCLED_RESULTS {
+            return ReplyBody::default();
+        }
+        body.clear();
+        body
+    }
 }
 
 /// Routes calls to services by program number.
@@ -217,26 +244,36 @@ impl Dispatcher {
     /// Decodes `msg` and runs the call. `None` when the message is not a
     /// call that can be answered (too short, or not a CALL): drop it.
     pub fn dispatch(&self, msg: &[u8]) -> Option<Dispatched> {
+        self.dispatch_reusing(msg, ReplyBody::default())
+    }
+
+    /// [`dispatch`](Self::dispatch) into `body` (cleared first), typically
+    /// the previous reply's [`recycle`](Dispatched::recycle)d body: a
+    /// procedure that appends its results reuses that `Vec`'s capacity
+    /// instead of allocating one per call. The body comes back in the
+    /// reply (also when the call is rejected); `None` drops it.
+    pub fn dispatch_reusing(&self, msg: &[u8], mut body: ReplyBody) -> Option<Dispatched> {
+        body.clear();
         let call = match decode_call(msg) {
             Ok(c) => c,
-            Err(e) => return self.reject(msg, e),
+            Err(e) => return self.reject(msg, e, body),
         };
-        let reply = |stat| Dispatched {
+        let reply = |stat, body| Dispatched {
             header: header(call.xid, stat),
-            body: ReplyBody::default(),
+            body,
             args_offset: 0,
         };
         let progs = || self.services.iter().filter(|s| s.program() == call.prog);
         if progs().next().is_none() {
-            return Some(reply(ReplyStat::Accepted(AcceptStat::ProgUnavail)));
+            return Some(reply(ReplyStat::Accepted(AcceptStat::ProgUnavail), body));
         }
         let Some(svc) = progs().find(|s| s.versions().contains(&call.vers)) else {
             let low = progs().map(|s| *s.versions().start()).min().unwrap_or(0);
             let high = progs().map(|s| *s.versions().end()).max().unwrap_or(0);
-            return Some(reply(ReplyStat::Accepted(AcceptStat::ProgMismatch {
-                low,
-                high,
-            })));
+            return Some(reply(
+                ReplyStat::Accepted(AcceptStat::ProgMismatch { low, high }),
+                body,
+            ));
         };
         let ctx = CallContext {
             xid: call.xid,
@@ -246,7 +283,6 @@ impl Dispatcher {
             cred: call.cred,
         };
         let args = msg.get(call.args_offset..).unwrap_or(&[]);
-        let mut body = ReplyBody::default();
         let res = svc.call(&ctx, args, &mut body).and_then(|()| {
             // A bulk range outside the arguments is the procedure's bug.
             match &body.bulk {
@@ -257,7 +293,7 @@ impl Dispatcher {
         let stat = match res {
             Ok(()) => AcceptStat::Success,
             Err(e) => {
-                body = ReplyBody::default();
+                body.clear();
                 match e {
                     ProcError::ProcUnavail => AcceptStat::ProcUnavail,
                     ProcError::GarbageArgs => AcceptStat::GarbageArgs,
@@ -272,12 +308,12 @@ impl Dispatcher {
         })
     }
 
-    fn reject(&self, msg: &[u8], e: CallDecodeError) -> Option<Dispatched> {
+    fn reject(&self, msg: &[u8], e: CallDecodeError, body: ReplyBody) -> Option<Dispatched> {
         let xid = rdmaxprt_core::oncrpc::peek_xid(msg)?;
         let stat = e.reply()?;
         Some(Dispatched {
             header: header(xid, stat),
-            body: ReplyBody::default(),
+            body,
             args_offset: 0,
         })
     }

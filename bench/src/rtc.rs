@@ -14,7 +14,7 @@ use crate::copies::{self, Phase};
 use crate::e2e::{elapsed_ns, process_cpu, E2eResult, EchoService, Payload, PROG, VERS};
 use rdmaxprt::client::{ClientConfig, RpcClient, Ticket};
 use rdmaxprt::mock::{MockBuf, MockDevice, MockError, MockQp, QpConfig};
-use rdmaxprt::service::Dispatcher;
+use rdmaxprt::service::{Dispatcher, ReplyBody};
 use rdmaxprt_core::backend::{
     DmaBuf, DmaDevice, QueuePair, RecvWr, SendWr, Sge, Wc, WcOpcode, WcStatus, WrOp,
 };
@@ -23,6 +23,7 @@ use rdmaxprt_core::pool::PoolConfig;
 use rdmaxprt_core::transport::{SvcRdmaXprt, XprtConfig};
 use rdmaxprt_core::wait::CondvarWait;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -122,20 +123,30 @@ impl RtcConn {
 /// Returns the calls served.
 pub fn worker_pass(x: &RtcServer, d: &Dispatcher) -> usize {
     let mut n = 0;
+    // As the runtime's pass: the thread's last reply body is reused.
+    let mut body = REPLY_BODY.with(Cell::take);
     while let Ok(Some(call)) = x.recvfrom() {
-        if let Some(reply) = d.dispatch(call.msg()) {
+        if let Some(reply) = d.dispatch_reusing(call.msg(), std::mem::take(&mut body)) {
             let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
             if let Err(e) = x.sendto(&call, &parts, reply.bulk(call.msg())) {
                 if e.is_fatal() {
                     x.close();
                 }
             }
+            body = reply.recycle();
         }
         x.release_ctxt();
         n += 1;
     }
+    REPLY_BODY.with(|b| b.set(body));
     x.release_ctxt();
     n
+}
+
+thread_local! {
+    /// The driving thread's reply body, recycled across passes (the
+    /// runtime keeps one per worker or group thread).
+    static REPLY_BODY: Cell<ReplyBody> = Cell::new(ReplyBody::default());
 }
 
 /// The server half of one loop turn, until quiet: poll completions, then

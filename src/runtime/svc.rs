@@ -4,10 +4,19 @@
 
 use super::pollgroup::RunQueue;
 use super::{lock, Entry, RtError, Shared};
+use crate::service::ReplyBody;
 use rdmaxprt_core::transport::{OwnedCall, RecvdCall};
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+thread_local! {
+    /// This thread's last reply body, recycled into its next dispatch (a
+    /// procedure's results reuse one `Vec`'s capacity per worker or group
+    /// thread, not an allocation per call).
+    static REPLY_BODY: Cell<ReplyBody> = Cell::new(ReplyBody::default());
+}
 
 /// Work for a worker thread.
 pub(crate) enum Job {
@@ -105,7 +114,8 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
 /// pass after `svc_xprt_received`).
 fn answer(shared: &Shared, entry: &Entry, call: &RecvdCall<'_>) {
     let x = entry.xprt();
-    if let Some(reply) = shared.dispatcher.dispatch(call.msg()) {
+    let body = REPLY_BODY.with(Cell::take);
+    if let Some(reply) = shared.dispatcher.dispatch_reusing(call.msg(), body) {
         let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
         match x.sendto(call, &parts, reply.bulk(call.msg())) {
             Ok(()) | Err(RtError::ReplyRejected(_)) | Err(RtError::Closed) => {}
@@ -114,6 +124,7 @@ fn answer(shared: &Shared, entry: &Entry, call: &RecvdCall<'_>) {
                 x.close();
             }
         }
+        REPLY_BODY.with(|b| b.set(reply.recycle()));
     }
     x.release_ctxt();
     // The reply may have grown the send-context pool.

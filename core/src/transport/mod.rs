@@ -24,14 +24,13 @@ pub use read::CallMeta;
 pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
-use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
+use crate::backend::{DmaDevice, ErrorType, QueuePair, Wc, WcStatus};
 use crate::lifecycle::{SendCompletions, SendCtxtLifecycle};
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
 use crate::spin::SpinMutex;
 use crate::sq::SqAccount;
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
-use alloc::vec::Vec;
 use call::{CallBuf, CallHolder};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use landing::Landings;
@@ -385,7 +384,7 @@ where
     /// Posts up to `max` receives.
     #[doc(alias = "svc_rdma_post_recvs")]
     fn post_recvs(&self, max: u32) -> Result<(), XprtError<DevError<L>>> {
-        let mut wrs: Vec<RecvWr> = Vec::with_capacity(max as usize);
+        let mut wrs = recv::RecvWrs::with_capacity(max as usize);
         self.recv.take_for_post(max, &mut wrs);
         if wrs.is_empty() {
             return Ok(());

@@ -13,6 +13,10 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
+/// Receive WRs gathered for one post: a refresh batch fits inline (no
+/// heap allocation per repost); the first post of a whole ring spills.
+pub(crate) type RecvWrs = smallvec::SmallVec<[RecvWr; 16]>;
+
 /// One receive buffer, mapped for its whole life.
 #[doc(alias = "svc_rdma_recv_ctxt")]
 pub(crate) struct RecvCtxt<B> {
@@ -97,7 +101,7 @@ impl<D: DmaDevice> RecvQueue<D> {
     /// Takes up to `max` free contexts and returns their Receive WRs,
     /// marking them posted (undo with [`unpost`](Self::unpost)).
     #[doc(alias = "svc_rdma_recv_ctxt_get")]
-    pub(crate) fn take_for_post(&self, max: u32, out: &mut Vec<RecvWr>) {
+    pub(crate) fn take_for_post(&self, max: u32, out: &mut RecvWrs) {
         self.with(|st| {
             while (out.len() as u32) < max {
                 let Some(i) = st.free.pop() else { break };

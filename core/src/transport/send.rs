@@ -9,6 +9,11 @@ use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, 
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::vec::Vec;
+use smallvec::SmallVec;
+
+/// WRs of a reply chain held inline (on the stack) before spilling to the
+/// heap: the Send and up to three RDMA Writes.
+const INLINE_CHAIN: usize = 4;
 
 /// RDMA Writes of `data` (at `base` within one mapped region) into the
 /// peer's `segs`; returns the WRs' single-SGE lists and the segments with
@@ -91,9 +96,12 @@ where
         let depth = self.sq.depth() as usize;
         let split = super::chain::chain_split(writes.len() + 1, depth);
         c.set_sqecount((writes.len() + 1 - split) as u32);
-        let write_sges: Vec<[Sge; 1]> = writes.iter().map(|w| [w.0]).collect();
+        // Inline up to a few WRs (an inline reply is one Send): no heap
+        // allocation per reply on the common path.
+        let write_sges: SmallVec<[[Sge; 1]; INLINE_CHAIN]> = writes.iter().map(|w| [w.0]).collect();
         let res = c.post(|wr_id, ctxt: &SendCtxt<L::Dev>| {
-            let mut chain: Vec<SendWr<'_>> = Vec::with_capacity(writes.len() + 1);
+            let mut chain: SmallVec<[SendWr<'_>; INLINE_CHAIN]> =
+                SmallVec::with_capacity(writes.len() + 1);
             for (w, sges) in writes.iter().zip(&write_sges) {
                 chain.push(SendWr {
                     wr_id: WR_ID_IGNORE,
