@@ -9,7 +9,7 @@
 use rdmaxprt_core::oncrpc::{
     decode_call, encode_reply, AcceptStat, CallDecodeError, Credential, ReplyStat,
 };
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 
 /// What a procedure sees of its call.
 #[derive(Debug)]
@@ -38,6 +38,36 @@ pub enum ProcError {
     SystemErr,
 }
 
+/// Bulk payload of a reply: bytes the procedure made, or a range of its
+/// own arguments sent back without a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bulk {
+    /// Bytes the procedure produced (e.g. read from a file).
+    Owned(Vec<u8>),
+    /// `args[range]` of the call being answered: the arguments live in the
+    /// transport's buffer until the reply is sent, and when that buffer is
+    /// a pulled Read chunk's the transport writes them into the client's
+    /// Write chunk straight from it (an echo, or data passed through).
+    Args(Range<usize>),
+}
+
+impl From<Vec<u8>> for Bulk {
+    fn from(v: Vec<u8>) -> Self {
+        Bulk::Owned(v)
+    }
+}
+
+impl Bulk {
+    /// The bytes, given the call's arguments (`None` if an
+    /// [`Args`](Bulk::Args) range lies outside them).
+    pub fn bytes<'a>(&'a self, args: &'a [u8]) -> Option<&'a [u8]> {
+        match self {
+            Bulk::Owned(v) => Some(v),
+            Bulk::Args(r) => args.get(r.clone()),
+        }
+    }
+}
+
 /// A procedure's output.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplyBody {
@@ -45,7 +75,7 @@ pub struct ReplyBody {
     pub results: Vec<u8>,
     /// Bulk payload for the client's first Write chunk (sent inline after
     /// the results if the client offered none).
-    pub bulk: Option<Vec<u8>>,
+    pub bulk: Option<Bulk>,
 }
 
 /// One ONC RPC program.
@@ -73,13 +103,70 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
+/// The longest RPC reply header: xid, REPLY, ACCEPTED, an AUTH_NONE
+/// verifier (2 words), PROG_MISMATCH and its low and high versions.
+pub const MAX_REPLY_HEADER: usize = 32;
+
+/// An encoded RPC reply header, held inline (no allocation per call).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ReplyHeader {
+    bytes: [u8; MAX_REPLY_HEADER],
+    len: u8,
+}
+
+impl ReplyHeader {
+    fn new(xid: u32, stat: ReplyStat) -> Self {
+        let mut h = Self {
+            bytes: [0; MAX_REPLY_HEADER],
+            len: 0,
+        };
+        // Every reply status fits `MAX_REPLY_HEADER` bytes, so encoding
+        // cannot run out.
+        let n = encode_reply(&mut h.bytes, xid, stat).unwrap_or(0);
+        h.len = n as u8;
+        h
+    }
+}
+
+impl std::ops::Deref for ReplyHeader {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl AsRef<[u8]> for ReplyHeader {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for ReplyHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ReplyHeader").field(&&**self).finish()
+    }
+}
+
 /// A reply ready for `sendto`: header + results, and any bulk payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dispatched {
     /// The encoded RPC reply header (accepted or denied).
-    pub header: Vec<u8>,
+    pub header: ReplyHeader,
     /// The procedure's results (empty unless SUCCESS).
     pub body: ReplyBody,
+    /// Where the arguments start in the call message (for
+    /// [`Bulk::Args`]).
+    pub args_offset: usize,
+}
+
+impl Dispatched {
+    /// The bulk payload, if any, given the call message `msg` that was
+    /// dispatched (an [`Args`](Bulk::Args) range is resolved in it; the
+    /// dispatcher checked it lies inside the arguments).
+    pub fn bulk<'a>(&'a self, msg: &'a [u8]) -> Option<&'a [u8]> {
+        let args = msg.get(self.args_offset..).unwrap_or(&[]);
+        self.body.bulk.as_ref().and_then(|b| b.bytes(args))
+    }
 }
 
 /// Routes calls to services by program number.
@@ -97,12 +184,8 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-fn header(xid: u32, stat: ReplyStat) -> Vec<u8> {
-    let mut h = vec![0; stat.encoded_len()];
-    // The buffer is sized by `encoded_len`, so encoding cannot run out.
-    let n = encode_reply(&mut h, xid, stat).unwrap_or(0);
-    h.truncate(n);
-    h
+fn header(xid: u32, stat: ReplyStat) -> ReplyHeader {
+    ReplyHeader::new(xid, stat)
 }
 
 impl Dispatcher {
@@ -141,6 +224,7 @@ impl Dispatcher {
         let reply = |stat| Dispatched {
             header: header(call.xid, stat),
             body: ReplyBody::default(),
+            args_offset: 0,
         };
         let progs = || self.services.iter().filter(|s| s.program() == call.prog);
         if progs().next().is_none() {
@@ -163,7 +247,14 @@ impl Dispatcher {
         };
         let args = msg.get(call.args_offset..).unwrap_or(&[]);
         let mut body = ReplyBody::default();
-        let stat = match svc.call(&ctx, args, &mut body) {
+        let res = svc.call(&ctx, args, &mut body).and_then(|()| {
+            // A bulk range outside the arguments is the procedure's bug.
+            match &body.bulk {
+                Some(b) if b.bytes(args).is_none() => Err(ProcError::SystemErr),
+                _ => Ok(()),
+            }
+        });
+        let stat = match res {
             Ok(()) => AcceptStat::Success,
             Err(e) => {
                 body = ReplyBody::default();
@@ -177,6 +268,7 @@ impl Dispatcher {
         Some(Dispatched {
             header: header(call.xid, ReplyStat::Accepted(stat)),
             body,
+            args_offset: call.args_offset.min(msg.len()),
         })
     }
 
@@ -186,6 +278,7 @@ impl Dispatcher {
         Some(Dispatched {
             header: header(xid, stat),
             body: ReplyBody::default(),
+            args_offset: 0,
         })
     }
 }
@@ -216,6 +309,14 @@ mod tests {
                     Ok(())
                 }
                 2 => Err(ProcError::GarbageArgs),
+                3 => {
+                    out.bulk = Some(Bulk::Args(1..args.len()));
+                    Ok(())
+                }
+                4 => {
+                    out.bulk = Some(Bulk::Args(0..args.len() + 1));
+                    Ok(())
+                }
                 _ => Err(ProcError::ProcUnavail),
             }
         }
@@ -246,6 +347,47 @@ mod tests {
         let r = d.dispatch(&call(0x2000_0001, 1, 1, b"abcd")).unwrap();
         assert_eq!(stat(&r), ReplyStat::Accepted(AcceptStat::Success));
         assert_eq!(r.body.results, b"abcd");
+    }
+
+    #[test]
+    fn bulk_borrowed_from_the_arguments_resolves_in_the_message() {
+        let d = Dispatcher::new().with(Echo);
+        let msg = call(0x2000_0001, 1, 3, b"abcd");
+        let r = d.dispatch(&msg).unwrap();
+        assert_eq!(stat(&r), ReplyStat::Accepted(AcceptStat::Success));
+        let bulk = r.bulk(&msg).unwrap();
+        assert_eq!(bulk, b"bcd");
+        assert!(
+            std::ptr::eq(bulk.as_ptr(), msg[msg.len() - 3..].as_ptr()),
+            "lent, not copied"
+        );
+    }
+
+    #[test]
+    fn a_bulk_range_past_the_arguments_is_a_system_error() {
+        let d = Dispatcher::new().with(Echo);
+        let msg = call(0x2000_0001, 1, 4, b"abcd");
+        let r = d.dispatch(&msg).unwrap();
+        assert_eq!(stat(&r), ReplyStat::Accepted(AcceptStat::SystemErr));
+        assert_eq!(r.bulk(&msg), None);
+    }
+
+    #[test]
+    fn every_reply_header_fits_inline() {
+        let stats = [
+            ReplyStat::Accepted(AcceptStat::ProgMismatch {
+                low: u32::MAX,
+                high: u32::MAX,
+            }),
+            ReplyStat::Accepted(AcceptStat::SystemErr),
+            ReplyStat::RPC_MISMATCH,
+        ];
+        for stat in stats {
+            assert!(stat.encoded_len() <= MAX_REPLY_HEADER, "{stat:?}");
+            let h = header(7, stat);
+            assert_eq!(h.len(), stat.encoded_len(), "{stat:?}");
+            assert_eq!(decode_reply(&h).unwrap().stat, stat);
+        }
     }
 
     #[test]

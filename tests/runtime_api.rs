@@ -137,6 +137,11 @@ fn bad_input_is_counted_per_transport_and_in_total_while_live_in(mode: ServerMod
         reply_chunks: 0,
         bogus_completions: 0,
         partial_posts: 0,
+        // The RPC reply (a 24-byte accepted header, no results), pulled
+        // up into the header buffer.
+        copies: 1,
+        copied_bytes: 24,
+        read_waits: 0,
     };
     let mut seen = XprtCountersSnapshot::default();
     let deadline = Instant::now() + Duration::from_secs(10);

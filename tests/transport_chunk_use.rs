@@ -99,8 +99,8 @@ fn each_chunk_counter_bumps_on_its_path_only() {
 /// Answers `call` with an accepted SUCCESS header, a 4-byte length word
 /// and `payload` as the bulk payload (the way an NFS READ reply is built),
 /// with or without a Write chunk in the call.
-fn reply_with_bulk(x: &Server, call: &RecvdCall, payload: &[u8]) {
-    let h = oncrpc::decode_call(&call.msg).unwrap();
+fn reply_with_bulk(x: &Server, call: &RecvdCall<'_>, payload: &[u8]) {
+    let h = oncrpc::decode_call(call.msg()).unwrap();
     let mut hdr = [0u8; 32];
     let n =
         oncrpc::encode_reply(&mut hdr, h.xid, ReplyStat::Accepted(AcceptStat::Success)).unwrap();

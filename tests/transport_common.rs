@@ -96,7 +96,7 @@ pub fn default_pair(dev: &MockDevice) -> (Client, Server, Arc<Hook>) {
 }
 
 /// The echo service (see `support/worker.rs`), for program [`PROG`].
-pub fn echo(x: &Server, call: &RecvdCall) -> Result<(), XprtError<MockError>> {
+pub fn echo(x: &Server, call: &RecvdCall<'_>) -> Result<(), XprtError<MockError>> {
     worker::echo_call(x, call, PROG)
 }
 

@@ -77,6 +77,7 @@ fn a_failed_send_completion_schedules_the_transport() {
     x.close();
     assert_eq!(hook.enqueues(), before + 1);
     drop(ts);
+    drop(calls);
     drop(c);
     let r = x.free();
     assert_eq!(r.reclaimed_send, 0, "{r:?}");
@@ -271,6 +272,7 @@ fn e_free_after_a_failed_drain_leaks_what_is_posted() {
     assert_eq!(x.send_lifecycle().pool().census().posted, 1);
     let posted_recvs = x.recvs_posted();
     assert!(posted_recvs > 0);
+    drop(call);
     drop(c);
     let client_gone = dev.tracker().live_mappings();
     let r = x.free();
@@ -389,10 +391,10 @@ fn serve_spy(x: &SpyServer) {
         let polled = x.poll(usize::MAX).unwrap();
         let mut served = 0;
         while let Some(call) = x.recvfrom().unwrap() {
-            let h = rdmaxprt_core::oncrpc::decode_call(&call.msg).unwrap();
+            let h = rdmaxprt_core::oncrpc::decode_call(call.msg()).unwrap();
             let mut hdr = [0u8; 32];
             let n = rdmaxprt_core::oncrpc::encode_reply(&mut hdr, h.xid, SUCCESS).unwrap();
-            x.sendto(&call, &[&hdr[..n], &call.msg[h.args_offset..]], None)
+            x.sendto(&call, &[&hdr[..n], &call.msg()[h.args_offset..]], None)
                 .unwrap();
             x.release_ctxt();
             served += 1;
@@ -502,10 +504,10 @@ fn g_a_get_waiting_at_the_pool_cap_wakes_after_the_put() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 while let Ok(Some(call)) = x.recvfrom() {
-                    let h = rdmaxprt_core::oncrpc::decode_call(&call.msg).unwrap();
+                    let h = rdmaxprt_core::oncrpc::decode_call(call.msg()).unwrap();
                     let mut hdr = [0u8; 32];
                     let n = rdmaxprt_core::oncrpc::encode_reply(&mut hdr, h.xid, SUCCESS).unwrap();
-                    let _ = x.sendto(&call, &[&hdr[..n], &call.msg[h.args_offset..]], None);
+                    let _ = x.sendto(&call, &[&hdr[..n], &call.msg()[h.args_offset..]], None);
                     x.release_ctxt();
                 }
                 std::thread::sleep(Duration::from_micros(100));

@@ -100,6 +100,7 @@ fn free_with_completed_contexts_still_on_the_release_list_drains_them() {
     x.poll(usize::MAX).unwrap();
     let call = x.recvfrom().unwrap().unwrap();
     echo(&x, &call).unwrap();
+    drop(call);
     x.poll(usize::MAX).unwrap(); // the Send completion: on the release list
     assert!(x.send_lifecycle().pool().has_pending_release());
     assert_eq!(c.wait(t).unwrap().results, b"abc");

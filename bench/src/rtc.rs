@@ -10,6 +10,7 @@
 //! on a mock QP pair, the server sending each received message straight
 //! back from its receive buffer.
 
+use crate::copies::{self, Phase};
 use crate::e2e::{elapsed_ns, process_cpu, E2eResult, EchoService, Payload, PROG, VERS};
 use rdmaxprt::client::{ClientConfig, RpcClient, Ticket};
 use rdmaxprt::mock::{MockBuf, MockDevice, MockError, MockQp, QpConfig};
@@ -122,9 +123,9 @@ impl RtcConn {
 pub fn worker_pass(x: &RtcServer, d: &Dispatcher) -> usize {
     let mut n = 0;
     while let Ok(Some(call)) = x.recvfrom() {
-        if let Some(reply) = d.dispatch(&call.msg) {
+        if let Some(reply) = d.dispatch(call.msg()) {
             let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
-            if let Err(e) = x.sendto(&call, &parts, reply.body.bulk.as_deref()) {
+            if let Err(e) = x.sendto(&call, &parts, reply.bulk(call.msg())) {
                 if e.is_fatal() {
                     x.close();
                 }
@@ -188,6 +189,7 @@ impl Rtc {
         let (mut done, mut errors) = (0, 0);
         let p = &self.payload;
         for c in &mut self.conns {
+            copies::enter(Phase::Client);
             while start && c.window.len() < self.window && c.client.has_credit() {
                 match c.client.start_call(PROG, VERS, p.proc, &p.args, &p.opts()) {
                     Ok(t) => c.window.push_back((t, Instant::now())),
@@ -197,7 +199,9 @@ impl Rtc {
                     }
                 }
             }
+            copies::enter(Phase::Server);
             server_turn(&c.server, &c.hook, &self.dispatcher);
+            copies::enter(Phase::Client);
             while let Some((t, at)) = c.window.front() {
                 match c.client.try_wait(t) {
                     None => break,
@@ -215,6 +219,7 @@ impl Rtc {
                 }
             }
         }
+        copies::enter(Phase::Off);
         (done, errors)
     }
 
@@ -277,19 +282,25 @@ pub fn timed_loop(dur: Duration, mut turn: impl FnMut(&mut Vec<u64>) -> (u64, u6
     let (mut calls, mut errors) = (0, 0);
     let cpu0 = process_cpu();
     let t0 = Instant::now();
-    let mut turns = 0u32;
-    loop {
-        let (d, e) = turn(&mut lat);
-        calls += d;
-        errors += e;
-        turns = turns.wrapping_add(1);
-        if turns % 16 == 0 && t0.elapsed() >= dur {
-            break;
+    let (wall, allocs) = crate::alloc_count::count(|| {
+        let mut turns = 0u32;
+        loop {
+            let (d, e) = turn(&mut lat);
+            calls += d;
+            errors += e;
+            turns = turns.wrapping_add(1);
+            if turns % 16 == 0 && t0.elapsed() >= dur {
+                break;
+            }
         }
-    }
-    let wall = t0.elapsed();
+        t0.elapsed()
+    });
     let cpu = process_cpu().saturating_sub(cpu0);
-    E2eResult::new(calls, errors, wall, cpu, lat)
+    // The latency Vec may have grown inside the window (amortized, a few
+    // allocations per run): counted, not subtracted.
+    let mut r = E2eResult::new(calls, errors, wall, cpu, lat);
+    r.allocs = allocs;
+    r
 }
 
 /// B4 (a), transport: `conns` pairs x `window` calls, `size`-byte echo,
@@ -542,24 +553,34 @@ impl Drop for RawServer {
     }
 }
 
+/// One loop turn of the floor over `pairs`: clients start messages (if
+/// `start`), servers echo, clients reap. Returns `(echoes, errors)`.
+pub fn raw_turn(pairs: &mut [RawPair], start: bool, mut lat: Option<&mut Vec<u64>>) -> (u64, u64) {
+    let (mut d, mut e) = (0, 0);
+    for p in pairs.iter_mut() {
+        copies::enter(Phase::Client);
+        if start {
+            p.client.start();
+        }
+        copies::enter(Phase::Server);
+        p.server.turn();
+        copies::enter(Phase::Client);
+        let (dd, ee, _) = p.client.poll(lat.as_deref_mut());
+        d += dd;
+        e += ee;
+    }
+    copies::enter(Phase::Off);
+    (d, e)
+}
+
 /// B4 (a), floor: `conns` raw pairs, one thread, timed for `dur`.
 pub fn run_raw(conns: usize, size: usize, window: usize, dur: Duration) -> E2eResult {
     let sdev = MockDevice::new();
     let mut pairs: Vec<RawPair> = (0..conns)
         .map(|_| RawPair::new(&sdev, size, window, QpConfig::default()))
         .collect();
-    let turn = |pairs: &mut [RawPair], start: bool, mut lat: Option<&mut Vec<u64>>| {
-        let (mut d, mut e) = (0, 0);
-        for p in pairs.iter_mut() {
-            if start {
-                p.client.start();
-            }
-            p.server.turn();
-            let (dd, ee, _) = p.client.poll(lat.as_deref_mut());
-            d += dd;
-            e += ee;
-        }
-        (d, e)
+    let turn = |pairs: &mut [RawPair], start: bool, lat: Option<&mut Vec<u64>>| {
+        raw_turn(pairs, start, lat)
     };
     // Warm-up.
     let mut warm = 0;

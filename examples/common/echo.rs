@@ -12,7 +12,7 @@
 //! (each includes this file with `#[path]`).
 #![allow(dead_code)]
 
-use rdmaxprt::service::{CallContext, ProcError, ReplyBody, Service};
+use rdmaxprt::service::{Bulk, CallContext, ProcError, ReplyBody, Service};
 use std::ops::RangeInclusive;
 
 /// Program number (transient range).
@@ -56,12 +56,14 @@ impl Service for Echo {
     ) -> Result<(), ProcError> {
         match ctx.proc {
             PROC_NULL => Ok(()),
+            // The arguments go back lent, not copied: from a pulled Read
+            // chunk straight into the client's Write chunk.
             PROC_ECHO_BULK => {
-                out.bulk = Some(args.to_vec());
+                out.bulk = Some(Bulk::Args(0..args.len()));
                 Ok(())
             }
             PROC_ECHO if self.bulk_echo => {
-                out.bulk = Some(args.to_vec());
+                out.bulk = Some(Bulk::Args(0..args.len()));
                 Ok(())
             }
             PROC_ECHO => {
@@ -74,7 +76,7 @@ impl Service for Echo {
                 if n > 4 << 20 {
                     return Err(ProcError::GarbageArgs);
                 }
-                out.bulk = Some((0..n).map(pattern).collect());
+                out.bulk = Some(Bulk::Owned((0..n).map(pattern).collect()));
                 Ok(())
             }
             _ => Err(ProcError::ProcUnavail),

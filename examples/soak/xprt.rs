@@ -63,10 +63,10 @@ pub trait SoakXprt: Send + Sync {
     /// `recvfrom`: the next call; `Err(())` once the transport is closed
     /// (a failure closes it). One caller at a time (the runtime's BUSY
     /// bit).
-    fn recv_call(&self) -> Result<Option<RecvdCall>, ()>;
+    fn recv_call(&self) -> Result<Option<RecvdCall<'_>>, ()>;
     /// Answers `call` (echo), or drops it (`PROC_DROP`); a fatal send
     /// error closes the transport.
-    fn answer(&self, call: &RecvdCall);
+    fn answer(&self, call: &RecvdCall<'_>);
     /// One worker pass: every call ready is answered or dropped, with a
     /// drain after each and one at the end. Returns the calls taken.
     fn worker_pass(&self) -> usize {
@@ -117,13 +117,13 @@ where
     fn poll(&self) -> usize {
         self.x.poll(usize::MAX).unwrap_or(0)
     }
-    fn recv_call(&self) -> Result<Option<RecvdCall>, ()> {
+    fn recv_call(&self) -> Result<Option<RecvdCall<'_>>, ()> {
         // As the runtime's worker does: a failed recvfrom (e.g. a Read
         // post that failed) closes the transport.
         self.x.recvfrom().map_err(|_| self.x.close())
     }
-    fn answer(&self, call: &RecvdCall) {
-        if oncrpc::decode_call(&call.msg).is_ok_and(|h| h.proc == PROC_DROP) {
+    fn answer(&self, call: &RecvdCall<'_>) {
+        if oncrpc::decode_call(call.msg()).is_ok_and(|h| h.proc == PROC_DROP) {
             return;
         }
         if let Err(e) = worker::echo_call(&self.x, call, PROG) {

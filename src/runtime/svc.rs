@@ -4,7 +4,7 @@
 
 use super::pollgroup::RunQueue;
 use super::{lock, Entry, RtError, Shared};
-use rdmaxprt_core::transport::RecvdCall;
+use rdmaxprt_core::transport::{OwnedCall, RecvdCall};
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,8 +14,9 @@ pub(crate) enum Job {
     /// A transport to run a pass on (thread pool).
     Xprt(Arc<Entry>),
     /// A received call of a blocking program to dispatch and answer
-    /// (handed off by a poll group).
-    Call(Arc<Entry>, RecvdCall),
+    /// (handed off by a poll group; its message copied out of the
+    /// transport's buffer, which stays with the group).
+    Call(Arc<Entry>, OwnedCall),
 }
 
 /// `svc_xprt_received`: let another worker take the transport.
@@ -45,7 +46,7 @@ pub(crate) fn worker(shared: &Shared) {
         };
         match job {
             Job::Xprt(entry) => handle(shared, entry),
-            Job::Call(entry, call) => answer(shared, &entry, &call),
+            Job::Call(entry, call) => answer(shared, &entry, &RecvdCall::from(call)),
         }
     }
 }
@@ -74,10 +75,13 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
             received(&entry);
             if shared.handoff
                 && RunQueue::on_a_group_thread()
-                && shared.dispatcher.blocks(&call.msg)
+                && shared.dispatcher.blocks(call.msg())
             {
                 shared.handoffs.fetch_add(1, Ordering::Relaxed);
-                lock(&shared.ready).push_back(Job::Call(entry, call));
+                // The call cannot take the transport's buffer along: its
+                // message is copied out (blocking programs only).
+                let call = call.detach();
+                lock(&shared.ready).push_back(Job::Call(Arc::clone(&entry), call));
                 shared.ready_cv.notify_one();
                 return;
             }
@@ -86,6 +90,7 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
         Ok(None) => {
             received(&entry);
             x.release_ctxt();
+            shared.sweeper.poke();
         }
         Err(e) => {
             tracing::debug!(id = entry.id, %e, "recvfrom failed: closing");
@@ -98,11 +103,11 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
 
 /// Dispatches a received call, sends the reply, releases (the rest of a
 /// pass after `svc_xprt_received`).
-fn answer(shared: &Shared, entry: &Entry, call: &RecvdCall) {
+fn answer(shared: &Shared, entry: &Entry, call: &RecvdCall<'_>) {
     let x = entry.xprt();
-    if let Some(reply) = shared.dispatcher.dispatch(&call.msg) {
+    if let Some(reply) = shared.dispatcher.dispatch(call.msg()) {
         let parts: [&[u8]; 2] = [&reply.header, &reply.body.results];
-        match x.sendto(call, &parts, reply.body.bulk.as_deref()) {
+        match x.sendto(call, &parts, reply.bulk(call.msg())) {
             Ok(()) | Err(RtError::ReplyRejected(_)) | Err(RtError::Closed) => {}
             Err(e) => {
                 tracing::warn!(id = entry.id, %e, "sendto failed: closing");
@@ -111,4 +116,6 @@ fn answer(shared: &Shared, entry: &Entry, call: &RecvdCall) {
         }
     }
     x.release_ctxt();
+    // The reply may have grown the send-context pool.
+    shared.sweeper.poke();
 }

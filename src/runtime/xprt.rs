@@ -59,11 +59,11 @@ pub trait ServerXprt: Send + Sync {
     /// Whether the SQ has room (no one waiting for space).
     fn has_wspace(&self) -> bool;
     /// Next call, if any (caller holds BUSY).
-    fn recvfrom(&self) -> Result<Option<RecvdCall>, RtError>;
+    fn recvfrom(&self) -> Result<Option<RecvdCall<'_>>, RtError>;
     /// Sends a reply.
     fn sendto(
         &self,
-        call: &RecvdCall,
+        call: &RecvdCall<'_>,
         reply: &[&[u8]],
         payload: Option<&[u8]>,
     ) -> Result<(), RtError>;
@@ -90,6 +90,20 @@ pub trait ServerXprt: Send + Sync {
     fn census(&self) -> Census;
     /// Tears down (QP drain, release, unmap).
     fn free(self: Box<Self>) -> TeardownReport;
+    /// A counter that moves whenever a send context is used (see
+    /// [`SvcRdmaXprt::activity`]); 0 if the transport does not track it.
+    fn activity(&self) -> u64 {
+        0
+    }
+    /// The idle shrink (see [`SvcRdmaXprt::shrink_idle`]); 0 if the
+    /// transport does not shrink.
+    fn shrink_idle(&self) -> usize {
+        0
+    }
+    /// Whether the send-context pool is above its idle floor.
+    fn above_idle_floor(&self) -> bool {
+        false
+    }
 }
 
 type DevErr<L> = <<L as SendCtxtLifecycle>::Dev as rdmaxprt_core::backend::ErrorType>::Error;
@@ -110,12 +124,12 @@ where
     fn has_wspace(&self) -> bool {
         SvcRdmaXprt::has_wspace(self)
     }
-    fn recvfrom(&self) -> Result<Option<RecvdCall>, RtError> {
+    fn recvfrom(&self) -> Result<Option<RecvdCall<'_>>, RtError> {
         SvcRdmaXprt::recvfrom(self).map_err(rt_err)
     }
     fn sendto(
         &self,
-        call: &RecvdCall,
+        call: &RecvdCall<'_>,
         reply: &[&[u8]],
         payload: Option<&[u8]>,
     ) -> Result<(), RtError> {
@@ -150,5 +164,14 @@ where
     }
     fn free(self: Box<Self>) -> TeardownReport {
         SvcRdmaXprt::free(*self)
+    }
+    fn activity(&self) -> u64 {
+        SvcRdmaXprt::activity(self)
+    }
+    fn shrink_idle(&self) -> usize {
+        SvcRdmaXprt::shrink_idle(self)
+    }
+    fn above_idle_floor(&self) -> bool {
+        SvcRdmaXprt::above_idle_floor(self)
     }
 }

@@ -23,7 +23,7 @@ type DevErr<L> = <<L as SendCtxtLifecycle>::Dev as ErrorType>::Error;
 /// PROC_UNAVAIL, other programs PROG_UNAVAIL.
 pub fn echo_call<L, Q, E, W>(
     x: &SvcRdmaXprt<L, Q, E, W>,
-    call: &RecvdCall,
+    call: &RecvdCall<'_>,
     prog: u32,
 ) -> Result<(), XprtError<DevErr<L>>>
 where
@@ -32,10 +32,10 @@ where
     E: Enqueue,
     W: WaitQueue,
 {
-    let Ok(h) = oncrpc::decode_call(&call.msg) else {
+    let Ok(h) = oncrpc::decode_call(call.msg()) else {
         return Ok(());
     };
-    let args = call.msg.get(h.args_offset..).unwrap_or_default();
+    let args = call.msg().get(h.args_offset..).unwrap_or_default();
     let mut hdr = [0u8; 32];
     let stat = match (h.prog == prog, h.proc) {
         (true, PROC_NULL | PROC_ECHO) => ReplyStat::Accepted(AcceptStat::Success),

@@ -116,13 +116,23 @@ where
         let n = chain.len() as u32;
         self.reserve(n)
             .map_err(|error| PostError { consumed: 0, error })?;
+        // The count of signaled WRs is kept under a lock that covers the
+        // post, so a count read after a post is at least that post's
+        // ordinal in the QP's (in-order) completions: landing-buffer fences.
+        let mut posted = self.sq_posted.lock();
         // SAFETY: this fn's contract: every SGE stays valid until the
         // chain's completions are handled or the QP is drained.
-        match unsafe { self.qp.post_send(chain) } {
+        let res = unsafe { self.qp.post_send(chain) };
+        let took = match &res {
+            Ok(()) => chain.len(),
+            Err(e) => e.consumed.min(chain.len()),
+        };
+        *posted += chain[..took].iter().filter(|w| w.signaled).count() as u64;
+        drop(posted);
+        match res {
             Ok(()) => Ok(chain.len()),
             Err(e) => {
                 // WRs the device never took return their slots now.
-                let took = e.consumed.min(chain.len());
                 self.sq.wake_send_waiters(n - took as u32);
                 Err(PostError {
                     consumed: took,

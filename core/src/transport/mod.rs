@@ -8,15 +8,20 @@
 //! handlers). Teardown: [`SvcRdmaXprt::close`], then once no poller or
 //! worker uses it, [`SvcRdmaXprt::free`].
 
+mod call;
 mod chain;
 mod error;
+mod landing;
 mod read;
 mod recv;
 mod send;
+mod shrink;
 mod teardown;
 
+pub use call::{OwnedCall, RecvdCall};
 pub use error::XprtError;
 pub use read::CallMeta;
+pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
@@ -27,8 +32,10 @@ use crate::sq::SqAccount;
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
-use read::Reads;
+use call::{CallBuf, CallHolder};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use landing::Landings;
+use read::{ReadStart, Reads};
 use recv::{RecvQueue, RecvVerdict};
 
 /// Low-32-bit tag of work requests that are not send contexts.
@@ -63,6 +70,16 @@ pub struct XprtConfig {
     /// peer whose chunk memory is a plain MR fails the receive. Off by
     /// default.
     pub send_with_invalidate: bool,
+    /// Landing buffers for Read chunks (each mapped once, reused across
+    /// calls, allocated on first need). A call with Read chunks that finds
+    /// them all busy waits for one to come back.
+    pub read_bufs: u32,
+    /// Shrink the send-context cache of a transport idle this long back to
+    /// a floor (see [`IdleShrink`]; beyond the kernel, which keeps every
+    /// context until teardown). `None` keeps them all. The transport only
+    /// offers the shrink; a runtime sweeper decides when
+    /// ([`SvcRdmaXprt::shrink_idle`]).
+    pub idle_shrink: Option<IdleShrink>,
 }
 
 impl Default for XprtConfig {
@@ -76,17 +93,10 @@ impl Default for XprtConfig {
             max_read_bytes: Limits::DEFAULT.max_chunk_bytes * 2,
             pullup_threshold: rpcrdma::DEFAULT_INLINE_THRESHOLD / 2,
             send_with_invalidate: false,
+            read_bufs: 8,
+            idle_shrink: Some(IdleShrink::DEFAULT),
         }
     }
-}
-
-/// A call received and ready for dispatch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecvdCall {
-    /// What the reply needs from the call's transport header.
-    pub meta: CallMeta,
-    /// The complete RPC call message (Read chunks already pulled in).
-    pub msg: Vec<u8>,
 }
 
 /// Transport counters beyond the send-context pool's.
@@ -118,6 +128,14 @@ pub struct XprtCounters {
     /// Reply chains the device took only part of (the transport closed;
     /// the context is reclaimed at teardown).
     pub partial_posts: AtomicU64,
+    /// Host copies of message bytes: a reply pulled up into the header
+    /// buffer or copied into a Send page, a Reply or Write chunk staged, a
+    /// call's inline parts copied around its pulled Read chunks.
+    pub copies: AtomicU64,
+    /// Bytes those copies moved.
+    pub copied_bytes: AtomicU64,
+    /// Calls with Read chunks that found no landing buffer free and waited.
+    pub read_waits: AtomicU64,
 }
 
 /// A copy of [`XprtCounters`] at one moment.
@@ -147,6 +165,12 @@ pub struct XprtCountersSnapshot {
     pub bogus_completions: u64,
     /// Reply chains the device took only part of.
     pub partial_posts: u64,
+    /// Host copies of message bytes.
+    pub copies: u64,
+    /// Bytes those copies moved.
+    pub copied_bytes: u64,
+    /// Calls with Read chunks that waited for a landing buffer.
+    pub read_waits: u64,
 }
 
 impl XprtCountersSnapshot {
@@ -164,6 +188,9 @@ impl XprtCountersSnapshot {
         self.reply_chunks += o.reply_chunks;
         self.bogus_completions += o.bogus_completions;
         self.partial_posts += o.partial_posts;
+        self.copies += o.copies;
+        self.copied_bytes += o.copied_bytes;
+        self.read_waits += o.read_waits;
     }
 }
 
@@ -184,6 +211,9 @@ impl XprtCounters {
             reply_chunks: l(&self.reply_chunks),
             bogus_completions: l(&self.bogus_completions),
             partial_posts: l(&self.partial_posts),
+            copies: l(&self.copies),
+            copied_bytes: l(&self.copied_bytes),
+            read_waits: l(&self.read_waits),
         }
     }
 }
@@ -202,7 +232,15 @@ where
     send: L,
     sq: SqAccount<W>,
     recv: RecvQueue<L::Dev>,
-    reads: SpinMutex<Reads<<L::Dev as DmaDevice>::Buf>>,
+    reads: SpinMutex<Reads>,
+    landings: Landings<<L::Dev as DmaDevice>::Buf>,
+    /// Signaled Send Queue work requests posted; the lock also covers the
+    /// post, so the count orders as the QP does.
+    sq_posted: SpinMutex<u64>,
+    /// Signaled Send Queue work requests completed (in post order).
+    sq_done: AtomicU64,
+    /// Calls wait for a landing buffer: Send completions re-enqueue.
+    landing_wait: AtomicBool,
     xprt: E,
     counters: XprtCounters,
     max_send_sge: u32,
@@ -254,7 +292,11 @@ where
             qp,
             send,
             recv,
-            reads: SpinMutex::new(Reads::new()),
+            reads: SpinMutex::new(Reads::new(cfg.read_bufs)),
+            landings: Landings::new(cfg.read_bufs),
+            sq_posted: SpinMutex::new(0),
+            sq_done: AtomicU64::new(0),
+            landing_wait: AtomicBool::new(false),
             xprt,
             counters: XprtCounters::default(),
             max_credits,
@@ -271,7 +313,7 @@ where
     E: Enqueue,
     W: WaitQueue,
 {
-    fn with_reads<R>(&self, f: impl FnOnce(&mut Reads<<L::Dev as DmaDevice>::Buf>) -> R) -> R {
+    fn with_reads<R>(&self, f: impl FnOnce(&mut Reads) -> R) -> R {
         f(&mut self.reads.lock())
     }
 
@@ -327,6 +369,13 @@ where
     /// Receives posted right now.
     pub fn recvs_posted(&self) -> u32 {
         self.recv.posted()
+    }
+
+    /// Receive contexts free to be posted right now: neither posted, nor
+    /// completed and waiting for `recvfrom`, nor lent to a call (a
+    /// [`RecvdCall`] gives its receive back when dropped).
+    pub fn recvs_free(&self) -> u32 {
+        self.recv.with(|st| st.free.len() as u32)
     }
 
     fn bump(c: &AtomicU64) {
@@ -423,6 +472,7 @@ where
         }
         match cq.claim(wc.wr_id) {
             Ok((claimed, sqes)) => {
+                self.sq_completed();
                 // svc_rdma_wake_send_waiters, then svc_rdma_send_ctxt_put.
                 self.sq.wake_send_waiters(sqes);
                 if let Some(c) = claimed {
@@ -446,7 +496,10 @@ where
     /// last Read of a call.
     fn tagged_done(&self, wr_id: u64, status: WcStatus) {
         match chain::batch_sqes(wr_id) {
-            Some(sqes) => self.batch_done(sqes, status == WcStatus::Success),
+            Some(sqes) => {
+                self.sq_completed();
+                self.batch_done(sqes, status == WcStatus::Success)
+            }
             None if wr_id >> 32 == 0 => self.read_done(wr_id as u32 & !TAG, status),
             None => Self::bump(&self.counters.bogus_completions),
         }
@@ -491,7 +544,7 @@ where
     /// with RDMA_ERROR or dropped here; `Ok(None)` then means "nothing for
     /// the service".
     #[doc(alias = "svc_rdma_recvfrom")]
-    pub fn recvfrom(&self) -> Result<Option<RecvdCall>, XprtError<DevError<L>>> {
+    pub fn recvfrom(&self) -> Result<Option<RecvdCall<'_>>, XprtError<DevError<L>>> {
         if self.flags().test(XprtFlags::CLOSE) {
             return Err(XprtError::Closed);
         }
@@ -500,23 +553,34 @@ where
             self.recheck();
             return Ok(Some(call));
         }
-        loop {
-            let got = self.recv.take_ready(|bytes| self.on_receive(bytes));
-            let Some(result) = got else { break };
+        self.start_backlog()?;
+        while let Some((i, len)) = self.recv.pop_ready() {
             self.refresh_recvs()?;
-            match result? {
-                Some(call) => {
+            match self.on_receive(i, len) {
+                Ok(Some(call)) => {
                     self.recheck();
                     return Ok(Some(call));
                 }
-                // Answered with an error, dropped, or waiting for Reads:
-                // look at the next receive.
-                None => continue,
+                // Answered with an error, dropped, waiting for Reads or
+                // for a landing buffer: look at the next receive.
+                Ok(None) => continue,
+                Err(e) => return Err(e),
             }
         }
         self.refresh_recvs()?;
         self.recheck();
         Ok(None)
+    }
+
+    /// A signaled Send Queue work request completed: count it, and wake
+    /// calls waiting for a landing buffer that a reply's Write may have
+    /// held.
+    fn sq_completed(&self) {
+        self.sq_done.fetch_add(1, Ordering::Release);
+        if self.landing_wait.load(Ordering::Relaxed) {
+            self.flags().set(XprtFlags::DATA);
+            self.xprt.enqueue();
+        }
     }
 
     fn recheck(&self) {
@@ -525,8 +589,27 @@ where
         }
     }
 
-    /// Decodes one received message; answers bad ones.
-    fn on_receive(&self, bytes: &[u8]) -> Result<Option<RecvdCall>, XprtError<DevError<L>>> {
+    /// A landing buffer came back: schedule the transport if calls wait
+    /// for one (the worker that held it may already have let go of BUSY).
+    fn recheck_backlog(&self) {
+        if self.backlogged() {
+            self.flags().set(XprtFlags::DATA);
+            self.xprt.enqueue();
+        }
+    }
+
+    /// Decodes the message in held receive context `i` (`len` bytes);
+    /// answers bad ones. Returns the call lent from the receive buffer, or
+    /// `None` once the receive was answered, dropped, started Reads (its
+    /// context then goes back) or queued for a landing buffer (held).
+    fn on_receive(
+        &self,
+        i: u32,
+        len: u32,
+    ) -> Result<Option<RecvdCall<'_>>, XprtError<DevError<L>>> {
+        // SAFETY: `pop_ready` handed context `i` to this worker, which
+        // holds it until it is put back or lent to the call.
+        let bytes = unsafe { self.recv.bytes(i, len) };
         let h = match decode_header(bytes, &self.cfg.limits) {
             Ok(h) => h,
             Err(e) => {
@@ -536,16 +619,15 @@ where
                 let asked = bytes.get(8..12).map_or(self.max_credits, |w| {
                     u32::from_be_bytes([w[0], w[1], w[2], w[3]])
                 });
-                return match (e.reply_with().rdma_error(), xid) {
-                    (Some(err), Some(xid)) => {
-                        self.send_error(xid, asked, err)?;
-                        Ok(None)
-                    }
+                let res = match (e.reply_with().rdma_error(), xid) {
+                    (Some(err), Some(xid)) => self.send_error(xid, asked, err),
                     _ => {
                         Self::bump(&self.counters.dropped);
-                        Ok(None)
+                        Ok(())
                     }
                 };
+                self.recv.put(i);
+                return res.map(|()| None);
             }
         };
         match h.proc() {
@@ -553,21 +635,36 @@ where
             // RDMA_DONE and RDMA_ERROR from a client need no answer.
             _ => {
                 Self::bump(&self.counters.dropped);
+                self.recv.put(i);
                 return Ok(None);
             }
         }
-        let meta = CallMeta::from_header(&h);
         if !h.read_list().is_empty() {
-            return self.start_reads(&h, meta, bytes).map(|()| None);
+            // Calls already waiting go first.
+            let res = if self.backlogged() {
+                Ok(ReadStart::NoBuffer)
+            } else {
+                self.start_reads(&h, bytes)
+            };
+            if let Ok(ReadStart::NoBuffer) = res {
+                Self::bump(&self.counters.read_waits);
+                self.backlog_push(i, len);
+                return Ok(None);
+            }
+            self.recv.put(i);
+            return res.map(|_| None);
         }
+        let meta = CallMeta::from_header(&h);
         let Some(body) = h.body_offset().and_then(|o| bytes.get(o..)) else {
-            self.send_error(meta.xid, meta.credits, rpcrdma::RdmaError::Chunk)?;
-            return Ok(None);
+            let res = self.send_error(meta.xid, meta.credits, rpcrdma::RdmaError::Chunk);
+            self.recv.put(i);
+            return res.map(|()| None);
         };
         Self::bump(&self.counters.calls);
-        Ok(Some(RecvdCall {
-            meta,
-            msg: body.to_vec(),
+        // SAFETY: context `i` is lent to the call and put back (to be
+        // reposted) only by the call's drop.
+        Ok(Some(unsafe {
+            RecvdCall::new(meta, self, CallBuf::Recv(i), body)
         }))
     }
 
@@ -588,6 +685,24 @@ where
         self.sq.close();
         if !already {
             self.xprt.enqueue();
+        }
+    }
+}
+
+impl<L, Q, E, W> CallHolder for SvcRdmaXprt<L, Q, E, W>
+where
+    L: SendCtxtLifecycle,
+    Q: QueuePair<Error = DevError<L>>,
+    E: Enqueue,
+    W: WaitQueue,
+{
+    fn put_call_buf(&self, buf: CallBuf, fence: u64) {
+        match buf {
+            CallBuf::Recv(i) => self.recv.put(i),
+            CallBuf::Landing(i) => {
+                self.with_reads(|r| r.land.free.push((i, fence)));
+                self.recheck_backlog();
+            }
         }
     }
 }

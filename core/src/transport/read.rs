@@ -2,50 +2,69 @@
 //! before the call is handed up (`svc_rdma_process_read_list`), and the
 //! Read completion (`svc_rdma_wc_read_done`).
 
-use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
-use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WcStatus, WrOp};
+use super::call::{CallBuf, RecvdCall};
+use super::landing::LandingState;
+use super::{DevError, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
+use crate::backend::{QueuePair, SendWr, Sge, WcStatus, WrOp};
 use crate::lifecycle::SendCtxtLifecycle;
-use crate::rpcrdma::{Header, RdmaError, Segment};
+use crate::rpcrdma::{decode_header, Header, RdmaError, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 /// Read contexts: a small slab behind a spin lock (the kernel also locks
-/// its read-complete queue).
-pub(crate) struct Reads<B> {
-    pub(crate) slots: Vec<Option<ReadCtxt<B>>>,
+/// its read-complete queue), with the landing-buffer ownership and the
+/// calls waiting for a landing buffer.
+pub(crate) struct Reads {
+    pub(crate) slots: Vec<Option<ReadCtxt>>,
     pub(crate) free: Vec<u32>,
     pub(crate) ready: VecDeque<u32>,
+    /// Which landing buffers are free.
+    pub(crate) land: LandingState,
+    /// Receives (context index, length) holding calls with Read chunks
+    /// that wait for a landing buffer, oldest first.
+    pub(crate) backlog: VecDeque<(u32, u32)>,
 }
 
-impl<B> Reads<B> {
-    /// No read context yet.
-    pub(crate) fn new() -> Self {
+impl Reads {
+    /// No read context yet; `landings` landing buffers free.
+    pub(crate) fn new(landings: u32) -> Self {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
             ready: VecDeque::new(),
+            land: LandingState::new(landings),
+            backlog: VecDeque::new(),
         }
     }
 }
 
 /// One call waiting for (or holding) its pulled Read chunk data.
-pub(crate) struct ReadCtxt<B> {
-    /// Where the chunks land, one after another in position order.
-    pub(crate) buf: B,
-    /// The buffer's mapping (unmapped when the call is assembled or freed).
-    pub(crate) sge: Sge,
+pub(crate) struct ReadCtxt {
+    /// The landing buffer the chunks are pulled into, laid out as the
+    /// whole RPC message (inline parts copied in around them).
+    pub(crate) landing: u32,
+    /// The message's length in the landing buffer.
+    pub(crate) msg_len: usize,
     /// SQ slots the Read chain holds.
     pub(crate) sqes: u32,
     /// The call's fixed fields and chunk lists.
     pub(crate) meta: CallMeta,
-    /// The inline part of the RPC message (empty for Position Zero).
-    pub(crate) inline: Vec<u8>,
-    /// (position, length) of each chunk, ascending by position.
-    pub(crate) chunks: Vec<(u32, u32)>,
     /// Whether the Read chain completed successfully.
     pub(crate) done: bool,
+}
+
+/// How [`SvcRdmaXprt::start_reads`] left a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadStart {
+    /// The Reads are posted; the call surfaces when they complete.
+    Started,
+    /// The call was answered (ERR_CHUNK) or dropped.
+    Answered,
+    /// No landing buffer now: the call waits (its receive stays held).
+    NoBuffer,
 }
 
 /// The parts of a call header the reply needs.
@@ -116,34 +135,79 @@ pub(crate) fn plan(h: &Header<'_>, max_total: u64) -> Option<ReadPlan> {
     Some((chunks, segs))
 }
 
-/// Rebuilds the RPC message from the inline part and the pulled chunks
-/// (each chunk inserted at its position, XDR-padded to 4 bytes). `None` if
-/// a position lies beyond the inline message (a malformed call).
-pub(crate) fn assemble(inline: &[u8], chunks: &[(u32, u32)], data: &[u8]) -> Option<Vec<u8>> {
+/// Where a call's pieces sit in its landing buffer: the message is laid
+/// out in place, each chunk at its position in the inline part, XDR-padded
+/// to 4 bytes, so the Reads land where the message needs them and nothing
+/// is assembled afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// The whole message's length.
+    pub(crate) msg_len: usize,
+    /// Destination offset of each chunk, in `chunks` order.
+    pub(crate) chunk_at: Vec<usize>,
+    /// Inline ranges `(from, to, dest)` to copy in.
+    pub(crate) inline: Vec<(usize, usize, usize)>,
+    /// Padding ranges `(dest, len)` to zero.
+    pub(crate) pads: Vec<(usize, usize)>,
+}
+
+/// Lays out the message: `inline` bytes of inline body and the `(position,
+/// length)` chunks, ascending by position. A lone Position Zero chunk is
+/// the whole message. `None` if a position lies beyond the inline message
+/// (a malformed call).
+pub(crate) fn layout(inline: usize, chunks: &[(u32, u32)]) -> Option<Layout> {
     if chunks.len() == 1 && chunks[0].0 == 0 {
-        return data.get(..chunks[0].1 as usize).map(|d| d.to_vec());
+        return Some(Layout {
+            msg_len: chunks[0].1 as usize,
+            chunk_at: alloc::vec![0],
+            inline: Vec::new(),
+            pads: Vec::new(),
+        });
     }
-    let total: usize = chunks
-        .iter()
-        .map(|&(_, l)| (l as usize + 3) & !3)
-        .sum::<usize>()
-        + inline.len();
-    let mut msg = Vec::with_capacity(total);
-    let (mut at_inline, mut at_data) = (0usize, 0usize);
+    let mut l = Layout {
+        msg_len: 0,
+        chunk_at: Vec::with_capacity(chunks.len()),
+        inline: Vec::new(),
+        pads: Vec::new(),
+    };
+    let mut at_inline = 0usize;
     for &(pos, len) in chunks {
         let pos = pos as usize;
-        if pos < at_inline || pos > inline.len() {
+        if pos < at_inline || pos > inline {
             return None;
         }
-        msg.extend_from_slice(&inline[at_inline..pos]);
+        if pos > at_inline {
+            l.inline.push((at_inline, pos, l.msg_len));
+            l.msg_len += pos - at_inline;
+        }
+        l.chunk_at.push(l.msg_len);
         let len = len as usize;
-        msg.extend_from_slice(data.get(at_data..at_data + len)?);
-        msg.resize(msg.len() + ((4 - len % 4) % 4), 0);
+        l.msg_len = l.msg_len.checked_add(len)?;
+        let pad = (4 - len % 4) % 4;
+        if pad != 0 {
+            l.pads.push((l.msg_len, pad));
+            l.msg_len += pad;
+        }
         at_inline = pos;
-        at_data += len;
     }
-    msg.extend_from_slice(&inline[at_inline..]);
-    Some(msg)
+    if inline > at_inline {
+        l.inline.push((at_inline, inline, l.msg_len));
+        l.msg_len += inline - at_inline;
+    }
+    Some(l)
+}
+
+impl Layout {
+    /// Copies the inline parts and zeroes the padding in `buf` (at least
+    /// `msg_len` bytes): everything but the chunks' data.
+    pub(crate) fn fill(&self, buf: &mut [u8], inline: &[u8]) {
+        for &(from, to, dest) in &self.inline {
+            buf[dest..dest + (to - from)].copy_from_slice(&inline[from..to]);
+        }
+        for &(dest, len) in &self.pads {
+            buf[dest..dest + len].fill(0);
+        }
+    }
 }
 
 impl<L, Q, E, W> SvcRdmaXprt<L, Q, E, W>
@@ -153,41 +217,66 @@ where
     E: Enqueue,
     W: WaitQueue,
 {
-    /// Starts pulling a call's Read chunks (`svc_rdma_process_read_list`);
-    /// the call surfaces from `recvfrom` once the Reads complete. More
-    /// Reads than the SQ holds go out in SQ-sized batches; the last batch
-    /// ends in the signaled Read that completes the call.
+    /// Starts pulling a call's Read chunks (`svc_rdma_process_read_list`)
+    /// into a landing buffer laid out as the whole message; the call
+    /// surfaces from `recvfrom` once the Reads complete. More Reads than
+    /// the SQ holds go out in SQ-sized batches; the last batch ends in the
+    /// signaled Read that completes the call. With no landing buffer free
+    /// the call waits ([`ReadStart::NoBuffer`]) instead of failing.
     #[doc(alias = "svc_rdma_process_read_list")]
     pub(super) fn start_reads(
         &self,
         h: &Header<'_>,
-        meta: CallMeta,
         bytes: &[u8],
-    ) -> Result<(), XprtError<DevError<L>>> {
+    ) -> Result<ReadStart, XprtError<DevError<L>>> {
+        let meta = CallMeta::from_header(h);
         let Some((chunks, segs)) = plan(h, self.cfg.max_read_bytes) else {
-            return self.send_error(meta.xid, meta.credits, RdmaError::Chunk);
+            self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
+            return Ok(ReadStart::Answered);
         };
-        let inline = match h.body_offset() {
-            Some(o) => bytes.get(o..).unwrap_or(&[]).to_vec(),
-            None => Vec::new(),
+        let inline = h.body_offset().and_then(|o| bytes.get(o..)).unwrap_or(&[]);
+        let Some(lay) = layout(inline.len(), &chunks) else {
+            self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
+            return Ok(ReadStart::Answered);
         };
-        let total: usize = chunks.iter().map(|&(_, l)| l as usize).sum();
+        let done = self.sq_done.load(Ordering::Acquire);
+        let Some(land) = self.with_reads(|r| r.land.take(&self.landings, lay.msg_len, done)) else {
+            return Ok(ReadStart::NoBuffer);
+        };
         let dev = self.send.pool().device();
-        let buf = dev.alloc_buf(total.max(1)).map_err(XprtError::Backend)?;
-        let sge = dev
-            .dma_map(&buf, 0, total.max(1))
-            .map_err(XprtError::Backend)?;
+        // SAFETY: `take` made this call the slot's owner, and a free slot's
+        // fence has passed: no posted work request names its buffer.
+        let sge = match unsafe { self.landings.ensure(dev, land, lay.msg_len.max(1)) } {
+            Ok(sge) => sge,
+            Err(e) => {
+                let others_busy = self.with_reads(|r| {
+                    r.land.free.push((land, 0));
+                    !r.land.all_free(self.landings.count())
+                });
+                // A busy landing buffer comes back: wait for it rather than
+                // close the connection.
+                return if others_busy {
+                    Ok(ReadStart::NoBuffer)
+                } else {
+                    Err(XprtError::Backend(e))
+                };
+            }
+        };
+        // SAFETY: as above; the Reads are not posted yet.
+        lay.fill(unsafe { self.landings.bytes_mut(land) }, inline);
+        let inline_copied: usize = lay.inline.iter().map(|&(f, t, _)| t - f).sum();
+        if inline_copied != 0 {
+            self.copied(inline_copied);
+        }
         let split = super::chain::chain_split(segs.len(), self.sq.depth() as usize);
         let xid = meta.xid;
         let nchunks = chunks.len() as u64;
         let idx = self.with_reads(|r| {
             let ctxt = ReadCtxt {
-                buf,
-                sge,
+                landing: land,
+                msg_len: lay.msg_len,
                 sqes: (segs.len() - split) as u32,
                 meta,
-                inline,
-                chunks,
                 done: false,
             };
             match r.free.pop() {
@@ -202,14 +291,17 @@ where
             }
         });
         let mut sge_lists: Vec<[Sge; 1]> = Vec::with_capacity(segs.len());
-        let mut off = 0u64;
-        for s in &segs {
-            sge_lists.push([Sge {
-                addr: sge.addr + off,
-                length: s.length,
-                lkey: sge.lkey,
-            }]);
-            off += s.length as u64;
+        let mut seg_iter = segs.iter();
+        for (&(pos, _), &at) in chunks.iter().zip(&lay.chunk_at) {
+            let mut off = at as u64;
+            for s in seg_iter.by_ref().take(h.read_list().chunk(pos).count()) {
+                sge_lists.push([Sge {
+                    addr: sge.addr + off,
+                    length: s.length,
+                    lkey: sge.lkey,
+                }]);
+                off += s.length as u64;
+            }
         }
         let chain: Vec<SendWr<'_>> = segs
             .iter()
@@ -230,17 +322,17 @@ where
             })
             .collect();
         let (head, tail) = chain.split_at(split);
-        // SAFETY: the Read target buffer is owned by the read context, which
-        // is freed only after its completion (`read_done` ->
-        // `take_read_complete`), at teardown after the QP drain, or below
-        // when the device took none of the chain.
+        // SAFETY: the Read target is the landing buffer this read context
+        // owns, which is handed on only after its completion (`read_done`
+        // -> `take_read_complete`), freed at teardown after the QP drain,
+        // or returned below when the device took none of the chain.
         match unsafe { self.post_batched(head, tail) } {
             Ok(()) => {
                 Self::bump(&self.counters.read_calls);
                 self.counters
                     .read_chunks
-                    .fetch_add(nchunks, core::sync::atomic::Ordering::Relaxed);
-                Ok(())
+                    .fetch_add(nchunks, Ordering::Relaxed);
+                Ok(ReadStart::Started)
             }
             Err(e) => {
                 if e.consumed == 0 {
@@ -256,13 +348,56 @@ where
         }
     }
 
+    /// Frees read context `idx` whose Reads never went out, and its
+    /// landing buffer.
     fn drop_read(&self, idx: u32) {
-        if let Some(r) = self.with_reads(|r| {
-            r.free.push(idx);
-            r.slots.get_mut(idx as usize).and_then(Option::take)
-        }) {
-            let _ = self.send.pool().device().dma_unmap(r.sge);
+        self.with_reads(|r| {
+            if let Some(c) = r.slots.get_mut(idx as usize).and_then(Option::take) {
+                r.free.push(idx);
+                r.land.free.push((c.landing, 0));
+            }
+        });
+    }
+
+    /// Starts the Reads of calls that waited for a landing buffer, oldest
+    /// first, until one still finds none. Their receives go back to be
+    /// reposted as each starts (or is answered).
+    pub(super) fn start_backlog(&self) -> Result<(), XprtError<DevError<L>>> {
+        while let Some((i, len)) = self.with_reads(|r| r.backlog.front().copied()) {
+            // SAFETY: a backlogged receive is held by the backlog (on no
+            // list of the receive queue), so nothing writes it.
+            let bytes = unsafe { self.recv.bytes(i, len) };
+            let res = match decode_header(bytes, &self.cfg.limits) {
+                Ok(h) => self.start_reads(&h, bytes),
+                // It decoded when it was queued; it cannot fail now.
+                Err(_) => Ok(ReadStart::Answered),
+            };
+            if let Ok(ReadStart::NoBuffer) = res {
+                return Ok(());
+            }
+            let empty = self.with_reads(|r| {
+                r.backlog.pop_front();
+                r.backlog.is_empty()
+            });
+            if empty {
+                self.landing_wait.store(false, Ordering::Relaxed);
+            }
+            self.recv.put(i);
+            res?;
         }
+        Ok(())
+    }
+
+    /// Queues the receive `(i, len)` (a call with Read chunks) to wait for
+    /// a landing buffer.
+    pub(super) fn backlog_push(&self, i: u32, len: u32) {
+        self.with_reads(|r| r.backlog.push_back((i, len)));
+        self.landing_wait.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether calls wait for a landing buffer.
+    pub(super) fn backlogged(&self) -> bool {
+        self.with_reads(|r| !r.backlog.is_empty())
     }
 
     /// `svc_rdma_wc_read_done`: slots back; on success queue the call.
@@ -282,6 +417,7 @@ where
             Self::bump(&self.counters.bogus_completions);
             return;
         };
+        self.sq_completed();
         self.sq.wake_send_waiters(sqes);
         if status != WcStatus::Success {
             self.flags().set(XprtFlags::CLOSE);
@@ -290,32 +426,46 @@ where
         self.xprt.enqueue();
     }
 
-    /// A call whose Reads completed, assembled.
-    pub(super) fn take_read_complete(&self) -> Option<RecvdCall> {
-        loop {
-            let idx = self.with_reads(|r| r.ready.pop_front())?;
-            let r = self.with_reads(|r| {
-                r.free.push(idx);
-                r.slots.get_mut(idx as usize).and_then(Option::take)
-            })?;
-            let dev = self.send.pool().device();
-            let _ = dev.dma_unmap(r.sge);
-            match assemble(&r.inline, &r.chunks, r.buf.as_slice()) {
-                Some(msg) => {
-                    Self::bump(&self.counters.calls);
-                    return Some(RecvdCall { meta: r.meta, msg });
-                }
-                None => {
-                    let _ = self.send_error(r.meta.xid, r.meta.credits, RdmaError::Chunk);
-                }
-            }
-        }
+    /// A call whose Reads completed, lent from its landing buffer.
+    pub(super) fn take_read_complete(&self) -> Option<RecvdCall<'_>> {
+        let r = self.with_reads(|r| {
+            let idx = r.ready.pop_front()?;
+            r.free.push(idx);
+            r.slots.get_mut(idx as usize).and_then(Option::take)
+        })?;
+        Self::bump(&self.counters.calls);
+        // SAFETY: the read context owned the landing buffer and its Reads
+        // completed, so the device no longer writes it; ownership passes to
+        // the call, which gives it back (`put_call_buf`) when dropped.
+        let bytes = unsafe { self.landings.bytes(r.landing) };
+        let msg = &bytes[..r.msg_len.min(bytes.len())];
+        // SAFETY: the buffer stays unwritten until the call's drop returns
+        // it to the free landing buffers.
+        Some(unsafe { RecvdCall::new(r.meta, self, CallBuf::Landing(r.landing), msg) })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::assemble;
+    use super::layout;
+    use alloc::vec::Vec;
+
+    /// The message as the landing buffer holds it once the Reads of
+    /// `data` (the chunks one after another) landed; starts from garbage
+    /// to show nothing relies on a zero-filled buffer.
+    fn assemble(inline: &[u8], chunks: &[(u32, u32)], data: &[u8]) -> Option<Vec<u8>> {
+        let l = layout(inline.len(), chunks)?;
+        let mut buf = alloc::vec![0xEE; l.msg_len + 5];
+        let mut from = 0;
+        for (&(_, len), &at) in chunks.iter().zip(&l.chunk_at) {
+            let len = len as usize;
+            buf[at..at + len].copy_from_slice(&data[from..from + len]);
+            from += len;
+        }
+        l.fill(&mut buf, inline);
+        buf.truncate(l.msg_len);
+        Some(buf)
+    }
 
     #[test]
     fn position_zero_is_the_whole_message() {
@@ -330,7 +480,15 @@ mod tests {
     }
 
     #[test]
+    fn two_chunks_land_in_order_with_their_padding() {
+        let inline = b"AABBCC";
+        let m = assemble(inline, &[(2, 1), (4, 4)], b"x1234").unwrap();
+        assert_eq!(m, b"AAx\0\0\0BB1234CC");
+    }
+
+    #[test]
     fn a_position_past_the_message_is_rejected() {
         assert!(assemble(b"ab", &[(8, 1)], b"x").is_none());
+        assert!(layout(8, &[(4, 1), (2, 1)]).is_none(), "descending");
     }
 }

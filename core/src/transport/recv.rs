@@ -3,8 +3,9 @@
 //!
 //! A receive completion validates its `wr_id`, queues the context on the
 //! transport's receive list and sets DATA + enqueues. The worker takes
-//! contexts in arrival order, copies the message out, and returns the
-//! context to the free list to be reposted in batches.
+//! contexts in arrival order and lends the message to the service in
+//! place; the context returns to the free list (to be reposted in
+//! batches) when the call is dropped.
 
 use crate::backend::{DmaDevice, RecvWr, Sge, WcStatus};
 use crate::spin::SpinMutex;
@@ -148,18 +149,30 @@ impl<D: DmaDevice> RecvQueue<D> {
         })
     }
 
-    /// Takes the oldest completed receive: copies its bytes out with `f`
-    /// and returns the context to the free list.
-    #[doc(alias = "svc_rdma_recv_ctxt_put")]
-    pub(crate) fn take_ready<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let (i, len) = self.with(|st| st.ready.pop_front())?;
+    /// Takes the oldest completed receive: `(context index, length)`. The
+    /// caller holds the context until it [`put`](Self::put)s it back.
+    pub(crate) fn pop_ready(&self) -> Option<(u32, u32)> {
+        self.with(|st| st.ready.pop_front())
+    }
+
+    /// The received bytes of context `i`.
+    ///
+    /// # Safety
+    /// The caller holds context `i` (took it with
+    /// [`pop_ready`](Self::pop_ready) and has not put it back), so it is on
+    /// no list and not posted, and `len` is what `pop_ready` gave.
+    pub(crate) unsafe fn bytes(&self, i: u32, len: u32) -> &[u8] {
         // SAFETY: the context left `ready` under the lock and is on no list
-        // now, so this worker is its only user; the device finished writing
+        // now, so its holder is its only user; the device finished writing
         // it before the completion was polled.
         let c = unsafe { &*self.ctxts[i as usize].get() };
-        let r = f(&crate::backend::DmaBuf::as_slice(&c.buf)[..len as usize]);
+        &crate::backend::DmaBuf::as_slice(&c.buf)[..len as usize]
+    }
+
+    /// Returns held context `i` to the free list, to be reposted.
+    #[doc(alias = "svc_rdma_recv_ctxt_put")]
+    pub(crate) fn put(&self, i: u32) {
         self.with(|st| st.free.push(i));
-        Some(r)
     }
 
     /// Whether completed receives wait.

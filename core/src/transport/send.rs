@@ -1,5 +1,6 @@
 //! `svc_rdma_sendto`: building reply WR chains in send contexts.
 
+use super::call::CallBuf;
 use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, WR_ID_IGNORE};
 use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WrOp};
 use crate::ctxt::SendCtxt;
@@ -173,10 +174,17 @@ where
     /// Inline if the whole fits the inline threshold; otherwise through the
     /// Reply chunk; otherwise the client gets ERR_CHUNK and this returns
     /// [`XprtError::ReplyTooLarge`].
+    ///
+    /// A `payload` that lies within the message of a call whose Read
+    /// chunks were pulled (e.g. an echo, or data a service returns from its
+    /// arguments) is written into the Write chunk straight from the call's
+    /// landing buffer, uncopied; that buffer is then reused only after the
+    /// reply's Send completed. Any other payload is copied into the send
+    /// context first.
     #[doc(alias = "svc_rdma_sendto")]
     pub fn sendto(
         &self,
-        call: &RecvdCall,
+        call: &RecvdCall<'_>,
         reply: &[&[u8]],
         payload: Option<&[u8]>,
     ) -> Result<(), XprtError<DevError<L>>> {
@@ -200,6 +208,7 @@ where
         let mut extra: Option<&[u8]> = None;
         let mut pad: &[u8] = &[];
         let mut used_write_chunk = false;
+        let mut lent = false;
         match (payload, meta.write_list.first()) {
             (Some(p), Some(chunk)) if !p.is_empty() => {
                 let room = total(chunk);
@@ -211,7 +220,13 @@ where
                         chunk: room,
                     });
                 }
-                let base = self.stage(&mut c, dev, p)?;
+                let base = match self.lent_sge(call, p) {
+                    Some(sge) => {
+                        lent = true;
+                        sge
+                    }
+                    None => self.stage(&mut c, dev, [p].into_iter())?,
+                };
                 let (w, lens) = plan_writes(base, p.len() as u32, chunk);
                 writes.extend(w);
                 written_chunks[0] = lens;
@@ -250,9 +265,7 @@ where
             .as_deref()
             .filter(|rc| total(rc) >= msg_len as u64)
         {
-            let mut joined: Vec<u8> = Vec::with_capacity(msg_len);
-            pieces().for_each(|p| joined.extend_from_slice(p));
-            let base = self.stage(&mut c, dev, &joined)?;
+            let base = self.stage(&mut c, dev, pieces())?;
             let (w, lens) = plan_writes(base, msg_len as u32, rc);
             writes.extend(w);
             reply_chunk_lens = lens;
@@ -273,6 +286,12 @@ where
             .map_err(|_| XprtError::Internal("header length"))?;
         let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
         self.post_chain(c, &writes, inv)?;
+        if lent {
+            // The Write gathers from the call's landing buffer: reuse it
+            // only once this reply's Send (posted after the Write, on the
+            // same in-order QP) has completed.
+            call.fence.set(*self.sq_posted.lock());
+        }
         if used_write_chunk {
             Self::bump(&self.counters.write_chunks);
         }
@@ -282,20 +301,52 @@ where
         Ok(())
     }
 
-    /// Copies `data` into a new page of the context and maps it for chunk
-    /// Writes; returns the mapping.
-    fn stage(
+    /// The mapping of `payload` inside `call`'s landing buffer, if it lies
+    /// there (and `call` is this transport's).
+    fn lent_sge(&self, call: &RecvdCall<'_>, payload: &[u8]) -> Option<Sge> {
+        let Some(CallBuf::Landing(i)) = call.buf() else {
+            return None;
+        };
+        if !call.is_from(self as *const Self as *const u8) {
+            return None;
+        }
+        let off = call.offset_of(payload)?;
+        // SAFETY: the call owns landing slot `i` until it is dropped, which
+        // `&call` excludes; the message starts at the buffer's first byte.
+        let sge = unsafe { self.landings.sge(i) }?;
+        Some(Sge {
+            addr: sge.addr + off as u64,
+            length: payload.len() as u32,
+            lkey: sge.lkey,
+        })
+    }
+
+    /// Counts a host copy of `n` message bytes.
+    pub(super) fn copied(&self, n: usize) {
+        Self::bump(&self.counters.copies);
+        self.counters
+            .copied_bytes
+            .fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Copies `pieces` one after another into a new page of the context
+    /// and maps it for chunk Writes; returns the mapping.
+    fn stage<'p>(
         &self,
         c: &mut OwnedCtxt<'_, L>,
         dev: &L::Dev,
-        data: &[u8],
+        pieces: impl Iterator<Item = &'p [u8]> + Clone,
     ) -> Result<Sge, XprtError<DevError<L>>> {
-        let mut page = dev
-            .alloc_buf(data.len().max(1))
-            .map_err(XprtError::Backend)?;
-        page.as_mut_slice()[..data.len()].copy_from_slice(data);
+        let len: usize = pieces.clone().map(<[u8]>::len).sum();
+        let mut page = dev.alloc_buf(len.max(1)).map_err(XprtError::Backend)?;
+        let mut at = 0;
+        for p in pieces {
+            page.as_mut_slice()[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        self.copied(len);
         let i = c.add_page(page);
-        c.map_rw(dev, i, 0, data.len().max(1)).map_err(|e| match e {
+        c.map_rw(dev, i, 0, len.max(1)).map_err(|e| match e {
             crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),
             _ => XprtError::Internal("rw mapping"),
         })
@@ -321,6 +372,7 @@ where
             for p in pieces.filter(|p| !p.is_empty()) {
                 let mut page = dev.alloc_buf(p.len()).map_err(XprtError::Backend)?;
                 page.as_mut_slice().copy_from_slice(p);
+                self.copied(p.len());
                 let i = c.add_page(page);
                 c.map_page(dev, i, 0, p.len()).map_err(|e| match e {
                     crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),
@@ -340,6 +392,7 @@ where
             dst.copy_from_slice(p);
             at = end;
         }
+        self.copied(at - hdr);
         Ok(at)
     }
 }

@@ -2,7 +2,7 @@
 //! found.
 
 use super::{DevError, SvcRdmaXprt, XprtCountersSnapshot};
-use crate::backend::{DmaDevice, QueuePair};
+use crate::backend::QueuePair;
 use crate::lifecycle::SendCtxtLifecycle;
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
@@ -35,6 +35,10 @@ pub struct TeardownReport {
     /// Read contexts whose Reads had not completed after a failed drain,
     /// leaked.
     pub leaked_reads: usize,
+    /// Landing buffers (Read chunk targets) unmapped and freed.
+    pub landings_freed: usize,
+    /// Calls with Read chunks still waiting for a landing buffer, dropped.
+    pub calls_waiting: usize,
     /// The transport counters at teardown.
     pub counters: XprtCountersSnapshot,
 }
@@ -96,15 +100,25 @@ where
         let dev = self.send.pool().device();
         let reads = self.reads.into_inner();
         let (mut reads_released, mut leaked_reads) = (0, 0);
+        // Landing buffers the device may still touch after a failed drain:
+        // Read targets not completed, Write sources not known done.
+        let mut in_flight: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
         for r in reads.slots.into_iter().flatten() {
             if drained || r.done {
-                let _ = dev.dma_unmap(r.sge);
                 reads_released += 1;
             } else {
-                core::mem::forget(r);
+                in_flight.push(r.landing);
                 leaked_reads += 1;
             }
         }
+        if !drained {
+            let done = self.sq_done.load(core::sync::atomic::Ordering::Acquire);
+            in_flight.extend(reads.land.free.iter().filter(|f| f.1 > done).map(|f| f.0));
+        }
+        // Calls that waited for a landing buffer hold receive contexts,
+        // which `recv.destroy` unmaps with the others.
+        let calls_waiting = reads.backlog.len();
+        let (landings_freed, _) = self.landings.destroy(dev, &in_flight);
         let stuck_recvs = self.recv.destroy(dev, drained);
         let leaked_recvs = if drained { 0 } else { stuck_recvs };
         if !drained {
@@ -124,6 +138,8 @@ where
             leaked_send,
             leaked_recvs,
             leaked_reads,
+            landings_freed,
+            calls_waiting,
             counters: self.counters.snapshot(),
         }
     }

@@ -60,7 +60,7 @@ pub fn write_record(w: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
 fn serve_conn(mut s: TcpStream, d: &Dispatcher) -> io::Result<()> {
     while let Some(call) = read_record(&mut s, MAX_RECORD)? {
         let Some(r) = d.dispatch(&call) else { continue };
-        let bulk = r.body.bulk.as_deref().unwrap_or(&[]);
+        let bulk = r.bulk(&call).unwrap_or(&[]);
         write_record(&mut s, &[&r.header, &r.body.results, bulk])?;
     }
     Ok(())

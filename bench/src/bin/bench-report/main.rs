@@ -1,7 +1,7 @@
 //! `bench-report`: runs a short version of every benchmark with its own
 //! timing loop (median over repeated runs, not criterion), prints the
-//! tables and writes `target/bench-report/report.md` and
-//! `target/bench-report/pool_size.svg`.
+//! tables and writes `target/bench-report/report.md`,
+//! `target/bench-report/pool_size.svg` and `target/bench-report/idle_shrink.svg`.
 //!
 //! ```text
 //! cargo run -p rdmaxprt-bench --release --bin bench-report [-- --quick] [--out DIR]
@@ -27,13 +27,23 @@ use std::time::{Duration, Instant};
 mod b1_b2;
 mod b3;
 mod b4_b5;
+mod b4_copies;
 mod b6;
+mod b7;
+mod copy_hooks;
 mod only;
+
+/// Counts allocations in B4's run-to-completion windows.
+#[global_allocator]
+static ALLOC: rdmaxprt_bench::alloc_count::CountingAlloc =
+    rdmaxprt_bench::alloc_count::CountingAlloc;
 
 use b1_b2::*;
 use b3::*;
 use b4_b5::*;
+use b4_copies::*;
 use b6::*;
+use b7::*;
 use only::*;
 
 /// How hard to try.
@@ -197,7 +207,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("       bench-report --only-b45 [--quick]");
         println!("         the B4 and B5 tables only, on stdout");
         println!("       bench-report --only-b4 [--quick]");
-        println!("         the B4 table and its targets only, on stdout");
+        println!("         the B4 tables and their targets only, on stdout");
+        println!("       bench-report --only-b4-bulk [--quick]");
+        println!("         the B4 64 KiB echo copies/zero-fills per end and rate vs the floor");
+        println!("       bench-report --only-scale [--quick] [--out DIR]");
+        println!("         the B7 tables on stdout and DIR/idle_shrink.svg");
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--scale-child") {
+        let spec = args.get(i + 1).ok_or("--scale-child needs CONNS:ACTIVE")?;
+        return scale_child(spec, args.iter().any(|a| a == "--quick"));
+    }
+    if args.iter().any(|a| a == "--only-scale") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        let started = Instant::now();
+        let (tables, series) = b7(&mode);
+        for t in &tables {
+            println!("{}", t.to_markdown());
+        }
+        let dir = out_dir(&args);
+        std::fs::create_dir_all(&dir)?;
+        b7_svg(&dir.join("idle_shrink.svg"), &series)?;
+        println!(
+            "{:.1} s, load {}",
+            started.elapsed().as_secs_f64(),
+            loadavg()
+        );
         return Ok(());
     }
     if let Some(i) = args.iter().position(|a| a == "--only-drain") {
@@ -225,6 +260,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", t3t.to_markdown());
         return Ok(());
     }
+    if args.iter().any(|a| a == "--only-b4-bulk") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        println!(
+            "cores {}, load {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg()
+        );
+        let (t, r) = b4_bulk(&mode);
+        println!("{}", t.to_markdown());
+        println!("{}", b4_bulk_targets(&r).to_markdown());
+        println!("load {}", loadavg());
+        return Ok(());
+    }
     if args.iter().any(|a| a == "--only-b4") {
         let mode = Mode::new(args.iter().any(|a| a == "--quick"));
         let started = Instant::now();
@@ -236,6 +284,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (t4, r4) = b4(&mode);
         println!("{}", t4.to_markdown());
         println!("{}", b45_targets(&r4, &[]).to_markdown());
+        let (tb, rb) = b4_bulk(&mode);
+        println!("{}", tb.to_markdown());
+        println!("{}", b4_bulk_targets(&rb).to_markdown());
         println!(
             "{:.1} s, load {}",
             started.elapsed().as_secs_f64(),
@@ -256,6 +307,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (t5, r5) = b5(&mode);
         println!("{}", t5.to_markdown());
         println!("{}", b45_targets(&r4, &r5).to_markdown());
+        let (tb, rb) = b4_bulk(&mode);
+        println!("{}", tb.to_markdown());
+        println!("{}", b4_bulk_targets(&rb).to_markdown());
         println!("{}", rdmaxprt_bench::profile::table().to_markdown());
         println!("{}", rdmaxprt_bench::profile::bulk_table().to_markdown());
         println!(
@@ -326,8 +380,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (t5, r5) = b5(&mode);
     emit(&t5, &mut sections);
     emit(&b45_targets(&r4, &r5), &mut sections);
+    let (tb, rb) = b4_bulk(&mode);
+    emit(&tb, &mut sections);
+    emit(&b4_bulk_targets(&rb), &mut sections);
     emit(&rdmaxprt_bench::profile::table(), &mut sections);
     emit(&rdmaxprt_bench::profile::bulk_table(), &mut sections);
+    eprintln!("B7 ...");
+    let (t7, s7) = b7(&mode);
+    for t in &t7 {
+        emit(t, &mut sections);
+    }
+    let svg7 = dir.join("idle_shrink.svg");
+    b7_svg(&svg7, &s7)?;
 
     let cmd = format!(
         "cargo run -p rdmaxprt-bench --release --bin bench-report{}",
@@ -353,7 +417,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "- device: cost-model `CostDevice` (unmap = busy wait; nothing else costs) for B1-B3, B6; \
          the rdmaxprt-mock NIC (Inline delivery) for B4, B5\n",
     );
-    md.push_str("- plot: `pool_size.svg` (B3, log scale)\n\n");
+    md.push_str("- plots: `pool_size.svg` (B3, log scale), `idle_shrink.svg` (B7, log scale)\n\n");
     for t in &sections {
         md.push_str(&t.to_markdown());
         md.push('\n');
@@ -361,9 +425,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = dir.join("report.md");
     std::fs::write(&path, md)?;
     eprintln!(
-        "wrote {} and {} in {:.1} s (cores {cores}, load {})",
+        "wrote {}, {} and {} in {:.1} s (cores {cores}, load {})",
         path.display(),
         svg.display(),
+        svg7.display(),
         started.elapsed().as_secs_f64(),
         loadavg()
     );

@@ -79,7 +79,7 @@ impl Nfs {
                 // The opaque's length stays in the results; its bytes go
                 // as bulk payload (the Write chunk).
                 put(out, &(data.len() as u32));
-                out.bulk = Some(data);
+                out.bulk = Some(data.into());
             }
             Err(s) => {
                 let res: n3::READ3res<'_> = Nfs3Result::Err((
