@@ -38,7 +38,12 @@ fn run(pair: &Pair) {
             }
         }
         if ran != 0 {
-            pair.cq_cv.notify_all();
+            // Wake the pollers, those sleeping in `wait_for_completions`
+            // and those behind a completion notifier (a runtime poller
+            // serving many QPs), outside the lock: a notifier may poll.
+            drop(st);
+            pair.notify();
+            st = pair.st.lock();
             // One side's progress (a flush) may change the other's head.
             continue;
         }
