@@ -395,3 +395,53 @@ fn a_detached_call_gives_its_buffer_back_at_once_and_is_still_answered() {
     drop(c);
     dev.assert_clean();
 }
+
+/// The landing-buffer wait under real concurrency: a poller thread runs
+/// the completion handlers (the fence passing, Reads completing) while a
+/// worker thread takes calls and returns buffers, NIC work on its own
+/// thread; with one landing buffer every call but one waits at some point.
+/// A lost wakeup would leave a call unanswered (the client times out).
+#[test]
+fn calls_sharing_one_landing_buffer_all_complete_under_threads() {
+    let dev = MockDevice::new();
+    let qcfg = QpConfig {
+        delivery: Delivery::Thread {
+            latency: std::time::Duration::from_micros(20),
+        },
+        ..QpConfig::default()
+    };
+    let xcfg = XprtConfig {
+        read_bufs: 1,
+        credits: 8,
+        ..XprtConfig::default()
+    };
+    let ccfg = ClientConfig {
+        credits: 8,
+        timeout: std::time::Duration::from_secs(20),
+        ..ClientConfig::default()
+    };
+    let (mut c, x, _hook) = pair(&dev, qcfg, xcfg, ccfg);
+    let st = common::ServerThread::spawn(vec![x]);
+    for round in 0..25u8 {
+        let calls: Vec<_> = (0..8u8)
+            .map(|i| {
+                let args = payload(BIG - 4 * i as usize, round ^ i);
+                let t = start_big(&mut c, &args);
+                (t, args)
+            })
+            .collect();
+        for (t, args) in calls {
+            let r = c.wait(t).unwrap();
+            assert_eq!(r.bulk.as_deref(), Some(&args[..]), "round {round}");
+        }
+    }
+    let x = st.stop().pop().unwrap();
+    assert!(
+        count(&x, |k| k.read_waits.load(Ordering::Relaxed)) > 0,
+        "calls waited"
+    );
+    let r = x.free();
+    assert_eq!(r.reclaimed_send, 0, "{r:?}");
+    drop(c);
+    dev.assert_clean();
+}

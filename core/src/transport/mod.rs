@@ -230,7 +230,11 @@ where
     sq_posted: SpinMutex<u64>,
     /// Signaled Send Queue work requests completed (in post order).
     sq_done: AtomicU64,
-    /// Calls wait for a landing buffer: Send completions re-enqueue.
+    /// A call waits (or is about to wait) for a landing buffer: Send
+    /// completions and returned landing buffers schedule the transport.
+    /// Set (SeqCst) before the waiter's last look at the free buffers,
+    /// read (SeqCst) after a buffer is freed or a fence passes, so one of
+    /// the two sides always sees the other.
     landing_wait: AtomicBool,
     xprt: E,
     counters: XprtCounters,
@@ -567,8 +571,8 @@ where
     /// calls waiting for a landing buffer that a reply's Write may have
     /// held.
     fn sq_completed(&self) {
-        self.sq_done.fetch_add(1, Ordering::Release);
-        if self.landing_wait.load(Ordering::Relaxed) {
+        self.sq_done.fetch_add(1, Ordering::SeqCst);
+        if self.landing_wait.load(Ordering::SeqCst) {
             self.flags().set(XprtFlags::DATA);
             self.xprt.enqueue();
         }
@@ -583,7 +587,7 @@ where
     /// A landing buffer came back: schedule the transport if calls wait
     /// for one (the worker that held it may already have let go of BUSY).
     fn recheck_backlog(&self) {
-        if self.backlogged() {
+        if self.landing_wait.load(Ordering::SeqCst) {
             self.flags().set(XprtFlags::DATA);
             self.xprt.enqueue();
         }

@@ -285,13 +285,19 @@ where
         c.set_header_len(hdr_len)
             .map_err(|_| XprtError::Internal("header length"))?;
         let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
-        self.post_chain(c, &writes, inv)?;
+        let posted = self.post_chain(c, &writes, inv);
         if lent {
             // The Write gathers from the call's landing buffer: reuse it
             // only once this reply's Send (posted after the Write, on the
-            // same in-order QP) has completed.
-            call.fence.set(*self.sq_posted.lock());
+            // same in-order QP) has completed. If the chain failed part way
+            // a Write may be on the wire with no Send behind it: never (the
+            // transport closes; teardown frees it after the QP drain).
+            call.fence.set(match posted {
+                Ok(()) => *self.sq_posted.lock(),
+                Err(_) => u64::MAX,
+            });
         }
+        posted?;
         if used_write_chunk {
             Self::bump(&self.counters.write_chunks);
         }
