@@ -98,7 +98,10 @@ fn run(mode: ServerMode, delivery: Delivery) {
     let report = server.shutdown();
     assert_eq!(report.freed, CONNS as u64, "{report:?}");
     assert_eq!(report.reclaimed_send, 0, "{report:?}");
-    assert!(report.counters.read_waits > 0, "calls waited: {report:?}");
+    // Whether (and how often) calls waited depends on thread timing; the
+    // transport tests show the wait deterministically. Here every call
+    // must complete.
+    eprintln!("{mode:?}: {} calls waited", report.counters.read_waits);
     assert_eq!(
         report.counters.read_calls,
         (CONNS * ROUNDS * WINDOW) as u64,

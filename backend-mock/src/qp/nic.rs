@@ -38,12 +38,22 @@ fn run(pair: &Pair) {
             }
         }
         if ran != 0 {
-            // Wake the pollers, those sleeping in `wait_for_completions`
-            // and those behind a completion notifier (a runtime poller
-            // serving many QPs), outside the lock: a notifier may poll.
-            drop(st);
-            pair.notify();
-            st = pair.st.lock();
+            pair.cq_cv.notify_all();
+            // Pollers behind a completion notifier (a runtime poller
+            // serving many QPs) are rung too, outside the lock: a notifier
+            // may poll.
+            let ns = pair
+                .notifiers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if ns.iter().any(Option::is_some) {
+                drop(st);
+                for n in ns.iter().flatten() {
+                    n();
+                }
+                st = pair.st.lock();
+            }
             // One side's progress (a flush) may change the other's head.
             continue;
         }

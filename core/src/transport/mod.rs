@@ -72,6 +72,11 @@ pub struct XprtConfig {
     /// calls, allocated on first need). A call with Read chunks that finds
     /// them all busy waits for one to come back.
     pub read_bufs: u32,
+    /// Staging buffers for reply data that must be copied (an owned bulk
+    /// payload for a Write chunk, a reply through the Reply chunk): each
+    /// mapped once, reused once the reply that used it completed. With all
+    /// in use a reply stages into a fresh page instead.
+    pub stage_bufs: u32,
 }
 
 impl Default for XprtConfig {
@@ -86,6 +91,7 @@ impl Default for XprtConfig {
             pullup_threshold: rpcrdma::DEFAULT_INLINE_THRESHOLD / 2,
             send_with_invalidate: false,
             read_bufs: 8,
+            stage_bufs: 8,
         }
     }
 }
@@ -225,6 +231,8 @@ where
     recv: RecvQueue<L::Dev>,
     reads: SpinMutex<Reads>,
     landings: Landings<<L::Dev as DmaDevice>::Buf>,
+    /// Staging buffers for copied reply data (ownership in `reads.stage`).
+    staging: Landings<<L::Dev as DmaDevice>::Buf>,
     /// Signaled Send Queue work requests posted; the lock also covers the
     /// post, so the count orders as the QP does.
     sq_posted: SpinMutex<u64>,
@@ -287,8 +295,9 @@ where
             qp,
             send,
             recv,
-            reads: SpinMutex::new(Reads::new(cfg.read_bufs)),
+            reads: SpinMutex::new(Reads::new(cfg.read_bufs, cfg.stage_bufs)),
             landings: Landings::new(cfg.read_bufs),
+            staging: Landings::new(cfg.stage_bufs),
             sq_posted: SpinMutex::new(0),
             sq_done: AtomicU64::new(0),
             landing_wait: AtomicBool::new(false),

@@ -23,19 +23,23 @@ pub(crate) struct Reads {
     pub(crate) ready: VecDeque<u32>,
     /// Which landing buffers are free.
     pub(crate) land: LandingState,
+    /// Which staging buffers (`sendto`'s copies) are free.
+    pub(crate) stage: LandingState,
     /// Receives (context index, length) holding calls with Read chunks
     /// that wait for a landing buffer, oldest first.
     pub(crate) backlog: VecDeque<(u32, u32)>,
 }
 
 impl Reads {
-    /// No read context yet; `landings` landing buffers free.
-    pub(crate) fn new(landings: u32) -> Self {
+    /// No read context yet; `landings` landing buffers and `staging`
+    /// staging buffers free.
+    pub(crate) fn new(landings: u32, staging: u32) -> Self {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
             ready: VecDeque::new(),
             land: LandingState::new(landings),
+            stage: LandingState::new(staging),
             backlog: VecDeque::new(),
         }
     }
