@@ -163,6 +163,10 @@ fn a_non_blocking_program_runs_in_the_groups_with_no_handoff() {
     assert_eq!(r.handoffs, 0, "{r:?}");
     assert_eq!(r.worker_wakeups, 0, "no worker ever woke: {r:?}");
     assert!(r.worker_passes >= 200, "every call had a group pass: {r:?}");
+    // Every enqueue of a call, a reply's completion or a release-list
+    // edge happened on the group's own thread and woke nobody; only each
+    // accept's first enqueue came from another thread.
+    assert!(r.remote_pushes <= 4, "cross-thread wakes: {r:?}");
     let threads = names(&f.echo_threads);
     assert!(
         threads.iter().all(|t| t.starts_with("rdmaxprt-group")),

@@ -409,3 +409,96 @@ fn own_server_answers_version_two_with_err_vers() {
     assert_eq!(c.stats().replies, 1);
     finish(dev, c, x);
 }
+
+/// Calls are found by xid in a table indexed by the xid's low bits; a
+/// reply whose xid shares a slot with a call in flight but is not that
+/// call's (a stale duplicate of an answered call, or an xid never used)
+/// is an unmatched reply, never the answer of the call in the slot. A
+/// duplicate reply for an answered call not yet waited for leaves its
+/// result alone.
+#[test]
+fn stale_and_unknown_xids_in_a_live_calls_slot_resolve_nothing() {
+    let (dev, mut c, raw) = setup_with(ClientConfig {
+        credits: 4,
+        first_xid: 0x100,
+        timeout: Duration::from_millis(100),
+        ..ClientConfig::default()
+    });
+    let none = CallOptions::default();
+    let r = exchange(&mut c, &raw, &none, |s| {
+        msg_reply(s.xid, &[], None, &ok_body(s.xid, b"first"))
+    });
+    let first = r.unwrap().xid;
+    assert_eq!(first, 0x100);
+    // Walk the xids on, one call at a time, until the next call's xid
+    // lands in the first call's slot for any table of up to 64 slots.
+    for _ in 0..63 {
+        let r = exchange(&mut c, &raw, &none, |s| {
+            msg_reply(s.xid, &[], None, &ok_body(s.xid, b"x"))
+        });
+        r.unwrap();
+    }
+    let t = c.start_call(PROG, VERS, PROC_ECHO, b"hi", &none).unwrap();
+    let live = receive_call(&raw).xid;
+    assert_eq!(live, first + 64);
+    let before = c.stats().unmatched_replies;
+    // A stale duplicate of the first call's reply, and an xid never used,
+    // both in the live call's slot.
+    raw.send(&msg_reply(first, &[], None, &ok_body(first, b"stale")));
+    raw.send(&msg_reply(
+        first + 128,
+        &[],
+        None,
+        &ok_body(first + 128, b"never"),
+    ));
+    assert!(c.try_wait(&t).is_none(), "the live call is still in flight");
+    assert_eq!(c.stats().unmatched_replies, before + 2);
+    assert_eq!(c.in_flight(), 1);
+    // Its own reply lands; a duplicate before `wait` changes nothing.
+    raw.send(&msg_reply(live, &[], None, &ok_body(live, b"mine")));
+    raw.send(&msg_reply(live, &[], None, &ok_body(live, b"dup")));
+    c.poll().unwrap();
+    assert_eq!(c.stats().unmatched_replies, before + 3);
+    let r = c.wait(t).unwrap();
+    assert_eq!((r.xid, r.results.as_slice()), (live, &b"mine"[..]));
+    assert_eq!(c.in_flight(), 0);
+    drop(c);
+    drop(raw);
+    dev.assert_clean();
+}
+
+/// The send-buffer ring and the chunk pool are reused call after call:
+/// 200 sequential calls offering a Write chunk register one chunk region
+/// and map a handful of send buffers, and nothing is left mapped after.
+#[test]
+fn send_buffers_and_chunk_regions_are_reused_across_calls() {
+    // The client maps on a device of its own: its tracker counts only the
+    // client's mappings.
+    let dev = MockDevice::new();
+    let sdev = MockDevice::new();
+    let (cq, sq) = MockDevice::connect_pair(&dev, &sdev, QpConfig::default()).unwrap();
+    let mut c = RpcClient::new(cq, dev.clone(), ClientConfig::default()).unwrap();
+    let raw = RawClient::new(&sdev, sq, 32, 1024);
+    let bulk = CallOptions {
+        write_chunk: Some(100),
+        ..Default::default()
+    };
+    let maps0 = dev.tracker().maps();
+    for i in 0..200u32 {
+        let r = exchange(&mut c, &raw, &bulk, |s| {
+            let mut w = s.write.clone();
+            w[0].length = 0;
+            msg_reply(s.xid, &[&w], None, &ok_body(s.xid, &i.to_be_bytes()))
+        });
+        assert_eq!(r.unwrap().results, i.to_be_bytes());
+    }
+    let st = c.stats();
+    assert_eq!(st.chunk_regions, 1, "{st:?}");
+    assert!(st.send_buffers <= 2, "{st:?}");
+    // Receives were mapped at setup; each send buffer once.
+    assert_eq!(dev.tracker().maps() - maps0, st.send_buffers);
+    drop(c);
+    drop(raw);
+    dev.assert_clean();
+    sdev.assert_clean();
+}

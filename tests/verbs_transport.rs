@@ -38,7 +38,7 @@ use rdmaxprt::client::{
     ReplyPath, RpcClient,
 };
 use rdmaxprt::rdma::{MemoryConfig, VerbsMemory, VerbsWaitQp};
-use rdmaxprt::runtime::{Server as Runtime, ServerConfig};
+use rdmaxprt::runtime::{Server as Runtime, ServerConfig, ServerMode};
 use rdmaxprt::service::Dispatcher;
 use rdmaxprt::verbs::{
     CompletionChannel, CompletionQueue, ConnectAttr, Context, ProtectionDomain, QpCaps, QueuePair,
@@ -509,11 +509,22 @@ fn qp_error_mid_stream_fails_calls_with_typed_errors() -> TestResult {
 }
 
 fn echo_every_path_and_size_through_the_runtime() -> TestResult {
+    through_the_runtime(ServerMode::ThreadPool)
+}
+
+/// The same through poll groups (a QP accepted by hand, no completion
+/// channel: a group of its own).
+fn echo_every_path_and_size_through_poll_groups() -> TestResult {
+    through_the_runtime(ServerMode::PollGroup)
+}
+
+fn through_the_runtime(mode: ServerMode) -> TestResult {
     let (s, cs) = connected(true, true)?;
     let smem = s.mem.clone();
     let cmem = cs.mem.clone();
     let server = Runtime::start(
         ServerConfig {
+            mode,
             workers: 2,
             ..ServerConfig::default()
         },
@@ -566,6 +577,13 @@ fn echo_every_path_and_size_through_the_runtime() -> TestResult {
     assert_eq!(report.freed, 1);
     assert_eq!(report.reclaimed_send, 0, "{report:?}");
     assert_eq!(report.stuck_recvs, 0, "{report:?}");
+    if mode == ServerMode::PollGroup {
+        assert_eq!(
+            (report.handoffs, report.worker_wakeups),
+            (0, 0),
+            "{report:?}"
+        );
+    }
     assert_clean(&smem, "server");
     assert_clean(&cmem, "client");
     Ok(())
@@ -579,6 +597,10 @@ const TESTS: &[(&str, TestFn)] = &[
     (
         "echo_every_path_and_size_through_the_runtime",
         echo_every_path_and_size_through_the_runtime,
+    ),
+    (
+        "echo_every_path_and_size_through_poll_groups",
+        echo_every_path_and_size_through_poll_groups,
     ),
     (
         "idle_trailing_edge_is_drained_by_one_backstop_wakeup",

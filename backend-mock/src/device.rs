@@ -7,8 +7,7 @@ use crate::error::MockError;
 use crate::lock::Mutex;
 use crate::qp::Pair;
 use crate::region::Region;
-use crate::tracker::Tracker;
-use alloc::collections::BTreeMap;
+use crate::tracker::{FxMap, Tracker};
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::fmt;
@@ -39,7 +38,8 @@ pub(crate) struct MrEntry {
 
 pub(crate) struct DevShared {
     pub(crate) tracker: Tracker,
-    mrs: Mutex<BTreeMap<u32, MrEntry>>,
+    /// By rkey (hash lookup per RDMA Read/Write).
+    mrs: Mutex<FxMap<u32, MrEntry>>,
     map_cost_ns: AtomicU64,
     unmap_cost_ns: AtomicU64,
     pairs: Mutex<Vec<Weak<Pair>>>,
@@ -115,7 +115,7 @@ impl MockDevice {
         let d = Self {
             shared: Arc::new(DevShared {
                 tracker: Tracker::new(0x1000_0000 | id),
-                mrs: Mutex::new(BTreeMap::new()),
+                mrs: Mutex::new(FxMap::default()),
                 map_cost_ns: AtomicU64::new(0),
                 unmap_cost_ns: AtomicU64::new(0),
                 pairs: Mutex::new(Vec::new()),

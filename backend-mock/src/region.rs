@@ -24,18 +24,26 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Fake IOVA granularity: every buffer starts on its own 4 KiB page and is
-/// followed by an unused guard page, so an address names one buffer.
-const PAGE: u64 = 4096;
+/// Fake IOVA layout: buffer `n` (counting from 1, process-wide) owns the
+/// 4 GiB window `n << 32 .. (n + 1) << 32`, its bytes from the window's
+/// start. A buffer holds at most `u32::MAX` bytes (`alloc_buf` refuses
+/// more), so the rest of its window is an unused guard and an address
+/// names one buffer; the buffer is `addr >> 32`, found without a search
+/// (the tracker's lookup per NIC access).
+pub(crate) const WINDOW_SHIFT: u32 = 32;
 
-/// Next free fake device address. Starts high so address 0 (and small
-/// garbage values) never resolve.
-static NEXT_ADDR: AtomicU64 = AtomicU64::new(0x1_0000_0000);
+/// Next free buffer number. Starts at 1 so address 0 (and small garbage
+/// values) never resolve.
+static NEXT_WINDOW: AtomicU64 = AtomicU64::new(1);
 
-fn alloc_addr_range(len: usize) -> u64 {
-    let pages = (len as u64).div_ceil(PAGE).max(1) + 1;
-    // Relaxed: the counter only has to hand out disjoint ranges.
-    NEXT_ADDR.fetch_add(pages * PAGE, Ordering::Relaxed)
+fn alloc_addr_range() -> u64 {
+    // Relaxed: the counter only has to hand out distinct windows.
+    NEXT_WINDOW.fetch_add(1, Ordering::Relaxed) << WINDOW_SHIFT
+}
+
+/// The buffer number (window) an address lies in.
+pub(crate) fn window_of(addr: u64) -> u64 {
+    addr >> WINDOW_SHIFT
 }
 
 /// The bytes of one buffer plus its fake device address.
@@ -58,7 +66,7 @@ impl Region {
     pub(crate) fn new(len: usize) -> Self {
         let bytes: Vec<UnsafeCell<u8>> = (0..len).map(|_| UnsafeCell::new(0)).collect();
         Self {
-            base: alloc_addr_range(len),
+            base: alloc_addr_range(),
             access: Mutex::new(()),
             bytes: bytes.into_boxed_slice(),
         }

@@ -1,8 +1,9 @@
 //! The DMA-mapping tracker: which byte ranges of which buffers the device
 //! may touch right now, and every misuse seen so far.
 //!
-//! A mapping is recorded per buffer (keyed by the buffer's fake device base
-//! address) as an `(offset, len)` range; mapping the same range twice gives
+//! A mapping is recorded per buffer (keyed by the buffer's address window,
+//! `addr >> 32`, so a NIC access finds its buffer with one hash probe, no
+//! ordered-map walk) as an `(offset, len)` range; mapping the same range twice gives
 //! two mappings that need two unmaps, as with a real IOMMU. The tracker
 //! holds an `Arc` of each mapped buffer's storage, so a page released while
 //! still mapped stays valid memory for the NIC: the violation is recorded,
@@ -10,14 +11,18 @@
 
 use crate::error::MockError;
 use crate::lock::Mutex;
-use crate::region::Region;
-use alloc::collections::BTreeMap;
+use crate::region::{window_of, Region};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 use core::sync::atomic::{AtomicU64, Ordering};
 use rdmaxprt_core::backend::Sge;
+
+/// Hash map keyed by small counters (buffer windows, rkeys): FxHash, one
+/// multiply per lookup.
+pub(crate) type FxMap<K, V> =
+    hashbrown::HashMap<K, V, core::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
 
 /// One misuse of DMA mappings the tracker caught.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +85,8 @@ struct Mapped {
 
 #[derive(Default)]
 struct State {
-    mapped: BTreeMap<u64, Mapped>,
+    /// By buffer window (`window_of(base)`).
+    mapped: FxMap<u64, Mapped>,
     violations: Vec<Violation>,
 }
 
@@ -119,7 +125,7 @@ impl Tracker {
         let base = region.base();
         let mut st = self.state.lock();
         st.mapped
-            .entry(base)
+            .entry(window_of(base))
             .or_insert_with(|| Mapped {
                 region: Arc::clone(region),
                 ranges: Vec::new(),
@@ -139,10 +145,12 @@ impl Tracker {
     /// Removes the mapping `sge` names exactly (as `map` returned it).
     pub(crate) fn unmap(&self, sge: Sge) -> Result<(), MockError> {
         let mut st = self.state.lock();
+        let window = window_of(sge.addr);
         let found = sge.lkey == self.lkey
-            && match st.mapped.range_mut(..=sge.addr).next_back() {
-                Some((&base, m)) => {
-                    let off = (sge.addr - base) as usize;
+            && match st.mapped.get_mut(&window) {
+                Some(m) => {
+                    // The window's first byte is the buffer's first byte.
+                    let off = (sge.addr - m.region.base()) as usize;
                     let hit = m
                         .ranges
                         .iter()
@@ -150,7 +158,7 @@ impl Tracker {
                     if let Some(i) = hit {
                         m.ranges.swap_remove(i);
                         if m.ranges.is_empty() {
-                            st.mapped.remove(&base);
+                            st.mapped.remove(&window);
                         }
                     }
                     hit.is_some()
@@ -169,7 +177,10 @@ impl Tracker {
     /// A buffer's last host handle is going away: complain if it is mapped.
     pub(crate) fn buf_released(&self, region: &Region) {
         let mut st = self.state.lock();
-        let live = st.mapped.get(&region.base()).map_or(0, |m| m.ranges.len());
+        let live = st
+            .mapped
+            .get(&window_of(region.base()))
+            .map_or(0, |m| m.ranges.len());
         if live != 0 {
             st.violations.push(Violation::ReleasedWhileMapped {
                 addr: region.base(),
@@ -184,17 +195,14 @@ impl Tracker {
     pub(crate) fn resolve(&self, sge: Sge) -> Option<(Arc<Region>, usize)> {
         let mut st = self.state.lock();
         let hit = if sge.lkey == self.lkey {
-            st.mapped
-                .range(..=sge.addr)
-                .next_back()
-                .and_then(|(&base, m)| {
-                    let off = (sge.addr - base) as usize;
-                    let end = off.checked_add(sge.length as usize)?;
-                    m.ranges
-                        .iter()
-                        .any(|&(o, l)| off >= o && end <= o + l)
-                        .then(|| (Arc::clone(&m.region), off))
-                })
+            st.mapped.get(&window_of(sge.addr)).and_then(|m| {
+                let off = (sge.addr - m.region.base()) as usize;
+                let end = off.checked_add(sge.length as usize)?;
+                m.ranges
+                    .iter()
+                    .any(|&(o, l)| off >= o && end <= o + l)
+                    .then(|| (Arc::clone(&m.region), off))
+            })
         } else {
             None
         };
@@ -230,19 +238,24 @@ impl Tracker {
             .sum()
     }
 
-    /// The live mappings as SGEs (at check time, these are the leaks).
+    /// The live mappings as SGEs (at check time, these are the leaks), by
+    /// address.
     pub fn leaks(&self) -> Vec<Sge> {
         let st = self.state.lock();
-        st.mapped
-            .iter()
-            .flat_map(|(&base, m)| {
+        let mut leaks: Vec<Sge> = st
+            .mapped
+            .values()
+            .flat_map(|m| {
+                let base = m.region.base();
                 m.ranges.iter().map(move |&(o, l)| Sge {
                     addr: base + o as u64,
                     length: l as u32,
                     lkey: self.lkey,
                 })
             })
-            .collect()
+            .collect();
+        leaks.sort_unstable_by_key(|s| (s.addr, s.length));
+        leaks
     }
 
     /// Successful `dma_map` calls so far.

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use rdmaxprt_core::backend::{DmaDevice, Error, ErrorKind, Sge, WcStatus};
+use rdmaxprt_core::backend::{DmaDevice, Error, ErrorKind, QueuePair, Sge, WcStatus};
 use rdmaxprt_mock::{DeviceConfig, MockDevice, Violation};
 use std::time::{Duration, Instant};
 
@@ -122,4 +122,124 @@ fn map_and_unmap_costs_busy_wait() {
     dev.set_unmap_cost(Duration::ZERO);
     dev.dma_unmap(s).unwrap();
     dev.assert_clean();
+}
+
+/// The tracker finds a buffer by its address window (no ordered walk), so
+/// check that every access still resolves to exactly the mapped bytes of
+/// the right buffer: many buffers live at once, SGEs just past a mapping,
+/// spanning its end, in a window with nothing mapped, or with another
+/// device's lkey are all unmapped accesses, and an unmap must name a
+/// mapping exactly.
+#[test]
+fn nic_access_resolves_the_right_buffer_and_only_mapped_bytes() {
+    let dev = MockDevice::new();
+    let other = MockDevice::new();
+    let (a, b) = stepped_pair(&dev);
+    // Ten live buffers; buffer i holds byte i, mapped at 8..24 only.
+    let bufs: Vec<_> = (0..10u8)
+        .map(|i| {
+            let (buf, all) = mapped(&dev, &[i; 64]);
+            dev.dma_unmap(all).unwrap();
+            let part = dev.dma_map(&buf, 8, 16).unwrap();
+            (buf, part)
+        })
+        .collect();
+    // An unmapped buffer between them: its window resolves to nothing.
+    let idle = dev.alloc_buf(64).unwrap();
+    let (_r, rsge) = post_recv_buf(&b, 64, 1);
+    post(&a, &[send(7, &[bufs[7].1], true)]).unwrap();
+    assert!(a.step());
+    assert_eq!(ids(&poll_send(&a)), [(7, WcStatus::Success)]);
+    let wc = poll_recv(&b);
+    assert_eq!(wc[0].byte_len, 16);
+    let bad = [
+        // Just past the mapping, inside the buffer.
+        Sge {
+            addr: bufs[3].1.addr + 16,
+            length: 1,
+            lkey: dev.lkey(),
+        },
+        // Spanning the mapping's end.
+        Sge {
+            length: 17,
+            ..bufs[3].1
+        },
+        // Before the mapping.
+        Sge {
+            addr: bufs[3].1.addr - 1,
+            length: 2,
+            lkey: dev.lkey(),
+        },
+        // A buffer with no mapping.
+        Sge {
+            addr: idle.addr(),
+            length: 1,
+            lkey: dev.lkey(),
+        },
+        // Past the buffer's end, far into its window.
+        Sge {
+            addr: bufs[3].0.addr() + (1 << 20),
+            length: 1,
+            lkey: dev.lkey(),
+        },
+        // Another device's lkey.
+        Sge {
+            lkey: other.lkey(),
+            ..bufs[3].1
+        },
+    ];
+    for (i, &sge) in bad.iter().enumerate() {
+        // A failed Send breaks its QP: a fresh pair per SGE.
+        let (a2, b2) = stepped_pair(&dev);
+        let (_r2, rs2) = post_recv_buf(&b2, 64, 1);
+        post(&a2, &[send(20, &[sge], true)]).unwrap();
+        assert!(a2.step());
+        assert_eq!(
+            ids(&poll_send(&a2)),
+            [(20, WcStatus::LocalProtection)],
+            "SGE {i}: {sge:?}"
+        );
+        assert_eq!(
+            dev.tracker().take_violations(),
+            [Violation::UnmappedAccess { sge }],
+            "SGE {i}"
+        );
+        let _ = b2.drain_qp();
+        dev.dma_unmap(rs2).unwrap();
+    }
+    // Unmap must name a mapping exactly: a sub-range or shifted range of
+    // a live mapping is a bad unmap and leaves the mapping alone.
+    let shifted = Sge {
+        addr: bufs[2].1.addr + 1,
+        ..bufs[2].1
+    };
+    let shorter = Sge {
+        length: 8,
+        ..bufs[2].1
+    };
+    assert!(dev.dma_unmap(shifted).is_err());
+    assert!(dev.dma_unmap(shorter).is_err());
+    assert_eq!(
+        dev.tracker().take_violations(),
+        [
+            Violation::BadUnmap { sge: shifted },
+            Violation::BadUnmap { sge: shorter }
+        ]
+    );
+    assert_eq!(dev.tracker().live_mappings(), 11);
+    let mut leaks = dev.tracker().leaks();
+    assert!(
+        leaks.windows(2).all(|w| w[0].addr < w[1].addr),
+        "by address"
+    );
+    leaks.retain(|l| *l != rsge);
+    assert_eq!(leaks, bufs.iter().map(|b| b.1).collect::<Vec<_>>());
+    let _ = a.drain_qp();
+    for (_, s) in &bufs {
+        dev.dma_unmap(*s).unwrap();
+    }
+    dev.dma_unmap(rsge).unwrap();
+    drop(idle);
+    dev.assert_clean();
+    other.assert_clean();
 }

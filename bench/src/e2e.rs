@@ -121,6 +121,9 @@ pub struct E2eResult {
     pub cpu: Duration,
     /// Per-call latency, ns, sorted.
     pub lat_ns: Vec<u64>,
+    /// Heap allocations in the window (run-to-completion runs under
+    /// [`CountingAlloc`](crate::alloc_count::CountingAlloc); else `None`).
+    pub allocs: Option<u64>,
 }
 
 impl E2eResult {
@@ -133,7 +136,14 @@ impl E2eResult {
             wall,
             cpu,
             lat_ns: lat,
+            allocs: None,
         }
+    }
+
+    /// Heap allocations per call, if they were counted.
+    pub fn allocs_per_call(&self) -> Option<f64> {
+        let n = self.allocs?;
+        (self.calls != 0).then(|| n as f64 / self.calls as f64)
     }
 
     /// Calls per second.

@@ -1,18 +1,20 @@
 //! B4's instruction profile: where a run-to-completion echo call spends
 //! its instructions, as callgrind measured it (not re-measured by the
-//! report: a callgrind run takes minutes). The figures were taken with
+//! report: a callgrind run takes minutes). The 64 B figures were taken
+//! with the plain release build (its symbols name every function):
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/tmp/cg-target CARGO_PROFILE_RELEASE_DEBUG=true \
-//!     cargo build -p rdmaxprt-bench --release --bin bench-report
-//! valgrind --tool=callgrind /tmp/cg-target/release/bench-report --only-e2e rtc:transport:1:64:3000
-//! valgrind --tool=callgrind /tmp/cg-target/release/bench-report --only-e2e rtc:raw:1:64:3000
-//! callgrind_annotate --inclusive=no --auto=no callgrind.out.PID
+//! cargo build -p rdmaxprt-bench --release --bin bench-report
+//! valgrind --tool=callgrind target/release/bench-report --only-e2e rtc:transport:1:64:3000
+//! valgrind --tool=callgrind target/release/bench-report --only-e2e rtc:raw:1:64:3000
+//! callgrind_annotate --threshold=100 callgrind.out.PID
 //! ```
 //!
-//! and the self costs grouped by what they belong to, divided by the calls
-//! completed (the `start_call` count in `--tree=caller`). They change only
-//! when the code does; rerun the commands after a change to the path.
+//! and the self costs grouped by the crate or module each function belongs
+//! to, divided by the calls completed (the count `--only-e2e` prints). They
+//! change only when the code does; rerun the commands after a change to
+//! the path. (The 64 KiB figures: the same with
+//! `CARGO_PROFILE_RELEASE_DEBUG=true` in a separate target dir.)
 
 use crate::report::Table;
 
@@ -31,74 +33,80 @@ pub struct Cost {
 
 /// When and at which commit the 64 B figures were measured (they are not
 /// re-measured by the report).
-pub const MEASURED_64B: &str = "2026-11-25, commit a61b5f5";
+pub const MEASURED_64B: &str = "2026-12-07, commit 2b02dd4";
 /// When and at which commit the 64 KiB figures were measured.
 pub const MEASURED_64K: &str = "2026-11-25, commit 0831722";
 
 /// Calls in the profiled transport run (for the note).
-pub const TRANSPORT_CALLS: u64 = 40_097;
+pub const TRANSPORT_CALLS: u64 = 29_824;
 /// Calls in the profiled floor run.
-pub const FLOOR_CALLS: u64 = 118_432;
+pub const FLOOR_CALLS: u64 = 93_696;
 
 /// The measured groups, largest first (self instructions per call).
-pub const COSTS: [Cost; 8] = [
+pub const COSTS: [Cost; 10] = [
     Cost {
-        what: "heap: malloc/free/realloc (~20 allocations + 19 frees per call; floor: 4 + 4)",
-        transport: 5417,
-        floor: 804,
-        fix: "client: encode header + call straight into a persistently mapped send-buffer ring \
-              (like its RecvRing) instead of `msg`/`wire` Vecs and a fresh MockBuf per call; \
-              server: SmallVec/scratch for sendto's `writes`/`pieces`/`written_chunks`/chain \
-              Vecs, hand the service a borrowed receive buffer instead of `body.to_vec()`, \
-              Dispatcher encoding the reply header into the context's header buffer and no \
-              `progs` Vec; mock: SmallVec for PendingWr SGEs and copy region-to-region without \
-              the temporary gather Vec",
-    },
-    Cost {
-        what: "mock NIC: post/poll/exec (pair mutex, VecDeque, step_one ~10x per call)",
-        transport: 2244,
-        floor: 2076,
-        fix: "mostly the floor's own cost; client `try_wait`/`poll` polls both CQs until empty \
-              (4 pair-mutex round trips per poll): poll once per turn and batch, or a \
-              poll_both() in the mock taking the lock once",
+        what: "mock NIC: post/poll/exec, copies (pair mutex, VecDeque, step_one)",
+        transport: 2505,
+        floor: 2833,
+        fix: "mostly the floor's own cost (the transport polls in batches, so it pays a \
+              little less per call than the raw loop)",
     },
     Cost {
         what: "server transport + pool + core library code",
-        transport: 2018,
-        floor: 82,
-        fix: "the path itself (recvfrom, sendto, drain, flags); little left once allocations go",
-    },
-    Cost {
-        what: "mock DMA tracker: BTreeMap resolve/map/unmap (4 resolves + 1 map/unmap per call)",
-        transport: 1758,
-        floor: 693,
-        fix: "client send buffers mapped once (removes a map + unmap + Arc region drop per \
-              call); in the mock, a per-lkey direct index or a last-hit cache in `resolve`",
-    },
-    Cost {
-        what: "SipHash + hashbrown: client `pending`/`done`/SendBufs HashMaps (~6 lookups/call)",
-        transport: 1310,
+        transport: 1649,
         floor: 0,
-        fix: "index calls by xid modulo a power-of-two window (slab) or use FxHash/ahash; \
-              `take_xid`'s two contains_key go with it",
+        fix: "the path itself (recvfrom, sendto, drain, flags, CallMeta)",
+    },
+    Cost {
+        what: "client (rpc.rs, marshal.rs, post.rs, reply.rs, calls.rs)",
+        transport: 1097,
+        floor: 0,
+        fix: "encoding into the send ring, the xid table, reply decode glue; the results \
+              `Vec` of `ReplyBytes` is the client's one allocation per call",
     },
     Cost {
         what: "RPC-over-RDMA header encode/decode (decode_header, decode_reply_header)",
-        transport: 1025,
+        transport: 954,
         floor: 0,
-        fix: "decode chunk lists into SmallVecs / with_capacity, skipping the Vec growth \
-              (realloc) for the empty lists of an inline call",
+        fix: "decode chunk lists without collecting them (an inline call has three empty \
+              lists)",
+    },
+    Cost {
+        what: "heap: malloc/free/realloc (5.1 allocations per call: client 1, server 4; \
+               floor: 0)",
+        transport: 945,
+        floor: 0,
+        fix: "server: borrow the arguments from the receive buffer, encode the reply header \
+              into the send context (issue 11 item 2, server side)",
     },
     Cost {
         what: "service dispatch + ONC RPC codec",
-        transport: 543,
+        transport: 544,
         floor: 0,
-        fix: "see heap: most of it is the header/results Vec building",
+        fix: "-",
     },
     Cost {
-        what: "client logic (rpc.rs, post.rs, reply.rs)",
-        transport: 520,
-        floor: 0,
+        what: "Vec collect/resize, clock reads, latency sort (harness and library glue)",
+        transport: 426,
+        floor: 258,
+        fix: "-",
+    },
+    Cost {
+        what: "mock DMA tracker: resolve by address window (4 resolves per call)",
+        transport: 378,
+        floor: 376,
+        fix: "the floor's own cost",
+    },
+    Cost {
+        what: "memcpy/memset",
+        transport: 347,
+        floor: 45,
+        fix: "-",
+    },
+    Cost {
+        what: "bench loop",
+        transport: 325,
+        floor: 215,
         fix: "-",
     },
 ];
@@ -183,7 +191,7 @@ pub fn table() -> Table {
         ]);
     }
     t.row(vec![
-        "total (listed groups; whole run incl. memcpy, harness: ~16.3K vs ~4.2K)".into(),
+        "total (every group; before the client/mock work of issue 11: ~15.9K vs ~4.5K)".into(),
         x.to_string(),
         f.to_string(),
         String::new(),
@@ -192,10 +200,12 @@ pub fn table() -> Table {
         "Measured once with callgrind (not by this report; commands in bench/src/profile.rs), \
          self instructions grouped by owner / calls completed: transport {TRANSPORT_CALLS} calls \
          (`--only-e2e rtc:transport:1:64:3000`), floor {FLOOR_CALLS} calls \
-         (`--only-e2e rtc:raw:1:64:3000`). The raw mock loop alone costs ~4.2K instructions \
-         (~1.3 us measured) per call, so the < 0.5 us CPU target for both ends cannot be met \
-         on this mock NIC whatever the transport does; the transport's own excess over the \
-         floor is ~12K instructions per call, a third of it heap traffic."
+         (`--only-e2e rtc:raw:1:64:3000`). Before the client and mock work of issue 11 \
+         (commit 0a8efcc) the transport ran ~15.9K instructions and 18.8 allocations per \
+         call (heap 4.6K, mock BTreeMaps 1.8K, client SipHash maps 1.1K) against the floor's \
+         ~4.5K and 4.0; the mock also made a futex syscall per notify with nobody asleep \
+         (~8 per call, invisible to callgrind), which is gone. What the transport adds over \
+         the floor now is mostly the server's path and the codecs."
     );
     t
 }

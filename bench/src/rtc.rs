@@ -282,19 +282,25 @@ pub fn timed_loop(dur: Duration, mut turn: impl FnMut(&mut Vec<u64>) -> (u64, u6
     let (mut calls, mut errors) = (0, 0);
     let cpu0 = process_cpu();
     let t0 = Instant::now();
-    let mut turns = 0u32;
-    loop {
-        let (d, e) = turn(&mut lat);
-        calls += d;
-        errors += e;
-        turns = turns.wrapping_add(1);
-        if turns % 16 == 0 && t0.elapsed() >= dur {
-            break;
+    let (wall, allocs) = crate::alloc_count::count(|| {
+        let mut turns = 0u32;
+        loop {
+            let (d, e) = turn(&mut lat);
+            calls += d;
+            errors += e;
+            turns = turns.wrapping_add(1);
+            if turns % 16 == 0 && t0.elapsed() >= dur {
+                break;
+            }
         }
-    }
-    let wall = t0.elapsed();
+        t0.elapsed()
+    });
     let cpu = process_cpu().saturating_sub(cpu0);
-    E2eResult::new(calls, errors, wall, cpu, lat)
+    // The latency Vec may have grown inside the window (amortized, a few
+    // allocations per run): counted, not subtracted.
+    let mut r = E2eResult::new(calls, errors, wall, cpu, lat);
+    r.allocs = allocs;
+    r
 }
 
 /// B4 (a), transport: `conns` pairs x `window` calls, `size`-byte echo,

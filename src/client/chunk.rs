@@ -1,7 +1,8 @@
 //! Chunks the client offers: registered regions described as RPC-over-RDMA
-//! segments, and reading back what the server wrote into them.
+//! segments, reading back what the server wrote into them, and the pool
+//! that keeps those regions registered for the life of the connection.
 
-use super::backend::RemoteRegion;
+use super::backend::{RemoteMemory, RemoteRegion};
 use super::error::ClientError;
 use rdmaxprt_core::rpcrdma::{Chunk, ReadSegment, Segment};
 
@@ -77,5 +78,81 @@ impl<R: RemoteRegion> Offered<R> {
             }
         }
         Ok(out)
+    }
+}
+
+/// Smallest pooled region: 4 KiB (a page, like the kernel's chunk pages).
+const MIN_CLASS: u32 = 12;
+
+/// The size class of a `len`-byte request: regions of `1 << class` bytes.
+fn class_of(len: usize) -> u32 {
+    len.max(1 << MIN_CLASS)
+        .checked_next_power_of_two()
+        .map_or(usize::BITS, |n| n.trailing_zeros())
+}
+
+/// Registered regions of this connection not lent to a call, by size
+/// class (powers of two from 4 KiB). A call borrows one per chunk it
+/// offers (Read chunk source, Write chunk, Reply chunk) and gives it back
+/// once its reply is in (the server is done with it then) or the QP was
+/// drained; a region is registered once, when no free one of its class is
+/// left, and never zero-filled again: the client reads back only the bytes
+/// the server reports writing, and offers only the bytes it wrote.
+///
+/// Free regions are never more than the most the connection had lent at
+/// once. Unlike the kernel's FRWR mode, an rkey stays valid between calls
+/// (like its "all physical" registration mode): a server that wrote
+/// after its reply would land in a later call's buffer.
+pub(super) struct ChunkPool<R> {
+    free: Vec<Vec<R>>,
+    registered: u64,
+}
+
+impl<R: RemoteRegion> ChunkPool<R> {
+    pub(super) fn new() -> Self {
+        Self {
+            free: Vec::new(),
+            registered: 0,
+        }
+    }
+
+    /// Regions registered so far (pool misses).
+    pub(super) fn registered(&self) -> u64 {
+        self.registered
+    }
+
+    /// A region of at least `len` bytes: a free one of its class, else a
+    /// newly registered one.
+    pub(super) fn take<D>(&mut self, dev: &D, len: usize) -> Result<R, ClientError>
+    where
+        D: RemoteMemory<Region = R>,
+        D::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let class = class_of(len);
+        if let Some(r) = self.free.get_mut(class as usize).and_then(Vec::pop) {
+            return Ok(r);
+        }
+        let size = 1usize
+            .checked_shl(class)
+            .ok_or(ClientError::InvalidOptions("chunk too long"))?;
+        let r = dev
+            .register_remote(size)
+            .map_err(|e| ClientError::backend("register", e))?;
+        self.registered += 1;
+        Ok(r)
+    }
+
+    /// Gives a region back (one [`take`](Self::take) returned).
+    pub(super) fn put(&mut self, r: R) {
+        let class = class_of(r.len()) as usize;
+        if self.free.len() <= class {
+            self.free.resize_with(class + 1, Vec::new);
+        }
+        self.free[class].push(r);
+    }
+
+    /// Gives back an offered chunk's region.
+    pub(super) fn put_offered(&mut self, o: Offered<R>) {
+        self.put(o.mr);
     }
 }

@@ -21,8 +21,11 @@
 //! - decodes `RDMA_MSG`, `RDMA_NOMSG` (Reply chunk) and `RDMA_ERROR`
 //!   (typed: [`ClientError::RdmaVers`], [`ClientError::RdmaChunk`]), and
 //!   returns the results plus the Write chunk's bytes ([`ReplyBytes`]);
-//! - deregisters and unmaps everything once the reply is in (regions) or
-//!   the Send completed (send buffers); teardown drains the QP first.
+//! - encodes each call straight into a send buffer of a ring mapped once
+//!   (reused when its Send completes), lends chunk regions from a pool
+//!   registered once per connection (given back when the reply is in), and
+//!   finds calls by xid in an xid-indexed table; teardown drains the QP,
+//!   then unmaps and deregisters everything.
 //!
 //! ```
 //! use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
@@ -41,6 +44,7 @@
 //! than one position, RDMA_MSGP, multiple-SGE receives, backchannel.
 
 mod backend;
+mod calls;
 mod chunk;
 #[cfg(feature = "verbs")]
 mod connect;

@@ -8,6 +8,7 @@ use super::error::ClientError;
 use super::types::{CallPath, ReplyBytes, ReplyPath};
 use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
 use rdmaxprt_core::rpcrdma::{Header, Proc, RdmaError};
+use std::borrow::Cow;
 
 /// A call in flight: what it offered and the regions that stay registered
 /// until its reply arrives (the server may still RDMA them until then).
@@ -37,7 +38,7 @@ pub(super) fn assemble<R: RemoteRegion>(
             let body = bytes
                 .get(hdr.header_len()..)
                 .ok_or(ClientError::ProtocolViolation("header longer than message"))?;
-            (body.to_vec(), ReplyPath::Inline)
+            (Cow::Borrowed(body), ReplyPath::Inline)
         }
         Proc::NoMsg => {
             let (Some(offered), Some(returned)) = (&call.reply, hdr.reply_chunk()) else {
@@ -45,7 +46,7 @@ pub(super) fn assemble<R: RemoteRegion>(
                     "RDMA_NOMSG reply but the call offered no Reply chunk",
                 ));
             };
-            (offered.gather(returned)?, ReplyPath::ReplyChunk)
+            (Cow::Owned(offered.gather(returned)?), ReplyPath::ReplyChunk)
         }
         Proc::Done | Proc::MsgP => {
             return Err(ClientError::ProtocolViolation(
@@ -85,7 +86,16 @@ pub(super) fn assemble<R: RemoteRegion>(
         ReplyStat::Accepted(a) => return Err(ClientError::NotSuccess(a)),
         ReplyStat::Denied(d) => return Err(ClientError::Denied(d)),
     }
-    let results = body.get(rpc.body_offset..).unwrap_or_default().to_vec();
+    let body_offset = rpc.body_offset;
+    // One copy of the results: out of the receive buffer's copy, or the
+    // gathered Reply chunk with the RPC header cut off in place.
+    let results = match body {
+        Cow::Borrowed(b) => b.get(body_offset..).unwrap_or_default().to_vec(),
+        Cow::Owned(mut v) => {
+            v.drain(..body_offset.min(v.len()));
+            v
+        }
+    };
     Ok(ReplyBytes {
         xid: hdr.xid(),
         results,

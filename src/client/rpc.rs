@@ -1,21 +1,21 @@
 //! [`RpcClient`]: calls out, replies matched by xid, credits honoured.
 
 use super::backend::{RemoteMemory, RemoteRegion};
-use super::chunk::{segment_count, Offered};
+use super::calls::CallTable;
+use super::chunk::{segment_count, ChunkPool};
 use super::error::ClientError;
-use super::post::{RecvRing, SendBufs};
+use super::post::{RecvRing, SendRing};
 use super::reply::{assemble, Pending};
 use super::types::{
-    Auth, CallOptions, CallPath, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath,
-    Ticket,
+    CallOptions, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath, Ticket,
 };
 use crate::completion::CompletionWait;
+
+mod marshal;
+
+use marshal::rpc_header_len;
 use rdmaxprt_core::backend::{QueuePair, Wc, WcOpcode, WcStatus};
-use rdmaxprt_core::oncrpc;
-use rdmaxprt_core::rpcrdma::{
-    self, decode_reply_header, MsgProc, ReadSegment, Segment, HEADER_MIN_SIZE, RPCRDMA_VERSION,
-};
-use std::collections::HashMap;
+use rdmaxprt_core::rpcrdma::{self, decode_reply_header, MsgProc, Segment, HEADER_MIN_SIZE};
 use std::time::{Duration, Instant};
 
 /// Longest single sleep in a blocking wait (re-polls after it even if the
@@ -25,6 +25,13 @@ const WAIT_SLICE: Duration = Duration::from_millis(20);
 /// Bytes of an ONC RPC accepted-SUCCESS reply header with an empty
 /// verifier: the smallest reply worth receiving.
 const MIN_RPC_REPLY: usize = 24;
+
+/// A call the client knows of: in flight, or answered and waiting for
+/// [`RpcClient::wait`].
+enum Call<R> {
+    Pending(Pending<R>),
+    Done(Result<ReplyBytes, ClientError>),
+}
 
 const EMPTY_WC: Wc = Wc {
     wr_id: 0,
@@ -51,10 +58,17 @@ where
     qp: Q,
     dev: D,
     cfg: ClientConfig,
-    sends: SendBufs<D::Buf>,
+    sends: SendRing<D::Buf>,
     recvs: RecvRing<D::Buf>,
-    pending: HashMap<u32, Pending<D::Region>>,
-    done: HashMap<u32, Result<ReplyBytes, ClientError>>,
+    /// Every call by xid, in flight or answered.
+    calls: CallTable<Call<D::Region>>,
+    /// Calls in `calls` still in flight.
+    in_flight: usize,
+    chunks: ChunkPool<D::Region>,
+    /// The RPC call message being built (reused: no allocation per call).
+    msg: Vec<u8>,
+    /// The reply being handled, copied out of its receive buffer (reused).
+    rx: Vec<u8>,
     granted: u32,
     next_xid: u32,
     sq_depth: usize,
@@ -100,10 +114,13 @@ where
             sq_depth: caps.sq_depth as usize,
             qp,
             dev,
-            sends: SendBufs::new(),
+            sends: SendRing::new(cfg.inline_threshold, caps.sq_depth as usize),
             recvs: RecvRing::new(),
-            pending: HashMap::new(),
-            done: HashMap::new(),
+            calls: CallTable::with_capacity(cfg.credits as usize),
+            in_flight: 0,
+            chunks: ChunkPool::new(),
+            msg: Vec::new(),
+            rx: Vec::new(),
             granted: 1,
             next_xid: cfg.first_xid,
             failed: false,
@@ -136,12 +153,16 @@ where
 
     /// Counters.
     pub fn stats(&self) -> ClientStats {
-        self.stats
+        ClientStats {
+            chunk_regions: self.chunks.registered(),
+            send_buffers: self.sends.len() as u64,
+            ..self.stats
+        }
     }
 
     /// Calls sent and not yet answered.
     pub fn in_flight(&self) -> u32 {
-        self.pending.len() as u32
+        self.in_flight as u32
     }
 
     /// The credit limit in force: the server's last grant, at most
@@ -193,26 +214,6 @@ where
             .saturating_sub(spec.encoded_len() + MIN_RPC_REPLY)
     }
 
-    /// Transport header length of a call with `reads` Read segments.
-    fn header_len(&self, reads: usize, opts: &CallOptions<'_>) -> usize {
-        let seg_count =
-            |n: Option<u32>| n.map(|n| segment_count(n as usize, self.cfg.max_segment_len));
-        let write = vec![Segment::default(); seg_count(opts.write_chunk).unwrap_or(0)];
-        let reply = vec![Segment::default(); seg_count(opts.reply_chunk).unwrap_or(0)];
-        let write_list: Vec<&[Segment]> =
-            opts.write_chunk.iter().map(|_| write.as_slice()).collect();
-        let read_list = vec![ReadSegment::default(); reads];
-        rpcrdma::CallSpec {
-            xid: 0,
-            credits: 0,
-            proc: MsgProc::Msg,
-            read_list: &read_list,
-            write_list: &write_list,
-            reply_chunk: opts.reply_chunk.map(|_| reply.as_slice()),
-        }
-        .encoded_len()
-    }
-
     /// Calls `prog`/`vers`/`proc` with XDR-encoded `args` and waits for the
     /// reply.
     pub fn call(
@@ -259,177 +260,45 @@ where
         }
         self.wait_until_sendable()?;
         let xid = self.take_xid();
-        let msg = self.rpc_call(xid, prog, vers, proc, args, opts)?;
-        let payload = opts.read_payload.filter(|p| !p.is_empty());
-        if payload.is_some() && msg.len() % 4 != 0 {
-            return Err(ClientError::InvalidOptions(
-                "a positional Read chunk needs args of a multiple of 4 bytes",
-            ));
-        }
-        let write = opts
-            .write_chunk
-            .map(|n| self.offer(n as usize))
-            .transpose()?;
-        let reply = opts
-            .reply_chunk
-            .map(|n| self.offer(n as usize))
-            .transpose()?;
-        let reads = payload.map_or(0, |p| segment_count(p.len(), self.cfg.max_segment_len));
-        let inline_len = self.header_len(reads, opts) + msg.len();
-        let (path, read, proc_, body): (CallPath, Option<Offered<D::Region>>, MsgProc, &[u8]) =
-            if !opts.force_position_zero && inline_len <= self.cfg.inline_threshold {
-                match payload {
-                    None => (CallPath::Inline, None, MsgProc::Msg, &msg),
-                    Some(p) => {
-                        let o = self.offer(p.len())?;
-                        if !o.mr.write_at(0, p) {
-                            return Err(ClientError::InvalidOptions("read payload too long"));
-                        }
-                        (CallPath::InlineWithReadChunk, Some(o), MsgProc::Msg, &msg)
-                    }
-                }
-            } else {
-                let mut whole = msg.clone();
-                if let Some(p) = payload {
-                    whole.extend_from_slice(p);
-                    whole.resize(whole.len().div_ceil(4) * 4, 0);
-                }
-                let o = self.offer(whole.len())?;
-                if !o.mr.write_at(0, &whole) {
-                    return Err(ClientError::InvalidOptions("call too long"));
-                }
-                (CallPath::PositionZero, Some(o), MsgProc::NoMsg, &[])
-            };
-        // A positional chunk sits right after the inline message.
-        let position = match path {
-            CallPath::PositionZero => 0,
-            _ => u32::try_from(msg.len())
-                .map_err(|_| ClientError::InvalidOptions("call too long"))?,
-        };
-        let read_list: Vec<ReadSegment> = read.iter().flat_map(|o| o.read_list(position)).collect();
-        let write_list: Vec<&[Segment]> = write.iter().map(|o| o.segs.as_slice()).collect();
-        let spec = rpcrdma::CallSpec {
-            xid,
-            credits: self.cfg.credits,
-            proc: proc_,
-            read_list: &read_list,
-            write_list: &write_list,
-            reply_chunk: reply.as_ref().map(|o| o.segs.as_slice()),
-        };
-        let hdr_len = spec.encoded_len();
-        if hdr_len + body.len() > self.cfg.inline_threshold {
-            return Err(ClientError::HeaderTooLarge {
-                needed: hdr_len + body.len(),
-                threshold: self.cfg.inline_threshold,
-            });
-        }
-        let mut wire = vec![0u8; hdr_len];
-        rpcrdma::encode_call(&mut wire, &spec)?;
-        if self.cfg.transport_version != RPCRDMA_VERSION {
-            // Test-only (ClientConfig::transport_version): the version word
-            // follows the xid.
-            if let Some(vers) = wire.get_mut(4..8) {
-                vers.copy_from_slice(&self.cfg.transport_version.to_be_bytes());
-            }
-        }
-        wire.extend_from_slice(body);
-        if let Err(e) = self.sends.post(&self.dev, &self.qp, &wire) {
-            if matches!(e, ClientError::Disconnected) {
-                // Every call in flight fails the same way.
-                self.fail_connection();
-            }
-            return Err(e);
-        }
-        self.pending.insert(
-            xid,
-            Pending {
-                path,
-                _read: read,
-                write,
-                reply,
-            },
-        );
-        let s = &mut self.stats;
-        s.calls += 1;
-        match path {
-            CallPath::PositionZero => s.position_zero_calls += 1,
-            CallPath::InlineWithReadChunk => s.read_chunk_calls += 1,
-            CallPath::Inline => {}
-        }
-        s.max_in_flight = s.max_in_flight.max(self.pending.len() as u32);
-        Ok(Ticket { xid })
+        let mut msg = std::mem::take(&mut self.msg);
+        let r = self.send_call(xid, prog, vers, proc, args, opts, &mut msg);
+        self.msg = msg;
+        r
     }
 
-    /// Encodes the RPC call message: header, then `args`.
-    fn rpc_call(
-        &self,
-        xid: u32,
-        prog: u32,
-        vers: u32,
-        proc: u32,
-        args: &[u8],
-        opts: &CallOptions<'_>,
-    ) -> Res<Vec<u8>> {
-        let cred = opts.auth.unwrap_or(&self.cfg.auth).sys_spec();
-        let spec = oncrpc::CallSpec {
-            xid,
-            prog,
-            vers,
-            proc,
-            cred,
-        };
-        let mut msg = vec![0u8; spec.encoded_len()];
-        let n = oncrpc::encode_call(&mut msg, &spec)?;
-        msg.truncate(n);
-        msg.extend_from_slice(args);
-        Ok(msg)
-    }
-
-    /// Registers `len` bytes as one chunk.
-    fn offer(&self, len: usize) -> Res<Offered<D::Region>> {
-        if segment_count(len, self.cfg.max_segment_len) > self.cfg.max_chunk_segments as usize {
-            return Err(ClientError::InvalidOptions(
-                "chunk needs more segments than allowed",
-            ));
-        }
-        let mr = self
-            .dev
-            .register_remote(len)
-            .map_err(|e| ClientError::backend("register", e))?;
-        Ok(Offered::new(mr, len, self.cfg.max_segment_len))
-    }
-
+    /// The next xid whose slot in the call table is free.
     fn take_xid(&mut self) -> u32 {
         loop {
             let xid = self.next_xid;
             self.next_xid = self.next_xid.wrapping_add(1);
-            if !self.pending.contains_key(&xid) && !self.done.contains_key(&xid) {
+            if self.calls.is_free(xid) {
                 return xid;
             }
         }
     }
 
-    /// Waits for a credit and a Send Queue slot.
+    /// Waits for a credit and a free send buffer (and Send Queue slot).
     fn wait_until_sendable(&mut self) -> Res<()> {
-        if self.broken {
-            return Err(ClientError::Disconnected);
-        }
-        let deadline = Instant::now() + self.cfg.timeout;
-        let mut counted = false;
-        while self.pending.len() as u32 >= self.granted || self.sends.outstanding() >= self.sq_depth
-        {
-            if !counted {
-                self.stats.credit_waits += 1;
-                counted = true;
-            }
-            if self.progress(deadline)? {
-                return Err(ClientError::NoCredit);
-            }
+        let mut deadline = None;
+        loop {
             if self.broken {
                 return Err(ClientError::Disconnected);
             }
+            let blocked = self.in_flight as u32 >= self.granted
+                || self.sends.outstanding() >= self.sq_depth
+                || !self.sends.reserve(&self.dev)?;
+            if !blocked {
+                return Ok(());
+            }
+            // The clock is read only when a call has to wait.
+            let dl = *deadline.get_or_insert_with(|| {
+                self.stats.credit_waits += 1;
+                Instant::now() + self.cfg.timeout
+            });
+            if self.progress(dl)? {
+                return Err(ClientError::NoCredit);
+            }
         }
-        Ok(())
     }
 
     /// Polls; if nothing arrived, sleeps until a completion or `deadline`.
@@ -452,10 +321,10 @@ where
     pub fn wait(&mut self, ticket: Ticket) -> Res<ReplyBytes> {
         let deadline = Instant::now() + self.cfg.timeout;
         loop {
-            if let Some(r) = self.done.remove(&ticket.xid) {
+            if let Some(r) = self.take_done(ticket.xid) {
                 return r;
             }
-            if !self.pending.contains_key(&ticket.xid) {
+            if self.calls.get(ticket.xid).is_none() {
                 return Err(ClientError::UnknownTicket);
             }
             if self.progress(deadline)? {
@@ -464,15 +333,31 @@ where
         }
     }
 
-    /// Non-blocking: polls once and returns the reply to `ticket` if it is
-    /// in (the ticket is then spent), `None` if it is still in flight.
+    /// The result of call `xid` if its reply is in (removing it).
+    fn take_done(&mut self, xid: u32) -> Option<Res<ReplyBytes>> {
+        match self.calls.get(xid)? {
+            Call::Done(_) => match self.calls.remove(xid) {
+                Some(Call::Done(r)) => Some(r),
+                _ => None,
+            },
+            Call::Pending(_) => None,
+        }
+    }
+
+    /// Non-blocking: returns the reply to `ticket` if it is in (the ticket
+    /// is then spent), else polls once and looks again; `None` if it is
+    /// still in flight.
     pub fn try_wait(&mut self, ticket: &Ticket) -> Option<Res<ReplyBytes>> {
+        // An earlier poll may have brought it in already.
+        if let Some(r) = self.take_done(ticket.xid) {
+            return Some(r);
+        }
         if let Err(e) = self.poll() {
             return Some(Err(e));
         }
-        match self.done.remove(&ticket.xid) {
+        match self.take_done(ticket.xid) {
             Some(r) => Some(r),
-            None if self.pending.contains_key(&ticket.xid) => None,
+            None if self.calls.get(ticket.xid).is_some() => None,
             None => Some(Err(ClientError::UnknownTicket)),
         }
     }
@@ -526,7 +411,9 @@ where
 
     #[doc(alias = "rpcrdma_wc_send")]
     fn on_send_wc(&mut self, wc: &Wc) {
-        self.sends.complete(&self.dev, wc.wr_id);
+        if !self.sends.complete(wc.wr_id) {
+            tracing::warn!(wr_id = wc.wr_id, "send completion for no posted buffer");
+        }
         if wc.status != WcStatus::Success {
             self.failed = true;
         }
@@ -535,19 +422,21 @@ where
     #[doc(alias = "rpcrdma_wc_receive")]
     fn on_recv_wc(&mut self, wc: &Wc) {
         let ok = wc.status == WcStatus::Success;
-        let bytes = self.recvs.complete(wc.wr_id, ok.then_some(wc.byte_len));
+        let mut rx = std::mem::take(&mut self.rx);
+        let known = self
+            .recvs
+            .complete(wc.wr_id, ok.then_some(wc.byte_len), &mut rx);
         if !ok {
             self.failed = true;
-            return;
-        }
-        let Some(bytes) = bytes else {
+        } else if !known {
             tracing::warn!(wr_id = wc.wr_id, "receive completion for no posted buffer");
-            return;
-        };
-        if wc.invalidated_rkey.is_some() {
-            self.stats.remote_invalidations += 1;
+        } else {
+            if wc.invalidated_rkey.is_some() {
+                self.stats.remote_invalidations += 1;
+            }
+            self.on_reply(&rx);
         }
-        self.on_reply(&bytes);
+        self.rx = rx;
     }
 
     /// Matches one received message to its call and completes the call.
@@ -558,7 +447,7 @@ where
         let hdr = match decode_reply_header(bytes, &self.cfg.limits) {
             Ok(h) => h,
             Err(e) => {
-                let xid = rpcrdma::peek_xid(bytes).filter(|x| self.pending.contains_key(x));
+                let xid = rpcrdma::peek_xid(bytes).filter(|&x| self.is_pending(x));
                 match xid {
                     Some(xid) => self.finish(xid, Err(ClientError::BadReplyHeader(e))),
                     None => self.stats.unmatched_replies += 1,
@@ -567,7 +456,9 @@ where
             }
         };
         let xid = hdr.xid();
-        let Some(call) = self.pending.get(&xid) else {
+        // An unknown xid, or one whose call was already answered (a
+        // duplicate or stale reply), resolves nothing.
+        let Some(Call::Pending(call)) = self.calls.get(xid) else {
             self.stats.unmatched_replies += 1;
             return;
         };
@@ -579,14 +470,26 @@ where
     /// Completes call `xid`: its regions are deregistered (the reply came,
     /// so the server is done with them) and its result waits for `wait`.
     fn finish(&mut self, xid: u32, r: Res<ReplyBytes>) {
-        if let Some(call) = self.pending.remove(&xid) {
-            self.stats.replies += 1;
-            if matches!(&r, Ok(b) if b.reply_path == ReplyPath::ReplyChunk) {
-                self.stats.reply_chunk_replies += 1;
-            }
-            drop(call);
-            self.done.insert(xid, r);
+        let Some(Call::Pending(call)) = self.calls.get_mut(xid) else {
+            return;
+        };
+        // The regions go back in place: no move of the call for the
+        // usual call that offered none.
+        give_back(&mut self.chunks, call);
+        self.stats.replies += 1;
+        if matches!(&r, Ok(b) if b.reply_path == ReplyPath::ReplyChunk) {
+            self.stats.reply_chunk_replies += 1;
         }
+        if let Some(entry) = self.calls.get_mut(xid) {
+            *entry = Call::Done(r);
+        }
+        debug_assert!(self.in_flight >= 1 && self.in_flight <= self.calls.len());
+        self.in_flight -= 1;
+    }
+
+    /// Whether call `xid` is in flight.
+    fn is_pending(&self, xid: u32) -> bool {
+        matches!(self.calls.get(xid), Some(Call::Pending(_)))
     }
 
     /// The connection is gone: drain the QP so nothing can touch our
@@ -594,11 +497,14 @@ where
     fn fail_connection(&mut self) {
         self.broken = true;
         self.drain_and_reap();
-        let xids: Vec<u32> = self.pending.keys().copied().collect();
-        for xid in xids {
-            self.pending.remove(&xid);
-            self.done.insert(xid, Err(ClientError::Disconnected));
+        for (_, entry) in self.calls.iter_mut() {
+            if let Call::Pending(call) = entry {
+                // Drained: the server cannot reach these any more.
+                give_back(&mut self.chunks, call);
+                *entry = Call::Done(Err(ClientError::Disconnected));
+            }
         }
+        self.in_flight = 0;
     }
 
     /// Tears the connection down (as dropping does) and returns the final
@@ -634,11 +540,11 @@ where
         while quiet < 8 {
             let n = self.qp.poll_send(&mut wcs).unwrap_or(0);
             for wc in &wcs[..n] {
-                self.sends.complete(&self.dev, wc.wr_id);
+                self.sends.complete(wc.wr_id);
             }
             let m = self.qp.poll_recv(&mut wcs).unwrap_or(0);
             for wc in &wcs[..m] {
-                self.recvs.complete(wc.wr_id, None);
+                self.recvs.complete(wc.wr_id, None, &mut self.rx);
             }
             quiet = if n + m == 0 { quiet + 1 } else { 0 };
         }
@@ -658,7 +564,8 @@ where
         // The QP is drained: no WR can touch any of this memory now.
         self.sends.release_after_drain(&self.dev);
         self.recvs.release_after_drain(&self.dev);
-        self.pending.clear();
+        self.calls.clear();
+        self.in_flight = 0;
     }
 }
 
@@ -672,14 +579,12 @@ where
     }
 }
 
-/// Bytes of the RPC call header for `auth`.
-fn rpc_header_len(auth: &Auth) -> usize {
-    oncrpc::CallSpec {
-        xid: 0,
-        prog: 0,
-        vers: 0,
-        proc: 0,
-        cred: auth.sys_spec(),
+/// Gives a finished call's chunk regions back to the pool (the call keeps
+/// none).
+fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: &mut Pending<R>) {
+    for o in [&mut call._read, &mut call.write, &mut call.reply] {
+        if let Some(o) = o.take() {
+            pool.put_offered(o);
+        }
     }
-    .encoded_len()
 }

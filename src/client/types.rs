@@ -219,4 +219,10 @@ pub struct ClientStats {
     /// Replies that invalidated one of this client's rkeys
     /// (Send-with-Invalidate).
     pub remote_invalidations: u64,
+    /// Chunk regions registered so far: the pool's misses (a region is
+    /// registered once and reused by later calls).
+    pub chunk_regions: u64,
+    /// Send buffers allocated and mapped so far (the ring grows to the
+    /// most Sends outstanding at once).
+    pub send_buffers: u64,
 }

@@ -22,7 +22,9 @@
 //! (zeroed) memory and registers it as its own MR with local write, remote
 //! read and remote write access; dropping the [`VerbsRegion`] deregisters
 //! it, so the rkey stops working, as the trait asks. (The pools' rkeys are
-//! never advertised.)
+//! never advertised.) The client registers a region once and reuses it for
+//! later calls of the same connection (its chunk pool), so a region lives
+//! until the client is closed.
 //!
 //! # Completion waiting
 //! Event mode when the QP's CQs were created with a

@@ -84,7 +84,9 @@ impl Server {
         });
         let caps = qp.caps();
         let pcfg = PoolConfig {
-            xprt_id: id as u32,
+            // The id's generation: unique per accept (as the old
+            // sequential ids), where the slot index repeats.
+            xprt_id: (id >> 32) as u32,
             ..PoolConfig::for_transport(caps.sq_depth, self.cfg.xprt.credits, caps.max_send_sge)
         };
         let boxed = match self.cfg.mode {
@@ -127,16 +129,7 @@ impl Server {
         let group =
             (!self.groups.is_empty()).then(|| &self.groups[id as usize % self.groups.len()]);
         match group {
-            Some(g)
-                if {
-                    let bell = g.bell.clone();
-                    entry
-                        .xprt()
-                        .set_completion_notifier(Arc::new(move || bell.ring()))
-                } =>
-            {
-                g.add(entry);
-            }
+            Some(g) if g.attach(&entry) => {}
             _ => {
                 let poller = std::thread::Builder::new()
                     .name(format!("rdmaxprt-poll-x{id}"))
@@ -192,12 +185,11 @@ impl Server {
     /// own.
     fn place_in_group(&self, entry: Arc<Entry>, budget: usize) -> Result<u64, RtError> {
         let (id, hook) = (entry.id, entry.hook.clone());
-        let group = self.pgroups.iter().min_by_key(|g| g.len());
+        let group = self.poll_groups().iter().min_by_key(|g| g.len());
         match group {
-            Some(g) if entry.xprt().set_completion_notifier(g.notifier()) => {
+            Some(g) if g.add(entry.clone()) => {
                 let _ = hook.runq.set(g.runq.clone());
                 let _ = hook.entry.set(Arc::downgrade(&entry));
-                g.add(entry);
             }
             _ => {
                 let runq = Arc::new(RunQueue::new(Box::new(|| {})));

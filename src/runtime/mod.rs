@@ -39,8 +39,13 @@
 //!
 //! [`ServerReport`] counts the wakeups either way (`poller_wakeups`,
 //! `worker_wakeups`, `worker_passes`, `handoffs`, `remote_pushes`).
+//!
+//! Beyond the kernel, one idle sweeper thread per server gives the send
+//! contexts of transports idle for `XprtConfig::idle_shrink` back down to a
+//! floor; it parks without a timer once every pool is at its floor.
 
 mod accept;
+mod bellgroup;
 mod groupwait;
 mod listener;
 mod poller;
@@ -50,6 +55,7 @@ mod rdma;
 mod registry;
 mod stats;
 mod svc;
+mod sweep;
 mod xprt;
 
 pub use listener::Listener;
@@ -58,10 +64,12 @@ pub use listener::{MockConnector, MockListener, MockNetwork};
 #[cfg(feature = "verbs")]
 pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
 pub use stats::{merge_stats, ServerReport, TransportReport};
+pub use sweep::SweepReport;
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
-use pollgroup::{PollGroup, RunQueue};
+use bellgroup::PollGroup;
+use pollgroup::RunQueue;
 use rdmaxprt_core::lifecycle::{Policy, WorkqueuePool};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
@@ -171,6 +179,9 @@ pub(crate) struct Shared {
     handoffs: AtomicU64,
     /// Times a worker thread woke from its sleep.
     worker_wakeups: AtomicU64,
+    /// The idle sweeper's handle (its thread runs only with
+    /// `XprtConfig::idle_shrink` set).
+    sweeper: sweep::Sweeper,
 }
 
 /// The runtime's hook in a transport: its flags and its enqueue.
@@ -273,7 +284,10 @@ pub struct Server {
     pollers: Mutex<Vec<JoinHandle<()>>>,
     groups: Vec<Arc<poller::PollerGroup>>,
     /// Poll groups (poll-group mode) for QPs that ring a doorbell.
-    pgroups: Vec<Arc<PollGroup>>,
+    /// Started with the first such QP: a server that only listens on
+    /// rdma_cm runs its groups on its completion channels instead.
+    pgroups: OnceLock<Vec<Arc<PollGroup>>>,
+    sweeper: Mutex<Option<JoinHandle<()>>>,
     wq: Option<Arc<WorkqueuePool>>,
     /// Set by the first shutdown; later accepts fail.
     stopping: AtomicBool,
@@ -320,6 +334,7 @@ impl Server {
             passes: AtomicU64::new(0),
             handoffs: AtomicU64::new(0),
             worker_wakeups: AtomicU64::new(0),
+            sweeper: sweep::Sweeper::default(),
         });
         let workers = (0..cfg.workers.max(1))
             .map(|i| {
@@ -337,11 +352,7 @@ impl Server {
             .filter(|_| thread_pool)
             .map(|_| Arc::default())
             .collect();
-        let pgroups: Vec<Arc<PollGroup>> = (0..cfg.group_threads())
-            .filter(|_| !thread_pool)
-            .map(|_| Arc::new(PollGroup::new()))
-            .collect();
-        let mut pollers: Vec<JoinHandle<()>> = groups
+        let pollers: Vec<JoinHandle<()>> = groups
             .iter()
             .enumerate()
             .map(|(i, g)| {
@@ -353,21 +364,21 @@ impl Server {
                     .expect("spawning a completion poller thread")
             })
             .collect();
-        pollers.extend(pgroups.iter().enumerate().map(|(i, g)| {
-            let (g, s) = (g.clone(), shared.clone());
-            let budget = cfg.poll_budget;
+        let sweeper = cfg.xprt.idle_shrink.map(|s| {
+            let sh = shared.clone();
             std::thread::Builder::new()
-                .name(format!("rdmaxprt-group{i}"))
-                .spawn(move || g.run(&s, budget))
-                .expect("spawning a poll-group thread")
-        }));
+                .name("rdmaxprt-sweep".into())
+                .spawn(move || sh.sweeper.run(&sh, s.after))
+                .expect("spawning the idle sweeper thread")
+        });
         Self {
             cfg,
             shared,
             workers: Mutex::new(workers),
             pollers: Mutex::new(pollers),
             groups,
-            pgroups,
+            pgroups: OnceLock::new(),
+            sweeper: Mutex::new(sweeper),
             wq,
             stopping: AtomicBool::new(false),
             #[cfg(feature = "verbs")]
@@ -375,6 +386,35 @@ impl Server {
             #[cfg(feature = "verbs")]
             chan_groups: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The poll groups for QPs that ring a doorbell (poll-group mode),
+    /// their threads started on first use. A thread that cannot be spawned
+    /// leaves its group out (logged).
+    fn poll_groups(&self) -> &[Arc<PollGroup>] {
+        self.pgroups.get_or_init(|| {
+            let mut threads = lock(&self.pollers);
+            (0..self.cfg.group_threads())
+                .filter_map(|i| {
+                    let g = Arc::new(PollGroup::new());
+                    let (g2, s) = (g.clone(), self.shared.clone());
+                    let budget = self.cfg.poll_budget;
+                    match std::thread::Builder::new()
+                        .name(format!("rdmaxprt-group{i}"))
+                        .spawn(move || g2.run(&s, budget))
+                    {
+                        Ok(t) => {
+                            threads.push(t);
+                            Some(g)
+                        }
+                        Err(e) => {
+                            tracing::error!(%e, "spawning a poll-group thread failed");
+                            None
+                        }
+                    }
+                })
+                .collect()
+        })
     }
 
     /// The configuration the server was started with.
@@ -431,7 +471,9 @@ impl Server {
             .map(|g| g.wakeups.load(Ordering::Relaxed))
             .chain(
                 self.pgroups
-                    .iter()
+                    .get()
+                    .into_iter()
+                    .flatten()
                     .map(|g| g.wakeups.load(Ordering::Relaxed)),
             )
             .sum();
@@ -443,6 +485,22 @@ impl Server {
         #[cfg(not(feature = "verbs"))]
         let channel = 0;
         doorbell + channel
+    }
+
+    /// What the idle sweeper did so far (all zero with the idle shrink
+    /// off).
+    pub fn idle_sweeps(&self) -> SweepReport {
+        self.shared.sweeper.report()
+    }
+
+    /// How many transport polls the shared doorbell pollers made: a
+    /// poller polls only the transports whose QP rang, so this grows with
+    /// the work, not with the transports served.
+    pub fn poller_polls(&self) -> u64 {
+        self.groups
+            .iter()
+            .map(|g| g.polls.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Each live transport's counters, by id.
@@ -469,6 +527,10 @@ impl Server {
     /// then stops the workers and pollers. Returns the final counters.
     pub fn shutdown(&self) -> ServerReport {
         self.stopping.store(true, Ordering::Release);
+        self.shared.sweeper.stop();
+        if let Some(t) = lock(&self.sweeper).take() {
+            let _ = t.join();
+        }
         #[cfg(feature = "verbs")]
         {
             let stops: Vec<rdma::ListenerStop> = lock(&self.listeners).drain(..).collect();
@@ -503,7 +565,7 @@ impl Server {
         for g in &self.groups {
             g.bell.ring();
         }
-        for g in &self.pgroups {
+        for g in self.pgroups.get().into_iter().flatten() {
             g.bell.ring();
         }
         #[cfg(feature = "verbs")]
@@ -536,7 +598,9 @@ impl Server {
     fn remote_pushes(&self) -> u64 {
         let doorbell: u64 = self
             .pgroups
-            .iter()
+            .get()
+            .into_iter()
+            .flatten()
             .map(|g| g.runq.remote_pushes.load(Ordering::Relaxed))
             .sum();
         #[cfg(feature = "verbs")]

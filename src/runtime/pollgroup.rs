@@ -11,7 +11,8 @@
 //! a worker finishing a handed-off call) wakes the group. Idle, the thread
 //! sleeps on its doorbell (mock QPs ring it when they queue a completion)
 //! or, for verbs, in `poll(2)` on its completion channel and eventfd
-//! (`rdma::ChannelGroup`): never on a timer.
+//! (`rdma::ChannelGroup`): never on a timer. The doorbell groups are in
+//! `bellgroup`.
 
 use super::groupwait::in_pass;
 use super::svc::handle;
@@ -132,7 +133,7 @@ impl GroupBell {
 
     /// Sleeps until rung (no timer); consumes the ring. Returns whether
     /// the thread actually slept.
-    fn wait(&self) -> bool {
+    pub(crate) fn wait(&self) -> bool {
         if self.rung.swap(false, Ordering::SeqCst) {
             return false;
         }
@@ -145,98 +146,6 @@ impl GroupBell {
         }
         self.sleeping.store(false, Ordering::SeqCst);
         slept
-    }
-}
-
-/// A poll group for QPs that ring a doorbell (the mock).
-#[derive(Debug)]
-pub(crate) struct PollGroup {
-    pub(crate) runq: Arc<RunQueue>,
-    pub(crate) bell: Arc<GroupBell>,
-    entries: Mutex<Vec<Arc<Entry>>>,
-    /// Times the thread woke from a sleep.
-    pub(crate) wakeups: AtomicU64,
-}
-
-impl PollGroup {
-    pub(crate) fn new() -> Self {
-        let bell = Arc::new(GroupBell::default());
-        let b = bell.clone();
-        Self {
-            runq: Arc::new(RunQueue::new(Box::new(move || b.ring()))),
-            bell,
-            entries: Mutex::default(),
-            wakeups: AtomicU64::new(0),
-        }
-    }
-
-    /// Transports the group serves.
-    pub(crate) fn len(&self) -> usize {
-        lock(&self.entries).len()
-    }
-
-    /// The completion notifier for a QP of this group: rings the bell,
-    /// except from the group's own thread, which polls again after any
-    /// round that did work.
-    pub(crate) fn notifier(&self) -> Arc<dyn Fn() + Send + Sync> {
-        let (bell, runq) = (self.bell.clone(), self.runq.clone());
-        Arc::new(move || {
-            if !runq.on_own_thread() {
-                bell.ring();
-            }
-        })
-    }
-
-    /// Adds a transport whose QP rings this group's bell.
-    pub(crate) fn add(&self, e: Arc<Entry>) {
-        let bell = Arc::clone(&self.bell);
-        let _ = e.on_close.set(Box::new(move || bell.ring()));
-        lock(&self.entries).push(e);
-        self.bell.ring();
-    }
-
-    /// The group's thread: poll every transport until its CQs are empty,
-    /// run the queued passes, sleep when a round did nothing. Returns when
-    /// `exit` is set.
-    pub(crate) fn run(&self, shared: &Shared, budget: usize) {
-        self.runq.enter();
-        let exit = &shared.exit;
-        let mut closing = Vec::new();
-        while !exit.load(Ordering::Acquire) {
-            let mut work = 0;
-            lock(&self.entries).retain(|e| {
-                let x = e.xprt();
-                if x.flags().test(XprtFlags::CLOSE) {
-                    closing.push(e.clone());
-                    return false;
-                }
-                loop {
-                    match x.poll(budget) {
-                        Ok(n) => {
-                            work += n;
-                            if n < budget {
-                                break;
-                            }
-                        }
-                        Err(err) => {
-                            tracing::debug!(id = e.id, %err, "poll failed: closing");
-                            x.close();
-                            break;
-                        }
-                    }
-                }
-                true
-            });
-            // Outside the entries lock: a retired transport's last Arc may
-            // go here (teardown), and passes may add to the group.
-            closing.clear();
-            work += self.runq.run(shared);
-            if work == 0 && !exit.load(Ordering::Acquire) && self.bell.wait() {
-                self.wakeups.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        lock(&self.entries).clear();
-        self.runq.clear();
     }
 }
 

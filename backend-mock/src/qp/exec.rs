@@ -45,20 +45,20 @@ impl Failure {
     }
 }
 
-/// Reads the bytes of `sges` (local memory of a posted WR), or `None` if
-/// one is not mapped (recorded by the tracker).
-fn gather(dev: &MockDevice, sges: &[Sge]) -> Option<Vec<u8>> {
-    let mut data = Vec::new();
+/// Reads the bytes of `sges` (local memory of a posted WR) into `data`
+/// (empty on entry), or `None` if one is not mapped (recorded by the
+/// tracker).
+fn gather(dev: &MockDevice, sges: &[Sge], data: &mut Vec<u8>) -> Option<()> {
     for &sge in sges {
         let (region, off) = dev.shared.tracker.resolve(sge)?;
         // SAFETY: `sge` belongs to a WR posted with `unsafe post_send`,
         // whose contract keeps the host off this memory until the WR's
         // completion is polled or the QP drained (region.rs, rule 2).
-        if !unsafe { region.nic_read(off, sge.length as usize, &mut data) } {
+        if !unsafe { region.nic_read(off, sge.length as usize, data) } {
             return None;
         }
     }
-    Some(data)
+    Some(())
 }
 
 /// Writes `data` across `sges` in order (posted Recv or Read targets), or
@@ -105,8 +105,9 @@ fn exec_send(
     devs: [&MockDevice; 2],
     wr: &PendingWr,
     inv: Option<u32>,
+    data: &mut Vec<u8>,
 ) -> Result<(), Failure> {
-    let data = gather(devs[0], &wr.sges).ok_or(Failure::local(WcStatus::LocalProtection))?;
+    gather(devs[0], &wr.sges, data).ok_or(Failure::local(WcStatus::LocalProtection))?;
     // `step_one` checked a Recv is posted; if not, RNR retries are spent.
     let recv = peer
         .rq
@@ -116,7 +117,7 @@ fn exec_send(
         peer.recv_err(recv.wr_id, WcStatus::LocalLength);
         return Err(Failure::both(WcStatus::RemoteOp));
     }
-    if scatter(devs[1], core::slice::from_ref(&recv.sge), &data).is_none() {
+    if scatter(devs[1], core::slice::from_ref(&recv.sge), data).is_none() {
         peer.recv_err(recv.wr_id, WcStatus::LocalProtection);
         return Err(Failure::both(WcStatus::RemoteOp));
     }
@@ -143,13 +144,12 @@ fn exec_rdma(
     wr: &PendingWr,
     (remote_addr, rkey): (u64, u32),
     read: bool,
+    data: &mut Vec<u8>,
 ) -> Result<(), Failure> {
     let local_fault = Failure::local(WcStatus::LocalProtection);
-    let mut data = if read {
-        Vec::new()
-    } else {
-        gather(devs[0], &wr.sges).ok_or(local_fault)?
-    };
+    if !read {
+        gather(devs[0], &wr.sges, data).ok_or(local_fault)?;
+    }
     let len = if read {
         wr.sges.iter().map(|s| s.length as usize).sum()
     } else {
@@ -162,16 +162,16 @@ fn exec_rdma(
     // NIC accessors take (region.rs, rule 2).
     let ok = unsafe {
         if read {
-            region.nic_read(off, len, &mut data)
+            region.nic_read(off, len, data)
         } else {
-            region.nic_write(off, &data)
+            region.nic_write(off, data)
         }
     };
     if !ok {
         return Err(Failure::both(WcStatus::RemoteAccess));
     }
     if read {
-        scatter(devs[0], &wr.sges, &data).ok_or(Failure::local(WcStatus::LocalProtection))?;
+        scatter(devs[0], &wr.sges, data).ok_or(Failure::local(WcStatus::LocalProtection))?;
     }
     let opcode = if read {
         WcOpcode::Read
@@ -182,8 +182,27 @@ fn exec_rdma(
     Ok(())
 }
 
+/// Largest bounce buffer kept between WRs.
+const BOUNCE_KEEP: usize = 64 << 10;
+
 /// Executes (or fails, or flushes) the head WR of end `s`'s Send Queue.
 pub(crate) fn step_one(st: &mut PairState, devs: &[MockDevice; 2], s: usize) -> Step {
+    let mut bounce = core::mem::take(&mut st.bounce);
+    let r = step_one_with(st, devs, s, &mut bounce);
+    if bounce.capacity() <= BOUNCE_KEEP {
+        bounce.clear();
+        st.bounce = bounce;
+    }
+    r
+}
+
+/// [`step_one`] with the bounce buffer (empty) taken out of `st`.
+fn step_one_with(
+    st: &mut PairState,
+    devs: &[MockDevice; 2],
+    s: usize,
+    bounce: &mut Vec<u8>,
+) -> Step {
     let (me, peer) = st.me_and_peer(s);
     let Some(head) = me.sq.front() else {
         return Step::Idle;
@@ -225,12 +244,14 @@ pub(crate) fn step_one(st: &mut PairState, devs: &[MockDevice; 2], s: usize) -> 
         Err(Failure::local(WcStatus::RetryExceeded))
     } else {
         match wr.op {
-            WrOp::Send => exec_send(me, peer, devs, &wr, None),
-            WrOp::SendInv { rkey } => exec_send(me, peer, devs, &wr, Some(rkey)),
+            WrOp::Send => exec_send(me, peer, devs, &wr, None, bounce),
+            WrOp::SendInv { rkey } => exec_send(me, peer, devs, &wr, Some(rkey), bounce),
             WrOp::Write { remote_addr, rkey } => {
-                exec_rdma(me, devs, &wr, (remote_addr, rkey), false)
+                exec_rdma(me, devs, &wr, (remote_addr, rkey), false, bounce)
             }
-            WrOp::Read { remote_addr, rkey } => exec_rdma(me, devs, &wr, (remote_addr, rkey), true),
+            WrOp::Read { remote_addr, rkey } => {
+                exec_rdma(me, devs, &wr, (remote_addr, rkey), true, bounce)
+            }
         }
     };
     if let Err(f) = res {

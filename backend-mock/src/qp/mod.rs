@@ -100,10 +100,51 @@ pub(crate) struct Pair {
     /// The NIC thread sleeps here.
     #[cfg(feature = "std")]
     work_cv: std::sync::Condvar,
+    /// Threads asleep on `cq_cv` / `work_cv`, changed only under `st`: a
+    /// notify with nobody asleep skips the condvar (std's always makes a
+    /// futex syscall, which cost more than the mock's WR execution). A
+    /// sleeper registers under `st` before it checks its condition, and a
+    /// notifier changes state under `st` before it reads the count, so it
+    /// never misses one that needs waking.
+    #[cfg(feature = "std")]
+    sleepers: [AtomicUsize; 2],
     /// Per end: called whenever completions may have been queued, so one
     /// poller can serve many QPs (see [`MockQp::set_completion_notifier`]).
     #[cfg(feature = "std")]
     notifiers: std::sync::Mutex<[Option<Notifier>; 2]>,
+}
+
+/// Index into [`Pair::sleepers`]: pollers in `wait_for_completions`.
+#[cfg(feature = "std")]
+const CQ_SLEEPERS: usize = 0;
+/// Index into [`Pair::sleepers`]: the NIC thread.
+#[cfg(feature = "std")]
+const WORK_SLEEPERS: usize = 1;
+
+#[cfg(feature = "std")]
+impl Pair {
+    /// Sleeps on `cv` (the condvar of `which`) for at most `timeout`
+    /// (forever if `None`), counted in `sleepers[which]` meanwhile.
+    fn sleep<'a>(
+        &self,
+        which: usize,
+        st: crate::lock::MutexGuard<'a, PairState>,
+        timeout: Option<std::time::Duration>,
+    ) -> crate::lock::MutexGuard<'a, PairState> {
+        let cv = if which == CQ_SLEEPERS {
+            &self.cq_cv
+        } else {
+            &self.work_cv
+        };
+        // Relaxed: both changes happen under `st` (field docs).
+        self.sleepers[which].fetch_add(1, Ordering::Relaxed);
+        let st = match timeout {
+            Some(t) => crate::lock::wait_timeout(cv, st, t),
+            None => crate::lock::wait(cv, st),
+        };
+        self.sleepers[which].fetch_sub(1, Ordering::Relaxed);
+        st
+    }
 }
 
 /// A completion notifier: cheap, non-blocking, callable from any thread.
@@ -122,16 +163,27 @@ impl Pair {
     fn notify(&self) {
         #[cfg(feature = "std")]
         {
-            self.cq_cv.notify_all();
-            self.work_cv.notify_all();
-            let ns = self
-                .notifiers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            for n in ns.iter().flatten() {
-                n();
+            // Relaxed: ordered by `st` (field docs).
+            if self.sleepers[CQ_SLEEPERS].load(Ordering::Relaxed) != 0 {
+                self.cq_cv.notify_all();
             }
+            if self.sleepers[WORK_SLEEPERS].load(Ordering::Relaxed) != 0 {
+                self.work_cv.notify_all();
+            }
+            self.ring_notifiers();
+        }
+    }
+
+    /// Calls both ends' completion notifiers (without the pair's lock).
+    #[cfg(feature = "std")]
+    fn ring_notifiers(&self) {
+        let ns = self
+            .notifiers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for n in ns.iter().flatten() {
+            n();
         }
     }
 
@@ -190,6 +242,7 @@ impl MockDevice {
             st: Mutex::new(PairState {
                 ends: [end(0), end(1)],
                 shutdown: false,
+                bounce: alloc::vec::Vec::new(),
             }),
             devs: [a.clone(), b.clone()],
             delivery: cfg.delivery,
@@ -198,6 +251,8 @@ impl MockDevice {
             cq_cv: std::sync::Condvar::new(),
             #[cfg(feature = "std")]
             work_cv: std::sync::Condvar::new(),
+            #[cfg(feature = "std")]
+            sleepers: [AtomicUsize::new(0), AtomicUsize::new(0)],
             #[cfg(feature = "std")]
             notifiers: std::sync::Mutex::new([None, None]),
         });
@@ -321,7 +376,7 @@ impl MockQp {
             if now >= deadline {
                 return false;
             }
-            st = crate::lock::wait_timeout(&self.pair.cq_cv, st, deadline - now);
+            st = self.pair.sleep(CQ_SLEEPERS, st, Some(deadline - now));
         }
     }
 }
@@ -385,7 +440,7 @@ impl QueuePair for MockQp {
                 me.accept_send(PendingWr {
                     wr_id: wr.wr_id,
                     op: wr.op,
-                    sges: wr.sges.to_vec(),
+                    sges: wr.sges.iter().copied().collect(),
                     signaled: wr.signaled,
                     #[cfg(feature = "std")]
                     due,

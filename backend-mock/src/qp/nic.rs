@@ -2,8 +2,9 @@
 //! each WR once its due time has come, then wakes the pollers.
 
 use super::exec::{self, Step};
-use super::Pair;
+use super::{Pair, CQ_SLEEPERS, WORK_SLEEPERS};
 use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Starts the thread; it holds the pair until both QPs are dropped.
@@ -38,28 +39,19 @@ fn run(pair: &Pair) {
             }
         }
         if ran != 0 {
-            pair.cq_cv.notify_all();
-            // Pollers behind a completion notifier (a runtime poller
-            // serving many QPs) are rung too, outside the lock: a notifier
-            // may poll.
-            let ns = pair
-                .notifiers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            if ns.iter().any(Option::is_some) {
-                drop(st);
-                for n in ns.iter().flatten() {
-                    n();
-                }
-                st = pair.st.lock();
+            // Under `st`: a poller that counted itself is asleep or about
+            // to be, and sees the completions when it wakes.
+            if pair.sleepers[CQ_SLEEPERS].load(Ordering::Relaxed) != 0 {
+                pair.cq_cv.notify_all();
             }
+            // Shared pollers sleep on their doorbell, not on `cq_cv`: ring
+            // the notifiers too, outside the pair's lock as `notify` does.
+            drop(st);
+            pair.ring_notifiers();
+            st = pair.st.lock();
             // One side's progress (a flush) may change the other's head.
             continue;
         }
-        st = match next {
-            Some(t) => crate::lock::wait_timeout(&pair.work_cv, st, t - now),
-            None => crate::lock::wait(&pair.work_cv, st),
-        };
+        st = pair.sleep(WORK_SLEEPERS, st, next.map(|t| t - now));
     }
 }

@@ -13,7 +13,8 @@ use rdmaxprt_core::backend::{Caps, RecvWr, Sge, Wc, WcOpcode, WcStatus, WrOp};
 pub(crate) struct PendingWr {
     pub(crate) wr_id: u64,
     pub(crate) op: WrOp,
-    pub(crate) sges: Vec<Sge>,
+    /// Inline up to 4 (a posted WR allocates nothing below that).
+    pub(crate) sges: smallvec::SmallVec<[Sge; 4]>,
     pub(crate) signaled: bool,
     /// When the NIC thread may execute it (`Delivery::Thread`).
     #[cfg(feature = "std")]
@@ -35,6 +36,9 @@ pub(crate) struct PairState {
     pub(crate) ends: [End; 2],
     /// Set when both `MockQp` handles are gone: the NIC thread exits.
     pub(crate) shutdown: bool,
+    /// The NIC's bounce buffer for a Send's or RDMA's bytes (kept between
+    /// WRs, so executing one allocates nothing once it is large enough).
+    pub(crate) bounce: Vec<u8>,
 }
 
 impl PairState {

@@ -15,11 +15,13 @@ mod landing;
 mod read;
 mod recv;
 mod send;
+mod shrink;
 mod teardown;
 
 pub use call::{OwnedCall, RecvdCall};
 pub use error::XprtError;
 pub use read::CallMeta;
+pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
@@ -77,6 +79,12 @@ pub struct XprtConfig {
     /// mapped once, reused once the reply that used it completed. With all
     /// in use a reply stages into a fresh page instead.
     pub stage_bufs: u32,
+    /// Shrink the send-context cache of a transport idle this long back to
+    /// a floor (see [`IdleShrink`]; beyond the kernel, which keeps every
+    /// context until teardown). `None` keeps them all. The transport only
+    /// offers the shrink; a runtime sweeper decides when
+    /// ([`SvcRdmaXprt::shrink_idle`]).
+    pub idle_shrink: Option<IdleShrink>,
 }
 
 impl Default for XprtConfig {
@@ -92,6 +100,7 @@ impl Default for XprtConfig {
             send_with_invalidate: false,
             read_bufs: 8,
             stage_bufs: 8,
+            idle_shrink: Some(IdleShrink::DEFAULT),
         }
     }
 }

@@ -85,6 +85,8 @@ pub(super) struct E2eMed {
     run: E2eResult,
     rate: f64,
     cpu_ns: f64,
+    /// Median heap allocations per call (run-to-completion only).
+    allocs: Option<f64>,
     errors: u64,
     /// Server thread wakeups per call (threaded modes).
     wakeups: Option<f64>,
@@ -97,6 +99,7 @@ pub(super) struct E2eMed {
 pub(super) fn e2e_med(reps: usize, mut f: impl FnMut() -> Run) -> E2eMed {
     let all: Vec<Run> = (0..reps.max(1)).map(|_| f()).collect();
     let cpu: Vec<f64> = all.iter().map(|r| r.0.cpu_ns_per_call()).collect();
+    let allocs: Vec<f64> = all.iter().filter_map(|r| r.0.allocs_per_call()).collect();
     let errors = all.iter().map(|r| r.0.errors).sum();
     let w: Vec<threaded::Wakeups> = all.iter().filter_map(|r| r.1).collect();
     let per = |f: fn(&threaded::Wakeups) -> f64| {
@@ -111,6 +114,7 @@ pub(super) fn e2e_med(reps: usize, mut f: impl FnMut() -> Run) -> E2eMed {
     E2eMed {
         rate: run.rate(),
         cpu_ns: median(&cpu).unwrap_or(f64::NAN),
+        allocs: median(&allocs),
         run,
         errors,
         wakeups,
@@ -171,6 +175,7 @@ pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
             "CPU per call (both ends)",
             "floor CPU per call",
             "CPU ratio transport/raw",
+            "allocations per call (transport / floor)",
             "errors",
         ],
     );
@@ -220,6 +225,10 @@ pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
                     fmt_ns(x.cpu_ns),
                     fmt_ns(f.cpu_ns),
                     fmt_ratio(ratio(x.cpu_ns, f.cpu_ns)),
+                    match (x.allocs, f.allocs) {
+                        (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
+                        _ => "n/a".into(),
+                    },
                     format!("{} / {}", x.errors, f.errors),
                 ]);
                 res.push(((m, conns, size), x, f));
@@ -253,7 +262,9 @@ pub(super) fn b4(mode: &Mode) -> (Table, E2eResults) {
          user+sys (getrusage, every thread, both ends) over the timed window / calls. calls/s \
          and CPU: median of {} runs of {:?}; latency (start_call to reply) from the median \
          run; in (a) it is the time of a loop turn over every connection, in (b) and (c) it \
-         includes thread wakeups. Errors: transport / floor, summed over runs. Load average: \
+         includes thread wakeups. Errors: transport / floor, summed over runs. Allocations per \
+         call ((a) only): heap alloc/alloc_zeroed/realloc calls in the timed window / calls \
+         (bench-report's counting global allocator), median of the runs. Load average: \
          see the header (the threaded runs add up to {} threads on 2 cores).",
         rdmaxprt_bench::e2e::Payload::new(64 << 10).path(),
         threaded::WORKERS,
@@ -399,6 +410,25 @@ pub(super) fn b45_targets(res: &E2eResults, idle: &[(String, IdleResult)]) -> Ta
                     verdict(x.cpu_ns.is_finite().then_some(x.cpu_ns < 500.0)).into(),
                 ]);
             }
+        }
+    }
+    for conns in E2E_CONNS {
+        if let Some((_, x, f)) = res.iter().find(|r| r.0 == (E2eMode::Rtc, conns, 64)) {
+            // Both medians come from runs alternating in one invocation.
+            let r = ratio(x.cpu_ns, f.cpu_ns);
+            t.row(vec![
+                format!(
+                    "B4 {} x{conns} 64 B: CPU per call (both ends) <= 1.5x the raw mock loop's",
+                    E2eMode::Rtc.name()
+                ),
+                format!(
+                    "{} vs {}: {}",
+                    fmt_ns(x.cpu_ns),
+                    fmt_ns(f.cpu_ns),
+                    fmt_ratio(r)
+                ),
+                verdict(r.map(|r| r <= 1.5)).into(),
+            ]);
         }
     }
     for (name, r) in idle {

@@ -100,12 +100,13 @@ pub(super) fn only_e2e(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
         )
     });
     println!(
-        "{arg}: {} calls, {}, p50 {} p99 {}, CPU {} per call, {} errors{w} (load {})",
+        "{arg}: {} calls, {}, p50 {} p99 {}, CPU {} per call, {} allocations per call, {} errors{w} (load {})",
         r.calls,
         fmt_rate(r.rate()),
         fmt_ns(r.lat(0.5)),
         fmt_ns(r.lat(0.99)),
         fmt_ns(r.cpu_ns_per_call()),
+        r.allocs_per_call().map_or("n/a".into(), |a| format!("{a:.2}")),
         r.errors,
         loadavg()
     );
