@@ -500,3 +500,43 @@ fn copied_reply_chunk_data_is_staged_in_reused_buffers() {
         "mappings per round: {staged} staged, {paged} with a page per reply"
     );
 }
+
+/// Idle landing and staging buffers beyond `keep_bufs` are freed between
+/// calls (`release_ctxt`) once no Write reads them: with 0, a connection
+/// that pulled and staged 64 KiB holds no buffer once its calls are done.
+#[test]
+fn idle_buffers_beyond_keep_bufs_are_freed_between_calls() {
+    for keep in [0u32, 2] {
+        let dev = MockDevice::new();
+        let xcfg = XprtConfig {
+            keep_bufs: keep,
+            ..XprtConfig::default()
+        };
+        let (mut c, x, _hook) = pair(&dev, QpConfig::default(), xcfg, ClientConfig::default());
+        warm_up(&mut c, &x, &dev);
+        let live = dev.tracker().live_mappings();
+        for round in 0..3u8 {
+            // Pulled, and its reply through the Reply chunk (staged).
+            let args = payload(BIG, round);
+            let opts = CallOptions {
+                reply_chunk: Some(BIG as u32 + 256),
+                ..CallOptions::default()
+            };
+            let t = c.start_call(PROG, VERS, PROC_ECHO, &args, &opts).unwrap();
+            assert_eq!(wait(&mut c, &x, &dev, t).results, args, "keep {keep}");
+        }
+        // The last Send's completion, then a pass between calls.
+        x.poll(usize::MAX).unwrap();
+        x.release_ctxt();
+        let held = dev.tracker().live_mappings() - live;
+        assert_eq!(
+            held,
+            2 * keep.min(1) as usize,
+            "keep {keep}: {held} buffers held"
+        );
+        let r = x.free();
+        assert_eq!(r.reclaimed_send, 0, "{r:?}");
+        drop(c);
+        dev.assert_clean();
+    }
+}

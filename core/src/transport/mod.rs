@@ -81,6 +81,11 @@ pub struct XprtConfig {
     /// mapped once, reused once the reply that used it completed. With all
     /// in use a reply stages into a fresh page instead.
     pub stage_bufs: u32,
+    /// Idle landing and staging buffers (each kind) kept mapped between
+    /// calls; `release_ctxt` frees the rest once no Write reads them. 0
+    /// suits a device whose registered memory is scarce and cheap to take
+    /// (a pre-registered pool handing out whole chunks).
+    pub keep_bufs: u32,
     /// Shrink the send-context cache of a transport idle this long back to
     /// a floor (see [`IdleShrink`]; beyond the kernel, which keeps every
     /// context until teardown). `None` keeps them all. The transport only
@@ -102,6 +107,7 @@ impl Default for XprtConfig {
             send_with_invalidate: false,
             read_bufs: 8,
             stage_bufs: 8,
+            keep_bufs: 2,
             idle_shrink: Some(IdleShrink::DEFAULT),
         }
     }
@@ -567,7 +573,39 @@ where
     /// `xpo_release_ctxt`: between RPCs, drain the send release list.
     #[doc(alias = "svc_rdma_release_ctxt")]
     pub fn release_ctxt(&self) -> usize {
-        self.send.drain()
+        let n = self.send.drain();
+        self.trim_bufs();
+        n
+    }
+
+    /// Frees idle landing and staging buffers beyond
+    /// [`XprtConfig::keep_bufs`] whose fences have passed.
+    fn trim_bufs(&self) {
+        let keep = self.cfg.keep_bufs as usize;
+        let done = self.sq_done.load(Ordering::SeqCst);
+        let (land, stage) = self.with_reads(|r| {
+            (
+                r.land.take_excess(&self.landings, keep, done),
+                r.stage.take_excess(&self.staging, keep, done),
+            )
+        });
+        if land.is_empty() && stage.is_empty() {
+            return;
+        }
+        let dev = self.send.pool().device();
+        for &i in &land {
+            // SAFETY: `take_excess` handed these free slots to this worker;
+            // their fences passed, so no posted work request names them.
+            unsafe { self.landings.release(dev, i) };
+        }
+        for &i in &stage {
+            // SAFETY: as above.
+            unsafe { self.staging.release(dev, i) };
+        }
+        self.with_reads(|r| {
+            r.land.give_back(&land);
+            r.stage.give_back(&stage);
+        });
     }
 
     /// Marks the transport closing: no new posts, every SQ waiter wakes,
