@@ -82,9 +82,11 @@ pub struct XprtConfig {
     /// in use a reply stages into a fresh page instead.
     pub stage_bufs: u32,
     /// Idle landing and staging buffers (each kind) kept mapped between
-    /// calls; `release_ctxt` frees the rest once no Write reads them. 0
-    /// suits a device whose registered memory is scarce and cheap to take
-    /// (a pre-registered pool handing out whole chunks).
+    /// calls; `release_ctxt` frees the rest once no Write reads them. The
+    /// default keeps as many as may be in use (8), so a steady window of
+    /// calls allocates nothing; 0 suits a device whose registered memory is
+    /// scarce and cheap to take (a pre-registered pool handing out whole
+    /// chunks).
     pub keep_bufs: u32,
     /// Shrink the send-context cache of a transport idle this long back to
     /// a floor (see [`IdleShrink`]; beyond the kernel, which keeps every
@@ -107,7 +109,7 @@ impl Default for XprtConfig {
             send_with_invalidate: false,
             read_bufs: 8,
             stage_bufs: 8,
-            keep_bufs: 2,
+            keep_bufs: 8,
             idle_shrink: Some(IdleShrink::DEFAULT),
         }
     }
