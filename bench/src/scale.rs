@@ -24,7 +24,7 @@ use crate::e2e::{EchoService, PROC_ECHO, PROG, VERS};
 use crate::plot::Series;
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
 use rdmaxprt::mock::{Delivery, MockDevice, MockQp, QpConfig};
-use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, SweepReport};
+use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, ServerMode, SweepReport};
 use rdmaxprt::service::Dispatcher;
 use rdmaxprt::transport::{IdleShrink, XprtConfig};
 use std::sync::Arc;
@@ -74,6 +74,8 @@ pub struct ScaleSpec {
     /// After the windows, wait for one sweep with nothing else running
     /// and time it ([`ScaleResult::idle_sweep`]).
     pub idle_sweep: bool,
+    /// The server's mode (thread pool or poll groups).
+    pub mode: ServerMode,
 }
 
 /// What one scale run measured.
@@ -143,10 +145,12 @@ impl ScaleResult {
 fn server(
     q: QpConfig,
     idle_shrink: Option<IdleShrink>,
+    mode: ServerMode,
 ) -> (Arc<Server>, MockDevice, rdmaxprt::runtime::MockConnector) {
     let sdev = MockDevice::new();
     let (connector, listener) = MockNetwork::new(sdev.clone(), q);
     let cfg = ServerConfig {
+        mode,
         xprt: XprtConfig {
             idle_shrink,
             ..XprtConfig::default()
@@ -261,7 +265,7 @@ pub fn run(spec: &ScaleSpec) -> Result<ScaleResult, String> {
     let fds0 = proc_count("fd");
     r.rss_before_kib = vm_rss_kib().unwrap_or(0);
     let start = Instant::now();
-    let (server, sdev, connector) = server(QpConfig::default(), spec.idle_shrink);
+    let (server, sdev, connector) = server(QpConfig::default(), spec.idle_shrink, spec.mode);
     let cdev = MockDevice::new();
     let mut clients = Vec::with_capacity(spec.conns);
     for _ in 0..spec.conns {
@@ -380,7 +384,7 @@ pub fn shrink_timeline(spec: &TimelineSpec) -> Result<Timeline, String> {
         },
         ..QpConfig::default()
     };
-    let (server, sdev, connector) = server(q, spec.idle_shrink);
+    let (server, sdev, connector) = server(q, spec.idle_shrink, ServerMode::ThreadPool);
     let cdev = MockDevice::new();
     let mut clients = Vec::with_capacity(spec.conns);
     for _ in 0..spec.conns {
@@ -490,6 +494,7 @@ mod tests {
             client_credits: 4,
             idle_shrink: Some(IdleShrink::DEFAULT),
             idle_sweep: false,
+            mode: ServerMode::ThreadPool,
         };
         let r = run(&spec).unwrap();
         assert_eq!((r.conns, r.active), (8, 2));
