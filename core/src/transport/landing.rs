@@ -23,7 +23,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
-/// The smallest landing buffer allocated.
+/// The smallest buffer allocated, and the unit sizes are rounded to.
 const MIN_LANDING: usize = 4096;
 
 /// One mapped landing buffer.
@@ -142,7 +142,7 @@ impl<B: DmaBuf> Landings<B> {
 
     /// Makes slot `i` hold a mapped buffer of at least `need` bytes:
     /// keeps the one it has if large enough, otherwise unmaps it and
-    /// allocates and maps a new one (rounded up to a power of two).
+    /// allocates and maps a new one (rounded up to 4 KiB).
     /// Returns the mapping.
     ///
     /// # Safety
@@ -162,10 +162,10 @@ impl<B: DmaBuf> Landings<B> {
         if let Some(old) = slot.take() {
             let _ = dev.dma_unmap(old.sge);
         }
-        let size = need
-            .max(MIN_LANDING)
-            .checked_next_power_of_two()
-            .unwrap_or(need);
+        // Page-rounded, not to a power of two: a device handing out chunks
+        // of a fixed size (the verbs listener's 2 MiB) must fit the
+        // largest message it could take per call before.
+        let size = need.max(MIN_LANDING).next_multiple_of(MIN_LANDING);
         let buf = dev.alloc_buf(size)?;
         let sge = dev.dma_map(&buf, 0, size)?;
         *slot = Some(Landing { buf, sge });
