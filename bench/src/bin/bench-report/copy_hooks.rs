@@ -7,7 +7,7 @@
 //! compare per call while nothing is measured.
 #![allow(unsafe_code)]
 
-use rdmaxprt_bench::copies;
+use rdmaxprt_bench::{alloc_count, copies};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -119,16 +119,19 @@ unsafe fn byte_move(d: *mut u8, s: *const u8, n: usize) {
     }
 }
 
-/// The system allocator, counting zeroed allocations as zero-fills.
+/// The system allocator, counting zeroed allocations as zero-fills and
+/// every allocation while `alloc_count` counts (allocations per call).
 pub struct Counting;
 
 // SAFETY: forwards every call to `System` unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        alloc_count::record_alloc();
         // SAFETY: the caller's contract, forwarded.
         unsafe { System.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        alloc_count::record_alloc();
         copies::record_fill(l.size());
         // SAFETY: the caller's contract, forwarded.
         unsafe { System.alloc_zeroed(l) }
@@ -138,6 +141,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        alloc_count::record_alloc();
         // SAFETY: the caller's contract, forwarded.
         unsafe { System.realloc(p, l, n) }
     }

@@ -32,17 +32,13 @@ mod b6;
 mod copy_hooks;
 mod only;
 
-/// Counts allocations in B4's run-to-completion windows.
-#[global_allocator]
-static ALLOC: rdmaxprt_bench::alloc_count::CountingAlloc =
-    rdmaxprt_bench::alloc_count::CountingAlloc;
-
 use b1_b2::*;
 use b3::*;
 use b4_b5::*;
 use b4_copies::*;
 
-/// Counts payload-sized zeroed allocations (B4 copies); see `copy_hooks`.
+/// Counts payload-sized zeroed allocations (B4 copies) and allocations in
+/// B4's run-to-completion windows; see `copy_hooks`.
 #[global_allocator]
 static ALLOC: copy_hooks::Counting = copy_hooks::Counting;
 use b6::*;
