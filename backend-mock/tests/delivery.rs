@@ -151,3 +151,43 @@ fn a_sleeping_poller_is_woken_by_a_post_from_another_thread() {
     assert_eq!(ids(&poll_send(&a)), [(1, WcStatus::Success)]);
     unmap_all(&dev, &[rsge, sge]);
 }
+
+/// Regression: the NIC thread executed WRs and woke only `wait_for_completions`
+/// sleepers, never the completion notifiers, so a shared poller sleeping on
+/// its doorbell never saw a `Delivery::Thread` completion.
+#[test]
+fn thread_mode_rings_the_completion_notifier_when_it_executes() {
+    use std::sync::{Arc, Condvar, Mutex};
+    let dev = MockDevice::new();
+    let latency = Duration::from_millis(20);
+    let c = QpConfig {
+        delivery: Delivery::Thread { latency },
+        ..QpConfig::default()
+    };
+    let (a, b) = MockDevice::connect_pair(&dev, &dev, c).unwrap();
+    let (_rbuf, rsge) = post_recv_buf(&b, 8, 3);
+    let (_s, sge) = mapped(&dev, b"bell");
+    post(&a, &[send(4, &[sge], true)]).unwrap();
+    // Install the notifier after the post: only the NIC thread's execution,
+    // 20 ms later, can ring it.
+    let bell = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let b2 = bell.clone();
+    a.set_completion_notifier(Some(Arc::new(move || {
+        *b2.0.lock().unwrap() += 1;
+        b2.1.notify_all();
+    })));
+    let rung = {
+        let g = bell.0.lock().unwrap();
+        let (g, _) = bell
+            .1
+            .wait_timeout_while(g, Duration::from_secs(5), |n| *n == 0)
+            .unwrap();
+        *g
+    };
+    assert!(rung > 0, "the NIC thread executed the Send without a ring");
+    assert_eq!(ids(&poll_send(&a)), [(4, WcStatus::Success)]);
+    a.set_completion_notifier(None);
+    assert!(b.wait_for_completions(Duration::from_secs(5)));
+    let _ = poll_recv(&b);
+    unmap_all(&dev, &[rsge, sge]);
+}

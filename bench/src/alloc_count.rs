@@ -1,14 +1,16 @@
-//! Heap allocations per call: `alloc`/`alloc_zeroed`/`realloc` calls
-//! counted while counting is switched on (B4's run-to-completion rows). A
-//! binary's global allocator calls [`record_alloc`] in each of them
-//! (bench-report's does, next to its copy hooks), or the binary installs
-//! [`CountingAlloc`], which does only that:
+//! Heap allocations per call: a global allocator that counts
+//! `alloc`/`alloc_zeroed`/`realloc` calls while counting is switched on
+//! (B4's run-to-completion rows), and otherwise only forwards to
+//! [`System`]. A binary opts in with
 //!
 //! ```ignore
 //! #[global_allocator]
 //! static ALLOC: rdmaxprt_bench::alloc_count::CountingAlloc =
 //!     rdmaxprt_bench::alloc_count::CountingAlloc;
 //! ```
+//!
+//! Zeroed allocations are also reported to [`crate::copies`] as
+//! zero-fills (B4's 64 KiB copy counts).
 //!
 //! The switch is one relaxed load per allocation, so threaded benchmarks
 //! (which never switch it on) pay no shared-counter traffic.
@@ -23,8 +25,7 @@ static COUNT: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CountingAlloc;
 
-/// Counts one allocation if counting is on (for a global allocator).
-pub fn record_alloc() {
+fn note() {
     // Relaxed: a statistic read by the thread that switched counting on.
     if COUNTING.load(Ordering::Relaxed) {
         COUNT.fetch_add(1, Ordering::Relaxed);
@@ -35,19 +36,21 @@ pub fn record_alloc() {
 // unchanged, so `System`'s guarantees are this allocator's.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record_alloc();
+        note();
         // SAFETY: the caller's duties for `alloc` are `System::alloc`'s.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        record_alloc();
+        note();
+        // A zeroed allocation is a zero-fill for B4's copy counts.
+        crate::copies::record_fill(layout.size());
         // SAFETY: as `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record_alloc();
+        note();
         // SAFETY: `ptr` came from this allocator, i.e. from `System`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -60,7 +63,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
 /// Runs `f` with counting on; returns its result and the allocations
 /// (`alloc`, `alloc_zeroed`, `realloc`) made meanwhile, by any thread, or
-/// `None` if the global allocator does not call [`record_alloc`].
+/// `None` if [`CountingAlloc`] is not the global allocator.
 pub fn count<R>(f: impl FnOnce() -> R) -> (R, Option<u64>) {
     let installed = installed();
     COUNTING.store(true, Ordering::Relaxed);
@@ -71,9 +74,8 @@ pub fn count<R>(f: impl FnOnce() -> R) -> (R, Option<u64>) {
     (r, installed.then_some(n))
 }
 
-/// Whether the global allocator counts ([`CountingAlloc`], or one that
-/// calls [`record_alloc`]): one probe allocation with counting on must be
-/// counted.
+/// Whether [`CountingAlloc`] is the global allocator: one probe
+/// allocation with counting on must be counted.
 pub fn installed() -> bool {
     let was = COUNTING.swap(true, Ordering::Relaxed);
     let before = COUNT.load(Ordering::Relaxed);

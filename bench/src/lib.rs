@@ -11,6 +11,7 @@
 //! | B4 copies | payload-sized copies and zero-fills per 64 KiB echo, per end | [`copies`] |
 //! | B5 | idle trailing edge: last Send completion to release, worker wakeups | [`idle`] |
 //! | B6 | free-list pop: locked vs tagged | [`freelist`] |
+//! | B7 | scale: RSS and registered bytes per idle transport, calls/s with 1% of 10,000 connections active, the idle shrink over time | [`scale`] |
 //!
 //! Everything runs on [`device::CostDevice`], a DMA device whose only cost
 //! is a busy wait in `dma_unmap`, so the lifecycle is measured alone (B3
@@ -19,7 +20,9 @@
 //!
 //! ```text
 //! cargo run -p rdmaxprt-bench --release --bin bench-report [-- --quick]
-//!     # tables on stdout, target/bench-report/{report.md,pool_size.svg}
+//!     # tables on stdout, target/bench-report/{report.md,pool_size.svg,idle_shrink.svg}
+//! cargo run -p rdmaxprt-bench --release --bin bench-report -- --only-scale [--quick]
+//!     # B7 alone (each connection count in a child process)
 //! cargo bench -p rdmaxprt-bench [--bench put|drain|freelist]
 //!     # criterion (B1, B2, B6)
 //! valgrind --tool=callgrind target/release/bench-report --only-put deferred:0:1
@@ -45,6 +48,7 @@ pub mod profile;
 pub mod put;
 pub mod report;
 pub mod rtc;
+pub mod scale;
 pub mod setup;
 pub mod summary;
 pub mod threaded;

@@ -15,16 +15,21 @@
 //!  POSTING --completion--> EARLY --commit--> RELEASING   (completion beat the poster)
 //!  POSTING --abort (nothing consumed)--> OWNED
 //!  FREE --get--> OWNED
+//!  FREE --shrink--> HOLLOW --get (reallocates)--> OWNED
 //! ```
+//!
+//! A HOLLOW slot has no context: an idle shrink ([`SendCtxtPool::shrink`])
+//! freed it, or an allocation into it failed. Hollow slots wait on a list
+//! of their own, so `get` reaches them only after the free list (and, in
+//! the Deferred policy, a drain) came up empty.
 
 use crate::backend::DmaDevice;
 use crate::ctxt::{CompletionId, SendCtxt};
 use crate::llist::{FreeList, Links, LockedFreeList, ReleaseList, NIL};
 use crate::spin::{SpinMutex, SpinMutexGuard};
 use crate::stats::Stats;
-use crate::sync::{AtomicU32, AtomicU8, UnsafeCell};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU8, UnsafeCell};
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
@@ -39,6 +44,13 @@ pub(crate) const POSTING: u8 = 3;
 pub(crate) const POSTED: u8 = 4;
 pub(crate) const EARLY: u8 = 5;
 pub(crate) const RELEASING: u8 = 6;
+pub(crate) const HOLLOW: u8 = 7;
+
+mod census;
+mod shrink;
+mod teardown;
+
+pub use census::Census;
 
 /// Sizing of one transport's send-context pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,22 +120,6 @@ pub(crate) struct CompletionGuard<'a> {
     _g: SpinMutexGuard<'a, ()>,
 }
 
-/// How many contexts are in each state (for tests and the accounting
-/// invariant `allocated == free + owned + posted + pending`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Census {
-    /// Contexts allocated.
-    pub allocated: u32,
-    /// On the free list.
-    pub free: u32,
-    /// Held by a caller (being built, or waiting to be posted).
-    pub owned: u32,
-    /// Posted (or being posted), completion not yet seen.
-    pub posted: u32,
-    /// Completed and waiting for (or undergoing) release.
-    pub pending_release: u32,
-}
-
 /// One context's slot, alone on its cache line(s): the completion path
 /// touches `state`, `gen`, `sqes` and `link` of exactly one slot, so two
 /// completion threads putting different contexts never share a line.
@@ -168,6 +164,10 @@ pub struct SendCtxtPool<D: DmaDevice, F: FreeList = LockedFreeList> {
     cfg: PoolConfig,
     slots: Slots<D>,
     free: F,
+    /// HOLLOW slots (no context), taken by `get` after the free list.
+    hollow: F,
+    /// One shrink at a time (see [`SendCtxtPool::shrink`]).
+    shrinking: AtomicBool,
     /// `sc_send_release_list`: completed contexts waiting for a drain.
     pub(crate) release: ReleaseList,
     /// One completion handler at a time (see `lock_completions`).
@@ -220,6 +220,8 @@ impl<D: DmaDevice, F: FreeList + Default> SendCtxtPool<D, F> {
             cfg: PoolConfig { cap, ..cfg },
             slots: Slots(slots),
             free: F::default(),
+            hollow: F::default(),
+            shrinking: AtomicBool::new(false),
             release: ReleaseList::new(),
             completing: SpinMutex::new(()),
             allocated: AtomicU32::new(0),
@@ -251,6 +253,14 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     /// Pops a free context (state FREE -> OWNED).
     pub(crate) fn pop_free(&self) -> Option<u32> {
         let idx = self.free.pop(&self.slots)?;
+        self.take(idx);
+        Some(idx)
+    }
+
+    /// Pops a hollow slot (state HOLLOW -> OWNED, still without a context:
+    /// the caller populates it).
+    pub(crate) fn pop_hollow(&self) -> Option<u32> {
+        let idx = self.hollow.pop(&self.slots)?;
         self.take(idx);
         Some(idx)
     }
@@ -294,11 +304,13 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
                 Ok(Some(n))
             }
             Err(e) => {
-                // The index stays reserved: park it on the free list as an
-                // empty FREE slot; the next taker allocates into it
-                // (`populate`), so the cap and the census stay exact.
-                self.slots[n as usize].state.store(FREE, Ordering::Relaxed);
-                self.free.push(&self.slots, n);
+                // The index stays reserved: park it on the hollow list; the
+                // next taker allocates into it (`populate`), so the cap and
+                // the census stay exact.
+                self.slots[n as usize]
+                    .state
+                    .store(HOLLOW, Ordering::Relaxed);
+                self.hollow.push(&self.slots, n);
                 Err(e)
             }
         }
@@ -320,6 +332,11 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         });
         Stats::bump(&self.stats.allocations);
         self.stats.pool_size.fetch_add(1, Ordering::Relaxed);
+        // Growth is the slow path: a full fence here lets an idle sweeper
+        // that parks when no pool is above its floor (store "parked",
+        // fence, read the pool sizes) and a grower (grow, fence, read
+        // "parked") never both miss each other.
+        crate::sync::fence(Ordering::SeqCst);
         Ok(())
     }
 
@@ -458,8 +475,8 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         })
     }
 
-    /// Whether slot `idx` holds a context (a failed allocation leaves an
-    /// empty slot on the free list).
+    /// Whether slot `idx` holds a context (a hollow slot, given back by a
+    /// shrink or left by a failed allocation, does not).
     ///
     /// # Safety
     /// The caller must own the slot.
@@ -470,8 +487,9 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
             .with(|p| unsafe { (*p).is_some() })
     }
 
-    /// Ensures an owned slot holds a context, allocating into it if a
-    /// failed allocation left it empty.
+    /// Ensures an owned slot holds a context, allocating into it if it is
+    /// hollow (a shrink or a failed allocation left it empty); on failure
+    /// the slot goes back on the hollow list.
     ///
     /// # Safety
     /// The caller must own the slot.
@@ -481,8 +499,8 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
             return Ok(());
         }
         // SAFETY: the caller owns the slot, and it is empty (checked above).
-        // SAFETY (`put_free`): the caller owns the slot.
-        unsafe { self.install(idx) }.inspect_err(|_| unsafe { self.put_free(idx) })
+        // SAFETY (`put_hollow`): the caller owns the slot, still empty.
+        unsafe { self.install(idx) }.inspect_err(|_| unsafe { self.put_hollow(idx) })
     }
 
     /// The release step: chunk resources, unmap SGEs 1..n, pages, then back
@@ -522,88 +540,31 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         self.free.push(&self.slots, idx);
     }
 
+    /// Puts the empty slot `idx` on the hollow list (state HOLLOW).
+    ///
+    /// # Safety
+    /// The caller must own slot `idx`, which must hold no context.
+    pub(crate) unsafe fn put_hollow(&self, idx: u32) {
+        self.slots[idx as usize]
+            .state
+            .store(HOLLOW, Ordering::Relaxed);
+        self.stats.return_in_use(1);
+        self.hollow.push(&self.slots, idx);
+    }
+
     /// Whether a `get` could be satisfied without allocating (hint).
     pub fn has_free(&self) -> bool {
         !self.free.is_empty()
     }
 
+    /// Whether hollow slots (given back by a shrink) wait to be reallocated
+    /// (hint): a `get` then grows the pool without waiting at the cap.
+    pub fn has_hollow(&self) -> bool {
+        !self.hollow.is_empty()
+    }
+
     /// Whether completed contexts wait on the release list (hint).
     pub fn has_pending_release(&self) -> bool {
         !self.release.is_empty()
-    }
-
-    /// Counts contexts per state. Exact only when the pool is quiescent
-    /// (used by tests to check the accounting invariant).
-    pub fn census(&self) -> Census {
-        let mut c = Census {
-            allocated: self.allocated.load(Ordering::Relaxed),
-            ..Census::default()
-        };
-        for s in self.slots.iter() {
-            match s.state.load(Ordering::Relaxed) {
-                FREE => c.free += 1,
-                OWNED => c.owned += 1,
-                POSTING | POSTED => c.posted += 1,
-                EARLY | RELEASING => c.pending_release += 1,
-                _ => {}
-            }
-        }
-        // A failed allocation leaves an empty slot on the free list: it is
-        // counted as allocated-and-free so the identity still holds.
-        c
-    }
-
-    /// Teardown step after the QP has been drained: any context still
-    /// POSTED can no longer be touched by the device (every WR completed or
-    /// flushed), so it is released here. Returns how many were reclaimed;
-    /// a non-zero count means a backend lost completions.
-    ///
-    /// # Safety
-    /// The QP these contexts were posted on must be drained (no WR
-    /// outstanding), and no completion handler may run concurrently.
-    pub unsafe fn reclaim_after_qp_drain(&self) -> usize {
-        let mut n = 0;
-        for (i, s) in self.slots.iter().enumerate() {
-            let st = s.state.load(Ordering::Acquire);
-            if st == POSTED || st == EARLY {
-                s.state.store(RELEASING, Ordering::Relaxed);
-                // SAFETY: the QP is drained and no completion handler runs
-                // (this fn's contract), so nobody else can claim the slot
-                // and the device no longer touches its buffers.
-                unsafe { self.send_ctxt_release(i as u32) };
-                n += 1;
-            }
-        }
-        n
-    }
-}
-
-impl<D: DmaDevice, F: FreeList> Drop for SendCtxtPool<D, F> {
-    fn drop(&mut self) {
-        let mut leaked = Vec::new();
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            let st = s.state.load(Ordering::Relaxed);
-            let ctxt = s.ctxt.with_mut(|p| {
-                // SAFETY: `&mut self`: no other reference to the pool exists.
-                unsafe { (*p).take() }
-            });
-            let Some(c) = ctxt else { continue };
-            if matches!(st, POSTING | POSTED | EARLY) {
-                // The device may still DMA into these buffers: never free
-                // memory hardware could touch. Leak it, loudly.
-                leaked.push(i);
-                core::mem::forget(c);
-            } else {
-                let _ = c.destroy(&self.dev);
-            }
-        }
-        if !leaked.is_empty() {
-            // Not a panic: a user who drops a transport without draining
-            // its QP gets a leak (safe), not a crash.
-            tracing::error!(
-                ?leaked,
-                "send ctxt pool dropped with posted contexts: leaked them; drain the QP first"
-            );
-        }
     }
 }

@@ -29,6 +29,7 @@ pub struct Stats {
     pub(crate) backstop_enqueues: AtomicU64,
     pub(crate) unmaps: AtomicU64,
     pub(crate) bad_completions: AtomicU64,
+    pub(crate) shrunk: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -46,7 +47,7 @@ pub struct StatsSnapshot {
     pub batch_max: u64,
     /// Batch-size histogram, power-of-two buckets (see [`BATCH_BUCKETS`]).
     pub batch_hist: [u64; BATCH_BUCKETS],
-    /// Contexts allocated (the pool's size).
+    /// Contexts that exist (the pool's size): allocations minus shrinks.
     pub pool_size: u64,
     /// Contexts not on the free list right now.
     pub in_use: u64,
@@ -66,6 +67,9 @@ pub struct StatsSnapshot {
     pub unmaps: u64,
     /// Completions rejected: unknown wr_id, stale generation, not posted.
     pub bad_completions: u64,
+    /// Contexts freed by idle shrinks (`SendCtxtPool::shrink`); a shrunk
+    /// pool that grows again counts its reallocations in `allocations`.
+    pub shrunk: u64,
 }
 
 impl StatsSnapshot {
@@ -110,6 +114,7 @@ impl Stats {
             backstop_enqueues: AtomicU64::new(0),
             unmaps: AtomicU64::new(0),
             bad_completions: AtomicU64::new(0),
+            shrunk: AtomicU64::new(0),
         }
     }
 
@@ -165,6 +170,7 @@ impl Stats {
             backstop_enqueues: r(&self.backstop_enqueues),
             unmaps: r(&self.unmaps),
             bad_completions: r(&self.bad_completions),
+            shrunk: r(&self.shrunk),
         }
     }
 }

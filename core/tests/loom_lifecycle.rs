@@ -293,3 +293,71 @@ fn sq_wake_send_waiters_wakes_the_waiter() {
         assert_eq!(sq.avail(), 0);
     });
 }
+
+/// The idle shrink races a Send completion (put, then a worker's drain)
+/// and a `get` on a pool with one context posted and one free. In every
+/// interleaving: the completion finds its context still posted (the shrink
+/// only frees free-list contexts, never one in flight), the `get` either
+/// gets a context or reports the cap with progress possible (so a waiter's
+/// retry succeeds), and afterwards the census adds up, the device holds
+/// exactly one mapping per live context, and nothing was released while
+/// mapped.
+#[test]
+fn shrink_races_get_and_completion() {
+    loom_model::check("shrink_races_get_and_completion", || {
+        let rt = RtHandle::default();
+        let dev = FakeDev::default();
+        let life = Arc::new(Life::new(dev.clone(), cfg(2), rt.clone()));
+        let id = posted(&life);
+        drop(life.get().expect("second context"));
+        assert_eq!(life.pool().census().free, 1);
+
+        let shrinker = {
+            let life = life.clone();
+            thread::spawn(move || life.pool().shrink(0))
+        };
+        let completer = {
+            let life = life.clone();
+            thread::spawn(move || {
+                life.put(id)
+                    .expect("the shrink never touches a posted context");
+                life.drain();
+            })
+        };
+        let got = match life.get() {
+            Ok(c) => {
+                drop(c);
+                true
+            }
+            Err(GetError::AtCap) => false,
+            Err(e) => panic!("unexpected get error {e}"),
+        };
+        let freed = shrinker.join().unwrap();
+        completer.join().unwrap();
+        assert!(
+            got || life.may_progress(),
+            "a get at the cap could never retry"
+        );
+        life.drain();
+
+        let c = life.pool().census();
+        assert_eq!(c.owned + c.posted + c.pending_release, 0, "{c:?}");
+        assert_eq!(c.allocated, c.free, "{c:?}");
+        assert_eq!(c.allocated + c.hollow, 2, "a slot was lost: {c:?}");
+        let s = life.stats().snapshot();
+        assert_eq!(s.pool_size, u64::from(c.allocated), "{s:?} vs {c:?}");
+        assert_eq!(s.shrunk, freed as u64);
+        assert_eq!(s.allocations - s.shrunk, s.pool_size);
+        assert_eq!(
+            dev.live(),
+            c.allocated as usize,
+            "header mappings vs contexts"
+        );
+        assert!(dev.violations().is_empty(), "{:?}", dev.violations());
+        // The shrunk pool serves both contexts again.
+        let a = life.get().expect("first");
+        let b = life.get().expect("second: reallocated into a hollow slot");
+        drop((a, b));
+        assert_eq!(life.pool().census().allocated, 2);
+    });
+}

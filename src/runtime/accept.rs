@@ -129,16 +129,7 @@ impl Server {
         let group =
             (!self.groups.is_empty()).then(|| &self.groups[id as usize % self.groups.len()]);
         match group {
-            Some(g)
-                if {
-                    let bell = g.bell.clone();
-                    entry
-                        .xprt()
-                        .set_completion_notifier(Arc::new(move || bell.ring()))
-                } =>
-            {
-                g.add(entry);
-            }
+            Some(g) if g.attach(&entry) => {}
             _ => {
                 let poller = std::thread::Builder::new()
                     .name(format!("rdmaxprt-poll-x{id}"))

@@ -39,6 +39,10 @@
 //!
 //! [`ServerReport`] counts the wakeups either way (`poller_wakeups`,
 //! `worker_wakeups`, `worker_passes`, `handoffs`, `remote_pushes`).
+//!
+//! Beyond the kernel, one idle sweeper thread per server gives the send
+//! contexts of transports idle for `XprtConfig::idle_shrink` back down to a
+//! floor; it parks without a timer once every pool is at its floor.
 
 mod accept;
 mod bellgroup;
@@ -51,6 +55,7 @@ mod rdma;
 mod registry;
 mod stats;
 mod svc;
+mod sweep;
 mod xprt;
 
 pub use listener::Listener;
@@ -59,6 +64,7 @@ pub use listener::{MockConnector, MockListener, MockNetwork};
 #[cfg(feature = "verbs")]
 pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
 pub use stats::{merge_stats, ServerReport, TransportReport};
+pub use sweep::SweepReport;
 pub use xprt::{CompletionWait, RtError, ServerXprt};
 
 use crate::service::Dispatcher;
@@ -173,6 +179,9 @@ pub(crate) struct Shared {
     handoffs: AtomicU64,
     /// Times a worker thread woke from its sleep.
     worker_wakeups: AtomicU64,
+    /// The idle sweeper's handle (its thread runs only with
+    /// `XprtConfig::idle_shrink` set).
+    sweeper: sweep::Sweeper,
 }
 
 /// The runtime's hook in a transport: its flags and its enqueue.
@@ -278,6 +287,7 @@ pub struct Server {
     /// Started with the first such QP: a server that only listens on
     /// rdma_cm runs its groups on its completion channels instead.
     pgroups: OnceLock<Vec<Arc<PollGroup>>>,
+    sweeper: Mutex<Option<JoinHandle<()>>>,
     wq: Option<Arc<WorkqueuePool>>,
     /// Set by the first shutdown; later accepts fail.
     stopping: AtomicBool,
@@ -324,6 +334,7 @@ impl Server {
             passes: AtomicU64::new(0),
             handoffs: AtomicU64::new(0),
             worker_wakeups: AtomicU64::new(0),
+            sweeper: sweep::Sweeper::default(),
         });
         let workers = (0..cfg.workers.max(1))
             .map(|i| {
@@ -353,6 +364,13 @@ impl Server {
                     .expect("spawning a completion poller thread")
             })
             .collect();
+        let sweeper = cfg.xprt.idle_shrink.map(|s| {
+            let sh = shared.clone();
+            std::thread::Builder::new()
+                .name("rdmaxprt-sweep".into())
+                .spawn(move || sh.sweeper.run(&sh, s.after))
+                .expect("spawning the idle sweeper thread")
+        });
         Self {
             cfg,
             shared,
@@ -360,6 +378,7 @@ impl Server {
             pollers: Mutex::new(pollers),
             groups,
             pgroups: OnceLock::new(),
+            sweeper: Mutex::new(sweeper),
             wq,
             stopping: AtomicBool::new(false),
             #[cfg(feature = "verbs")]
@@ -468,6 +487,22 @@ impl Server {
         doorbell + channel
     }
 
+    /// What the idle sweeper did so far (all zero with the idle shrink
+    /// off).
+    pub fn idle_sweeps(&self) -> SweepReport {
+        self.shared.sweeper.report()
+    }
+
+    /// How many transport polls the shared doorbell pollers made: a
+    /// poller polls only the transports whose QP rang, so this grows with
+    /// the work, not with the transports served.
+    pub fn poller_polls(&self) -> u64 {
+        self.groups
+            .iter()
+            .map(|g| g.polls.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Each live transport's counters, by id.
     pub fn transports(&self) -> Vec<TransportReport> {
         let entries: Vec<Arc<Entry>> = lock(&self.shared.registry).live().cloned().collect();
@@ -492,6 +527,10 @@ impl Server {
     /// then stops the workers and pollers. Returns the final counters.
     pub fn shutdown(&self) -> ServerReport {
         self.stopping.store(true, Ordering::Release);
+        self.shared.sweeper.stop();
+        if let Some(t) = lock(&self.sweeper).take() {
+            let _ = t.join();
+        }
         #[cfg(feature = "verbs")]
         {
             let stops: Vec<rdma::ListenerStop> = lock(&self.listeners).drain(..).collect();

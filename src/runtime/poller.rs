@@ -1,5 +1,7 @@
 //! Completion pollers: shared poller threads for QPs that can ring a
-//! doorbell when completions arrive (they sleep until rung, no timer), and
+//! doorbell when completions arrive (they sleep until rung, no timer, and
+//! poll only the transports whose QP rang, so idle transports cost a
+//! wakeup nothing), and
 //! a dedicated thread per QP for the ones that cannot (verbs QPs given to
 //! `Server::accept` by hand; `listen_rdma` uses completion channels
 //! instead, see `rdma`). Either way a poller only runs the completion handlers
@@ -7,6 +9,7 @@
 
 use super::{lock, Entry};
 use rdmaxprt_core::xprt::XprtFlags;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -41,57 +44,118 @@ impl Doorbell {
     }
 }
 
+/// One transport's place in a shared poller group: the group polls it only
+/// when its QP rang (it is on the group's ready list), never by scanning
+/// every transport it serves.
+struct PollSlot {
+    /// On the ready list (or about to be): rings while set push nothing.
+    queued: AtomicBool,
+    /// The transport, until the poller sees CLOSE and lets go of it (the
+    /// QP's notifier holds this slot: taking the entry out breaks the
+    /// cycle so the transport can be freed).
+    entry: Mutex<Option<Arc<Entry>>>,
+}
+
 /// One shared poller thread's transports.
 #[derive(Debug, Default)]
 pub(crate) struct PollerGroup {
     pub(crate) bell: Arc<Doorbell>,
-    entries: Mutex<Vec<Arc<Entry>>>,
+    /// Transports whose QP rang since the poller last looked at them.
+    ready: Arc<Mutex<Vec<Arc<PollSlot>>>>,
+    /// Every transport the group serves, by id (let go of at exit).
+    live: Mutex<HashMap<u64, Arc<PollSlot>>>,
     /// Times the thread woke from its sleep.
     pub(crate) wakeups: AtomicU64,
+    /// Transports polled (one per ready-list entry looked at).
+    pub(crate) polls: AtomicU64,
+}
+
+impl std::fmt::Debug for PollSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollSlot")
+            .field("queued", &self.queued)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Puts `slot` on the ready list unless it is there already, and rings.
+fn schedule(slot: &Arc<PollSlot>, ready: &Mutex<Vec<Arc<PollSlot>>>, bell: &Doorbell) {
+    // SeqCst pairs with the poller's clear before it polls: either this
+    // sees the clear (and queues again), or the poller's poll, which comes
+    // after its clear, sees the completion that made the QP ring.
+    if !slot.queued.swap(true, Ordering::SeqCst) {
+        lock(ready).push(Arc::clone(slot));
+        bell.ring();
+    }
 }
 
 impl PollerGroup {
-    /// Adds a transport whose QP rings this group's bell; its retirement
-    /// (a worker saw CLOSE) rings it too, so the poller lets go of it.
-    pub(crate) fn add(&self, e: Arc<Entry>) {
-        let bell = Arc::clone(&self.bell);
-        let _ = e.on_close.set(Box::new(move || bell.ring()));
-        lock(&self.entries).push(e);
-        self.bell.ring();
+    /// Serves `e` from this group if its QP can ring a doorbell: its
+    /// completions and its retirement (a worker saw CLOSE) put it on the
+    /// group's ready list. Returns `false` (and keeps nothing) if the QP
+    /// cannot ring; the caller then gives it a dedicated poller.
+    pub(crate) fn attach(&self, e: &Arc<Entry>) -> bool {
+        let slot = Arc::new(PollSlot {
+            queued: AtomicBool::new(false),
+            entry: Mutex::new(Some(Arc::clone(e))),
+        });
+        let ring: Arc<dyn Fn() + Send + Sync> = {
+            let (slot, ready, bell) = (slot.clone(), self.ready.clone(), self.bell.clone());
+            Arc::new(move || schedule(&slot, &ready, &bell))
+        };
+        if !e.xprt().set_completion_notifier(ring.clone()) {
+            return false;
+        }
+        let _ = e.on_close.set(Box::new(move || ring()));
+        lock(&self.live).insert(e.id, slot.clone());
+        // Receives may have completed already.
+        schedule(&slot, &self.ready, &self.bell);
+        true
     }
 
-    /// The shared poller: poll every transport, drop the closing ones (the
-    /// last Arc frees them, outside the lock), sleep when a round found
-    /// nothing. Returns when `exit` is set.
+    /// The shared poller: poll the transports whose QP rang, let go of the
+    /// closing ones (the last Arc frees them, outside the locks), sleep
+    /// when none rang. Returns when `exit` is set.
     pub(crate) fn run(&self, budget: usize, exit: &AtomicBool) {
+        let mut batch = Vec::new();
         let mut closing = Vec::new();
         while !exit.load(Ordering::Acquire) {
-            let mut work = 0;
-            lock(&self.entries).retain(|e| {
+            std::mem::swap(&mut batch, &mut *lock(&self.ready));
+            if batch.is_empty() {
+                self.bell.wait();
+                self.wakeups.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            for slot in batch.drain(..) {
+                // Cleared before the poll: a ring from here on queues again.
+                slot.queued.store(false, Ordering::SeqCst);
+                let Some(e) = lock(&slot.entry).clone() else {
+                    continue;
+                };
                 let x = e.xprt();
                 if x.flags().test(XprtFlags::CLOSE) {
-                    closing.push(e.clone());
-                    return false;
+                    lock(&slot.entry).take();
+                    lock(&self.live).remove(&e.id);
+                    closing.push(e);
+                    continue;
                 }
+                self.polls.fetch_add(1, Ordering::Relaxed);
                 match x.poll(budget) {
-                    Ok(n) => {
-                        work += n;
-                        true
-                    }
+                    // The budget ran out: more may be waiting.
+                    Ok(n) if n >= budget => schedule(&slot, &self.ready, &self.bell),
+                    Ok(_) => {}
                     Err(err) => {
                         tracing::debug!(id = e.id, %err, "poll failed: closing");
                         x.close();
-                        true
                     }
                 }
-            });
-            closing.clear();
-            if work == 0 && !exit.load(Ordering::Acquire) {
-                self.bell.wait();
-                self.wakeups.fetch_add(1, Ordering::Relaxed);
             }
+            closing.clear();
         }
-        lock(&self.entries).clear();
+        for (_, slot) in lock(&self.live).drain() {
+            lock(&slot.entry).take();
+        }
+        lock(&self.ready).clear();
     }
 }
 

@@ -27,6 +27,7 @@ pub fn merge_stats(a: &mut StatsSnapshot, b: &StatsSnapshot) {
     a.backstop_enqueues += b.backstop_enqueues;
     a.unmaps += b.unmaps;
     a.bad_completions += b.bad_completions;
+    a.shrunk += b.shrunk;
 }
 
 /// One live transport's counters ([`Server::transports`](super::Server::transports)).

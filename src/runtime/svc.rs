@@ -90,6 +90,7 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
         Ok(None) => {
             received(&entry);
             x.release_ctxt();
+            shared.sweeper.poke();
         }
         Err(e) => {
             tracing::debug!(id = entry.id, %e, "recvfrom failed: closing");
@@ -115,4 +116,6 @@ fn answer(shared: &Shared, entry: &Entry, call: &RecvdCall<'_>) {
         }
     }
     x.release_ctxt();
+    // The reply may have grown the send-context pool.
+    shared.sweeper.poke();
 }

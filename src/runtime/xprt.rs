@@ -90,6 +90,20 @@ pub trait ServerXprt: Send + Sync {
     fn census(&self) -> Census;
     /// Tears down (QP drain, release, unmap).
     fn free(self: Box<Self>) -> TeardownReport;
+    /// A counter that moves whenever a send context is used (see
+    /// [`SvcRdmaXprt::activity`]); 0 if the transport does not track it.
+    fn activity(&self) -> u64 {
+        0
+    }
+    /// The idle shrink (see [`SvcRdmaXprt::shrink_idle`]); 0 if the
+    /// transport does not shrink.
+    fn shrink_idle(&self) -> usize {
+        0
+    }
+    /// Whether the send-context pool is above its idle floor.
+    fn above_idle_floor(&self) -> bool {
+        false
+    }
 }
 
 type DevErr<L> = <<L as SendCtxtLifecycle>::Dev as rdmaxprt_core::backend::ErrorType>::Error;
@@ -150,5 +164,14 @@ where
     }
     fn free(self: Box<Self>) -> TeardownReport {
         SvcRdmaXprt::free(*self)
+    }
+    fn activity(&self) -> u64 {
+        SvcRdmaXprt::activity(self)
+    }
+    fn shrink_idle(&self) -> usize {
+        SvcRdmaXprt::shrink_idle(self)
+    }
+    fn above_idle_floor(&self) -> bool {
+        SvcRdmaXprt::above_idle_floor(self)
     }
 }

@@ -17,8 +17,11 @@
 # Exit 1 if any step failed (a `FAIL` line says which).
 # rpcs: the client's NFS RPCs during the workload (/proc/net/rpc/nfs);
 # cpu_us_per_rpc: the server's user+system CPU time per RPC, from
-# /proc/PID/stat of every process named $NFS3BENCH_COMM (default
-# nfs_server; `nfsd` for the kernel's threads); guest_us_per_rpc: all
+# /proc/PID/stat of every process whose name matches the extended regular
+# expression $NFS3BENCH_COMM (default nfs_server, whose process counts all
+# its threads; for the kernel's server its nfsd threads and the ib-comp-wq
+# kworkers where svcrdma handles completions), looked up at the start of
+# each workload; guest_us_per_rpc: all
 # busy CPU time of the guest (/proc/stat: client, rxe, softirqs, kworkers
 # and server together) per RPC. SERVER_LOG `-`: no server log to wait for
 # (the kernel's nfsd); then /proc/net/rpc/nfsd's proc3 calls are printed
@@ -42,11 +45,11 @@ if [ "$SERVER_LOG" != - ]; then
     sleep 0.1
   done
 fi
-# The server's processes (threads of one process for ours; the nfsd kernel
-# threads for the kernel's).
-PIDS=$(grep -l "^[0-9]* ($COMM) " /proc/[0-9]*/stat 2>/dev/null | cut -d/ -f3 | tr '\n' ' ')
+# The server's processes (one process for ours; kernel threads for the
+# kernel's).
+server_pids() { grep -lE "^[0-9]+ \(($COMM)\) " /proc/[0-9]*/stat 2>/dev/null | cut -d/ -f3 | tr '\n' ' '; }
+PIDS=$(server_pids)
 [ -n "$PIDS" ] || { echo "FAIL no process named $COMM"; exit 1; }
-echo "server processes ($COMM): $PIDS"
 HZ=100
 now() { cut -d' ' -f1 /proc/uptime; }
 # Client NFS RPCs so far: the sum of the proc3 counters.
@@ -54,10 +57,14 @@ rpcs() { awk '$1 == "proc3" { s = 0; for (i = 3; i <= NF; i++) s += $i; print s 
 # The kernel nfsd's NFSv3 calls so far (0 without nfsd).
 srpcs() { awk '$1 == "proc3" { s = 0; for (i = 3; i <= NF; i++) s += $i; print s } END { if (!NR) print 0 }' /proc/net/rpc/nfsd 2>/dev/null || echo 0; }
 # Server CPU ticks so far (utime + stime; the names have no spaces).
-ticks() { for p in $PIDS; do cat /proc/$p/stat; done | awk '{ s += $14 + $15 } END { print s + 0 }'; }
+ticks() { for p in $PIDS; do cat /proc/$p/stat 2>/dev/null; done | awk '{ s += $14 + $15 } END { print s + 0 }'; }
 # Busy ticks of the whole guest (all but idle and iowait).
 gticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-begin() { T0=$(now); R0=$(rpcs); C0=$(ticks); G0=$(gticks); S0=$(srpcs); }
+begin() {
+  PIDS=$(server_pids)
+  echo "server processes ($COMM): $PIDS"
+  T0=$(now); R0=$(rpcs); C0=$(ticks); G0=$(gticks); S0=$(srpcs)
+}
 # end WORKLOAD AMOUNT UNIT: AMOUNT (bytes or ops) over the elapsed time.
 end() {
   t=$(now); r=$(rpcs); c=$(ticks); g=$(gticks); s=$(srpcs)
@@ -92,6 +99,13 @@ while [ $i -lt $FILES ]; do : > $M/meta/f$i; i=$((i+1)); done
 rm -f $M/meta/*
 end metadata $((FILES * 3)) ops/s
 rmdir $M/meta; rm -f $M/big
+# Where the guest's CPU went over the whole run: the 10 busiest threads
+# (server threads, nfsd, kworkers, softirq, the client's processes), CPU
+# ticks since they started.
+cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null \
+  | sed -E 's/^[0-9]+ \((.*)\) (.*)$/\1|\2/' \
+  | awk -F'|' '{ split($2, f, " "); print f[12] + f[13], $1 }' \
+  | sort -rn | head -n 10 | sed "s/^/TOPCPU $LABEL /"
 umount $M || fail "umount"
 [ $FAILED = 0 ] || exit 1
 echo DONE

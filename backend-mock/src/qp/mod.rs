@@ -170,14 +170,20 @@ impl Pair {
             if self.sleepers[WORK_SLEEPERS].load(Ordering::Relaxed) != 0 {
                 self.work_cv.notify_all();
             }
-            let ns = self
-                .notifiers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            for n in ns.iter().flatten() {
-                n();
-            }
+            self.ring_notifiers();
+        }
+    }
+
+    /// Calls both ends' completion notifiers (without the pair's lock).
+    #[cfg(feature = "std")]
+    fn ring_notifiers(&self) {
+        let ns = self
+            .notifiers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for n in ns.iter().flatten() {
+            n();
         }
     }
 

@@ -44,6 +44,11 @@ fn run(pair: &Pair) {
             if pair.sleepers[CQ_SLEEPERS].load(Ordering::Relaxed) != 0 {
                 pair.cq_cv.notify_all();
             }
+            // Shared pollers sleep on their doorbell, not on `cq_cv`: ring
+            // the notifiers too, outside the pair's lock as `notify` does.
+            drop(st);
+            pair.ring_notifiers();
+            st = pair.st.lock();
             // One side's progress (a flush) may change the other's head.
             continue;
         }

@@ -220,7 +220,7 @@ pub trait SendCtxtLifecycle: Send + Sync + Sized {
     /// that got [`GetError::AtCap`] waits for, together with completions.
     fn may_progress(&self) -> bool {
         let p = self.pool();
-        p.has_free() || p.has_pending_release()
+        p.has_free() || p.has_pending_release() || p.has_hollow()
     }
 
     /// Teardown: returns once every completed context has been released
@@ -257,10 +257,17 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         Some(unsafe { self.populate(idx) }.map(|()| idx))
     }
 
-    /// `get`'s last resort: allocate under the cap.
+    /// `get`'s last resort: reallocate into a hollow slot (one an idle
+    /// shrink gave back), else allocate a new one under the cap.
     pub(crate) fn get_alloc(
         &self,
     ) -> Result<u32, GetError<<D as crate::backend::ErrorType>::Error>> {
+        if let Some(idx) = self.pop_hollow() {
+            // SAFETY: `pop_hollow` made us the slot's owner.
+            return unsafe { self.populate(idx) }
+                .map(|()| idx)
+                .map_err(GetError::Alloc);
+        }
         match self.alloc() {
             Ok(Some(idx)) => Ok(idx),
             Ok(None) => {

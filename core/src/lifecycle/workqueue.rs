@@ -421,8 +421,9 @@ where
             // Contexts in transit come back without another completion:
             // wait for the worker's release to wake us.
             let s = &self.shared;
-            s.freed
-                .wait_until(&|| pool.has_free() || s.in_transit.load(Ordering::SeqCst) == 0);
+            s.freed.wait_until(&|| {
+                pool.has_free() || pool.has_hollow() || s.in_transit.load(Ordering::SeqCst) == 0
+            });
         }
     }
 
@@ -440,7 +441,7 @@ where
 
     fn may_progress(&self) -> bool {
         let p = self.pool();
-        p.has_free() || self.in_transit() != 0
+        p.has_free() || p.has_hollow() || self.in_transit() != 0
     }
 
     fn flush(&self) {

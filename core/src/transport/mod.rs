@@ -15,11 +15,13 @@ mod landing;
 mod read;
 mod recv;
 mod send;
+mod shrink;
 mod teardown;
 
 pub use call::{OwnedCall, RecvdCall};
 pub use error::XprtError;
 pub use read::CallMeta;
+pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, RecvWr, Wc, WcStatus};
@@ -72,6 +74,12 @@ pub struct XprtConfig {
     /// calls, allocated on first need). A call with Read chunks that finds
     /// them all busy waits for one to come back.
     pub read_bufs: u32,
+    /// Shrink the send-context cache of a transport idle this long back to
+    /// a floor (see [`IdleShrink`]; beyond the kernel, which keeps every
+    /// context until teardown). `None` keeps them all. The transport only
+    /// offers the shrink; a runtime sweeper decides when
+    /// ([`SvcRdmaXprt::shrink_idle`]).
+    pub idle_shrink: Option<IdleShrink>,
 }
 
 impl Default for XprtConfig {
@@ -86,6 +94,7 @@ impl Default for XprtConfig {
             pullup_threshold: rpcrdma::DEFAULT_INLINE_THRESHOLD / 2,
             send_with_invalidate: false,
             read_bufs: 8,
+            idle_shrink: Some(IdleShrink::DEFAULT),
         }
     }
 }

@@ -79,7 +79,7 @@ pub fn parse_line(line: &str) -> Option<(String, String, Meas)> {
 }
 
 /// Every measurement in the serial log, by (label, workload), and every
-/// raw `NFS3BENCH`/`NFSDCALLS`/`FAIL`/`KNFSD` line.
+/// raw `NFS3BENCH`/`NFSDCALLS`/`FAIL`/`KNFSD`/`TOPCPU` line.
 pub fn parse_log(log: &str) -> (BTreeMap<(String, String), Meas>, Vec<String>) {
     let mut m = BTreeMap::new();
     let mut raw = Vec::new();
@@ -94,7 +94,7 @@ pub fn parse_log(log: &str) -> (BTreeMap<(String, String), Meas>, Vec<String>) {
         if let Some((label, workload, meas)) = parse_line(text) {
             m.insert((label, workload), meas);
         }
-        if ["NFS3BENCH", "NFSDCALLS", "FAIL", "KNFSD"]
+        if ["NFS3BENCH", "NFSDCALLS", "FAIL", "KNFSD", "TOPCPU"]
             .iter()
             .any(|p| text.starts_with(p))
         {
@@ -317,12 +317,17 @@ pub fn vm_nfs_bench(a: &VmNfsBenchArgs) -> Res<bool> {
     md.push_str(&rate);
     md.push_str(
         "\n## Server CPU per RPC (us, lower is better)\n\nOurs: user + system time of the \
-         `nfs_server` process (/proc/PID/stat); the kernel's: of its `nfsd` threads. The \
-         kernel's figure leaves out what svcrdma does outside those threads (completion \
-         handling in the ib-comp workqueue, rxe's tasklets), so it flatters the kernel; \
-         the whole-guest table below counts everything. RPCs: the client's NFSv3 calls \
-         (/proc/net/rpc/nfs), the same count for every server; the NFSDCALLS lines are \
-         nfsd's own count for the kernel's run.\n\n",
+         `nfs_server` process, all its threads (/proc/PID/stat); the kernel's: its `nfsd` \
+         threads plus the `ib-comp-wq` kworkers where svcrdma handles its completions (the \
+         counterpart of our completion thread; they also run the kernel NFS client's \
+         completions, so this overcounts the kernel's server by the client's share, while \
+         nfsd alone would leave svcrdma's completion work out). Neither counts rxe's own \
+         work (softirqs), \
+         which stands in for the NIC; the whole-guest table below counts everything. Under \
+         TCG a vCPU the host descheduled still charges its time to the thread it was \
+         running. RPCs: the client's NFSv3 calls (/proc/net/rpc/nfs), the same count for \
+         every server; the NFSDCALLS lines are nfsd's own count for the kernel's run, and \
+         the TOPCPU lines the ten busiest threads of the guest over each server's run.\n\n",
     );
     md.push_str(&cpu);
     md.push_str(

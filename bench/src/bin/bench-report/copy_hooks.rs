@@ -2,13 +2,12 @@
 //! `memcpy`, `memmove` and `memset` itself (the static linker then binds
 //! every call in the binary, the standard library's included, to these),
 //! each forwarding to the C library's after counting a call of at least
-//! the threshold; and a global allocator that counts zeroed allocations of
-//! at least the threshold as zero-fills. Costs one relaxed load and a
+//! the threshold (zeroed allocations are counted as zero-fills by the
+//! binary's global allocator, `rdmaxprt_bench::alloc_count`). Costs one relaxed load and a
 //! compare per call while nothing is measured.
 #![allow(unsafe_code)]
 
-use rdmaxprt_bench::{alloc_count, copies};
-use std::alloc::{GlobalAlloc, Layout, System};
+use rdmaxprt_bench::copies;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -116,33 +115,5 @@ unsafe fn byte_move(d: *mut u8, s: *const u8, n: usize) {
             // SAFETY: the caller's contract; backward for overlap.
             unsafe { std::ptr::write_volatile(d.add(i), std::ptr::read_volatile(s.add(i))) };
         }
-    }
-}
-
-/// The system allocator, counting zeroed allocations as zero-fills and
-/// every allocation while `alloc_count` counts (allocations per call).
-pub struct Counting;
-
-// SAFETY: forwards every call to `System` unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        alloc_count::record_alloc();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        alloc_count::record_alloc();
-        copies::record_fill(l.size());
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        alloc_count::record_alloc();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.realloc(p, l, n) }
     }
 }

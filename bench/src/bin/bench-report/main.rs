@@ -1,7 +1,7 @@
 //! `bench-report`: runs a short version of every benchmark with its own
 //! timing loop (median over repeated runs, not criterion), prints the
-//! tables and writes `target/bench-report/report.md` and
-//! `target/bench-report/pool_size.svg`.
+//! tables and writes `target/bench-report/report.md`,
+//! `target/bench-report/pool_size.svg` and `target/bench-report/idle_shrink.svg`.
 //!
 //! ```text
 //! cargo run -p rdmaxprt-bench --release --bin bench-report [-- --quick] [--out DIR]
@@ -29,19 +29,21 @@ mod b3;
 mod b4_b5;
 mod b4_copies;
 mod b6;
+mod b7;
 mod copy_hooks;
 mod only;
+
+/// Counts allocations in B4's run-to-completion windows.
+#[global_allocator]
+static ALLOC: rdmaxprt_bench::alloc_count::CountingAlloc =
+    rdmaxprt_bench::alloc_count::CountingAlloc;
 
 use b1_b2::*;
 use b3::*;
 use b4_b5::*;
 use b4_copies::*;
-
-/// Counts payload-sized zeroed allocations (B4 copies) and allocations in
-/// B4's run-to-completion windows; see `copy_hooks`.
-#[global_allocator]
-static ALLOC: copy_hooks::Counting = copy_hooks::Counting;
 use b6::*;
+use b7::*;
 use only::*;
 
 /// How hard to try.
@@ -208,6 +210,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("         the B4 tables and their targets only, on stdout");
         println!("       bench-report --only-b4-bulk [--quick]");
         println!("         the B4 64 KiB echo copies/zero-fills per end and rate vs the floor");
+        println!("       bench-report --only-scale [--quick] [--out DIR]");
+        println!("         the B7 tables on stdout and DIR/idle_shrink.svg");
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--scale-child") {
+        let spec = args.get(i + 1).ok_or("--scale-child needs CONNS:ACTIVE")?;
+        return scale_child(spec, args.iter().any(|a| a == "--quick"));
+    }
+    if args.iter().any(|a| a == "--only-scale") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        let started = Instant::now();
+        let (tables, series) = b7(&mode);
+        for t in &tables {
+            println!("{}", t.to_markdown());
+        }
+        let dir = out_dir(&args);
+        std::fs::create_dir_all(&dir)?;
+        b7_svg(&dir.join("idle_shrink.svg"), &series)?;
+        println!(
+            "{:.1} s, load {}",
+            started.elapsed().as_secs_f64(),
+            loadavg()
+        );
         return Ok(());
     }
     if let Some(i) = args.iter().position(|a| a == "--only-drain") {
@@ -360,6 +385,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     emit(&b4_bulk_targets(&rb), &mut sections);
     emit(&rdmaxprt_bench::profile::table(), &mut sections);
     emit(&rdmaxprt_bench::profile::bulk_table(), &mut sections);
+    eprintln!("B7 ...");
+    let (t7, s7) = b7(&mode);
+    for t in &t7 {
+        emit(t, &mut sections);
+    }
+    let svg7 = dir.join("idle_shrink.svg");
+    b7_svg(&svg7, &s7)?;
 
     let cmd = format!(
         "cargo run -p rdmaxprt-bench --release --bin bench-report{}",
@@ -385,7 +417,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "- device: cost-model `CostDevice` (unmap = busy wait; nothing else costs) for B1-B3, B6; \
          the rdmaxprt-mock NIC (Inline delivery) for B4, B5\n",
     );
-    md.push_str("- plot: `pool_size.svg` (B3, log scale)\n\n");
+    md.push_str("- plots: `pool_size.svg` (B3, log scale), `idle_shrink.svg` (B7, log scale)\n\n");
     for t in &sections {
         md.push_str(&t.to_markdown());
         md.push('\n');
@@ -393,9 +425,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = dir.join("report.md");
     std::fs::write(&path, md)?;
     eprintln!(
-        "wrote {} and {} in {:.1} s (cores {cores}, load {})",
+        "wrote {}, {} and {} in {:.1} s (cores {cores}, load {})",
         path.display(),
         svg.display(),
+        svg7.display(),
         started.elapsed().as_secs_f64(),
         loadavg()
     );
