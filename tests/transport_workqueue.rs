@@ -58,7 +58,12 @@ fn get_at_the_cap_is_woken_by_the_workqueue_release() {
     let (cq, sq) = MockDevice::connect_pair(&dev, &dev, q).expect("qp pair");
     let hook = Arc::new(Hook::default());
     let caps = sq.caps();
-    let xcfg = XprtConfig::default();
+    // No staging buffers: reply 1's payload goes into a page of its send
+    // context, mapped per reply, so its release has an unmap to pay.
+    let xcfg = XprtConfig {
+        stage_bufs: 0,
+        ..XprtConfig::default()
+    };
     // One context: the second reply must wait for the first to come back.
     let pcfg = PoolConfig {
         cap: 1,

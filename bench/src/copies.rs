@@ -2,8 +2,9 @@
 //! run-to-completion echo.
 //!
 //! The counting itself is done by the `bench-report` binary, which
-//! interposes the C library's `memcpy`, `memmove` and `memset` and wraps
-//! the global allocator (see its `copy_hooks` module): every copy, fill or
+//! interposes the C library's `memcpy`, `memmove` and `memset` (its
+//! `copy_hooks` module) and whose global allocator
+//! ([`alloc_count`](crate::alloc_count)) reports zeroed allocations: every copy, fill or
 //! zeroed allocation of at least [`threshold`] bytes made by any code in
 //! the process (the client, the server transport, the service, the mock
 //! NIC) while a [`Phase`] is set is counted against that phase. The B4 loop

@@ -7,7 +7,12 @@
 //! comes, and otherwise reused as it is: never zero-filled per call (the
 //! Reads overwrite what the message uses, and only that is lent out). At
 //! most [`XprtConfig::read_bufs`](super::XprtConfig::read_bufs) exist; when
-//! all are busy a call with Read chunks waits (see `read.rs`).
+//! all are busy a call with Read chunks waits (see `read.rs`). Between
+//! calls at most [`XprtConfig::keep_bufs`](super::XprtConfig::keep_bufs)
+//! idle ones stay mapped; `release_ctxt` frees the rest (a device whose
+//! registered memory is scarce, like the verbs listener's whole-chunk
+//! pools, keeps none). The same pool type holds `sendto`'s staging
+//! buffers.
 //!
 //! A buffer that a reply's chunk Write gathers from carries a fence: the
 //! count of signaled Send Queue work requests that must have completed
@@ -18,7 +23,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
-/// The smallest landing buffer allocated.
+/// The smallest buffer allocated, and the unit sizes are rounded to.
 const MIN_LANDING: usize = 4096;
 
 /// One mapped landing buffer.
@@ -71,6 +76,39 @@ impl LandingState {
     pub(crate) fn all_free(&self, n: usize) -> bool {
         self.free.len() == n
     }
+
+    /// Takes the free slots whose buffers are idle beyond `keep` (fence
+    /// passed: `done` signaled work requests completed), for the caller to
+    /// [`release`](Landings::release) and give back with
+    /// [`give_back`](Self::give_back).
+    pub(crate) fn take_excess<B: DmaBuf>(
+        &mut self,
+        slots: &Landings<B>,
+        keep: usize,
+        done: u64,
+    ) -> Vec<u32> {
+        let mut kept = 0;
+        let mut out = Vec::new();
+        self.free.retain(|&(i, fence)| {
+            // SAFETY: a free slot is owned by this (locked) state; only
+            // whether it holds a buffer is read.
+            if unsafe { slots.len_of(i) } == 0 {
+                return true;
+            }
+            if fence > done || kept < keep {
+                kept += 1;
+                return true;
+            }
+            out.push(i);
+            false
+        });
+        out
+    }
+
+    /// Returns emptied slots (no buffer, nothing to wait for).
+    pub(crate) fn give_back(&mut self, slots: &[u32]) {
+        self.free.extend(slots.iter().map(|&i| (i, 0)));
+    }
 }
 
 // SAFETY: a slot is accessed only by its owner as recorded in
@@ -104,7 +142,7 @@ impl<B: DmaBuf> Landings<B> {
 
     /// Makes slot `i` hold a mapped buffer of at least `need` bytes:
     /// keeps the one it has if large enough, otherwise unmaps it and
-    /// allocates and maps a new one (rounded up to a power of two).
+    /// allocates and maps a new one (rounded up to 4 KiB).
     /// Returns the mapping.
     ///
     /// # Safety
@@ -124,10 +162,10 @@ impl<B: DmaBuf> Landings<B> {
         if let Some(old) = slot.take() {
             let _ = dev.dma_unmap(old.sge);
         }
-        let size = need
-            .max(MIN_LANDING)
-            .checked_next_power_of_two()
-            .unwrap_or(need);
+        // Page-rounded, not to a power of two: a device handing out chunks
+        // of a fixed size (the verbs listener's 2 MiB) must fit the
+        // largest message it could take per call before.
+        let size = need.max(MIN_LANDING).next_multiple_of(MIN_LANDING);
         let buf = dev.alloc_buf(size)?;
         let sge = dev.dma_map(&buf, 0, size)?;
         *slot = Some(Landing { buf, sge });
@@ -168,6 +206,18 @@ impl<B: DmaBuf> Landings<B> {
         unsafe { &*self.slots[i as usize].get() }
             .as_ref()
             .map(|l| l.sge)
+    }
+
+    /// Unmaps and frees slot `i`'s buffer, leaving the slot empty.
+    ///
+    /// # Safety
+    /// The caller owns slot `i`, and no posted work request names its
+    /// buffer.
+    pub(crate) unsafe fn release<D: DmaDevice<Buf = B>>(&self, dev: &D, i: u32) {
+        // SAFETY: the caller owns the slot.
+        if let Some(l) = unsafe { &mut *self.slots[i as usize].get() }.take() {
+            let _ = dev.dma_unmap(l.sge);
+        }
     }
 
     /// Teardown: unmaps and frees every buffer (`release`), or, when the

@@ -10,6 +10,7 @@
 
 mod call;
 mod chain;
+mod counters;
 mod error;
 mod landing;
 mod read;
@@ -19,6 +20,7 @@ mod shrink;
 mod teardown;
 
 pub use call::{OwnedCall, RecvdCall};
+pub use counters::{XprtCounters, XprtCountersSnapshot};
 pub use error::XprtError;
 pub use read::CallMeta;
 pub use shrink::IdleShrink;
@@ -74,6 +76,18 @@ pub struct XprtConfig {
     /// calls, allocated on first need). A call with Read chunks that finds
     /// them all busy waits for one to come back.
     pub read_bufs: u32,
+    /// Staging buffers for reply data that must be copied (an owned bulk
+    /// payload for a Write chunk, a reply through the Reply chunk): each
+    /// mapped once, reused once the reply that used it completed. With all
+    /// in use a reply stages into a fresh page instead.
+    pub stage_bufs: u32,
+    /// Idle landing and staging buffers (each kind) kept mapped between
+    /// calls; `release_ctxt` frees the rest once no Write reads them. The
+    /// default keeps as many as may be in use (8), so a steady window of
+    /// calls allocates nothing; 0 suits a device whose registered memory is
+    /// scarce and cheap to take (a pre-registered pool handing out whole
+    /// chunks).
+    pub keep_bufs: u32,
     /// Shrink the send-context cache of a transport idle this long back to
     /// a floor (see [`IdleShrink`]; beyond the kernel, which keeps every
     /// context until teardown). `None` keeps them all. The transport only
@@ -94,126 +108,9 @@ impl Default for XprtConfig {
             pullup_threshold: rpcrdma::DEFAULT_INLINE_THRESHOLD / 2,
             send_with_invalidate: false,
             read_bufs: 8,
+            stage_bufs: 8,
+            keep_bufs: 8,
             idle_shrink: Some(IdleShrink::DEFAULT),
-        }
-    }
-}
-
-/// Transport counters beyond the send-context pool's.
-#[derive(Debug, Default)]
-pub struct XprtCounters {
-    /// Calls handed up.
-    pub calls: AtomicU64,
-    /// Replies posted (RDMA_ERROR replies included).
-    pub replies: AtomicU64,
-    /// RDMA_ERROR replies sent (ERR_VERS, ERR_CHUNK).
-    pub error_replies: AtomicU64,
-    /// ERR_VERS replies sent (a call of another transport version).
-    pub err_vers: AtomicU64,
-    /// ERR_CHUNK replies sent (a call whose chunks could not be handled).
-    pub err_chunk: AtomicU64,
-    /// Malformed headers dropped without reply.
-    pub dropped: AtomicU64,
-    /// Calls whose Read chunks were pulled.
-    pub read_calls: AtomicU64,
-    /// Read chunks pulled (a call may carry several).
-    pub read_chunks: AtomicU64,
-    /// Replies whose bulk payload went by RDMA Write into the call's Write
-    /// chunk.
-    pub write_chunks: AtomicU64,
-    /// Replies sent through the call's Reply chunk (RDMA_NOMSG).
-    pub reply_chunks: AtomicU64,
-    /// Completions with bogus `wr_id`s.
-    pub bogus_completions: AtomicU64,
-    /// Reply chains the device took only part of (the transport closed;
-    /// the context is reclaimed at teardown).
-    pub partial_posts: AtomicU64,
-    /// Host copies of message bytes: a reply pulled up into the header
-    /// buffer or copied into a Send page, a Reply or Write chunk staged, a
-    /// call's inline parts copied around its pulled Read chunks.
-    pub copies: AtomicU64,
-    /// Bytes those copies moved.
-    pub copied_bytes: AtomicU64,
-    /// Calls with Read chunks that found no landing buffer free and waited.
-    pub read_waits: AtomicU64,
-}
-
-/// A copy of [`XprtCounters`] at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct XprtCountersSnapshot {
-    /// Calls handed up.
-    pub calls: u64,
-    /// Replies posted (RDMA_ERROR replies included).
-    pub replies: u64,
-    /// RDMA_ERROR replies sent (both kinds).
-    pub error_replies: u64,
-    /// ERR_VERS replies sent.
-    pub err_vers: u64,
-    /// ERR_CHUNK replies sent.
-    pub err_chunk: u64,
-    /// Malformed messages dropped without reply.
-    pub dropped: u64,
-    /// Calls whose Read chunks were pulled.
-    pub read_calls: u64,
-    /// Read chunks pulled.
-    pub read_chunks: u64,
-    /// Replies whose bulk payload went into a Write chunk.
-    pub write_chunks: u64,
-    /// Replies sent through a Reply chunk.
-    pub reply_chunks: u64,
-    /// Completions with bogus `wr_id`s.
-    pub bogus_completions: u64,
-    /// Reply chains the device took only part of.
-    pub partial_posts: u64,
-    /// Host copies of message bytes.
-    pub copies: u64,
-    /// Bytes those copies moved.
-    pub copied_bytes: u64,
-    /// Calls with Read chunks that waited for a landing buffer.
-    pub read_waits: u64,
-}
-
-impl XprtCountersSnapshot {
-    /// Adds `o` into `self`.
-    pub fn add(&mut self, o: &Self) {
-        self.calls += o.calls;
-        self.replies += o.replies;
-        self.error_replies += o.error_replies;
-        self.err_vers += o.err_vers;
-        self.err_chunk += o.err_chunk;
-        self.dropped += o.dropped;
-        self.read_calls += o.read_calls;
-        self.read_chunks += o.read_chunks;
-        self.write_chunks += o.write_chunks;
-        self.reply_chunks += o.reply_chunks;
-        self.bogus_completions += o.bogus_completions;
-        self.partial_posts += o.partial_posts;
-        self.copies += o.copies;
-        self.copied_bytes += o.copied_bytes;
-        self.read_waits += o.read_waits;
-    }
-}
-
-impl XprtCounters {
-    /// The counters now.
-    pub fn snapshot(&self) -> XprtCountersSnapshot {
-        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        XprtCountersSnapshot {
-            calls: l(&self.calls),
-            replies: l(&self.replies),
-            error_replies: l(&self.error_replies),
-            err_vers: l(&self.err_vers),
-            err_chunk: l(&self.err_chunk),
-            dropped: l(&self.dropped),
-            read_calls: l(&self.read_calls),
-            read_chunks: l(&self.read_chunks),
-            write_chunks: l(&self.write_chunks),
-            reply_chunks: l(&self.reply_chunks),
-            bogus_completions: l(&self.bogus_completions),
-            partial_posts: l(&self.partial_posts),
-            copies: l(&self.copies),
-            copied_bytes: l(&self.copied_bytes),
-            read_waits: l(&self.read_waits),
         }
     }
 }
@@ -234,12 +131,18 @@ where
     recv: RecvQueue<L::Dev>,
     reads: SpinMutex<Reads>,
     landings: Landings<<L::Dev as DmaDevice>::Buf>,
+    /// Staging buffers for copied reply data (ownership in `reads.stage`).
+    staging: Landings<<L::Dev as DmaDevice>::Buf>,
     /// Signaled Send Queue work requests posted; the lock also covers the
     /// post, so the count orders as the QP does.
     sq_posted: SpinMutex<u64>,
     /// Signaled Send Queue work requests completed (in post order).
     sq_done: AtomicU64,
-    /// Calls wait for a landing buffer: Send completions re-enqueue.
+    /// A call waits (or is about to wait) for a landing buffer: Send
+    /// completions and returned landing buffers schedule the transport.
+    /// Set (SeqCst) before the waiter's last look at the free buffers,
+    /// read (SeqCst) after a buffer is freed or a fence passes, so one of
+    /// the two sides always sees the other.
     landing_wait: AtomicBool,
     xprt: E,
     counters: XprtCounters,
@@ -292,8 +195,9 @@ where
             qp,
             send,
             recv,
-            reads: SpinMutex::new(Reads::new(cfg.read_bufs)),
+            reads: SpinMutex::new(Reads::new(cfg.read_bufs, cfg.stage_bufs)),
             landings: Landings::new(cfg.read_bufs),
+            staging: Landings::new(cfg.stage_bufs),
             sq_posted: SpinMutex::new(0),
             sq_done: AtomicU64::new(0),
             landing_wait: AtomicBool::new(false),
@@ -576,8 +480,8 @@ where
     /// calls waiting for a landing buffer that a reply's Write may have
     /// held.
     fn sq_completed(&self) {
-        self.sq_done.fetch_add(1, Ordering::Release);
-        if self.landing_wait.load(Ordering::Relaxed) {
+        self.sq_done.fetch_add(1, Ordering::SeqCst);
+        if self.landing_wait.load(Ordering::SeqCst) {
             self.flags().set(XprtFlags::DATA);
             self.xprt.enqueue();
         }
@@ -592,7 +496,7 @@ where
     /// A landing buffer came back: schedule the transport if calls wait
     /// for one (the worker that held it may already have let go of BUSY).
     fn recheck_backlog(&self) {
-        if self.backlogged() {
+        if self.landing_wait.load(Ordering::SeqCst) {
             self.flags().set(XprtFlags::DATA);
             self.xprt.enqueue();
         }
@@ -671,7 +575,39 @@ where
     /// `xpo_release_ctxt`: between RPCs, drain the send release list.
     #[doc(alias = "svc_rdma_release_ctxt")]
     pub fn release_ctxt(&self) -> usize {
-        self.send.drain()
+        let n = self.send.drain();
+        self.trim_bufs();
+        n
+    }
+
+    /// Frees idle landing and staging buffers beyond
+    /// [`XprtConfig::keep_bufs`] whose fences have passed.
+    fn trim_bufs(&self) {
+        let keep = self.cfg.keep_bufs as usize;
+        let done = self.sq_done.load(Ordering::SeqCst);
+        let (land, stage) = self.with_reads(|r| {
+            (
+                r.land.take_excess(&self.landings, keep, done),
+                r.stage.take_excess(&self.staging, keep, done),
+            )
+        });
+        if land.is_empty() && stage.is_empty() {
+            return;
+        }
+        let dev = self.send.pool().device();
+        for &i in &land {
+            // SAFETY: `take_excess` handed these free slots to this worker;
+            // their fences passed, so no posted work request names them.
+            unsafe { self.landings.release(dev, i) };
+        }
+        for &i in &stage {
+            // SAFETY: as above.
+            unsafe { self.staging.release(dev, i) };
+        }
+        self.with_reads(|r| {
+            r.land.give_back(&land);
+            r.stage.give_back(&stage);
+        });
     }
 
     /// Marks the transport closing: no new posts, every SQ waiter wakes,

@@ -23,19 +23,23 @@ pub(crate) struct Reads {
     pub(crate) ready: VecDeque<u32>,
     /// Which landing buffers are free.
     pub(crate) land: LandingState,
+    /// Which staging buffers (`sendto`'s copies) are free.
+    pub(crate) stage: LandingState,
     /// Receives (context index, length) holding calls with Read chunks
     /// that wait for a landing buffer, oldest first.
     pub(crate) backlog: VecDeque<(u32, u32)>,
 }
 
 impl Reads {
-    /// No read context yet; `landings` landing buffers free.
-    pub(crate) fn new(landings: u32) -> Self {
+    /// No read context yet; `landings` landing buffers and `staging`
+    /// staging buffers free.
+    pub(crate) fn new(landings: u32, staging: u32) -> Self {
         Self {
             slots: Vec::new(),
             free: Vec::new(),
             ready: VecDeque::new(),
             land: LandingState::new(landings),
+            stage: LandingState::new(staging),
             backlog: VecDeque::new(),
         }
     }
@@ -239,9 +243,25 @@ where
             self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
             return Ok(ReadStart::Answered);
         };
-        let done = self.sq_done.load(Ordering::Acquire);
-        let Some(land) = self.with_reads(|r| r.land.take(&self.landings, lay.msg_len, done)) else {
-            return Ok(ReadStart::NoBuffer);
+        let take = || {
+            let done = self.sq_done.load(Ordering::SeqCst);
+            self.with_reads(|r| r.land.take(&self.landings, lay.msg_len, done))
+        };
+        let land = match take() {
+            Some(l) => l,
+            None => {
+                // Say a call waits, then look once more: a buffer freed or
+                // a fence passed since the first look either shows up now
+                // or its side sees the flag and schedules the transport.
+                self.landing_wait.store(true, Ordering::SeqCst);
+                let Some(l) = take() else {
+                    return Ok(ReadStart::NoBuffer);
+                };
+                if !self.backlogged() {
+                    self.landing_wait.store(false, Ordering::SeqCst);
+                }
+                l
+            }
         };
         let dev = self.send.pool().device();
         // SAFETY: `take` made this call the slot's owner, and a free slot's
@@ -249,17 +269,20 @@ where
         let sge = match unsafe { self.landings.ensure(dev, land, lay.msg_len.max(1)) } {
             Ok(sge) => sge,
             Err(e) => {
+                self.landing_wait.store(true, Ordering::SeqCst);
                 let others_busy = self.with_reads(|r| {
                     r.land.free.push((land, 0));
                     !r.land.all_free(self.landings.count())
                 });
                 // A busy landing buffer comes back: wait for it rather than
                 // close the connection.
-                return if others_busy {
-                    Ok(ReadStart::NoBuffer)
-                } else {
-                    Err(XprtError::Backend(e))
-                };
+                if others_busy {
+                    return Ok(ReadStart::NoBuffer);
+                }
+                if !self.backlogged() {
+                    self.landing_wait.store(false, Ordering::SeqCst);
+                }
+                return Err(XprtError::Backend(e));
             }
         };
         // SAFETY: as above; the Reads are not posted yet.
@@ -380,7 +403,7 @@ where
                 r.backlog.is_empty()
             });
             if empty {
-                self.landing_wait.store(false, Ordering::Relaxed);
+                self.landing_wait.store(false, Ordering::SeqCst);
             }
             self.recv.put(i);
             res?;
@@ -391,8 +414,8 @@ where
     /// Queues the receive `(i, len)` (a call with Read chunks) to wait for
     /// a landing buffer.
     pub(super) fn backlog_push(&self, i: u32, len: u32) {
+        // `start_reads` set `landing_wait` before it gave up.
         self.with_reads(|r| r.backlog.push_back((i, len)));
-        self.landing_wait.store(true, Ordering::Relaxed);
     }
 
     /// Whether calls wait for a landing buffer.

@@ -9,6 +9,7 @@ use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, 
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 /// RDMA Writes of `data` (at `base` within one mapped region) into the
 /// peer's `segs`; returns the WRs' single-SGE lists and the segments with
@@ -31,6 +32,20 @@ fn plan_writes(base: Sge, data_len: u32, segs: &[Segment]) -> (Vec<(Sge, u64, u3
         off += n;
     }
     (wrs, written)
+}
+
+/// Transport buffers one reply uses, given back (with a fence) once it is
+/// posted or abandoned.
+#[derive(Debug, Default)]
+struct Held {
+    /// Whether a Write gathers from the call's landing buffer.
+    lent: bool,
+    /// Staging buffers holding the reply's chunk data (a Write chunk
+    /// payload, a Reply chunk).
+    staged: [Option<u32>; 2],
+    /// Whether the chain was handed to the device (a failure may then have
+    /// left part of it on the wire).
+    posting: bool,
 }
 
 /// Zero bytes for XDR padding.
@@ -181,6 +196,11 @@ where
     /// landing buffer, uncopied; that buffer is then reused only after the
     /// reply's Send completed. Any other payload is copied into the send
     /// context first.
+    ///
+    /// Copies (an owned payload for a Write chunk, a reply through the
+    /// Reply chunk) go into one of the transport's staging buffers, mapped
+    /// once and reused once the reply that used them completed, or into a
+    /// fresh page of the send context when all are in use.
     #[doc(alias = "svc_rdma_sendto")]
     pub fn sendto(
         &self,
@@ -191,6 +211,38 @@ where
         if self.flags().test(XprtFlags::CLOSE) {
             return Err(XprtError::Closed);
         }
+        let mut held = Held::default();
+        let res = self.sendto_in(call, reply, payload, &mut held);
+        // Buffers a posted reply's Writes gather from are reused only once
+        // its Send (posted after them, on the same in-order QP) completed;
+        // after a chain that failed part way a Write may be on the wire
+        // with no Send behind it: never (the transport closes; teardown
+        // frees them after the QP drain). Unposted: at once.
+        let fence = match (&res, held.posting) {
+            (Ok(()), _) => *self.sq_posted.lock(),
+            (Err(_), true) => u64::MAX,
+            (Err(_), false) => 0,
+        };
+        if held.lent {
+            call.fence.set(fence);
+        }
+        if held.staged.iter().any(Option::is_some) {
+            self.with_reads(|r| {
+                for i in held.staged.iter().flatten() {
+                    r.stage.free.push((*i, fence));
+                }
+            });
+        }
+        res
+    }
+
+    fn sendto_in(
+        &self,
+        call: &RecvdCall<'_>,
+        reply: &[&[u8]],
+        payload: Option<&[u8]>,
+        held: &mut Held,
+    ) -> Result<(), XprtError<DevError<L>>> {
         let meta = &call.meta;
         let mut c = self.get_ctxt()?;
         let dev = c.device();
@@ -208,7 +260,6 @@ where
         let mut extra: Option<&[u8]> = None;
         let mut pad: &[u8] = &[];
         let mut used_write_chunk = false;
-        let mut lent = false;
         match (payload, meta.write_list.first()) {
             (Some(p), Some(chunk)) if !p.is_empty() => {
                 let room = total(chunk);
@@ -222,10 +273,10 @@ where
                 }
                 let base = match self.lent_sge(call, p) {
                     Some(sge) => {
-                        lent = true;
+                        held.lent = true;
                         sge
                     }
-                    None => self.stage(&mut c, dev, [p].into_iter())?,
+                    None => self.stage(&mut c, dev, [p].into_iter(), held)?,
                 };
                 let (w, lens) = plan_writes(base, p.len() as u32, chunk);
                 writes.extend(w);
@@ -265,7 +316,7 @@ where
             .as_deref()
             .filter(|rc| total(rc) >= msg_len as u64)
         {
-            let base = self.stage(&mut c, dev, pieces())?;
+            let base = self.stage(&mut c, dev, pieces(), held)?;
             let (w, lens) = plan_writes(base, msg_len as u32, rc);
             writes.extend(w);
             reply_chunk_lens = lens;
@@ -285,13 +336,8 @@ where
         c.set_header_len(hdr_len)
             .map_err(|_| XprtError::Internal("header length"))?;
         let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
+        held.posting = true;
         self.post_chain(c, &writes, inv)?;
-        if lent {
-            // The Write gathers from the call's landing buffer: reuse it
-            // only once this reply's Send (posted after the Write, on the
-            // same in-order QP) has completed.
-            call.fence.set(*self.sq_posted.lock());
-        }
         if used_write_chunk {
             Self::bump(&self.counters.write_chunks);
         }
@@ -329,22 +375,46 @@ where
             .fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Copies `pieces` one after another into a new page of the context
-    /// and maps it for chunk Writes; returns the mapping.
+    /// Copies `pieces` one after another into a staging buffer (or, with
+    /// none free, a new page of the context) mapped for chunk Writes;
+    /// returns the mapping.
     fn stage<'p>(
         &self,
         c: &mut OwnedCtxt<'_, L>,
         dev: &L::Dev,
         pieces: impl Iterator<Item = &'p [u8]> + Clone,
+        held: &mut Held,
     ) -> Result<Sge, XprtError<DevError<L>>> {
         let len: usize = pieces.clone().map(<[u8]>::len).sum();
-        let mut page = dev.alloc_buf(len.max(1)).map_err(XprtError::Backend)?;
-        let mut at = 0;
-        for p in pieces {
-            page.as_mut_slice()[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
-        }
+        let copy_in = |buf: &mut [u8]| {
+            let mut at = 0;
+            for p in pieces.clone() {
+                buf[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+        };
         self.copied(len);
+        if let Some(k) = held.staged.iter().position(Option::is_none) {
+            let done = self.sq_done.load(Ordering::SeqCst);
+            if let Some(i) = self.with_reads(|r| r.stage.take(&self.staging, len, done)) {
+                // SAFETY: `take` made this reply the slot's owner and its
+                // fence has passed: no posted work request names it.
+                match unsafe { self.staging.ensure(dev, i, len.max(1)) } {
+                    Ok(sge) => {
+                        held.staged[k] = Some(i);
+                        // SAFETY: as above; the Writes are not posted yet.
+                        copy_in(unsafe { self.staging.bytes_mut(i) });
+                        return Ok(Sge {
+                            length: len.max(1) as u32,
+                            ..sge
+                        });
+                    }
+                    Err(_) => self.with_reads(|r| r.stage.free.push((i, 0))),
+                }
+            }
+        }
+        let mut page = dev.alloc_buf(len.max(1)).map_err(XprtError::Backend)?;
+        copy_in(page.as_mut_slice());
         let i = c.add_page(page);
         c.map_rw(dev, i, 0, len.max(1)).map_err(|e| match e {
             crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),

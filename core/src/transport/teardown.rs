@@ -37,6 +37,8 @@ pub struct TeardownReport {
     pub leaked_reads: usize,
     /// Landing buffers (Read chunk targets) unmapped and freed.
     pub landings_freed: usize,
+    /// Staging buffers (copied reply chunk data) unmapped and freed.
+    pub staging_freed: usize,
     /// Calls with Read chunks still waiting for a landing buffer, dropped.
     pub calls_waiting: usize,
     /// The transport counters at teardown.
@@ -119,6 +121,20 @@ where
         // which `recv.destroy` unmaps with the others.
         let calls_waiting = reads.backlog.len();
         let (landings_freed, _) = self.landings.destroy(dev, &in_flight);
+        // Staging buffers a Write may still read after a failed drain.
+        let staged_in_flight: alloc::vec::Vec<u32> = if drained {
+            alloc::vec::Vec::new()
+        } else {
+            let done = self.sq_done.load(core::sync::atomic::Ordering::Acquire);
+            reads
+                .stage
+                .free
+                .iter()
+                .filter(|f| f.1 > done)
+                .map(|f| f.0)
+                .collect()
+        };
+        let (staging_freed, _) = self.staging.destroy(dev, &staged_in_flight);
         let stuck_recvs = self.recv.destroy(dev, drained);
         let leaked_recvs = if drained { 0 } else { stuck_recvs };
         if !drained {
@@ -139,6 +155,7 @@ where
             leaked_recvs,
             leaked_reads,
             landings_freed,
+            staging_freed,
             calls_waiting,
             counters: self.counters.snapshot(),
         }

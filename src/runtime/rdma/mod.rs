@@ -454,6 +454,11 @@ impl CmServer {
             max_inline_recv: neg.max_inline_recv,
             max_inline_send: neg.max_inline_send,
             send_with_invalidate: neg.remote_invalidation,
+            // The device's memory hands out whole chunks from pools every
+            // connection shares, already registered: keep no idle landing
+            // or staging buffer (one connection would hold chunks others
+            // need; taking one again costs no registration).
+            keep_bufs: 0,
             ..server.cfg.xprt
         };
         let rq = x

@@ -159,6 +159,12 @@ pub(super) fn b4_bulk_targets(r: &BulkResult) -> Table {
         server.map_or("n/a".into(), |c| format!("{c:.2}")),
         verdict(server.map(|c| c < 0.5)).into(),
     ]);
+    let fills = r.counts.map(|(x, _)| x.server_fills);
+    t.row(vec![
+        "B4 (a) x1 64 KiB: no payload-sized zero-fill at the server end".into(),
+        fills.map_or("n/a".into(), |c| format!("{c:.2}")),
+        verdict(fills.map(|c| c < 0.5)).into(),
+    ]);
     let ratio = ratio(r.rate.rate, r.floor.rate);
     t.row(vec![
         "B4 (a) x1 64 KiB: calls/s >= 0.7x the raw loop".into(),
