@@ -502,3 +502,27 @@ fn send_buffers_and_chunk_regions_are_reused_across_calls() {
     dev.assert_clean();
     sdev.assert_clean();
 }
+
+/// `close` returns the final counters, the pool's and the ring's included
+/// (they are counted over the client's life, not read off structures that
+/// teardown empties).
+#[test]
+fn close_reports_the_chunk_regions_and_send_buffers_used() {
+    let (dev, mut c, raw) = setup();
+    let bulk = CallOptions {
+        write_chunk: Some(100),
+        ..Default::default()
+    };
+    let r = exchange(&mut c, &raw, &bulk, |s| {
+        let mut w = s.write.clone();
+        w[0].length = 0;
+        msg_reply(s.xid, &[&w], None, &ok_body(s.xid, b"ok"))
+    });
+    r.unwrap();
+    let live = c.stats();
+    assert_eq!((live.chunk_regions, live.send_buffers), (1, 1), "{live:?}");
+    let last = c.close();
+    assert_eq!(last, live, "teardown changes no counter");
+    drop(raw);
+    dev.assert_clean();
+}

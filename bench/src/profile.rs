@@ -135,9 +135,11 @@ pub const BULK_64K: [(&str, &str, &str); 3] = [
         "~5 zero-fills of 64 KiB per call (calloc + `Offered::gather` memset)",
         "client `register_remote` allocates zeroed 64 KiB MRs per call (Read and Write \
          chunk), server Read buffer per call, `Offered::gather` clears",
-        "pool and reuse registered chunk buffers per credit (client) and Read buffers per \
-         transport (server: done since, 0 server zero-fills in the B4 copies table); skip \
-         zeroing memory the NIC is about to overwrite",
+        "pool and reuse registered chunk buffers per credit (client: done since, a chunk \
+         pool registered once per connection, regions not zeroed per call, and `gather` \
+         writes into the result without clearing it first only where the server wrote) and \
+         Read buffers per transport (server: done since, 0 server zero-fills in the B4 \
+         copies table); skip zeroing memory the NIC is about to overwrite",
     ),
     (
         "everything else (allocations, tracker, mock, transport)",

@@ -43,6 +43,21 @@ pub trait RemoteRegion {
     /// Fills `out` from the region at `offset`; `false` (copying nothing)
     /// if the range is out of bounds.
     fn read_at(&self, offset: usize, out: &mut [u8]) -> bool;
+
+    /// Appends `len` bytes of the region at `offset` to `out`; `false`
+    /// (appending nothing) if the range is out of bounds. The default
+    /// zero-extends `out` and fills it with [`read_at`](Self::read_at); a
+    /// backend that can copy straight onto the end skips that fill.
+    fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        out.resize(start + len, 0);
+        if self.read_at(offset, &mut out[start..]) {
+            true
+        } else {
+            out.truncate(start);
+            false
+        }
+    }
 }
 
 #[cfg(feature = "mock")]
@@ -87,6 +102,16 @@ mod mock {
             self.read(|b| match offset.checked_add(out.len()) {
                 Some(end) if end <= b.len() => {
                     out.copy_from_slice(&b[offset..end]);
+                    true
+                }
+                _ => false,
+            })
+        }
+
+        fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+            self.read(|b| match offset.checked_add(len) {
+                Some(end) if end <= b.len() => {
+                    out.extend_from_slice(&b[offset..end]);
                     true
                 }
                 _ => false,

@@ -69,9 +69,7 @@ impl<R: RemoteRegion> Offered<R> {
             }
             // Offered segments lie inside the region by construction.
             let at = (offered.offset - self.mr.addr()) as usize;
-            let start = out.len();
-            out.resize(start + got.length as usize, 0);
-            if !self.mr.read_at(at, &mut out[start..]) {
+            if !self.mr.read_append(at, got.length as usize, &mut out) {
                 return Err(ClientError::ProtocolViolation(
                     "returned segment lies outside its region",
                 ));

@@ -44,6 +44,7 @@ pub(super) struct SendRing<B> {
     busy: usize,
     size: usize,
     limit: usize,
+    allocated: u64,
 }
 
 impl<B: DmaBuf> SendRing<B> {
@@ -55,6 +56,7 @@ impl<B: DmaBuf> SendRing<B> {
             busy: 0,
             size: size.max(1),
             limit: limit.max(1),
+            allocated: 0,
         }
     }
 
@@ -63,9 +65,10 @@ impl<B: DmaBuf> SendRing<B> {
         self.busy
     }
 
-    /// Buffers allocated and mapped so far.
-    pub(super) fn len(&self) -> usize {
-        self.slots.len()
+    /// Buffers allocated and mapped over the ring's life (teardown
+    /// releases them but does not reset the count).
+    pub(super) fn allocated(&self) -> u64 {
+        self.allocated
     }
 
     /// Makes sure a buffer is free for [`post`](Self::post): `Ok(true)` if
@@ -95,6 +98,7 @@ impl<B: DmaBuf> SendRing<B> {
         let sge = dev
             .dma_map(&buf, 0, self.size)
             .map_err(|e| ClientError::backend("dma_map", e))?;
+        self.allocated += 1;
         self.free.push(self.slots.len());
         self.slots.push(SendSlot {
             buf,

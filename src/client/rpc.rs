@@ -155,7 +155,7 @@ where
     pub fn stats(&self) -> ClientStats {
         ClientStats {
             chunk_regions: self.chunks.registered(),
-            send_buffers: self.sends.len() as u64,
+            send_buffers: self.sends.allocated(),
             ..self.stats
         }
     }
@@ -511,7 +511,7 @@ where
     /// counters.
     pub fn close(mut self) -> ClientStats {
         self.teardown();
-        self.stats
+        self.stats()
     }
 
     /// Receive buffers (each persistently mapped until teardown).

@@ -48,9 +48,12 @@ where
         opts: &CallOptions<'_>,
         msg: &mut Vec<u8>,
     ) -> Res<Ticket> {
-        self.rpc_call(msg, xid, prog, vers, proc, args, opts)?;
+        // `msg` holds the RPC header; the message is `msg ++ args`, never
+        // copied whole: its two parts go straight where the call travels.
+        self.rpc_header(msg, xid, prog, vers, proc, opts)?;
+        let msg_len = msg.len() + args.len();
         let payload = opts.read_payload.filter(|p| !p.is_empty());
-        if payload.is_some() && msg.len() % 4 != 0 {
+        if payload.is_some() && msg_len % 4 != 0 {
             return Err(ClientError::InvalidOptions(
                 "a positional Read chunk needs args of a multiple of 4 bytes",
             ));
@@ -64,7 +67,7 @@ where
             .map(|n| self.offer(n as usize))
             .transpose()?;
         let reads = payload.map_or(0, |p| segment_count(p.len(), self.cfg.max_segment_len));
-        let inline_len = self.header_len(reads, opts) + msg.len();
+        let inline_len = self.header_len(reads, opts) + msg_len;
         let (path, read, proc_, inline_body) =
             if !opts.force_position_zero && inline_len <= self.cfg.inline_threshold {
                 match payload {
@@ -78,10 +81,10 @@ where
                     }
                 }
             } else {
-                let msg_len = msg.len();
                 let total = payload.map_or(msg_len, |p| (msg_len + p.len()).div_ceil(4) * 4);
                 let o = self.offer(total)?;
                 let written = o.mr.write_at(0, msg)
+                    && o.mr.write_at(msg.len(), args)
                     && payload.map_or(true, |p| {
                         let pad = [0u8; 3];
                         o.mr.write_at(msg_len, p)
@@ -93,12 +96,13 @@ where
                 }
                 (CallPath::PositionZero, Some(o), MsgProc::NoMsg, false)
             };
-        let body: &[u8] = if inline_body { msg } else { &[] };
+        let (head, body): (&[u8], &[u8]) = if inline_body { (msg, args) } else { (&[], &[]) };
         // A positional chunk sits right after the inline message.
         let position = match path {
             CallPath::PositionZero => 0,
-            _ => u32::try_from(msg.len())
-                .map_err(|_| ClientError::InvalidOptions("call too long"))?,
+            _ => {
+                u32::try_from(msg_len).map_err(|_| ClientError::InvalidOptions("call too long"))?
+            }
         };
         let read_list: Vec<ReadSegment> = read.iter().flat_map(|o| o.read_list(position)).collect();
         let write_list: Vec<&[Segment]> = write.iter().map(|o| o.segs.as_slice()).collect();
@@ -111,9 +115,10 @@ where
             reply_chunk: reply.as_ref().map(|o| o.segs.as_slice()),
         };
         let hdr_len = spec.encoded_len();
-        if hdr_len + body.len() > self.cfg.inline_threshold {
+        let inline = head.len() + body.len();
+        if hdr_len + inline > self.cfg.inline_threshold {
             return Err(ClientError::HeaderTooLarge {
-                needed: hdr_len + body.len(),
+                needed: hdr_len + inline,
                 threshold: self.cfg.inline_threshold,
             });
         }
@@ -128,12 +133,13 @@ where
                     vers.copy_from_slice(&version.to_be_bytes());
                 }
             }
-            let end = n + body.len();
-            buf.get_mut(n..end)
-                .ok_or(ClientError::InvalidConfig(
-                    "call longer than its send buffer",
-                ))?
-                .copy_from_slice(body);
+            let end = n + head.len() + body.len();
+            let dst = buf.get_mut(n..end).ok_or(ClientError::InvalidConfig(
+                "call longer than its send buffer",
+            ))?;
+            let (h, b) = dst.split_at_mut(head.len());
+            h.copy_from_slice(head);
+            b.copy_from_slice(body);
             Ok(end)
         });
         drop(read_list);
@@ -166,16 +172,15 @@ where
         Ok(Ticket { xid })
     }
 
-    /// Encodes the RPC call message into `msg`: header, then `args`.
-    #[allow(clippy::too_many_arguments)]
-    fn rpc_call(
+    /// Encodes the RPC call header into `msg` (the arguments follow it on
+    /// the wire).
+    fn rpc_header(
         &self,
         msg: &mut Vec<u8>,
         xid: u32,
         prog: u32,
         vers: u32,
         proc: u32,
-        args: &[u8],
         opts: &CallOptions<'_>,
     ) -> Res<()> {
         let cred = opts.auth.unwrap_or(&self.cfg.auth).sys_spec();
@@ -190,7 +195,6 @@ where
         msg.resize(spec.encoded_len(), 0);
         let n = oncrpc::encode_call(msg, &spec)?;
         msg.truncate(n);
-        msg.extend_from_slice(args);
         Ok(())
     }
 
