@@ -563,8 +563,16 @@ fn through_the_runtime(mode: ServerMode) -> TestResult {
             },
         })
         .collect();
-    for (r, p) in c.call_many(&reqs).into_iter().zip(&payloads) {
-        assert!(r?.results == *p, "batched echo differs");
+    for (i, (r, p)) in c.call_many(&reqs).into_iter().zip(&payloads).enumerate() {
+        let r = r.map_err(|e| {
+            // Say where the server stands before failing.
+            println!("  batched call {i} ({} bytes): {e}", p.len());
+            println!("  server transports: {:?}", server.transports());
+            println!("  server report: {:?}", server.report());
+            println!("  server memory: {:?}", smem.accounting());
+            e
+        })?;
+        assert!(r.results == *p, "batched echo differs");
     }
     let stats = c.close();
     println!("  client: {stats:?}");

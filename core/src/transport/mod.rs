@@ -582,7 +582,15 @@ where
     /// Frees idle landing and staging buffers beyond
     /// [`XprtConfig::keep_bufs`] whose fences have passed.
     fn trim_bufs(&self) {
-        let keep = self.cfg.keep_bufs as usize;
+        self.trim_bufs_to(self.cfg.keep_bufs as usize);
+    }
+
+    /// Frees idle landing and staging buffers beyond `keep` of each kind
+    /// whose fences have passed; returns how many were freed. With `keep`
+    /// 0 this gives the device back every idle buffer: an allocation that
+    /// failed (registered memory exhausted) retries after it, so the
+    /// transport's own cache never starves its next call.
+    pub(super) fn trim_bufs_to(&self, keep: usize) -> usize {
         let done = self.sq_done.load(Ordering::SeqCst);
         let (land, stage) = self.with_reads(|r| {
             (
@@ -591,7 +599,7 @@ where
             )
         });
         if land.is_empty() && stage.is_empty() {
-            return;
+            return 0;
         }
         let dev = self.send.pool().device();
         for &i in &land {
@@ -607,6 +615,7 @@ where
             r.land.give_back(&land);
             r.stage.give_back(&stage);
         });
+        land.len() + stage.len()
     }
 
     /// Marks the transport closing: no new posts, every SQ waiter wakes,

@@ -264,9 +264,19 @@ where
             }
         };
         let dev = self.send.pool().device();
+        // On a failed allocation the idle buffers of this transport go
+        // back to the device first, then one more try (the slot this call
+        // took is owned, not idle, so it is not among them).
         // SAFETY: `take` made this call the slot's owner, and a free slot's
         // fence has passed: no posted work request names its buffer.
-        let sge = match unsafe { self.landings.ensure(dev, land, lay.msg_len.max(1)) } {
+        let ensured = match unsafe { self.landings.ensure(dev, land, lay.msg_len.max(1)) } {
+            // SAFETY: as above; the slot is still this call's.
+            Err(_) if self.trim_bufs_to(0) > 0 => unsafe {
+                self.landings.ensure(dev, land, lay.msg_len.max(1))
+            },
+            r => r,
+        };
+        let sge = match ensured {
             Ok(sge) => sge,
             Err(e) => {
                 self.landing_wait.store(true, Ordering::SeqCst);

@@ -421,7 +421,15 @@ where
                 }
             }
         }
-        let mut page = dev.alloc_buf(len.max(1)).map_err(XprtError::Backend)?;
+        let mut page = match dev.alloc_buf(len.max(1)) {
+            Ok(p) => p,
+            // Registered memory exhausted: give back this transport's idle
+            // landing and staging buffers, then try once more.
+            Err(e) => match self.trim_bufs_to(0) {
+                0 => return Err(XprtError::Backend(e)),
+                _ => dev.alloc_buf(len.max(1)).map_err(XprtError::Backend)?,
+            },
+        };
         copy_in(page.as_mut_slice());
         let i = c.add_page(page);
         c.map_rw(dev, i, 0, len.max(1)).map_err(|e| match e {
