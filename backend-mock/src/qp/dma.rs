@@ -39,9 +39,14 @@ pub(crate) struct Pieces {
 
 impl Pieces {
     /// Forgets the regions of the last WR.
+    #[inline]
     pub(crate) fn clear(&mut self) {
-        self.src.clear();
-        self.dst.clear();
+        if !self.src.is_empty() {
+            self.src.clear();
+        }
+        if !self.dst.is_empty() {
+            self.dst.clear();
+        }
     }
 }
 

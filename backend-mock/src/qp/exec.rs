@@ -158,21 +158,24 @@ fn exec_rdma(
 
 /// Executes (or fails, or flushes) the head WR of end `s`'s Send Queue.
 pub(crate) fn step_one(st: &mut PairState, devs: &[MockDevice; 2], s: usize) -> Step {
-    let mut pieces = core::mem::take(&mut st.pieces);
-    let r = step_one_with(st, devs, s, &mut pieces);
+    let PairState { ends, pieces, .. } = st;
+    let [a, b] = ends;
+    let (me, peer) = if s == 0 { (a, b) } else { (b, a) };
+    let r = step_one_with(me, peer, devs, s, pieces);
+    // No region stays referenced between WRs.
     pieces.clear();
-    st.pieces = pieces;
     r
 }
 
-/// [`step_one`] with the piece lists (empty) taken out of `st`.
+/// [`step_one`] on end `me` (index `s`) and its `peer`, with the piece
+/// lists (empty).
 fn step_one_with(
-    st: &mut PairState,
+    me: &mut End,
+    peer: &mut End,
     devs: &[MockDevice; 2],
     s: usize,
     pieces: &mut Pieces,
 ) -> Step {
-    let (me, peer) = st.me_and_peer(s);
     let Some(head) = me.sq.front() else {
         return Step::Idle;
     };

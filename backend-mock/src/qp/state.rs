@@ -40,18 +40,6 @@ pub(crate) struct PairState {
     pub(crate) pieces: super::dma::Pieces,
 }
 
-impl PairState {
-    /// `(ends[s], ends[1 - s])`, both mutable.
-    pub(crate) fn me_and_peer(&mut self, s: usize) -> (&mut End, &mut End) {
-        let [a, b] = &mut self.ends;
-        if s == 0 {
-            (a, b)
-        } else {
-            (b, a)
-        }
-    }
-}
-
 /// One QP end.
 #[derive(Debug)]
 pub(crate) struct End {
