@@ -6,8 +6,8 @@
 //! The bytes live in `UnsafeCell`s because both sides need them at once
 //! without a guard: [`DmaBuf::as_slice`](rdmaxprt_core::backend::DmaBuf)
 //! hands out a bare `&[u8]`. Soundness rests on three rules:
-//! 1. NIC accesses ([`Region::nic_read`], [`Region::nic_write`]) always hold
-//!    the region's `access` lock, so two NIC operations never overlap.
+//! 1. NIC accesses ([`Region::nic_copy`]) always hold the `access` lock of
+//!    each region they touch, so two NIC operations never overlap.
 //! 2. The NIC only touches memory named by a posted WR (the poster promised,
 //!    in `QueuePair::post_send`/`post_recv`'s `# Safety`, that the host
 //!    leaves it alone until the completion is polled or the QP drained) or
@@ -121,42 +121,48 @@ impl Region {
         f(unsafe { self.host_bytes_mut() })
     }
 
-    /// The NIC reads `len` bytes at `off`, appending them to `out`.
-    /// Returns `false` (copying nothing) if the range is out of bounds.
+    /// The NIC copies `len` bytes from `src` at `src_off` to `dst` at
+    /// `dst_off`, once, holding both regions' `access` locks (one lock if
+    /// they are the same region; else taken in address order, the only
+    /// place two are held, so two copies never wait on each other in a
+    /// cycle). Returns `false` (copying nothing) if a range is out of
+    /// bounds.
     ///
     /// # Safety
-    /// The range must be named by a posted WR or lie in a registered region
-    /// (module docs, rule 2), so the host is not writing it.
-    pub(crate) unsafe fn nic_read(&self, off: usize, len: usize, out: &mut Vec<u8>) -> bool {
-        match off.checked_add(len) {
-            Some(end) if end <= self.len() => {}
-            _ => return false,
+    /// Both ranges must be named by a posted WR or lie in a registered
+    /// region (module docs, rule 2), so the host is not writing the source
+    /// nor reading or writing the destination.
+    pub(crate) unsafe fn nic_copy(
+        src: &Region,
+        src_off: usize,
+        dst: &Region,
+        dst_off: usize,
+        len: usize,
+    ) -> bool {
+        let in_bounds = |r: &Region, off: usize| off.checked_add(len).is_some_and(|e| e <= r.len());
+        if !in_bounds(src, src_off) || !in_bounds(dst, dst_off) {
+            return false;
         }
-        let _g = self.access.lock();
-        // SAFETY: in bounds (checked above); other NIC operations are
-        // excluded by `access`; the host by the caller's duty.
-        let src = unsafe { core::slice::from_raw_parts(self.ptr().add(off), len) };
-        out.extend_from_slice(src);
-        true
-    }
-
-    /// The NIC writes `data` at `off`. Returns `false` (writing nothing) if
-    /// the range is out of bounds.
-    ///
-    /// # Safety
-    /// As [`nic_read`](Self::nic_read), and the host must not be reading the
-    /// range either.
-    pub(crate) unsafe fn nic_write(&self, off: usize, data: &[u8]) -> bool {
-        match off.checked_add(data.len()) {
-            Some(end) if end <= self.len() => {}
-            _ => return false,
+        if core::ptr::eq(src, dst) {
+            let _g = src.access.lock();
+            // SAFETY: both ranges in bounds (checked); other NIC operations
+            // are excluded by `access`, the host by the caller's duty; the
+            // ranges may overlap, so `copy` (memmove).
+            unsafe { core::ptr::copy(src.ptr().add(src_off), dst.ptr().add(dst_off), len) };
+            return true;
         }
-        let _g = self.access.lock();
-        // SAFETY: in bounds; exclusive against the NIC by `access` and
-        // against the host by the caller's duty; `data` is a different
-        // allocation (NIC copies go through a bounce buffer).
+        let (first, second) = if src.base < dst.base {
+            (src, dst)
+        } else {
+            (dst, src)
+        };
+        let _g1 = first.access.lock();
+        let _g2 = second.access.lock();
+        // SAFETY: in bounds (checked); two regions never share bytes; NIC
+        // operations on either are excluded by the locks held, the host by
+        // the caller's duty.
         unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr().add(off), data.len());
+            core::ptr::copy_nonoverlapping(src.ptr().add(src_off), dst.ptr().add(dst_off), len);
         }
         true
     }

@@ -217,13 +217,17 @@ impl Rtc {
                 match c.client.try_wait(t) {
                     None => break,
                     Some(r) => {
-                        if matches!(&r, Ok(b) if p.check(b)) {
-                            done += 1;
-                            if let Some(l) = lat.as_deref_mut() {
-                                l.push(elapsed_ns(*at));
+                        match r {
+                            Ok(b) if p.check(&b) => {
+                                done += 1;
+                                if let Some(l) = lat.as_deref_mut() {
+                                    l.push(elapsed_ns(*at));
+                                }
+                                // Its buffers carry later replies, as the
+                                // floor's receive buffers are reposted.
+                                c.client.recycle(b);
                             }
-                        } else {
-                            errors += 1;
+                            _ => errors += 1,
                         }
                         c.window.pop_front();
                     }

@@ -186,6 +186,7 @@ pub fn run_mode(
                                 out.calls += 1;
                                 out.lat.push(elapsed_ns(at));
                             }
+                            c.recycle(r);
                         }
                         _ => out.errors += 1,
                     }

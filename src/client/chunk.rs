@@ -47,15 +47,21 @@ impl<R: RemoteRegion> Offered<R> {
     /// Reads back what the server reported writing into this chunk: each
     /// returned segment must be the offered one (same handle and offset)
     /// with a length no larger than offered; the data is the concatenation
-    /// of each segment's first `length` bytes.
-    pub(super) fn gather(&self, returned: Chunk<'_>) -> Result<Vec<u8>, ClientError> {
+    /// of each segment's first `length` bytes, put in `out` (emptied
+    /// first; a recycled buffer keeps its memory).
+    pub(super) fn gather(
+        &self,
+        returned: Chunk<'_>,
+        mut out: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
         if returned.len() != self.segs.len() {
             return Err(ClientError::ProtocolViolation(
                 "returned chunk has a different number of segments than offered",
             ));
         }
         let total: u64 = returned.total_len();
-        let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        out.clear();
+        out.reserve(usize::try_from(total).unwrap_or(0));
         for (offered, got) in self.segs.iter().zip(returned.iter()) {
             if got.handle != offered.handle || got.offset != offered.offset {
                 return Err(ClientError::ProtocolViolation(

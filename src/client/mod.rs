@@ -52,6 +52,7 @@ mod error;
 mod post;
 mod reply;
 mod rpc;
+mod spare;
 mod types;
 
 pub use crate::completion::CompletionWait;

@@ -5,6 +5,7 @@
 use super::backend::RemoteRegion;
 use super::chunk::Offered;
 use super::error::ClientError;
+use super::spare::ReplySpares;
 use super::types::{CallPath, ReplyBytes, ReplyPath};
 use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
 use rdmaxprt_core::rpcrdma::{Header, Proc, RdmaError};
@@ -20,11 +21,13 @@ pub(super) struct Pending<R> {
     pub(super) reply: Option<Offered<R>>,
 }
 
-/// Builds the result of one call from its reply.
+/// Builds the result of one call from its reply, into buffers from
+/// `spare` where it has some.
 pub(super) fn assemble<R: RemoteRegion>(
     hdr: &Header<'_>,
     bytes: &[u8],
     call: &Pending<R>,
+    spare: &mut ReplySpares,
 ) -> Result<ReplyBytes, ClientError> {
     let (body, reply_path) = match hdr.proc() {
         Proc::Error => {
@@ -46,7 +49,10 @@ pub(super) fn assemble<R: RemoteRegion>(
                     "RDMA_NOMSG reply but the call offered no Reply chunk",
                 ));
             };
-            (Cow::Owned(offered.gather(returned)?), ReplyPath::ReplyChunk)
+            (
+                Cow::Owned(offered.gather(returned, spare.results.take())?),
+                ReplyPath::ReplyChunk,
+            )
         }
         Proc::Done | Proc::MsgP => {
             return Err(ClientError::ProtocolViolation(
@@ -56,7 +62,7 @@ pub(super) fn assemble<R: RemoteRegion>(
     };
     let mut returned = hdr.write_list().iter();
     let bulk = match (&call.write, returned.next()) {
-        (Some(offered), Some(chunk)) => Some(offered.gather(chunk)?),
+        (Some(offered), Some(chunk)) => Some(offered.gather(chunk, spare.bulk.take())?),
         (Some(_), None) => {
             return Err(ClientError::ProtocolViolation(
                 "reply lacks the Write chunk the call offered",
@@ -90,7 +96,11 @@ pub(super) fn assemble<R: RemoteRegion>(
     // One copy of the results: out of the receive buffer's copy, or the
     // gathered Reply chunk with the RPC header cut off in place.
     let results = match body {
-        Cow::Borrowed(b) => b.get(body_offset..).unwrap_or_default().to_vec(),
+        Cow::Borrowed(b) => {
+            let mut v = spare.results.take();
+            v.extend_from_slice(b.get(body_offset..).unwrap_or_default());
+            v
+        }
         Cow::Owned(mut v) => {
             v.drain(..body_offset.min(v.len()));
             v

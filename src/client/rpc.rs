@@ -6,6 +6,7 @@ use super::chunk::{segment_count, ChunkPool};
 use super::error::ClientError;
 use super::post::{RecvRing, SendRing};
 use super::reply::{assemble, Pending};
+use super::spare::ReplySpares;
 use super::types::{
     CallOptions, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath, Ticket,
 };
@@ -69,6 +70,8 @@ where
     msg: Vec<u8>,
     /// The reply being handled, copied out of its receive buffer (reused).
     rx: Vec<u8>,
+    /// Reply buffers handed back by [`recycle`](Self::recycle).
+    spare: ReplySpares,
     granted: u32,
     next_xid: u32,
     sq_depth: usize,
@@ -121,6 +124,7 @@ where
             chunks: ChunkPool::new(),
             msg: Vec::new(),
             rx: Vec::new(),
+            spare: ReplySpares::new(cfg.credits as usize),
             granted: 1,
             next_xid: cfg.first_xid,
             failed: false,
@@ -156,7 +160,19 @@ where
         ClientStats {
             chunk_regions: self.chunks.registered(),
             send_buffers: self.sends.allocated(),
+            reused_reply_buffers: self.spare.results.reused() + self.spare.bulk.reused(),
             ..self.stats
+        }
+    }
+
+    /// Hands a reply's buffers back once read: later replies are built in
+    /// them (emptied) instead of fresh allocations. Up to `cfg.credits`
+    /// buffers of each kind (results, Write chunk bytes) are kept until
+    /// the client is dropped; more are freed.
+    pub fn recycle(&mut self, reply: ReplyBytes) {
+        self.spare.results.give(reply.results);
+        if let Some(b) = reply.bulk {
+            self.spare.bulk.give(b);
         }
     }
 
@@ -463,7 +479,7 @@ where
             return;
         };
         self.granted = hdr.credits().clamp(1, self.cfg.credits);
-        let r = assemble(&hdr, bytes, call);
+        let r = assemble(&hdr, bytes, call, &mut self.spare);
         self.finish(xid, r);
     }
 

@@ -225,4 +225,8 @@ pub struct ClientStats {
     /// Send buffers allocated and mapped so far (the ring grows to the
     /// most Sends outstanding at once).
     pub send_buffers: u64,
+    /// Replies built in a buffer handed back by
+    /// [`RpcClient::recycle`](super::RpcClient::recycle) (counted per
+    /// buffer: results and Write chunk bytes).
+    pub reused_reply_buffers: u64,
 }

@@ -3,13 +3,13 @@
 //! regions, and the error paths real RC hardware takes.
 #![allow(unsafe_code)]
 
+use super::dma::{self, Piece, Pieces};
 use super::state::{End, PairState, PendingWr};
 use crate::device::MockDevice;
 use crate::fault::{ExecFault, FaultInjector};
 use crate::region::Region;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
-use rdmaxprt_core::backend::{Sge, Wc, WcOpcode, WcStatus, WrOp};
+use rdmaxprt_core::backend::{Wc, WcOpcode, WcStatus, WrOp};
 
 /// What one execution attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,40 +45,6 @@ impl Failure {
     }
 }
 
-/// Reads the bytes of `sges` (local memory of a posted WR) into `data`
-/// (empty on entry), or `None` if one is not mapped (recorded by the
-/// tracker).
-fn gather(dev: &MockDevice, sges: &[Sge], data: &mut Vec<u8>) -> Option<()> {
-    for &sge in sges {
-        let (region, off) = dev.shared.tracker.resolve(sge)?;
-        // SAFETY: `sge` belongs to a WR posted with `unsafe post_send`,
-        // whose contract keeps the host off this memory until the WR's
-        // completion is polled or the QP drained (region.rs, rule 2).
-        if !unsafe { region.nic_read(off, sge.length as usize, data) } {
-            return None;
-        }
-    }
-    Some(())
-}
-
-/// Writes `data` across `sges` in order (posted Recv or Read targets), or
-/// `None` if one is not mapped.
-fn scatter(dev: &MockDevice, sges: &[Sge], mut data: &[u8]) -> Option<()> {
-    for &sge in sges {
-        let (region, off) = dev.shared.tracker.resolve(sge)?;
-        let n = data.len().min(sge.length as usize);
-        let (now, rest) = data.split_at(n);
-        // SAFETY: `sge` belongs to a posted Recv or Read WR; the post's
-        // contract keeps the host from reading or writing it until the
-        // completion is polled (region.rs, rule 2).
-        if !unsafe { region.nic_write(off, now) } {
-            return None;
-        }
-        data = rest;
-    }
-    Some(())
-}
-
 /// The peer's registered region behind `rkey`, checked for validity and
 /// for `remote_addr..remote_addr + len` lying inside it.
 fn remote(
@@ -105,19 +71,26 @@ fn exec_send(
     devs: [&MockDevice; 2],
     wr: &PendingWr,
     inv: Option<u32>,
-    data: &mut Vec<u8>,
+    p: &mut Pieces,
 ) -> Result<(), Failure> {
-    gather(devs[0], &wr.sges, data).ok_or(Failure::local(WcStatus::LocalProtection))?;
+    let len = dma::resolve(devs[0], &wr.sges, &mut p.src)
+        .ok_or(Failure::local(WcStatus::LocalProtection))?;
     // `step_one` checked a Recv is posted; if not, RNR retries are spent.
     let recv = peer
         .rq
         .pop_front()
         .ok_or(Failure::local(WcStatus::RetryExceeded))?;
-    if data.len() > recv.sge.length as usize {
+    if len > recv.sge.length as usize {
         peer.recv_err(recv.wr_id, WcStatus::LocalLength);
         return Err(Failure::both(WcStatus::RemoteOp));
     }
-    if scatter(devs[1], core::slice::from_ref(&recv.sge), data).is_none() {
+    let landed = dma::resolve(devs[1], core::slice::from_ref(&recv.sge), &mut p.dst).is_some()
+        // SAFETY: the sources belong to a WR posted with `unsafe
+        // post_send`, the destination to a Recv posted with `unsafe
+        // post_recv`: their contracts keep the host off both until the
+        // completions are polled (region.rs, rule 2).
+        && unsafe { dma::copy(&p.src, &p.dst, len) };
+    if !landed {
         peer.recv_err(recv.wr_id, WcStatus::LocalProtection);
         return Err(Failure::both(WcStatus::RemoteOp));
     }
@@ -128,50 +101,51 @@ fn exec_send(
         wr_id: recv.wr_id,
         status: WcStatus::Success,
         opcode: WcOpcode::Recv,
-        byte_len: byte_len(data.len()),
+        byte_len: byte_len(len),
         invalidated_rkey: inv,
     });
-    me.send_ok(wr, WcOpcode::Send, byte_len(data.len()));
+    me.send_ok(wr, WcOpcode::Send, byte_len(len));
     Ok(())
 }
 
-/// RDMA Write (`read == false`: gather local SGEs, write remotely) or Read
-/// (`read == true`: read remotely, scatter into local SGEs) against the
-/// peer's registered region named by `rkey`.
+/// RDMA Write (`read == false`: local SGEs into the remote range) or Read
+/// (`read == true`: the remote range into local SGEs) against the peer's
+/// registered region named by `rkey`.
 fn exec_rdma(
     me: &mut End,
     devs: [&MockDevice; 2],
     wr: &PendingWr,
     (remote_addr, rkey): (u64, u32),
     read: bool,
-    data: &mut Vec<u8>,
+    p: &mut Pieces,
 ) -> Result<(), Failure> {
     let local_fault = Failure::local(WcStatus::LocalProtection);
-    if !read {
-        gather(devs[0], &wr.sges, data).ok_or(local_fault)?;
-    }
+    let remote_fault = Failure::both(WcStatus::RemoteAccess);
+    // The local side named by the WR, the remote side by rkey and address;
+    // a Write checks its local SGEs first, a Read the remote range.
     let len = if read {
-        wr.sges.iter().map(|s| s.length as usize).sum()
+        let len = wr.sges.iter().map(|s| s.length as usize).sum();
+        let (region, off) = remote(devs[1], rkey, remote_addr, len).ok_or(remote_fault)?;
+        p.src.push(Piece { region, off, len });
+        dma::resolve(devs[0], &wr.sges, &mut p.dst).ok_or(local_fault)?;
+        len
     } else {
-        data.len()
+        let len = dma::resolve(devs[0], &wr.sges, &mut p.src).ok_or(local_fault)?;
+        let (region, off) = remote(devs[1], rkey, remote_addr, len).ok_or(remote_fault)?;
+        p.dst.push(Piece { region, off, len });
+        len
     };
-    let (region, off) =
-        remote(devs[1], rkey, remote_addr, len).ok_or(Failure::both(WcStatus::RemoteAccess))?;
-    // SAFETY: the range lies in a registered region (`remote` checked its
-    // bounds); host access to registered regions takes the same lock the
-    // NIC accessors take (region.rs, rule 2).
-    let ok = unsafe {
-        if read {
-            region.nic_read(off, len, data)
+    // SAFETY: the local pieces belong to a WR posted with `unsafe
+    // post_send` (the host stays off them until its completion); the remote
+    // range lies in a registered region (`remote` checked its bounds), whose
+    // host accessors take the same lock the NIC's copy takes (region.rs,
+    // rule 2).
+    if !unsafe { dma::copy(&p.src, &p.dst, len) } {
+        return Err(if read {
+            Failure::local(WcStatus::LocalProtection)
         } else {
-            region.nic_write(off, data)
-        }
-    };
-    if !ok {
-        return Err(Failure::both(WcStatus::RemoteAccess));
-    }
-    if read {
-        scatter(devs[0], &wr.sges, data).ok_or(Failure::local(WcStatus::LocalProtection))?;
+            Failure::both(WcStatus::RemoteAccess)
+        });
     }
     let opcode = if read {
         WcOpcode::Read
@@ -182,28 +156,26 @@ fn exec_rdma(
     Ok(())
 }
 
-/// Largest bounce buffer kept between WRs.
-const BOUNCE_KEEP: usize = 64 << 10;
-
 /// Executes (or fails, or flushes) the head WR of end `s`'s Send Queue.
 pub(crate) fn step_one(st: &mut PairState, devs: &[MockDevice; 2], s: usize) -> Step {
-    let mut bounce = core::mem::take(&mut st.bounce);
-    let r = step_one_with(st, devs, s, &mut bounce);
-    if bounce.capacity() <= BOUNCE_KEEP {
-        bounce.clear();
-        st.bounce = bounce;
-    }
+    let PairState { ends, pieces, .. } = st;
+    let [a, b] = ends;
+    let (me, peer) = if s == 0 { (a, b) } else { (b, a) };
+    let r = step_one_with(me, peer, devs, s, pieces);
+    // No region stays referenced between WRs.
+    pieces.clear();
     r
 }
 
-/// [`step_one`] with the bounce buffer (empty) taken out of `st`.
+/// [`step_one`] on end `me` (index `s`) and its `peer`, with the piece
+/// lists (empty).
 fn step_one_with(
-    st: &mut PairState,
+    me: &mut End,
+    peer: &mut End,
     devs: &[MockDevice; 2],
     s: usize,
-    bounce: &mut Vec<u8>,
+    pieces: &mut Pieces,
 ) -> Step {
-    let (me, peer) = st.me_and_peer(s);
     let Some(head) = me.sq.front() else {
         return Step::Idle;
     };
@@ -244,13 +216,13 @@ fn step_one_with(
         Err(Failure::local(WcStatus::RetryExceeded))
     } else {
         match wr.op {
-            WrOp::Send => exec_send(me, peer, devs, &wr, None, bounce),
-            WrOp::SendInv { rkey } => exec_send(me, peer, devs, &wr, Some(rkey), bounce),
+            WrOp::Send => exec_send(me, peer, devs, &wr, None, pieces),
+            WrOp::SendInv { rkey } => exec_send(me, peer, devs, &wr, Some(rkey), pieces),
             WrOp::Write { remote_addr, rkey } => {
-                exec_rdma(me, devs, &wr, (remote_addr, rkey), false, bounce)
+                exec_rdma(me, devs, &wr, (remote_addr, rkey), false, pieces)
             }
             WrOp::Read { remote_addr, rkey } => {
-                exec_rdma(me, devs, &wr, (remote_addr, rkey), true, bounce)
+                exec_rdma(me, devs, &wr, (remote_addr, rkey), true, pieces)
             }
         }
     };

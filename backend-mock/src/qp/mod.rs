@@ -9,6 +9,7 @@
 //! head of its SQ (an infinite `rnr_retry`) until a Recv is posted, blocking
 //! the WRs behind it, as RC ordering requires.
 
+mod dma;
 mod exec;
 #[cfg(feature = "std")]
 mod nic;
@@ -242,7 +243,7 @@ impl MockDevice {
             st: Mutex::new(PairState {
                 ends: [end(0), end(1)],
                 shutdown: false,
-                bounce: alloc::vec::Vec::new(),
+                pieces: dma::Pieces::default(),
             }),
             devs: [a.clone(), b.clone()],
             delivery: cfg.delivery,

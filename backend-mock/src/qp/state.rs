@@ -5,7 +5,6 @@
 
 use crate::fault::FaultInjector;
 use alloc::collections::VecDeque;
-use alloc::vec::Vec;
 use rdmaxprt_core::backend::{Caps, RecvWr, Sge, Wc, WcOpcode, WcStatus, WrOp};
 
 /// An accepted Send Queue WR the NIC has not executed yet.
@@ -36,21 +35,9 @@ pub(crate) struct PairState {
     pub(crate) ends: [End; 2],
     /// Set when both `MockQp` handles are gone: the NIC thread exits.
     pub(crate) shutdown: bool,
-    /// The NIC's bounce buffer for a Send's or RDMA's bytes (kept between
-    /// WRs, so executing one allocates nothing once it is large enough).
-    pub(crate) bounce: Vec<u8>,
-}
-
-impl PairState {
-    /// `(ends[s], ends[1 - s])`, both mutable.
-    pub(crate) fn me_and_peer(&mut self, s: usize) -> (&mut End, &mut End) {
-        let [a, b] = &mut self.ends;
-        if s == 0 {
-            (a, b)
-        } else {
-            (b, a)
-        }
-    }
+    /// The regions the WR being executed moves bytes between (kept
+    /// between WRs, emptied).
+    pub(crate) pieces: super::dma::Pieces,
 }
 
 /// One QP end.

@@ -126,7 +126,7 @@ pub(super) fn b4_bulk(mode: &Mode) -> (Table, BulkResult) {
          request during its post (Inline delivery), so its copies count at the end that posted: \
          the call's Read chunk and the reply's Write chunk at the server, the client's Send \
          (header only, not counted) at the client. The mock NIC makes {} memcpys per payload \
-         transfer (gather into a Vec, scatter), measured on the floor, which sends from its \
+         transfer (region to region: backend-mock/src/qp/dma.rs), measured on the floor, which sends from its \
          receive buffers (no host copy) and makes 2 transfers per call (one Send each way); \
          \"payload copies\" counts each NIC transfer once (the floor: 2). Host copies at an \
          end = its memcpys - its NIC transfers x memcpys per transfer; the server's NIC \
