@@ -13,7 +13,7 @@
 //! and sleeping on a doorbell the QPs ring (the poll groups' shape).
 
 use crate::e2e::{elapsed_ns, process_cpu, E2eResult, EchoService, Payload, PROG, VERS};
-use crate::rtc::RawPair;
+use crate::rtc::{RawClient, RawPair};
 use rdmaxprt::client::{ClientConfig, RpcClient, Ticket};
 use rdmaxprt::lifecycle::Policy;
 use rdmaxprt::mock::{MockDevice, QpConfig};
@@ -221,7 +221,7 @@ pub fn run_raw(conns: usize, size: usize, window: usize, dur: Duration) -> E2eRe
     let mut servers = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..conns {
-        let RawPair { mut client, server } = RawPair::new(&sdev, size, window, QpConfig::default());
+        let RawPair { client, server } = RawPair::new(&sdev, size, window, QpConfig::default());
         let ss = stop_servers.clone();
         servers.push(std::thread::spawn(move || {
             while !ss.load(Ordering::Relaxed) {
@@ -233,32 +233,7 @@ pub fn run_raw(conns: usize, size: usize, window: usize, dur: Duration) -> E2eRe
             drop(server);
         }));
         let (go, stop) = (go.clone(), stop.clone());
-        clients.push(std::thread::spawn(move || {
-            go.wait();
-            let mut out = ClientOut {
-                calls: 0,
-                errors: 0,
-                lat: Vec::with_capacity(1 << 14),
-            };
-            loop {
-                let stopping = stop.load(Ordering::Relaxed);
-                if !stopping {
-                    client.start();
-                } else if client.in_flight() == 0 {
-                    break;
-                }
-                let (d, e, n) = client.poll(if stopping { None } else { Some(&mut out.lat) });
-                if !stopping {
-                    out.calls += d;
-                }
-                out.errors += e;
-                if n == 0 {
-                    client.qp.wait_for_completions(IDLE_WAIT);
-                }
-            }
-            drop(client);
-            out
-        }));
+        clients.push(std::thread::spawn(move || raw_client(client, &go, &stop)));
     }
     let (res, (), ()) = timed_window(dur, &go, &stop, clients, || ());
     stop_servers.store(true, Ordering::Relaxed);
@@ -326,7 +301,7 @@ pub fn run_raw_grouped(
         .collect();
     let mut clients = Vec::new();
     for i in 0..conns {
-        let RawPair { mut client, server } = RawPair::new(&sdev, size, window, QpConfig::default());
+        let RawPair { client, server } = RawPair::new(&sdev, size, window, QpConfig::default());
         let (bell, pairs) = &mut shards[i % threads];
         let b = bell.clone();
         server
@@ -334,32 +309,7 @@ pub fn run_raw_grouped(
             .set_completion_notifier(Some(Arc::new(move || b.ring())));
         pairs.push(server);
         let (go, stop) = (go.clone(), stop.clone());
-        clients.push(std::thread::spawn(move || {
-            go.wait();
-            let mut out = ClientOut {
-                calls: 0,
-                errors: 0,
-                lat: Vec::with_capacity(1 << 14),
-            };
-            loop {
-                let stopping = stop.load(Ordering::Relaxed);
-                if !stopping {
-                    client.start();
-                } else if client.in_flight() == 0 {
-                    break;
-                }
-                let (d, e, n) = client.poll(if stopping { None } else { Some(&mut out.lat) });
-                if !stopping {
-                    out.calls += d;
-                }
-                out.errors += e;
-                if n == 0 {
-                    client.qp.wait_for_completions(IDLE_WAIT);
-                }
-            }
-            drop(client);
-            out
-        }));
+        clients.push(std::thread::spawn(move || raw_client(client, &go, &stop)));
     }
     let bells: Vec<Arc<Bell>> = shards.iter().map(|(b, _)| b.clone()).collect();
     let servers: Vec<_> = shards
@@ -391,4 +341,34 @@ pub fn run_raw_grouped(
         h.join().expect("server thread");
     }
     res
+}
+
+/// A floor client thread: keeps its window full from `go` until `stop`,
+/// then finishes its calls in flight (untimed), sleeping on its QP when
+/// nothing completed.
+fn raw_client(mut client: RawClient, go: &Barrier, stop: &AtomicBool) -> ClientOut {
+    go.wait();
+    let mut out = ClientOut {
+        calls: 0,
+        errors: 0,
+        lat: Vec::with_capacity(1 << 14),
+    };
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if !stopping {
+            client.start();
+        } else if client.in_flight() == 0 {
+            break;
+        }
+        let (d, e, n) = client.poll(if stopping { None } else { Some(&mut out.lat) });
+        if !stopping {
+            out.calls += d;
+        }
+        out.errors += e;
+        if n == 0 {
+            client.qp.wait_for_completions(IDLE_WAIT);
+        }
+    }
+    drop(client);
+    out
 }

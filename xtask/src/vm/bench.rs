@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use super::host::{self, Res};
 use super::initramfs::GuestPair;
-use super::{boot_plan, build_examples, fetch, target_dir, workspace_root, GuestProgram, Plan};
-use crate::{VmBenchArgs, VmTestArgs};
+use super::{
+    boot_pairs, build_examples, fetch, target_dir, workspace_root, GuestProgram, PairsBoot, Plan,
+};
+use crate::VmBenchArgs;
 
 /// The server address (dummy0 in the guest).
 const ADDR: &str = "192.168.77.1";
@@ -327,25 +329,14 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
         examples,
         pairs: pairs(&sizes, &modes, a.rounds.max(1)),
     };
-    let vm_args = VmTestArgs {
-        packages: Vec::new(),
-        bins: Vec::new(),
-        release: true,
+    let boot = PairsBoot {
         timeout: a.timeout,
-        test_timeout: a.pair_timeout,
         pair_timeout: a.pair_timeout,
-        interop_only: true,
-        manifest: None,
-        vm: a.vm.clone(),
-        allow_skips: true,
+        vm: &a.vm,
         verbose: a.verbose,
     };
-    let run_dir = cache.join("bench-run");
-    let outcome = boot_plan(&cache, &run_dir, &guest, &plan, &vm_args, t0)?;
-    let expected: Vec<&str> = plan.pairs.iter().map(|p| p.name.as_str()).collect();
-    let all_ran = outcome.report(&expected, true);
-    let log_path = run_dir.join("vm.log");
-    let log = fs::read_to_string(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let (outcome, all_ran, log_path, log) =
+        boot_pairs(&cache, "bench-run", &guest, &plan, boot, t0)?;
     let lines = bench_lines(&log);
     let rounds = a.rounds.max(1);
     // Every round's output of a pair, in round order.

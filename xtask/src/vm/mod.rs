@@ -298,6 +298,47 @@ struct Plan {
     pairs: Vec<GuestPair>,
 }
 
+/// How a benchmark subcommand boots: release builds, only its pairs.
+struct PairsBoot<'a> {
+    timeout: u64,
+    pair_timeout: u64,
+    vm: &'a crate::VmOpts,
+    verbose: bool,
+}
+
+/// Boots `plan` (pairs only, release, skips allowed) in `cache/run`: the
+/// outcome, whether every pair ran and passed, the serial log's path and
+/// its text.
+fn boot_pairs(
+    cache: &Path,
+    run: &str,
+    guest: &fetch::Guest,
+    plan: &Plan,
+    b: PairsBoot<'_>,
+    t0: Instant,
+) -> Res<(qemu::Outcome, bool, PathBuf, String)> {
+    let vm_args = VmTestArgs {
+        packages: Vec::new(),
+        bins: Vec::new(),
+        release: true,
+        timeout: b.timeout,
+        test_timeout: b.pair_timeout,
+        pair_timeout: b.pair_timeout,
+        interop_only: true,
+        manifest: None,
+        vm: b.vm.clone(),
+        allow_skips: true,
+        verbose: b.verbose,
+    };
+    let run_dir = cache.join(run);
+    let outcome = boot_plan(cache, &run_dir, guest, plan, &vm_args, t0)?;
+    let names: Vec<&str> = plan.pairs.iter().map(|p| p.name.as_str()).collect();
+    let all = outcome.report(&names, true);
+    let log_path = run_dir.join("vm.log");
+    let log = fs::read_to_string(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    Ok((outcome, all, log_path, log))
+}
+
 /// Fetch the guest, build the initramfs for `plan`, boot it; the outcome
 /// and the serial log's path.
 fn boot_plan(

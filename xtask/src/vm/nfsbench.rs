@@ -17,8 +17,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::host::{self, Res};
-use super::{boot_plan, build_examples, fetch, manifest, target_dir, workspace_root, Plan};
-use crate::{VmNfsBenchArgs, VmTestArgs};
+use super::{
+    boot_pairs, build_examples, fetch, manifest, target_dir, workspace_root, PairsBoot, Plan,
+};
+use crate::VmNfsBenchArgs;
 
 /// The manifest the subcommand runs.
 pub const MANIFEST: &str = "xtask/vm-nfs-bench.txt";
@@ -244,25 +246,15 @@ pub fn vm_nfs_bench(a: &VmNfsBenchArgs) -> Res<bool> {
         examples,
         pairs,
     };
-    let vm_args = VmTestArgs {
-        packages: Vec::new(),
-        bins: Vec::new(),
-        release: true,
+    let boot = PairsBoot {
         timeout: a.timeout,
-        test_timeout: a.pair_timeout,
         pair_timeout: a.pair_timeout,
-        interop_only: true,
-        manifest: None,
-        vm: a.vm.clone(),
-        allow_skips: true,
+        vm: &a.vm,
         verbose: a.verbose,
     };
-    let run_dir = cache.join("nfs-bench-run");
-    let outcome = boot_plan(&cache, &run_dir, &guest, &plan, &vm_args, t0)?;
+    let (outcome, all_passed, log_path, log) =
+        boot_pairs(&cache, "nfs-bench-run", &guest, &plan, boot, t0)?;
     let names: Vec<&str> = plan.pairs.iter().map(|p| p.name.as_str()).collect();
-    let all_passed = outcome.report(&names, true);
-    let log_path = run_dir.join("vm.log");
-    let log = fs::read_to_string(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let (meas, raw) = parse_log(&log);
     let ours = our_labels(&names);
     let complete = ours.iter().map(String::as_str).chain([KERNEL]).all(|l| {
