@@ -28,6 +28,7 @@ impl<T> CallTable<T> {
         }
     }
 
+    #[inline]
     fn slot(&self, xid: u32) -> usize {
         // `slots.len()` is a power of two no larger than 2^32 in practice
         // (it doubles only while half full); the mask keeps the low bits.
@@ -40,6 +41,7 @@ impl<T> CallTable<T> {
     }
 
     /// Whether `xid` can be inserted: its slot is empty.
+    #[inline]
     pub(super) fn is_free(&self, xid: u32) -> bool {
         self.slots[self.slot(xid)].is_none()
     }
@@ -48,6 +50,7 @@ impl<T> CallTable<T> {
     /// ([`is_free`](Self::is_free)); otherwise gives `v` back. Doubles the
     /// table first if it is half full (entries of distinct slots stay in
     /// distinct slots under the larger mask).
+    #[inline]
     pub(super) fn insert(&mut self, xid: u32, v: T) -> Result<(), T> {
         if !self.is_free(xid) {
             return Err(v);
@@ -71,6 +74,7 @@ impl<T> CallTable<T> {
     }
 
     /// The entry of `xid`, if held.
+    #[inline]
     pub(super) fn get(&self, xid: u32) -> Option<&T> {
         match &self.slots[self.slot(xid)] {
             Some((x, v)) if *x == xid => Some(v),
@@ -79,6 +83,7 @@ impl<T> CallTable<T> {
     }
 
     /// The entry of `xid`, writable, if held.
+    #[inline]
     pub(super) fn get_mut(&mut self, xid: u32) -> Option<&mut T> {
         let i = self.slot(xid);
         match &mut self.slots[i] {
@@ -88,6 +93,7 @@ impl<T> CallTable<T> {
     }
 
     /// Removes and returns the entry of `xid`, if held.
+    #[inline]
     pub(super) fn remove(&mut self, xid: u32) -> Option<T> {
         let i = self.slot(xid);
         match &self.slots[i] {

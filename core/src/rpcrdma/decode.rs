@@ -5,7 +5,7 @@ use crate::oncrpc::xdr::Reader;
 use super::view::{read_segment, Chunk, Header, ReadList, WriteList, SEGMENT_SIZE};
 use super::{
     DecodeError, Limits, Proc, RdmaError, Segment, ERR_CHUNK, ERR_VERS, FIXED_HEADER_SIZE,
-    RPCRDMA_VERSION,
+    HEADER_MIN_SIZE, RPCRDMA_VERSION,
 };
 
 /// Which rules apply: RFC 8166 lets the two directions differ.
@@ -31,7 +31,10 @@ enum Role {
 /// must carry an RPC message after the header. Read segments of one chunk
 /// (one position) may appear in any order, as the kernel accepts.
 pub fn decode_header<'a>(buf: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
-    Decoder::new(buf, limits, Role::Call).header()
+    match inline_msg(buf) {
+        Some(h) => Ok(h),
+        None => Decoder::new(buf, limits, Role::Call).header(),
+    }
 }
 
 /// Decodes and validates the transport header of a received reply (client
@@ -44,7 +47,64 @@ pub fn decode_header<'a>(buf: &'a [u8], limits: &Limits) -> Result<Header<'a>, D
 /// caller's version; [`Header::vers`] tells which); any other message with
 /// a version other than 1 is [`DecodeError::BadVersion`].
 pub fn decode_reply_header<'a>(buf: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
-    Decoder::new(buf, limits, Role::Reply).header()
+    match inline_msg(buf) {
+        Some(h) => Ok(h),
+        None => Decoder::new(buf, limits, Role::Reply).header(),
+    }
+}
+
+/// The general decoder alone (without [`inline_msg`]), for the tests that
+/// hold the fast path to it.
+#[cfg(test)]
+pub(super) fn decode_general<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+    reply: bool,
+) -> Result<Header<'a>, DecodeError> {
+    let role = if reply { Role::Reply } else { Role::Call };
+    Decoder::new(buf, limits, role).header()
+}
+
+/// The common case in one step: an inline `RDMA_MSG` of version 1 with
+/// three empty chunk lists (the fixed 28-byte header, [`HEADER_MIN_SIZE`])
+/// and a message after it. Every rule of either direction holds for it
+/// (no segments to check, no Position Zero chunk, a body present), so it
+/// decodes to exactly what the general decoder returns; anything else is
+/// `None` and goes the general way (`proptests` compares the two).
+pub(super) fn inline_msg(buf: &[u8]) -> Option<Header<'_>> {
+    let head: &[u8; HEADER_MIN_SIZE] = buf.get(..HEADER_MIN_SIZE)?.try_into().ok()?;
+    if buf.len() == HEADER_MIN_SIZE {
+        // RDMA_MSG needs a body: the general decoder says which error.
+        return None;
+    }
+    let word = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    // vers 1, proc RDMA_MSG (0), then three zero discriminators: no Read
+    // segment, no Write chunk, no Reply chunk.
+    let rest = u128::from_be_bytes([
+        head[4], head[5], head[6], head[7], head[12], head[13], head[14], head[15], head[16],
+        head[17], head[18], head[19], head[20], head[21], head[22], head[23],
+    ]);
+    const MSG_V1: u128 = (RPCRDMA_VERSION as u128) << 96 | (Proc::Msg as u128) << 64;
+    if rest != MSG_V1 || word(24) != 0 {
+        return None;
+    }
+    Some(Header {
+        xid: word(0),
+        vers: RPCRDMA_VERSION,
+        credits: word(8),
+        proc: Proc::Msg,
+        read_list: ReadList {
+            bytes: &head[16..20],
+            count: 0,
+        },
+        write_list: WriteList {
+            bytes: &head[20..24],
+            count: 0,
+        },
+        reply_chunk: None,
+        header_len: HEADER_MIN_SIZE,
+        error: None,
+    })
 }
 
 struct Decoder<'a, 'l> {

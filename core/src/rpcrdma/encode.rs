@@ -5,7 +5,7 @@ use crate::oncrpc::xdr::{Writer, WORD};
 use super::view::SEGMENT_SIZE;
 use super::{
     EncodeError, Proc, RdmaError, ReadSegment, Segment, ERR_CHUNK, ERR_VERS, FIXED_HEADER_SIZE,
-    RPCRDMA_VERSION,
+    HEADER_MIN_SIZE, RPCRDMA_VERSION,
 };
 
 /// Message types that carry chunk lists.
@@ -86,6 +86,9 @@ impl RdmaError {
 /// Encodes an `RDMA_MSG`/`RDMA_NOMSG` reply header into `buf`; returns
 /// its length (for `RDMA_MSG`, where the RPC reply starts).
 pub fn encode_reply(buf: &mut [u8], spec: &ReplySpec<'_>) -> Result<usize, EncodeError> {
+    if spec.write_list.is_empty() && spec.reply_chunk.is_none() {
+        return no_chunks(buf, spec.xid, spec.credits, spec.proc);
+    }
     let mut w = Writer::new(buf, spec.encoded_len())?;
     fixed(&mut w, spec.xid, spec.credits, spec.proc.into());
     lists(&mut w, &[], spec.write_list, spec.reply_chunk);
@@ -94,6 +97,18 @@ pub fn encode_reply(buf: &mut [u8], spec: &ReplySpec<'_>) -> Result<usize, Encod
 
 /// Encodes a call header into `buf`; returns its length.
 pub fn encode_call(buf: &mut [u8], spec: &CallSpec<'_>) -> Result<usize, EncodeError> {
+    if spec.read_list.is_empty() && spec.write_list.is_empty() && spec.reply_chunk.is_none() {
+        return no_chunks(buf, spec.xid, spec.credits, spec.proc);
+    }
+    encode_call_general(buf, spec)
+}
+
+/// [`encode_call`] without its chunkless shortcut (the tests compare the
+/// two).
+pub(super) fn encode_call_general(
+    buf: &mut [u8],
+    spec: &CallSpec<'_>,
+) -> Result<usize, EncodeError> {
     let mut w = Writer::new(buf, spec.encoded_len())?;
     fixed(&mut w, spec.xid, spec.credits, spec.proc.into());
     lists(&mut w, spec.read_list, spec.write_list, spec.reply_chunk);
@@ -118,6 +133,26 @@ pub fn encode_error(
         RdmaError::Chunk => w.u32(ERR_CHUNK),
     }
     Ok(w.written())
+}
+
+/// The header without chunks (the inline call and reply): the fixed
+/// 28 bytes ([`HEADER_MIN_SIZE`]) in one store, as [`lists`] would write
+/// them with every list empty.
+fn no_chunks(buf: &mut [u8], xid: u32, credits: u32, proc: MsgProc) -> Result<usize, EncodeError> {
+    let available = buf.len();
+    let Some(dst) = buf.get_mut(..HEADER_MIN_SIZE) else {
+        return Err(EncodeError::BufferTooSmall {
+            needed: HEADER_MIN_SIZE,
+            available,
+        });
+    };
+    let mut head = [0u8; HEADER_MIN_SIZE];
+    head[0..4].copy_from_slice(&xid.to_be_bytes());
+    head[4..8].copy_from_slice(&RPCRDMA_VERSION.to_be_bytes());
+    head[8..12].copy_from_slice(&credits.to_be_bytes());
+    head[12..16].copy_from_slice(&(Proc::from(proc) as u32).to_be_bytes());
+    dst.copy_from_slice(&head);
+    Ok(HEADER_MIN_SIZE)
 }
 
 fn chunk_len(segments: &[Segment]) -> usize {

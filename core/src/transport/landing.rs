@@ -22,6 +22,7 @@ use crate::backend::{DmaBuf, DmaDevice, Sge};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// The smallest buffer allocated, and the unit sizes are rounded to.
 const MIN_LANDING: usize = 4096;
@@ -38,6 +39,10 @@ pub(crate) struct Landing<B> {
 /// and then by the one call it became.
 pub(crate) struct Landings<B> {
     slots: Box<[UnsafeCell<Option<Landing<B>>>]>,
+    /// Slots holding a buffer (busy or idle): while it is at most the
+    /// number kept, `release_ctxt` has nothing to trim and skips the walk
+    /// of the free list (an inline-only connection never maps one).
+    mapped: AtomicUsize,
 }
 
 /// Ownership of the slots.
@@ -121,7 +126,14 @@ impl<B: DmaBuf> Landings<B> {
     pub(crate) fn new(n: u32) -> Self {
         Self {
             slots: (0..n).map(|_| UnsafeCell::new(None)).collect(),
+            mapped: AtomicUsize::new(0),
         }
+    }
+
+    /// Slots holding a buffer now (busy or idle). Written only by a slot's
+    /// owner as it maps or frees one; a stale read only delays a trim.
+    pub(crate) fn mapped(&self) -> usize {
+        self.mapped.load(Ordering::Relaxed)
     }
 
     /// Number of slots.
@@ -160,6 +172,7 @@ impl<B: DmaBuf> Landings<B> {
             return Ok(l.sge);
         }
         if let Some(old) = slot.take() {
+            self.mapped.fetch_sub(1, Ordering::Relaxed);
             let _ = dev.dma_unmap(old.sge);
         }
         // Page-rounded, not to a power of two: a device handing out chunks
@@ -169,6 +182,7 @@ impl<B: DmaBuf> Landings<B> {
         let buf = dev.alloc_buf(size)?;
         let sge = dev.dma_map(&buf, 0, size)?;
         *slot = Some(Landing { buf, sge });
+        self.mapped.fetch_add(1, Ordering::Relaxed);
         Ok(sge)
     }
 
@@ -216,6 +230,7 @@ impl<B: DmaBuf> Landings<B> {
     pub(crate) unsafe fn release<D: DmaDevice<Buf = B>>(&self, dev: &D, i: u32) {
         // SAFETY: the caller owns the slot.
         if let Some(l) = unsafe { &mut *self.slots[i as usize].get() }.take() {
+            self.mapped.fetch_sub(1, Ordering::Relaxed);
             let _ = dev.dma_unmap(l.sge);
         }
     }

@@ -149,6 +149,9 @@ where
     /// The most credits a reply grants: `cfg.credits` clamped to what
     /// the Receive Queue can keep posted.
     max_credits: u32,
+    /// Receives kept posted: credits plus a batch, at most the RQ depth
+    /// (the QP's caps, read once instead of per receive).
+    recv_target: u32,
 }
 
 type DevError<L> = <<L as SendCtxtLifecycle>::Dev as ErrorType>::Error;
@@ -203,6 +206,9 @@ where
             xprt,
             counters: XprtCounters::default(),
             max_credits,
+            recv_target: max_credits
+                .saturating_add(cfg.recv_batch)
+                .min(caps.rq_depth),
         };
         t.post_recvs(caps.rq_depth.min(count))?;
         Ok(t)
@@ -309,10 +315,7 @@ where
     /// Reposts receives in batches once a batch worth has been consumed.
     #[doc(alias = "svc_rdma_refresh_recvs")]
     fn refresh_recvs(&self) -> Result<(), XprtError<DevError<L>>> {
-        let target = self
-            .max_credits
-            .saturating_add(self.cfg.recv_batch)
-            .min(self.qp.caps().rq_depth);
+        let target = self.recv_target;
         let missing = target.saturating_sub(self.recv.posted());
         if missing >= self.cfg.recv_batch || missing == target {
             self.post_recvs(missing)?;
@@ -591,6 +594,11 @@ where
     /// failed (registered memory exhausted) retries after it, so the
     /// transport's own cache never starves its next call.
     pub(super) fn trim_bufs_to(&self, keep: usize) -> usize {
+        // No more buffers mapped than kept: none can be in excess (the
+        // usual inline call maps none), so skip the lock and the walk.
+        if self.landings.mapped() <= keep && self.staging.mapped() <= keep {
+            return 0;
+        }
         let done = self.sq_done.load(Ordering::SeqCst);
         let (land, stage) = self.with_reads(|r| {
             (

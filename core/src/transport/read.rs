@@ -90,6 +90,14 @@ pub struct CallMeta {
 impl CallMeta {
     /// Copies what the reply needs out of a decoded header.
     pub(crate) fn from_header(h: &Header<'_>) -> Self {
+        // The inline call offers no chunk: nothing to copy or compare.
+        if h.read_list().is_empty() && h.write_list().is_empty() && h.reply_chunk().is_none() {
+            return Self {
+                xid: h.xid(),
+                credits: h.credits(),
+                ..Self::default()
+            };
+        }
         let write_list: Vec<Vec<Segment>> =
             h.write_list().iter().map(|c| c.iter().collect()).collect();
         let reply_chunk: Option<Vec<Segment>> = h.reply_chunk().map(|c| c.iter().collect());

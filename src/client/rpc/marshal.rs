@@ -104,8 +104,15 @@ where
                 u32::try_from(msg_len).map_err(|_| ClientError::InvalidOptions("call too long"))?
             }
         };
-        let read_list: Vec<ReadSegment> = read.iter().flat_map(|o| o.read_list(position)).collect();
-        let write_list: Vec<&[Segment]> = write.iter().map(|o| o.segs.as_slice()).collect();
+        // The inline call offers no chunk: no list to build.
+        let read_list: Vec<ReadSegment> = match &read {
+            Some(o) => o.read_list(position).collect(),
+            None => Vec::new(),
+        };
+        let write_list: Vec<&[Segment]> = match &write {
+            Some(o) => vec![o.segs.as_slice()],
+            None => Vec::new(),
+        };
         let spec = rpcrdma::CallSpec {
             xid,
             credits: self.cfg.credits,
