@@ -94,9 +94,10 @@ pub const MAX_RECYCLED_RESULTS: usize = 64 << 10;
 
 /// One ONC RPC program.
 pub trait Service: Send + Sync + 'static {
-    /// The program number.
+    /// The program number (read once, when the service is added to a
+    /// [`Dispatcher`]).
     fn program(&self) -> u32;
-    /// Versions served.
+    /// Versions served (read once, when the service is added).
     fn versions(&self) -> RangeInclusive<u32>;
     /// Runs procedure `ctx.proc` on the XDR `args`, filling `out`.
     fn call(
@@ -111,7 +112,7 @@ pub trait Service: Send + Sync + 'static {
     /// such a program's calls are handed to the worker threads so they do
     /// not stall every transport of the poll group; the rest run in the
     /// group. Ignored by the thread pool (every call runs on a worker).
-    /// Default: `false`.
+    /// Default: `false`. Read once, when the service is added.
     fn blocking(&self) -> bool {
         false
     }
@@ -199,12 +200,21 @@ impl Dispatched {
 /// Routes calls to services by program number.
 #[derive(Default)]
 pub struct Dispatcher {
-    services: Vec<Box<dyn Service>>,
+    services: Vec<Registered>,
+}
+
+/// A service with what routing reads of it, asked once when it was added
+/// (no virtual calls per dispatch).
+struct Registered {
+    prog: u32,
+    versions: RangeInclusive<u32>,
+    blocking: bool,
+    svc: Box<dyn Service>,
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let progs: Vec<u32> = self.services.iter().map(|s| s.program()).collect();
+        let progs: Vec<u32> = self.services.iter().map(|s| s.prog).collect();
         f.debug_struct("Dispatcher")
             .field("programs", &progs)
             .finish()
@@ -223,7 +233,12 @@ impl Dispatcher {
 
     /// Adds a service (builder style).
     pub fn with(mut self, s: impl Service) -> Self {
-        self.services.push(Box::new(s));
+        self.services.push(Registered {
+            prog: s.program(),
+            versions: s.versions(),
+            blocking: s.blocking(),
+            svc: Box::new(s),
+        });
         self
     }
 
@@ -236,9 +251,7 @@ impl Dispatcher {
             return false;
         };
         let prog = u32::from_be_bytes([prog[0], prog[1], prog[2], prog[3]]);
-        self.services
-            .iter()
-            .any(|s| s.blocking() && s.program() == prog)
+        self.services.iter().any(|s| s.blocking && s.prog == prog)
     }
 
     /// Decodes `msg` and runs the call. `None` when the message is not a
@@ -263,13 +276,13 @@ impl Dispatcher {
             body,
             args_offset: 0,
         };
-        let progs = || self.services.iter().filter(|s| s.program() == call.prog);
-        if progs().next().is_none() {
-            return Some(reply(ReplyStat::Accepted(AcceptStat::ProgUnavail), body));
-        }
-        let Some(svc) = progs().find(|s| s.versions().contains(&call.vers)) else {
-            let low = progs().map(|s| *s.versions().start()).min().unwrap_or(0);
-            let high = progs().map(|s| *s.versions().end()).max().unwrap_or(0);
+        let progs = || self.services.iter().filter(|s| s.prog == call.prog);
+        let Some(svc) = progs().find(|s| s.versions.contains(&call.vers)) else {
+            if progs().next().is_none() {
+                return Some(reply(ReplyStat::Accepted(AcceptStat::ProgUnavail), body));
+            }
+            let low = progs().map(|s| *s.versions.start()).min().unwrap_or(0);
+            let high = progs().map(|s| *s.versions.end()).max().unwrap_or(0);
             return Some(reply(
                 ReplyStat::Accepted(AcceptStat::ProgMismatch { low, high }),
                 body,
@@ -283,7 +296,7 @@ impl Dispatcher {
             cred: call.cred,
         };
         let args = msg.get(call.args_offset..).unwrap_or(&[]);
-        let res = svc.call(&ctx, args, &mut body).and_then(|()| {
+        let res = svc.svc.call(&ctx, args, &mut body).and_then(|()| {
             // A bulk range outside the arguments is the procedure's bug.
             match &body.bulk {
                 Some(b) if b.bytes(args).is_none() => Err(ProcError::SystemErr),

@@ -13,12 +13,15 @@ use std::borrow::Cow;
 
 /// A call in flight: what it offered and the regions that stay registered
 /// until its reply arrives (the server may still RDMA them until then).
+/// The offers are boxed: the usual inline call has none, and a small
+/// entry keeps the call table's insert and completion cheap (no 150-byte
+/// moves per call).
 pub(super) struct Pending<R> {
     pub(super) path: CallPath,
     /// Held, never read: the server may RDMA Read it until the reply.
-    pub(super) _read: Option<Offered<R>>,
-    pub(super) write: Option<Offered<R>>,
-    pub(super) reply: Option<Offered<R>>,
+    pub(super) _read: Option<Box<Offered<R>>>,
+    pub(super) write: Option<Box<Offered<R>>>,
+    pub(super) reply: Option<Box<Offered<R>>>,
 }
 
 /// Builds the result of one call from its reply, into buffers from

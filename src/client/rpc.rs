@@ -600,7 +600,7 @@ where
 fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: &mut Pending<R>) {
     for o in [&mut call._read, &mut call.write, &mut call.reply] {
         if let Some(o) = o.take() {
-            pool.put_offered(o);
+            pool.put_offered(*o);
         }
     }
 }

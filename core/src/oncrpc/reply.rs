@@ -35,6 +35,29 @@ impl ReplyStat {
 /// returns its length. For [`AcceptStat::Success`] the caller appends the
 /// procedure's results at that offset.
 pub fn encode_reply(buf: &mut [u8], xid: u32, stat: ReplyStat) -> Result<usize, EncodeError> {
+    if stat == ReplyStat::Accepted(AcceptStat::Success) {
+        if let Some(dst) = buf.get_mut(..SUCCESS_LEN) {
+            // xid, REPLY, MSG_ACCEPTED, AUTH_NONE verifier (flavor, empty
+            // body), SUCCESS: all zero but the first two words.
+            let mut head = [0u8; SUCCESS_LEN];
+            head[..4].copy_from_slice(&xid.to_be_bytes());
+            head[4..8].copy_from_slice(&MSG_REPLY.to_be_bytes());
+            dst.copy_from_slice(&head);
+            return Ok(SUCCESS_LEN);
+        }
+    }
+    encode_reply_general(buf, xid, stat)
+}
+
+/// Bytes of an accepted SUCCESS reply header with an `AUTH_NONE` verifier.
+const SUCCESS_LEN: usize = 6 * WORD;
+
+/// [`encode_reply`] without its SUCCESS shortcut.
+pub(super) fn encode_reply_general(
+    buf: &mut [u8],
+    xid: u32,
+    stat: ReplyStat,
+) -> Result<usize, EncodeError> {
     let mut w = Writer::new(buf, stat.encoded_len())?;
     w.u32(xid);
     w.u32(MSG_REPLY);
@@ -90,6 +113,40 @@ pub struct Reply<'a> {
 
 /// Decodes a REPLY header from the start of `buf` (client side).
 pub fn decode_reply(buf: &[u8]) -> Result<Reply<'_>, ReplyDecodeError> {
+    match success_reply(buf) {
+        Some(r) => Ok(r),
+        None => decode_reply_general(buf),
+    }
+}
+
+/// The common case in one step: an accepted SUCCESS reply with an empty
+/// `AUTH_NONE` verifier decodes to what the general decoder returns for
+/// it; any other shape is `None` (the tests compare the two).
+pub(super) fn success_reply(buf: &[u8]) -> Option<Reply<'_>> {
+    let head: &[u8; SUCCESS_LEN] = buf.get(..SUCCESS_LEN)?.try_into().ok()?;
+    let rest = u128::from_be_bytes([
+        head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11], head[12],
+        head[13], head[14], head[15], head[16], head[17], head[18], head[19],
+    ]);
+    // REPLY, MSG_ACCEPTED, AUTH_NONE, empty body; then SUCCESS.
+    const ACCEPTED: u128 =
+        (MSG_REPLY as u128) << 96 | (MSG_ACCEPTED as u128) << 64 | (AUTH_NONE as u128) << 32;
+    if rest != ACCEPTED || head[20..24] != SUCCESS.to_be_bytes() {
+        return None;
+    }
+    Some(Reply {
+        xid: u32::from_be_bytes([head[0], head[1], head[2], head[3]]),
+        stat: ReplyStat::Accepted(AcceptStat::Success),
+        verifier: Some(OpaqueAuth {
+            flavor: AUTH_NONE,
+            body: &head[20..20],
+        }),
+        body_offset: SUCCESS_LEN,
+    })
+}
+
+/// [`decode_reply`] without its SUCCESS shortcut.
+pub(super) fn decode_reply_general(buf: &[u8]) -> Result<Reply<'_>, ReplyDecodeError> {
     let mut r = Reader::new(buf);
     let mut word = || r.u32().ok_or(ReplyDecodeError::Truncated);
     let xid = word()?;

@@ -3,6 +3,9 @@
 use super::*;
 use proptest::prelude::*;
 
+extern crate std;
+use std::{vec, vec::Vec};
+
 const SYS: AuthSysSpec<'static> = AuthSysSpec {
     stamp: 0x5eed,
     machinename: b"client.example",
@@ -271,7 +274,97 @@ fn reply_decode_rejects_bad_discriminants() {
     );
 }
 
+/// A word of the fast paths' shapes: usually the expected value,
+/// sometimes a neighbour or anything.
+fn near(typical: u32) -> impl Strategy<Value = u32> {
+    prop_oneof![6 => Just(typical), 1 => 0u32..4, 1 => any::<u32>()]
+}
+
+/// Ten words shaped like an `AUTH_NONE` CALL (or, with `reply`, six like
+/// an accepted SUCCESS reply), perturbed, plus some bytes, cut anywhere.
+fn near_shape(reply: bool) -> impl Strategy<Value = Vec<u8>> {
+    let typical: Vec<u32> = if reply {
+        vec![0, MSG_REPLY, MSG_ACCEPTED, AUTH_NONE, 0, 0]
+    } else {
+        vec![
+            0,
+            MSG_CALL,
+            RPC_VERSION,
+            0,
+            0,
+            0,
+            AUTH_NONE,
+            0,
+            AUTH_NONE,
+            0,
+        ]
+    };
+    let n = typical.len();
+    (
+        typical.into_iter().map(near).collect::<Vec<_>>(),
+        proptest::collection::vec(any::<u8>(), 0..12),
+        prop_oneof![3 => Just(usize::MAX), 1 => 0..n * 4 + 8],
+    )
+        .prop_map(|(words, tail, cut)| {
+            let mut b: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            b.extend_from_slice(&tail);
+            b.truncate(cut);
+            b
+        })
+}
+
 proptest! {
+    #[test]
+    fn call_fast_path_decodes_what_the_general_decoder_does(bytes in near_shape(false)) {
+        let general = call::decode_call_general(&bytes);
+        prop_assert_eq!(decode_call(&bytes), general);
+        if let Some(h) = call::auth_none_call(&bytes) {
+            prop_assert_eq!(Ok(h), general);
+        }
+    }
+
+    #[test]
+    fn reply_fast_path_decodes_what_the_general_decoder_does(bytes in near_shape(true)) {
+        let general = reply::decode_reply_general(&bytes);
+        prop_assert_eq!(decode_reply(&bytes), general);
+        if let Some(r) = reply::success_reply(&bytes) {
+            prop_assert_eq!(Ok(r), general);
+        }
+    }
+
+    #[test]
+    fn malformed_near_the_fast_paths_is_refused_as_before(
+        word in 1usize..10, value in 1u32..=u32::MAX, xid in any::<u32>(),
+    ) {
+        // One fixed word of the AUTH_NONE CALL wrong (prog, vers and proc
+        // are free): never the fast path, the general decoder's verdict.
+        let mut words = [xid, MSG_CALL, RPC_VERSION, 7, 1, 2, AUTH_NONE, 0, AUTH_NONE, 0];
+        if !(3..6).contains(&word) {
+            words[word] = words[word].wrapping_add(value);
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            prop_assert!(call::auth_none_call(&bytes).is_none());
+            prop_assert_eq!(decode_call(&bytes), call::decode_call_general(&bytes));
+        }
+        // The same for a SUCCESS reply's six words.
+        let mut r = [xid, MSG_REPLY, MSG_ACCEPTED, AUTH_NONE, 0, 0];
+        let at = 1 + word % 5;
+        r[at] = r[at].wrapping_add(value);
+        let bytes: Vec<u8> = r.iter().flat_map(|w| w.to_be_bytes()).collect();
+        prop_assert!(reply::success_reply(&bytes).is_none());
+        prop_assert_eq!(decode_reply(&bytes), reply::decode_reply_general(&bytes));
+    }
+
+    #[test]
+    fn success_encoding_matches_the_general_encoder(xid in any::<u32>(), room in 0usize..32) {
+        let stat = ReplyStat::Accepted(AcceptStat::Success);
+        let (mut fast, mut general) = ([0xa5u8; 32], [0xa5u8; 32]);
+        prop_assert_eq!(
+            encode_reply(&mut fast[..room], xid, stat),
+            reply::encode_reply_general(&mut general[..room], xid, stat)
+        );
+        prop_assert_eq!(fast, general);
+    }
+
     #[test]
     fn decode_call_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let _ = decode_call(&bytes);

@@ -159,9 +159,9 @@ where
         }
         let call = Call::Pending(Pending {
             path,
-            _read: read,
-            write,
-            reply,
+            _read: read.map(Box::new),
+            write: write.map(Box::new),
+            reply: reply.map(Box::new),
         });
         if self.calls.insert(xid, call).is_err() {
             // `take_xid` chose a free slot and nothing ran since.
