@@ -273,6 +273,26 @@ impl CallSpec<'_> {
 /// Encodes a CALL header into `buf`; the caller appends the arguments at
 /// the returned offset.
 pub fn encode_call(buf: &mut [u8], spec: &CallSpec<'_>) -> Result<usize, EncodeError> {
+    if spec.cred.is_none() {
+        if let Some(dst) = buf.get_mut(..AUTH_NONE_CALL_LEN) {
+            // The six header words, then two empty AUTH_NONE opaque_auths
+            // (all zero).
+            let mut head = [0u8; AUTH_NONE_CALL_LEN];
+            for (i, w) in [spec.xid, MSG_CALL, RPC_VERSION, spec.prog, spec.vers, spec.proc]
+                .into_iter()
+                .enumerate()
+            {
+                head[i * WORD..(i + 1) * WORD].copy_from_slice(&w.to_be_bytes());
+            }
+            dst.copy_from_slice(&head);
+            return Ok(AUTH_NONE_CALL_LEN);
+        }
+    }
+    encode_call_general(buf, spec)
+}
+
+/// [`encode_call`] without its `AUTH_NONE` shortcut.
+pub(super) fn encode_call_general(buf: &mut [u8], spec: &CallSpec<'_>) -> Result<usize, EncodeError> {
     if let Some(sys) = &spec.cred {
         check_limit("machinename", sys.machinename.len(), MAX_MACHINENAME)?;
         check_limit("gids", sys.gids.len(), MAX_GIDS)?;

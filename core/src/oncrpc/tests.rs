@@ -355,6 +355,20 @@ proptest! {
     }
 
     #[test]
+    fn auth_none_call_encoding_matches_the_general_encoder(
+        xid in any::<u32>(), prog in any::<u32>(), vers in any::<u32>(), proc in any::<u32>(),
+        room in 0usize..48,
+    ) {
+        let spec = CallSpec { xid, prog, vers, proc, cred: None };
+        let (mut fast, mut general) = ([0xa5u8; 48], [0xa5u8; 48]);
+        prop_assert_eq!(
+            encode_call(&mut fast[..room], &spec),
+            call::encode_call_general(&mut general[..room], &spec)
+        );
+        prop_assert_eq!(fast, general);
+    }
+
+    #[test]
     fn success_encoding_matches_the_general_encoder(xid in any::<u32>(), room in 0usize..32) {
         let stat = ReplyStat::Accepted(AcceptStat::Success);
         let (mut fast, mut general) = ([0xa5u8; 32], [0xa5u8; 32]);

@@ -198,7 +198,8 @@ where
             proc,
             cred,
         };
-        msg.clear();
+        // The encoder writes every byte of its exact length: only the
+        // length is set (no zero-fill when it is the last call's).
         msg.resize(spec.encoded_len(), 0);
         let n = oncrpc::encode_call(msg, &spec)?;
         msg.truncate(n);
