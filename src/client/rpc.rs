@@ -276,6 +276,9 @@ where
         }
         self.wait_until_sendable()?;
         let xid = self.take_xid();
+        if let Some(r) = self.send_inline(xid, prog, vers, proc, args, opts) {
+            return r;
+        }
         let mut msg = std::mem::take(&mut self.msg);
         let r = self.send_call(xid, prog, vers, proc, args, opts, &mut msg);
         self.msg = msg;

@@ -278,9 +278,16 @@ pub fn encode_call(buf: &mut [u8], spec: &CallSpec<'_>) -> Result<usize, EncodeE
             // The six header words, then two empty AUTH_NONE opaque_auths
             // (all zero).
             let mut head = [0u8; AUTH_NONE_CALL_LEN];
-            for (i, w) in [spec.xid, MSG_CALL, RPC_VERSION, spec.prog, spec.vers, spec.proc]
-                .into_iter()
-                .enumerate()
+            for (i, w) in [
+                spec.xid,
+                MSG_CALL,
+                RPC_VERSION,
+                spec.prog,
+                spec.vers,
+                spec.proc,
+            ]
+            .into_iter()
+            .enumerate()
             {
                 head[i * WORD..(i + 1) * WORD].copy_from_slice(&w.to_be_bytes());
             }
@@ -292,7 +299,10 @@ pub fn encode_call(buf: &mut [u8], spec: &CallSpec<'_>) -> Result<usize, EncodeE
 }
 
 /// [`encode_call`] without its `AUTH_NONE` shortcut.
-pub(super) fn encode_call_general(buf: &mut [u8], spec: &CallSpec<'_>) -> Result<usize, EncodeError> {
+pub(super) fn encode_call_general(
+    buf: &mut [u8],
+    spec: &CallSpec<'_>,
+) -> Result<usize, EncodeError> {
     if let Some(sys) = &spec.cred {
         check_limit("machinename", sys.machinename.len(), MAX_MACHINENAME)?;
         check_limit("gids", sys.gids.len(), MAX_GIDS)?;

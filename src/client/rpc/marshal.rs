@@ -150,20 +150,99 @@ where
             Ok(end)
         });
         drop(read_list);
-        if let Err(e) = posted {
-            if matches!(e, ClientError::Disconnected) {
-                // Every call in flight fails the same way.
-                self.fail_connection();
-            }
-            return Err(e);
-        }
-        let call = Call::Pending(Pending {
+        self.posted(posted)?;
+        let call = Pending {
             path,
             _read: read.map(Box::new),
             write: write.map(Box::new),
             reply: reply.map(Box::new),
+        };
+        self.register(xid, call)
+    }
+
+    /// The usual call in one pass: no chunk offered or asked for and the
+    /// whole message within the inline threshold. The transport header,
+    /// the RPC call header and the arguments are written straight into the
+    /// send buffer (no scratch copy, no chunk bookkeeping). Returns `None`
+    /// (nothing done) for any other call, which takes the general path.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_inline(
+        &mut self,
+        xid: u32,
+        prog: u32,
+        vers: u32,
+        proc: u32,
+        args: &[u8],
+        opts: &CallOptions<'_>,
+    ) -> Option<Res<Ticket>> {
+        let plain = opts.read_payload.map_or(true, <[u8]>::is_empty)
+            && opts.write_chunk.is_none()
+            && opts.reply_chunk.is_none()
+            && !opts.force_position_zero;
+        if !plain {
+            return None;
+        }
+        let rpc = oncrpc::CallSpec {
+            xid,
+            prog,
+            vers,
+            proc,
+            cred: opts.auth.unwrap_or(&self.cfg.auth).sys_spec(),
+        };
+        let rpc_len = rpc.encoded_len();
+        let end = HEADER_MIN_SIZE + rpc_len + args.len();
+        if end > self.cfg.inline_threshold {
+            return None;
+        }
+        let spec = rpcrdma::CallSpec {
+            xid,
+            credits: self.cfg.credits,
+            proc: MsgProc::Msg,
+            read_list: &[],
+            write_list: &[],
+            reply_chunk: None,
+        };
+        let version = self.cfg.transport_version;
+        let posted = self.sends.post(&self.qp, |buf| {
+            let n = rpcrdma::encode_call(buf, &spec)?;
+            if version != RPCRDMA_VERSION {
+                // Test-only (ClientConfig::transport_version).
+                if let Some(vers) = buf.get_mut(4..8) {
+                    vers.copy_from_slice(&version.to_be_bytes());
+                }
+            }
+            let dst = buf.get_mut(n..end).ok_or(ClientError::InvalidConfig(
+                "call longer than its send buffer",
+            ))?;
+            let (h, b) = dst.split_at_mut(rpc_len);
+            oncrpc::encode_call(h, &rpc)?;
+            b.copy_from_slice(args);
+            Ok(end)
         });
-        if self.calls.insert(xid, call).is_err() {
+        let call = Pending {
+            path: CallPath::Inline,
+            _read: None,
+            write: None,
+            reply: None,
+        };
+        Some(self.posted(posted).and_then(|()| self.register(xid, call)))
+    }
+
+    /// A post's outcome: a lost connection fails every call in flight.
+    fn posted(&mut self, posted: Res<()>) -> Res<()> {
+        if let Err(e) = &posted {
+            if matches!(e, ClientError::Disconnected) {
+                // Every call in flight fails the same way.
+                self.fail_connection();
+            }
+        }
+        posted
+    }
+
+    /// Records a posted call as in flight under `xid`.
+    fn register(&mut self, xid: u32, call: Pending<D::Region>) -> Res<Ticket> {
+        let path = call.path;
+        if self.calls.insert(xid, Call::Pending(call)).is_err() {
             // `take_xid` chose a free slot and nothing ran since.
             return Err(ClientError::InvalidConfig("xid slot taken"));
         }
