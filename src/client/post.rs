@@ -206,6 +206,15 @@ pub(super) struct RecvRing<B> {
     idle: usize,
 }
 
+impl<B> Default for RecvRing<B> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            idle: 0,
+        }
+    }
+}
+
 impl<B: DmaBuf> RecvRing<B> {
     pub(super) fn new() -> Self {
         Self {
@@ -289,33 +298,29 @@ impl<B: DmaBuf> RecvRing<B> {
         Ok(())
     }
 
-    /// A receive completed: copies its bytes (up to `byte_len`) into `out`
-    /// (replacing what it held) and returns `true`, or returns `false` for a
-    /// `wr_id` that names no posted buffer. The buffer is no longer posted;
-    /// [`post_idle`](Self::post_idle) reposts it.
-    pub(super) fn complete(
+    /// A receive completed: runs `f` on its bytes (up to `byte_len`; none
+    /// for a failed one) in place, in the receive buffer, and returns what
+    /// `f` returned, or `None` (without calling `f`) for a `wr_id` that
+    /// names no posted buffer. The buffer is no longer posted;
+    /// [`post_idle`](Self::post_idle) reposts it (so nothing writes it
+    /// while `f` reads).
+    pub(super) fn complete_with<R>(
         &mut self,
         wr_id: u64,
         byte_len: Option<u32>,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        let Some(slot) = usize::try_from(wr_id)
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        let slot = usize::try_from(wr_id)
             .ok()
             .and_then(|i| self.slots.get_mut(i))
-            .filter(|s| s.posted)
-        else {
-            return false;
-        };
+            .filter(|s| s.posted)?;
         slot.posted = false;
         self.idle += 1;
         let data = slot.buf.as_slice();
         let n = byte_len.map_or(0, |n| (n as usize).min(data.len()));
-        out.clear();
-        out.extend_from_slice(&data[..n]);
-        true
+        Some(f(&data[..n]))
     }
 
-    /// Teardown, after the QP was drained: unmap and free every buffer.
     pub(super) fn release_after_drain<D: DmaDevice<Buf = B>>(&mut self, dev: &D) {
         for s in self.slots.drain(..) {
             let _ = dev.dma_unmap(s.sge);

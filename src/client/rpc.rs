@@ -68,8 +68,6 @@ where
     chunks: ChunkPool<D::Region>,
     /// The RPC call message being built (reused: no allocation per call).
     msg: Vec<u8>,
-    /// The reply being handled, copied out of its receive buffer (reused).
-    rx: Vec<u8>,
     /// Reply buffers handed back by [`recycle`](Self::recycle).
     spare: ReplySpares,
     granted: u32,
@@ -123,7 +121,6 @@ where
             in_flight: 0,
             chunks: ChunkPool::new(),
             msg: Vec::new(),
-            rx: Vec::new(),
             spare: ReplySpares::new(cfg.credits as usize),
             granted: 1,
             next_xid: cfg.first_xid,
@@ -441,21 +438,24 @@ where
     #[doc(alias = "rpcrdma_wc_receive")]
     fn on_recv_wc(&mut self, wc: &Wc) {
         let ok = wc.status == WcStatus::Success;
-        let mut rx = std::mem::take(&mut self.rx);
-        let known = self
-            .recvs
-            .complete(wc.wr_id, ok.then_some(wc.byte_len), &mut rx);
+        // The reply is read where it landed: the ring is set aside while
+        // its buffer is lent (the handler needs the rest of the client),
+        // and the buffer is reposted only after this poll.
+        let mut recvs = std::mem::take(&mut self.recvs);
+        let known = recvs.complete_with(wc.wr_id, ok.then_some(wc.byte_len), |bytes| {
+            if ok {
+                if wc.invalidated_rkey.is_some() {
+                    self.stats.remote_invalidations += 1;
+                }
+                self.on_reply(bytes);
+            }
+        });
+        self.recvs = recvs;
         if !ok {
             self.failed = true;
-        } else if !known {
+        } else if known.is_none() {
             tracing::warn!(wr_id = wc.wr_id, "receive completion for no posted buffer");
-        } else {
-            if wc.invalidated_rkey.is_some() {
-                self.stats.remote_invalidations += 1;
-            }
-            self.on_reply(&rx);
         }
-        self.rx = rx;
     }
 
     /// Matches one received message to its call and completes the call.
@@ -563,7 +563,7 @@ where
             }
             let m = self.qp.poll_recv(&mut wcs).unwrap_or(0);
             for wc in &wcs[..m] {
-                self.recvs.complete(wc.wr_id, None, &mut self.rx);
+                self.recvs.complete_with(wc.wr_id, None, |_| ());
             }
             quiet = if n + m == 0 { quiet + 1 } else { 0 };
         }
