@@ -92,12 +92,13 @@ impl<T> CallTable<T> {
         }
     }
 
-    /// Removes and returns the entry of `xid`, if held.
+    /// Removes and returns the entry of `xid` if it is held and `take`
+    /// accepts it (one lookup for "take it if it is done").
     #[inline]
-    pub(super) fn remove(&mut self, xid: u32) -> Option<T> {
+    pub(super) fn remove_if(&mut self, xid: u32, take: impl FnOnce(&T) -> bool) -> Option<T> {
         let i = self.slot(xid);
         match &self.slots[i] {
-            Some((x, _)) if *x == xid => {
+            Some((x, v)) if *x == xid && take(v) => {
                 self.len -= 1;
                 self.slots[i].take().map(|(_, v)| v)
             }
@@ -132,12 +133,16 @@ mod tests {
         t.insert(5, "five").unwrap();
         // Same slot (5 + 16), another xid: not found, not insertable.
         assert_eq!(t.get(21), None);
-        assert_eq!(t.remove(21), None);
+        assert_eq!(t.remove_if(21, |_| true), None);
         assert!(!t.is_free(21));
         assert_eq!(t.insert(21, "stale"), Err("stale"));
         assert_eq!(t.get(5), Some(&"five"));
-        assert_eq!(t.remove(5), Some("five"));
-        assert_eq!(t.remove(5), None, "removed twice");
+        assert_eq!(t.remove_if(5, |_| true), Some("five"));
+        assert_eq!(t.remove_if(5, |_| true), None, "removed twice");
+        t.insert(5, "five").unwrap();
+        assert_eq!(t.remove_if(5, |v| *v == "six"), None, "refused");
+        assert_eq!(t.remove_if(21, |_| true), None, "same slot, other xid");
+        assert_eq!(t.remove_if(5, |v| *v == "five"), Some("five"));
         assert_eq!(t.len(), 0);
     }
 

@@ -351,11 +351,8 @@ where
 
     /// The result of call `xid` if its reply is in (removing it).
     fn take_done(&mut self, xid: u32) -> Option<Res<ReplyBytes>> {
-        match self.calls.get(xid)? {
-            Call::Done(_) => match self.calls.remove(xid) {
-                Some(Call::Done(r)) => Some(r),
-                _ => None,
-            },
+        match self.calls.remove_if(xid, |c| matches!(c, Call::Done(_)))? {
+            Call::Done(r) => Some(r),
             Call::Pending(_) => None,
         }
     }
@@ -489,7 +486,10 @@ where
     /// Completes call `xid`: its regions are deregistered (the reply came,
     /// so the server is done with them) and its result waits for `wait`.
     fn finish(&mut self, xid: u32, r: Res<ReplyBytes>) {
-        let Some(Call::Pending(call)) = self.calls.get_mut(xid) else {
+        let Some(entry) = self.calls.get_mut(xid) else {
+            return;
+        };
+        let Call::Pending(call) = entry else {
             return;
         };
         // The regions go back in place: no move of the call for the
@@ -499,9 +499,7 @@ where
         if matches!(&r, Ok(b) if b.reply_path == ReplyPath::ReplyChunk) {
             self.stats.reply_chunk_replies += 1;
         }
-        if let Some(entry) = self.calls.get_mut(xid) {
-            *entry = Call::Done(r);
-        }
+        *entry = Call::Done(r);
         debug_assert!(self.in_flight >= 1 && self.in_flight <= self.calls.len());
         self.in_flight -= 1;
     }
@@ -600,7 +598,12 @@ where
 
 /// Gives a finished call's chunk regions back to the pool (the call keeps
 /// none).
+#[inline]
 fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: &mut Pending<R>) {
+    if call._read.is_none() && call.write.is_none() && call.reply.is_none() {
+        // The inline call offered nothing.
+        return;
+    }
     for o in [&mut call._read, &mut call.write, &mut call.reply] {
         if let Some(o) = o.take() {
             pool.put_offered(*o);
