@@ -202,25 +202,23 @@ struct RecvSlot<B> {
 /// The receive buffers, one inline reply each, persistently mapped.
 pub(super) struct RecvRing<B> {
     slots: Vec<RecvSlot<B>>,
-    /// Slots not posted (so a poll with nothing to repost scans nothing).
-    idle: usize,
+    /// Slots not posted, in the order they came back: a repost touches
+    /// only those (not every slot of a ring of `credits` buffers).
+    idle: Vec<u32>,
 }
 
 impl<B> Default for RecvRing<B> {
     fn default() -> Self {
         Self {
             slots: Vec::new(),
-            idle: 0,
+            idle: Vec::new(),
         }
     }
 }
 
 impl<B: DmaBuf> RecvRing<B> {
     pub(super) fn new() -> Self {
-        Self {
-            slots: Vec::new(),
-            idle: 0,
-        }
+        Self::default()
     }
 
     /// Allocates and maps one more buffer of `size` bytes (not posted).
@@ -235,12 +233,14 @@ impl<B: DmaBuf> RecvRing<B> {
         let sge = dev
             .dma_map(&buf, 0, size)
             .map_err(|e| ClientError::backend("dma_map", e))?;
+        let i = u32::try_from(self.slots.len())
+            .map_err(|_| ClientError::InvalidConfig("too many receive buffers"))?;
         self.slots.push(RecvSlot {
             buf,
             sge,
             posted: false,
         });
-        self.idle += 1;
+        self.idle.push(i);
         Ok(())
     }
 
@@ -258,41 +258,31 @@ impl<B: DmaBuf> RecvRing<B> {
     {
         // Small batches on the stack: one receive per reply is the usual.
         const BATCH: usize = 16;
-        let mut i = 0;
-        while self.idle != 0 && i < self.slots.len() {
+        while let Some(&first) = self.idle.first() {
+            let n = self.idle.len().min(BATCH);
             let mut wrs = [RecvWr {
                 wr_id: 0,
-                sge: self.slots[0].sge,
+                sge: self.slots[first as usize].sge,
             }; BATCH];
-            let mut idx = [0usize; BATCH];
-            let mut n = 0;
-            while i < self.slots.len() && n < BATCH {
-                if !self.slots[i].posted {
-                    wrs[n] = RecvWr {
-                        wr_id: i as u64,
-                        sge: self.slots[i].sge,
-                    };
-                    idx[n] = i;
-                    n += 1;
-                }
-                i += 1;
-            }
-            if n == 0 {
-                break;
+            for (w, &j) in wrs.iter_mut().zip(&self.idle[..n]) {
+                *w = RecvWr {
+                    wr_id: u64::from(j),
+                    sge: self.slots[j as usize].sge,
+                };
             }
             // SAFETY: each buffer stays mapped and owned by `self.slots`; it
-            // is marked posted below and read only after `complete` saw its
-            // completion, or unmapped by `release_after_drain` after the QP
-            // was drained.
+            // is marked posted below and read only after `complete_with`
+            // saw its completion, or unmapped by `release_after_drain`
+            // after the QP was drained.
             let res = unsafe { qp.post_recv(&wrs[..n]) };
             let consumed = match &res {
                 Ok(()) => n,
                 Err(e) => e.consumed.min(n),
             };
-            for &j in &idx[..consumed] {
-                self.slots[j].posted = true;
+            for &j in &self.idle[..consumed] {
+                self.slots[j as usize].posted = true;
             }
-            self.idle -= consumed;
+            self.idle.drain(..consumed);
             res.map_err(|e| post_error("post_recv", e.error))?;
         }
         Ok(())
@@ -310,12 +300,10 @@ impl<B: DmaBuf> RecvRing<B> {
         byte_len: Option<u32>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Option<R> {
-        let slot = usize::try_from(wr_id)
-            .ok()
-            .and_then(|i| self.slots.get_mut(i))
-            .filter(|s| s.posted)?;
+        let i = u32::try_from(wr_id).ok()?;
+        let slot = self.slots.get_mut(i as usize).filter(|s| s.posted)?;
         slot.posted = false;
-        self.idle += 1;
+        self.idle.push(i);
         let data = slot.buf.as_slice();
         let n = byte_len.map_or(0, |n| (n as usize).min(data.len()));
         Some(f(&data[..n]))
@@ -326,6 +314,6 @@ impl<B: DmaBuf> RecvRing<B> {
             let _ = dev.dma_unmap(s.sge);
             drop(s.buf);
         }
-        self.idle = 0;
+        self.idle.clear();
     }
 }
