@@ -11,17 +11,22 @@ use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
 use rdmaxprt_core::rpcrdma::{Header, Proc, RdmaError};
 use std::borrow::Cow;
 
-/// A call in flight: what it offered and the regions that stay registered
-/// until its reply arrives (the server may still RDMA them until then).
-/// The offers are boxed: the usual inline call has none, and a small
-/// entry keeps the call table's insert and completion cheap (no 150-byte
-/// moves per call).
-pub(super) struct Pending<R> {
+/// A call in flight: its path and, if it offered chunks, the key of its
+/// [`Offers`] in the client's slab (the table entry stays small, and the
+/// offers need no allocation per call).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending {
     pub(super) path: CallPath,
+    pub(super) offers: Option<usize>,
+}
+
+/// The regions a call offered, which stay registered until its reply
+/// arrives (the server may still RDMA them until then).
+pub(super) struct Offers<R> {
     /// Held, never read: the server may RDMA Read it until the reply.
-    pub(super) _read: Option<Box<Offered<R>>>,
-    pub(super) write: Option<Box<Offered<R>>>,
-    pub(super) reply: Option<Box<Offered<R>>>,
+    pub(super) _read: Option<Offered<R>>,
+    pub(super) write: Option<Offered<R>>,
+    pub(super) reply: Option<Offered<R>>,
 }
 
 /// Builds the result of one call from its reply, into buffers from
@@ -29,7 +34,8 @@ pub(super) struct Pending<R> {
 pub(super) fn assemble<R: RemoteRegion>(
     hdr: &Header<'_>,
     bytes: &[u8],
-    call: &Pending<R>,
+    path: CallPath,
+    offers: Option<&Offers<R>>,
     spare: &mut ReplySpares,
 ) -> Result<ReplyBytes, ClientError> {
     let (body, reply_path) = match hdr.proc() {
@@ -47,7 +53,8 @@ pub(super) fn assemble<R: RemoteRegion>(
             (Cow::Borrowed(body), ReplyPath::Inline)
         }
         Proc::NoMsg => {
-            let (Some(offered), Some(returned)) = (&call.reply, hdr.reply_chunk()) else {
+            let offered = offers.and_then(|o| o.reply.as_ref());
+            let (Some(offered), Some(returned)) = (offered, hdr.reply_chunk()) else {
                 return Err(ClientError::ProtocolViolation(
                     "RDMA_NOMSG reply but the call offered no Reply chunk",
                 ));
@@ -64,7 +71,7 @@ pub(super) fn assemble<R: RemoteRegion>(
         }
     };
     let mut returned = hdr.write_list().iter();
-    let bulk = match (&call.write, returned.next()) {
+    let bulk = match (offers.and_then(|o| o.write.as_ref()), returned.next()) {
         (Some(offered), Some(chunk)) => Some(offered.gather(chunk, spare.bulk.take())?),
         (Some(_), None) => {
             return Err(ClientError::ProtocolViolation(
@@ -113,7 +120,7 @@ pub(super) fn assemble<R: RemoteRegion>(
         xid: hdr.xid(),
         results,
         bulk,
-        call_path: call.path,
+        call_path: path,
         reply_path,
         credits: hdr.credits(),
     })

@@ -5,7 +5,7 @@ use super::calls::CallTable;
 use super::chunk::{segment_count, ChunkPool};
 use super::error::ClientError;
 use super::post::{RecvRing, SendRing};
-use super::reply::{assemble, Pending};
+use super::reply::{assemble, Offers, Pending};
 use super::spare::ReplySpares;
 use super::types::{
     CallOptions, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath, Ticket,
@@ -29,8 +29,8 @@ const MIN_RPC_REPLY: usize = 24;
 
 /// A call the client knows of: in flight, or answered and waiting for
 /// [`RpcClient::wait`].
-enum Call<R> {
-    Pending(Pending<R>),
+enum Call {
+    Pending(Pending),
     Done(Result<ReplyBytes, ClientError>),
 }
 
@@ -62,7 +62,9 @@ where
     sends: SendRing<D::Buf>,
     recvs: RecvRing<D::Buf>,
     /// Every call by xid, in flight or answered.
-    calls: CallTable<Call<D::Region>>,
+    calls: CallTable<Call>,
+    /// The chunk regions of calls in flight that offered some.
+    offers: slab::Slab<Offers<D::Region>>,
     /// Calls in `calls` still in flight.
     in_flight: usize,
     chunks: ChunkPool<D::Region>,
@@ -118,6 +120,7 @@ where
             sends: SendRing::new(cfg.inline_threshold, caps.sq_depth as usize),
             recvs: RecvRing::new(),
             calls: CallTable::with_capacity(cfg.credits as usize),
+            offers: slab::Slab::new(),
             in_flight: 0,
             chunks: ChunkPool::new(),
             msg: Vec::new(),
@@ -474,12 +477,13 @@ where
         let xid = hdr.xid();
         // An unknown xid, or one whose call was already answered (a
         // duplicate or stale reply), resolves nothing.
-        let Some(Call::Pending(call)) = self.calls.get(xid) else {
+        let Some(&Call::Pending(call)) = self.calls.get(xid) else {
             self.stats.unmatched_replies += 1;
             return;
         };
         self.granted = hdr.credits().clamp(1, self.cfg.credits);
-        let r = assemble(&hdr, bytes, call, &mut self.spare);
+        let offers = call.offers.and_then(|k| self.offers.get(k));
+        let r = assemble(&hdr, bytes, call.path, offers, &mut self.spare);
         self.finish(xid, r);
     }
 
@@ -494,7 +498,7 @@ where
         };
         // The regions go back in place: no move of the call for the
         // usual call that offered none.
-        give_back(&mut self.chunks, call);
+        give_back(&mut self.chunks, &mut self.offers, call);
         self.stats.replies += 1;
         if matches!(&r, Ok(b) if b.reply_path == ReplyPath::ReplyChunk) {
             self.stats.reply_chunk_replies += 1;
@@ -517,7 +521,7 @@ where
         for (_, entry) in self.calls.iter_mut() {
             if let Call::Pending(call) = entry {
                 // Drained: the server cannot reach these any more.
-                give_back(&mut self.chunks, call);
+                give_back(&mut self.chunks, &mut self.offers, call);
                 *entry = Call::Done(Err(ClientError::Disconnected));
             }
         }
@@ -582,6 +586,7 @@ where
         self.sends.release_after_drain(&self.dev);
         self.recvs.release_after_drain(&self.dev);
         self.calls.clear();
+        self.offers.clear();
         self.in_flight = 0;
     }
 }
@@ -599,14 +604,16 @@ where
 /// Gives a finished call's chunk regions back to the pool (the call keeps
 /// none).
 #[inline]
-fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: &mut Pending<R>) {
-    if call._read.is_none() && call.write.is_none() && call.reply.is_none() {
-        // The inline call offered nothing.
+fn give_back<R: RemoteRegion>(
+    pool: &mut ChunkPool<R>,
+    offers: &mut slab::Slab<Offers<R>>,
+    call: &mut Pending,
+) {
+    // The inline call offered nothing.
+    let Some(o) = call.offers.take().and_then(|k| offers.try_remove(k)) else {
         return;
-    }
-    for o in [&mut call._read, &mut call.write, &mut call.reply] {
-        if let Some(o) = o.take() {
-            pool.put_offered(*o);
-        }
+    };
+    for o in [o._read, o.write, o.reply].into_iter().flatten() {
+        pool.put_offered(o);
     }
 }

@@ -6,7 +6,7 @@ use super::{Call, Res, RpcClient};
 use crate::client::backend::{RemoteMemory, RemoteRegion};
 use crate::client::chunk::{segment_count, Offered};
 use crate::client::error::ClientError;
-use crate::client::reply::Pending;
+use crate::client::reply::{Offers, Pending};
 use crate::client::types::{Auth, CallOptions, CallPath, Ticket};
 use crate::completion::CompletionWait;
 use rdmaxprt_core::backend::QueuePair;
@@ -151,12 +151,14 @@ where
         });
         drop(read_list);
         self.posted(posted)?;
-        let call = Pending {
-            path,
-            _read: read.map(Box::new),
-            write: write.map(Box::new),
-            reply: reply.map(Box::new),
-        };
+        let offers = (read.is_some() || write.is_some() || reply.is_some()).then(|| {
+            self.offers.insert(Offers {
+                _read: read,
+                write,
+                reply,
+            })
+        });
+        let call = Pending { path, offers };
         self.register(xid, call)
     }
 
@@ -221,9 +223,7 @@ where
         });
         let call = Pending {
             path: CallPath::Inline,
-            _read: None,
-            write: None,
-            reply: None,
+            offers: None,
         };
         Some(self.posted(posted).and_then(|()| self.register(xid, call)))
     }
@@ -240,10 +240,14 @@ where
     }
 
     /// Records a posted call as in flight under `xid`.
-    fn register(&mut self, xid: u32, call: Pending<D::Region>) -> Res<Ticket> {
+    fn register(&mut self, xid: u32, call: Pending) -> Res<Ticket> {
         let path = call.path;
         if self.calls.insert(xid, Call::Pending(call)).is_err() {
-            // `take_xid` chose a free slot and nothing ran since.
+            // `take_xid` chose a free slot and nothing ran since. The
+            // offers go with the call, as before it was tracked.
+            if let Some(k) = call.offers {
+                self.offers.try_remove(k);
+            }
             return Err(ClientError::InvalidConfig("xid slot taken"));
         }
         self.in_flight += 1;
