@@ -178,6 +178,7 @@ impl Dispatched {
     /// The bulk payload, if any, given the call message `msg` that was
     /// dispatched (an [`Args`](Bulk::Args) range is resolved in it; the
     /// dispatcher checked it lies inside the arguments).
+    #[inline]
     pub fn bulk<'a>(&'a self, msg: &'a [u8]) -> Option<&'a [u8]> {
         let args = msg.get(self.args_offset..).unwrap_or(&[]);
         self.body.bulk.as_ref().and_then(|b| b.bytes(args))
@@ -187,6 +188,7 @@ impl Dispatched {
     /// [`dispatch_reusing`](Dispatcher::dispatch_reusing) (call it once the
     /// reply was sent); its results capacity is kept up to
     /// [`MAX_RECYCLED_RESULTS`].
+    #[inline]
     pub fn recycle(self) -> ReplyBody {
         let mut body = self.body;
         if body.results.capacity() > MAX_RECYCLED_RESULTS {

@@ -70,8 +70,13 @@ pub(super) fn assemble<R: RemoteRegion>(
             ))
         }
     };
+    let offered_write = offers.and_then(|o| o.write.as_ref());
+    if offered_write.is_none() && hdr.write_list().is_empty() {
+        // The usual inline call: no Write chunk either way.
+        return finish_reply(hdr, body, path, reply_path, None, spare);
+    }
     let mut returned = hdr.write_list().iter();
-    let bulk = match (offers.and_then(|o| o.write.as_ref()), returned.next()) {
+    let bulk = match (offered_write, returned.next()) {
         (Some(offered), Some(chunk)) => Some(offered.gather(chunk, spare.bulk.take())?),
         (Some(_), None) => {
             return Err(ClientError::ProtocolViolation(
@@ -90,6 +95,19 @@ pub(super) fn assemble<R: RemoteRegion>(
             "reply has more Write chunks than the call offered",
         ));
     }
+    finish_reply(hdr, body, path, reply_path, bulk, spare)
+}
+
+/// The RPC reply header of `body` checked against the transport header,
+/// and the results copied out past it.
+fn finish_reply(
+    hdr: &Header<'_>,
+    body: Cow<'_, [u8]>,
+    path: CallPath,
+    reply_path: ReplyPath,
+    bulk: Option<Vec<u8>>,
+    spare: &mut ReplySpares,
+) -> Result<ReplyBytes, ClientError> {
     let rpc = oncrpc::decode_reply(&body).map_err(ClientError::BadRpcReply)?;
     if rpc.xid != hdr.xid() {
         return Err(ClientError::XidMismatch {
@@ -103,7 +121,7 @@ pub(super) fn assemble<R: RemoteRegion>(
         ReplyStat::Denied(d) => return Err(ClientError::Denied(d)),
     }
     let body_offset = rpc.body_offset;
-    // One copy of the results: out of the receive buffer's copy, or the
+    // One copy of the results: out of the receive buffer, or the
     // gathered Reply chunk with the RPC header cut off in place.
     let results = match body {
         Cow::Borrowed(b) => {

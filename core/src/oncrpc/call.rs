@@ -100,6 +100,7 @@ impl Iterator for GidsIter<'_> {
 ///
 /// Only AUTH_NONE and AUTH_SYS credentials with an empty AUTH_NONE verifier
 /// are accepted, as the kernel's `svcauth_null`/`svcauth_unix` do.
+#[inline]
 pub fn decode_call(buf: &[u8]) -> Result<CallHeader<'_>, CallDecodeError> {
     match auth_none_call(buf) {
         Some(h) => Ok(h),
@@ -115,6 +116,7 @@ const AUTH_NONE_CALL_LEN: usize = 10 * WORD;
 /// verifier are both `AUTH_NONE` with empty bodies. Every check of the
 /// general decoder holds for it, so it decodes to the same header; any
 /// other shape is `None` (the tests compare the two).
+#[inline]
 pub(super) fn auth_none_call(buf: &[u8]) -> Option<CallHeader<'_>> {
     let head: &[u8; AUTH_NONE_CALL_LEN] = buf.get(..AUTH_NONE_CALL_LEN)?.try_into().ok()?;
     let word = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
@@ -272,6 +274,7 @@ impl CallSpec<'_> {
 
 /// Encodes a CALL header into `buf`; the caller appends the arguments at
 /// the returned offset.
+#[inline]
 pub fn encode_call(buf: &mut [u8], spec: &CallSpec<'_>) -> Result<usize, EncodeError> {
     if spec.cred.is_none() {
         if let Some(dst) = buf.get_mut(..AUTH_NONE_CALL_LEN) {

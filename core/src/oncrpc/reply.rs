@@ -34,6 +34,7 @@ impl ReplyStat {
 /// Encodes a REPLY header with an empty AUTH_NONE verifier into `buf` and
 /// returns its length. For [`AcceptStat::Success`] the caller appends the
 /// procedure's results at that offset.
+#[inline]
 pub fn encode_reply(buf: &mut [u8], xid: u32, stat: ReplyStat) -> Result<usize, EncodeError> {
     if stat == ReplyStat::Accepted(AcceptStat::Success) {
         if let Some(dst) = buf.get_mut(..SUCCESS_LEN) {
@@ -112,6 +113,7 @@ pub struct Reply<'a> {
 }
 
 /// Decodes a REPLY header from the start of `buf` (client side).
+#[inline]
 pub fn decode_reply(buf: &[u8]) -> Result<Reply<'_>, ReplyDecodeError> {
     match success_reply(buf) {
         Some(r) => Ok(r),
@@ -122,6 +124,7 @@ pub fn decode_reply(buf: &[u8]) -> Result<Reply<'_>, ReplyDecodeError> {
 /// The common case in one step: an accepted SUCCESS reply with an empty
 /// `AUTH_NONE` verifier decodes to what the general decoder returns for
 /// it; any other shape is `None` (the tests compare the two).
+#[inline]
 pub(super) fn success_reply(buf: &[u8]) -> Option<Reply<'_>> {
     let head: &[u8; SUCCESS_LEN] = buf.get(..SUCCESS_LEN)?.try_into().ok()?;
     let rest = u128::from_be_bytes([

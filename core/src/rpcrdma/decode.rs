@@ -30,6 +30,7 @@ enum Role {
 /// Position Zero Read chunk and `RDMA_MSG` must not have one; `RDMA_MSG`
 /// must carry an RPC message after the header. Read segments of one chunk
 /// (one position) may appear in any order, as the kernel accepts.
+#[inline]
 pub fn decode_header<'a>(buf: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
     match inline_msg(buf) {
         Some(h) => Ok(h),
@@ -46,6 +47,7 @@ pub fn decode_header<'a>(buf: &'a [u8], limits: &Limits) -> Result<Header<'a>, D
 /// decodes whatever its version word says (a responder may echo the
 /// caller's version; [`Header::vers`] tells which); any other message with
 /// a version other than 1 is [`DecodeError::BadVersion`].
+#[inline]
 pub fn decode_reply_header<'a>(buf: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
     match inline_msg(buf) {
         Some(h) => Ok(h),
@@ -71,6 +73,7 @@ pub(super) fn decode_general<'a>(
 /// (no segments to check, no Position Zero chunk, a body present), so it
 /// decodes to exactly what the general decoder returns; anything else is
 /// `None` and goes the general way (`proptests` compares the two).
+#[inline]
 pub(super) fn inline_msg(buf: &[u8]) -> Option<Header<'_>> {
     let head: &[u8; HEADER_MIN_SIZE] = buf.get(..HEADER_MIN_SIZE)?.try_into().ok()?;
     if buf.len() == HEADER_MIN_SIZE {

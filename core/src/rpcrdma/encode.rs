@@ -85,6 +85,7 @@ impl RdmaError {
 
 /// Encodes an `RDMA_MSG`/`RDMA_NOMSG` reply header into `buf`; returns
 /// its length (for `RDMA_MSG`, where the RPC reply starts).
+#[inline]
 pub fn encode_reply(buf: &mut [u8], spec: &ReplySpec<'_>) -> Result<usize, EncodeError> {
     if spec.write_list.is_empty() && spec.reply_chunk.is_none() {
         return no_chunks(buf, spec.xid, spec.credits, spec.proc);
@@ -96,6 +97,7 @@ pub fn encode_reply(buf: &mut [u8], spec: &ReplySpec<'_>) -> Result<usize, Encod
 }
 
 /// Encodes a call header into `buf`; returns its length.
+#[inline]
 pub fn encode_call(buf: &mut [u8], spec: &CallSpec<'_>) -> Result<usize, EncodeError> {
     if spec.read_list.is_empty() && spec.write_list.is_empty() && spec.reply_chunk.is_none() {
         return no_chunks(buf, spec.xid, spec.credits, spec.proc);
@@ -138,6 +140,7 @@ pub fn encode_error(
 /// The header without chunks (the inline call and reply): the fixed
 /// 28 bytes ([`HEADER_MIN_SIZE`]) in one store, as [`lists`] would write
 /// them with every list empty.
+#[inline]
 fn no_chunks(buf: &mut [u8], xid: u32, credits: u32, proc: MsgProc) -> Result<usize, EncodeError> {
     let available = buf.len();
     let Some(dst) = buf.get_mut(..HEADER_MIN_SIZE) else {
