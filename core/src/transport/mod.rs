@@ -27,7 +27,7 @@ pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, Wc, WcStatus};
-use crate::lifecycle::{SendCompletions, SendCtxtLifecycle};
+use crate::lifecycle::{Policy, SendCompletions, SendCtxtLifecycle};
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
 use crate::spin::SpinMutex;
 use crate::sq::SqAccount;
@@ -35,7 +35,7 @@ use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use call::{CallBuf, CallHolder};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use landing::Landings;
+use landing::{HeldBuf, Landings};
 use read::{ReadStart, Reads};
 use recv::{RecvQueue, RecvVerdict};
 
@@ -132,16 +132,11 @@ where
     landings: Landings<<L::Dev as DmaDevice>::Buf>,
     /// Staging buffers for copied reply data (ownership in `reads.stage`).
     staging: Landings<<L::Dev as DmaDevice>::Buf>,
-    /// Signaled Send Queue work requests posted; the lock also covers the
-    /// post, so the count orders as the QP does.
-    sq_posted: SpinMutex<u64>,
-    /// Signaled Send Queue work requests completed (in post order).
-    sq_done: AtomicU64,
-    /// A call waits (or is about to wait) for a landing buffer: Send
-    /// completions and returned landing buffers schedule the transport.
-    /// Set (SeqCst) before the waiter's last look at the free buffers,
-    /// read (SeqCst) after a buffer is freed or a fence passes, so one of
-    /// the two sides always sees the other.
+    /// A call waits (or is about to wait) for a landing buffer: whoever
+    /// frees one (a dropped call, the release of a reply's send context)
+    /// schedules the transport. Set (SeqCst) before the waiter's last look
+    /// at the free buffers, read (SeqCst) after a buffer is freed, so one
+    /// of the two sides always sees the other.
     landing_wait: AtomicBool,
     xprt: E,
     counters: XprtCounters,
@@ -197,8 +192,6 @@ where
             reads: SpinMutex::new(Reads::new(cfg.read_bufs, cfg.stage_bufs)),
             landings: Landings::new(cfg.read_bufs),
             staging: Landings::new(cfg.stage_bufs),
-            sq_posted: SpinMutex::new(0),
-            sq_done: AtomicU64::new(0),
             landing_wait: AtomicBool::new(false),
             xprt,
             counters: XprtCounters::default(),
@@ -375,7 +368,6 @@ where
         }
         match cq.claim(wc.wr_id) {
             Ok((claimed, sqes)) => {
-                self.sq_completed();
                 // svc_rdma_wake_send_waiters, then svc_rdma_send_ctxt_put.
                 self.sq.wake_send_waiters(sqes);
                 if let Some(c) = claimed {
@@ -384,6 +376,7 @@ where
                     // may have woken for the slots before the put made a
                     // context available: wake it again now that it is.
                     self.sq.wake_space_waiters();
+                    self.after_complete();
                 }
             }
             Err(_) => Self::bump(&self.counters.bogus_completions),
@@ -399,10 +392,7 @@ where
     /// last Read of a call.
     fn tagged_done(&self, wr_id: u64, status: WcStatus) {
         match chain::batch_sqes(wr_id) {
-            Some(sqes) => {
-                self.sq_completed();
-                self.batch_done(sqes, status == WcStatus::Success)
-            }
+            Some(sqes) => self.batch_done(sqes, status == WcStatus::Success),
             None if wr_id >> 32 == 0 => self.read_done(wr_id as u32 & !TAG, status),
             None => Self::bump(&self.counters.bogus_completions),
         }
@@ -475,14 +465,56 @@ where
         Ok(None)
     }
 
-    /// A signaled Send Queue work request completed: count it, and wake
-    /// calls waiting for a landing buffer that a reply's Write may have
-    /// held.
-    fn sq_completed(&self) {
-        self.sq_done.fetch_add(1, Ordering::SeqCst);
-        if self.landing_wait.load(Ordering::SeqCst) {
-            self.flags().set(XprtFlags::DATA);
-            self.xprt.enqueue();
+    /// What the completion path adds to `complete` for the buffers a
+    /// reply's send context holds, by release policy (compile-time):
+    /// - Deferred: nothing (the worker's drain releases the context and
+    ///   [`release_ctxt`](Self::release_ctxt) takes its buffers back);
+    /// - Inline: the release just ran here, so its buffers come back here
+    ///   too (the policy's nature: the pre-2026 kernel released on the
+    ///   completion path);
+    /// - Workqueue: the release runs later on a release thread, which
+    ///   cannot schedule the transport; if a call waits for a landing
+    ///   buffer, schedule it now, and the worker waits for the releases in
+    ///   transit (`flush`) before it looks again.
+    #[inline]
+    fn after_complete(&self) {
+        match L::POLICY {
+            Policy::Deferred => {}
+            Policy::Inline => self.take_back_bufs(),
+            Policy::Workqueue => {
+                if self.landing_wait.load(Ordering::SeqCst) {
+                    self.flags().set(XprtFlags::DATA);
+                    self.xprt.enqueue();
+                }
+            }
+        }
+    }
+
+    /// Takes back the landing and staging buffers of released send
+    /// contexts (the pool's returned list) and, if that freed a landing
+    /// buffer while a call waits for one, schedules the transport.
+    pub(super) fn take_back_bufs(&self) {
+        if !self.send.pool().has_returned() {
+            return;
+        }
+        let freed_landing = self.with_reads(|r| {
+            let mut toks = core::mem::take(&mut r.returned);
+            self.send.pool().take_returned(&mut toks);
+            let mut freed = false;
+            for &t in &toks {
+                match HeldBuf::from_token(t) {
+                    HeldBuf::Landing(i) => freed |= r.land.put(i),
+                    HeldBuf::Staging(i) => {
+                        r.stage.put(i);
+                    }
+                }
+            }
+            toks.clear();
+            r.returned = toks;
+            freed
+        });
+        if freed_landing {
+            self.recheck_backlog();
         }
     }
 
@@ -572,30 +604,33 @@ where
     }
 
     /// `xpo_release_ctxt`: between RPCs, drain the send release list.
+    /// The released contexts' landing and staging buffers come back to
+    /// the transport here (the worker's side), and a call waiting for a
+    /// landing buffer is scheduled if one did.
     #[doc(alias = "svc_rdma_release_ctxt")]
     pub fn release_ctxt(&self) -> usize {
         let n = self.send.drain();
+        self.take_back_bufs();
         self.trim_bufs();
         n
     }
 
     /// Frees idle landing and staging buffers beyond
-    /// [`XprtConfig::keep_bufs`] whose fences have passed.
+    /// [`XprtConfig::keep_bufs`].
     fn trim_bufs(&self) {
         self.trim_bufs_to(self.cfg.keep_bufs as usize);
     }
 
-    /// Frees idle landing and staging buffers beyond `keep` of each kind
-    /// whose fences have passed; returns how many were freed. With `keep`
-    /// 0 this gives the device back every idle buffer: an allocation that
-    /// failed (registered memory exhausted) retries after it, so the
-    /// transport's own cache never starves its next call.
+    /// Frees idle (free) landing and staging buffers beyond `keep` of each
+    /// kind; returns how many were freed. With `keep` 0 this gives the
+    /// device back every idle buffer: an allocation that failed
+    /// (registered memory exhausted) retries after it, so the transport's
+    /// own cache never starves its next call.
     pub(super) fn trim_bufs_to(&self, keep: usize) -> usize {
-        let done = self.sq_done.load(Ordering::SeqCst);
         let (land, stage) = self.with_reads(|r| {
             (
-                r.land.take_excess(&self.landings, keep, done),
-                r.stage.take_excess(&self.staging, keep, done),
+                r.land.take_excess(&self.landings, keep),
+                r.stage.take_excess(&self.staging, keep),
             )
         });
         if land.is_empty() && stage.is_empty() {
@@ -604,7 +639,7 @@ where
         let dev = self.send.pool().device();
         for &i in &land {
             // SAFETY: `take_excess` handed these free slots to this worker;
-            // their fences passed, so no posted work request names them.
+            // a free slot has no holder, so no posted work request names it.
             unsafe { self.landings.release(dev, i) };
         }
         for &i in &stage {
@@ -640,12 +675,15 @@ where
     E: Enqueue,
     W: WaitQueue,
 {
-    fn put_call_buf(&self, buf: CallBuf, fence: u64) {
+    fn put_call_buf(&self, buf: CallBuf) {
         match buf {
             CallBuf::Recv(i) => self.recv.put(i),
             CallBuf::Landing(i) => {
-                self.with_reads(|r| r.land.free.push((i, fence)));
-                self.recheck_backlog();
+                // Free now unless a reply's send context still holds it
+                // (then its release gives it back).
+                if self.with_reads(|r| r.land.put(i)) {
+                    self.recheck_backlog();
+                }
             }
         }
     }

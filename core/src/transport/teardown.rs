@@ -99,23 +99,32 @@ where
             // device may still DMA into it) and frees the rest.
             (0, self.send.pool().census().posted as usize)
         };
+        // The landing and staging buffers of every context released above
+        // (the final drain, the reclaim) come back; those of contexts a
+        // failed drain left posted stay held (leaked below).
+        self.take_back_bufs();
         let dev = self.send.pool().device();
         let reads = self.reads.into_inner();
         let (mut reads_released, mut leaked_reads) = (0, 0);
         // Landing buffers the device may still touch after a failed drain:
-        // Read targets not completed, Write sources not known done.
+        // Read targets not completed, Write sources of send contexts still
+        // posted (still held: no call is alive, `self` is owned).
         let mut in_flight: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
+        let mut read_done: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
         for r in reads.slots.into_iter().flatten() {
             if drained || r.done {
                 reads_released += 1;
+                read_done.push(r.landing);
             } else {
                 in_flight.push(r.landing);
                 leaked_reads += 1;
             }
         }
         if !drained {
-            let done = self.sq_done.load(core::sync::atomic::Ordering::Acquire);
-            in_flight.extend(reads.land.free.iter().filter(|f| f.1 > done).map(|f| f.0));
+            in_flight.extend(
+                (0..self.landings.count() as u32)
+                    .filter(|i| !reads.land.is_free(*i) && !read_done.contains(i)),
+            );
         }
         // Calls that waited for a landing buffer hold receive contexts,
         // which `recv.destroy` unmaps with the others.
@@ -125,13 +134,8 @@ where
         let staged_in_flight: alloc::vec::Vec<u32> = if drained {
             alloc::vec::Vec::new()
         } else {
-            let done = self.sq_done.load(core::sync::atomic::Ordering::Acquire);
-            reads
-                .stage
-                .free
-                .iter()
-                .filter(|f| f.1 > done)
-                .map(|f| f.0)
+            (0..self.staging.count() as u32)
+                .filter(|i| !reads.stage.is_free(*i))
                 .collect()
         };
         let (staging_freed, _) = self.staging.destroy(dev, &staged_in_flight);
