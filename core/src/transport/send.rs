@@ -327,12 +327,7 @@ where
     /// The mapping of `payload` inside `call`'s landing buffer, if it lies
     /// there (and `call` is this transport's): the buffer is then also the
     /// send context's (one more holder), until the context is released.
-    fn lend(
-        &self,
-        c: &mut OwnedCtxt<'_, L>,
-        call: &RecvdCall<'_>,
-        payload: &[u8],
-    ) -> Option<Sge> {
+    fn lend(&self, c: &mut OwnedCtxt<'_, L>, call: &RecvdCall<'_>, payload: &[u8]) -> Option<Sge> {
         let Some(CallBuf::Landing(i)) = call.buf() else {
             return None;
         };

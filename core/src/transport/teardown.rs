@@ -41,6 +41,12 @@ pub struct TeardownReport {
     pub staging_freed: usize,
     /// Calls with Read chunks still waiting for a landing buffer, dropped.
     pub calls_waiting: usize,
+    /// Landing and staging buffers still held by a send context after
+    /// the final drain and reclaim: only contexts a failed QP drain left
+    /// posted hold any (those buffers are leaked, not freed). 0 otherwise:
+    /// every reply in flight at teardown gave its buffers back when it was
+    /// released.
+    pub bufs_held: usize,
     /// The transport counters at teardown.
     pub counters: XprtCountersSnapshot,
 }
@@ -120,15 +126,21 @@ where
                 leaked_reads += 1;
             }
         }
+        let in_flight_reads = in_flight.clone();
         if !drained {
             in_flight.extend(
                 (0..self.landings.count() as u32)
-                    .filter(|i| !reads.land.is_free(*i) && !read_done.contains(i)),
+                    .filter(|i| !reads.land.is_free(*i) && !read_done.contains(i))
+                    .filter(|i| !in_flight_reads.contains(i)),
             );
         }
         // Calls that waited for a landing buffer hold receive contexts,
         // which `recv.destroy` unmaps with the others.
         let calls_waiting = reads.backlog.len();
+        let held_landings = (0..self.landings.count() as u32)
+            .filter(|i| !reads.land.is_free(*i) && !read_done.contains(i))
+            .filter(|i| !in_flight_reads.contains(i))
+            .count();
         let (landings_freed, _) = self.landings.destroy(dev, &in_flight);
         // Staging buffers a Write may still read after a failed drain.
         let staged_in_flight: alloc::vec::Vec<u32> = if drained {
@@ -138,6 +150,9 @@ where
                 .filter(|i| !reads.stage.is_free(*i))
                 .collect()
         };
+        let held_staging = (0..self.staging.count() as u32)
+            .filter(|i| !reads.stage.is_free(*i))
+            .count();
         let (staging_freed, _) = self.staging.destroy(dev, &staged_in_flight);
         let stuck_recvs = self.recv.destroy(dev, drained);
         let leaked_recvs = if drained { 0 } else { stuck_recvs };
@@ -161,6 +176,7 @@ where
             landings_freed,
             staging_freed,
             calls_waiting,
+            bufs_held: held_landings + held_staging,
             counters: self.counters.snapshot(),
         }
     }
