@@ -77,11 +77,13 @@ pub struct XprtConfig {
     pub read_bufs: u32,
     /// Staging buffers for reply data that must be copied (an owned bulk
     /// payload for a Write chunk, a reply through the Reply chunk): each
-    /// mapped once, reused once the reply that used it completed. With all
+    /// mapped once, held by the reply's send context and reused once that
+    /// context was released (its Send completed and a drain ran). With all
     /// in use a reply stages into a fresh page instead.
     pub stage_bufs: u32,
     /// Idle landing and staging buffers (each kind) kept mapped between
-    /// calls; `release_ctxt` frees the rest once no Write reads them. The
+    /// calls; `release_ctxt` frees the rest (only free ones: no send
+    /// context or call holds them, so no posted Write reads them). The
     /// default keeps as many as may be in use (8), so a steady window of
     /// calls allocates nothing; 0 suits a device whose registered memory is
     /// scarce and cheap to take (a pre-registered pool handing out whole
