@@ -494,11 +494,18 @@ where
 
     /// Takes back the landing and staging buffers of released send
     /// contexts (the pool's returned list) and, if that freed a landing
-    /// buffer while a call waits for one, schedules the transport.
+    /// buffer while a call waits for one, schedules the transport. One
+    /// atomic load when there are none (every inline reply).
+    #[inline]
     pub(super) fn take_back_bufs(&self) {
-        if !self.send.pool().has_returned() {
-            return;
+        if self.send.pool().has_returned() {
+            self.take_back_bufs_slow();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_back_bufs_slow(&self) {
         let freed_landing = self.with_reads(|r| {
             let mut toks = core::mem::take(&mut r.returned);
             self.send.pool().take_returned(&mut toks);
@@ -630,6 +637,11 @@ where
     /// own cache never starves its next call.
     pub(super) fn trim_bufs_to(&self, keep: usize) -> usize {
         let (land, stage) = self.with_reads(|r| {
+            // No more free slots than `keep` (those without a buffer
+            // included): nothing to free, the common case between calls.
+            if r.land.free.len() <= keep && r.stage.free.len() <= keep {
+                return (alloc::vec::Vec::new(), alloc::vec::Vec::new());
+            }
             (
                 r.land.take_excess(&self.landings, keep),
                 r.stage.take_excess(&self.staging, keep),
