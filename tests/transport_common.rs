@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 #[path = "support/worker.rs"]
-mod worker;
+pub mod worker;
 use rdmaxprt::client::{ClientConfig, RpcClient};
 use rdmaxprt::mock::{MockBuf, MockDevice, MockError, MockQp, QpConfig};
 use rdmaxprt_core::backend::{

@@ -39,10 +39,17 @@ pub(crate) enum HeldBuf {
     Landing(u32),
     /// Staging buffer slot (copied reply chunk data).
     Staging(u32),
+    /// Not a buffer: marks a context that holds buffers and was handed to
+    /// `post` (the transport counts those, to know whether waiting for a
+    /// release can free memory).
+    Posted,
 }
 
 /// The token bit that marks a staging buffer.
 const STAGING_BIT: u32 = 1 << 31;
+/// The token of [`HeldBuf::Posted`] (no slot index reaches it: there are
+/// at most `u32::MAX` slots of each kind, numbered from 0).
+const POSTED: u32 = u32::MAX;
 
 impl HeldBuf {
     /// The token a send context stores.
@@ -50,12 +57,15 @@ impl HeldBuf {
         match self {
             HeldBuf::Landing(i) => i & !STAGING_BIT,
             HeldBuf::Staging(i) => i | STAGING_BIT,
+            HeldBuf::Posted => POSTED,
         }
     }
 
     /// The buffer a token names.
     pub(crate) fn from_token(t: u32) -> Self {
-        if t & STAGING_BIT != 0 {
+        if t == POSTED {
+            HeldBuf::Posted
+        } else if t & STAGING_BIT != 0 {
             HeldBuf::Staging(t & !STAGING_BIT)
         } else {
             HeldBuf::Landing(t)

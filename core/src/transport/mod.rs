@@ -8,6 +8,7 @@
 //! handlers). Teardown: [`SvcRdmaXprt::close`], then once no poller or
 //! worker uses it, [`SvcRdmaXprt::free`].
 
+mod bufs;
 mod call;
 mod chain;
 mod counters;
@@ -27,15 +28,15 @@ pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, Wc, WcStatus};
-use crate::lifecycle::{Policy, SendCompletions, SendCtxtLifecycle};
+use crate::lifecycle::{SendCompletions, SendCtxtLifecycle};
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
 use crate::spin::SpinMutex;
 use crate::sq::SqAccount;
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
-use call::{CallBuf, CallHolder};
+use call::CallBuf;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use landing::{HeldBuf, Landings};
+use landing::Landings;
 use read::{ReadStart, Reads};
 use recv::{RecvQueue, RecvVerdict};
 
@@ -467,78 +468,9 @@ where
         Ok(None)
     }
 
-    /// What the completion path adds to `complete` for the buffers a
-    /// reply's send context holds, by release policy (compile-time):
-    /// - Deferred: nothing (the worker's drain releases the context and
-    ///   [`release_ctxt`](Self::release_ctxt) takes its buffers back);
-    /// - Inline: the release just ran here, so its buffers come back here
-    ///   too (the policy's nature: the pre-2026 kernel released on the
-    ///   completion path);
-    /// - Workqueue: the release runs later on a release thread, which
-    ///   cannot schedule the transport; if a call waits for a landing
-    ///   buffer, schedule it now, and the worker waits for the releases in
-    ///   transit (`flush`) before it looks again.
-    #[inline]
-    fn after_complete(&self) {
-        match L::POLICY {
-            Policy::Deferred => {}
-            Policy::Inline => self.take_back_bufs(),
-            Policy::Workqueue => {
-                if self.landing_wait.load(Ordering::SeqCst) {
-                    self.flags().set(XprtFlags::DATA);
-                    self.xprt.enqueue();
-                }
-            }
-        }
-    }
-
-    /// Takes back the landing and staging buffers of released send
-    /// contexts (the pool's returned list) and, if that freed a landing
-    /// buffer while a call waits for one, schedules the transport. One
-    /// atomic load when there are none (every inline reply).
-    #[inline]
-    pub(super) fn take_back_bufs(&self) {
-        if self.send.pool().has_returned() {
-            self.take_back_bufs_slow();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn take_back_bufs_slow(&self) {
-        let freed_landing = self.with_reads(|r| {
-            let mut toks = core::mem::take(&mut r.returned);
-            self.send.pool().take_returned(&mut toks);
-            let mut freed = false;
-            for &t in &toks {
-                match HeldBuf::from_token(t) {
-                    HeldBuf::Landing(i) => freed |= r.land.put(i),
-                    HeldBuf::Staging(i) => {
-                        r.stage.put(i);
-                    }
-                }
-            }
-            toks.clear();
-            r.returned = toks;
-            freed
-        });
-        if freed_landing {
-            self.recheck_backlog();
-        }
-    }
-
     fn recheck(&self) {
         if self.recv.has_ready() || self.with_reads(|r| !r.ready.is_empty()) {
             self.flags().set(XprtFlags::DATA);
-        }
-    }
-
-    /// A landing buffer came back: schedule the transport if calls wait
-    /// for one (the worker that held it may already have let go of BUSY).
-    fn recheck_backlog(&self) {
-        if self.landing_wait.load(Ordering::SeqCst) {
-            self.flags().set(XprtFlags::DATA);
-            self.xprt.enqueue();
         }
     }
 
@@ -624,49 +556,6 @@ where
         n
     }
 
-    /// Frees idle landing and staging buffers beyond
-    /// [`XprtConfig::keep_bufs`].
-    fn trim_bufs(&self) {
-        self.trim_bufs_to(self.cfg.keep_bufs as usize);
-    }
-
-    /// Frees idle (free) landing and staging buffers beyond `keep` of each
-    /// kind; returns how many were freed. With `keep` 0 this gives the
-    /// device back every idle buffer: an allocation that failed
-    /// (registered memory exhausted) retries after it, so the transport's
-    /// own cache never starves its next call.
-    pub(super) fn trim_bufs_to(&self, keep: usize) -> usize {
-        let (land, stage) = self.with_reads(|r| {
-            // No more free slots than `keep` (those without a buffer
-            // included): nothing to free, the common case between calls.
-            if r.land.free.len() <= keep && r.stage.free.len() <= keep {
-                return (alloc::vec::Vec::new(), alloc::vec::Vec::new());
-            }
-            (
-                r.land.take_excess(&self.landings, keep),
-                r.stage.take_excess(&self.staging, keep),
-            )
-        });
-        if land.is_empty() && stage.is_empty() {
-            return 0;
-        }
-        let dev = self.send.pool().device();
-        for &i in &land {
-            // SAFETY: `take_excess` handed these free slots to this worker;
-            // a free slot has no holder, so no posted work request names it.
-            unsafe { self.landings.release(dev, i) };
-        }
-        for &i in &stage {
-            // SAFETY: as above.
-            unsafe { self.staging.release(dev, i) };
-        }
-        self.with_reads(|r| {
-            r.land.give_back(&land);
-            r.stage.give_back(&stage);
-        });
-        land.len() + stage.len()
-    }
-
     /// Marks the transport closing: no new posts, every SQ waiter wakes,
     /// and the runtime is asked to schedule the transport so a worker sees
     /// CLOSE and arranges [`free`](Self::free).
@@ -678,27 +567,6 @@ where
         self.sq.close();
         if !already {
             self.xprt.enqueue();
-        }
-    }
-}
-
-impl<L, Q, E, W> CallHolder for SvcRdmaXprt<L, Q, E, W>
-where
-    L: SendCtxtLifecycle,
-    Q: QueuePair<Error = DevError<L>>,
-    E: Enqueue,
-    W: WaitQueue,
-{
-    fn put_call_buf(&self, buf: CallBuf) {
-        match buf {
-            CallBuf::Recv(i) => self.recv.put(i),
-            CallBuf::Landing(i) => {
-                // Free now unless a reply's send context still holds it
-                // (then its release gives it back).
-                if self.with_reads(|r| r.land.put(i)) {
-                    self.recheck_backlog();
-                }
-            }
         }
     }
 }

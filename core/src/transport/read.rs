@@ -28,6 +28,10 @@ pub(crate) struct Reads {
     /// Scratch for the tokens taken from the send pool's returned list
     /// (kept to reuse its capacity).
     pub(crate) returned: Vec<u32>,
+    /// Send contexts posted (or being posted) that hold landing or
+    /// staging buffers, until their release is taken back: what a reply
+    /// short of staging memory may wait for.
+    pub(crate) ctxt_held: usize,
     /// Receives (context index, length) holding calls with Read chunks
     /// that wait for a landing buffer, oldest first.
     pub(crate) backlog: VecDeque<(u32, u32)>,
@@ -44,6 +48,7 @@ impl Reads {
             land: LandingState::new(landings),
             stage: LandingState::new(staging),
             returned: Vec::new(),
+            ctxt_held: 0,
             backlog: VecDeque::new(),
         }
     }

@@ -5,7 +5,7 @@ use super::landing::HeldBuf;
 use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, WR_ID_IGNORE};
 use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WrOp};
 use crate::ctxt::SendCtxt;
-use crate::lifecycle::{GetError, OwnedCtxt, SendCtxtLifecycle};
+use crate::lifecycle::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
@@ -314,6 +314,13 @@ where
         c.set_header_len(hdr_len)
             .map_err(|_| XprtError::Internal("header length"))?;
         let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
+        if c.hold_room() < crate::ctxt::MAX_HELD {
+            // A context that holds buffers is counted from here until its
+            // release is taken back (a reply short of staging memory waits
+            // only while such contexts exist).
+            c.hold(HeldBuf::Posted.token());
+            self.with_reads(|r| r.ctxt_held += 1);
+        }
         self.post_chain(c, &writes, inv)?;
         if used_write_chunk {
             Self::bump(&self.counters.write_chunks);
@@ -331,7 +338,7 @@ where
         let Some(CallBuf::Landing(i)) = call.buf() else {
             return None;
         };
-        if !call.is_from(self as *const Self as *const u8) || c.hold_room() == 0 {
+        if !call.is_from(self as *const Self as *const u8) || c.hold_room() < 2 {
             return None;
         }
         let off = call.offset_of(payload)?;
@@ -360,6 +367,14 @@ where
     /// Copies `pieces` one after another into a staging buffer, which the
     /// send context then holds (or, with none free, into a new page of the
     /// context) mapped for chunk Writes; returns the mapping.
+    ///
+    /// With no memory for it (registered memory exhausted, e.g. a device
+    /// whose pools hand out whole chunks, all held by landing and staging
+    /// buffers): first this transport's idle buffers go back to the
+    /// device; then, while replies in flight hold buffers, it waits for one
+    /// to be released (backpressure, as a Read-chunk call waits for a
+    /// landing buffer) instead of failing the reply and closing the
+    /// connection.
     fn stage<'p>(
         &self,
         c: &mut OwnedCtxt<'_, L>,
@@ -375,42 +390,75 @@ where
             }
         };
         self.copied(len);
-        if c.hold_room() != 0 {
-            self.take_back_bufs();
-            if let Some(i) = self.with_reads(|r| r.stage.take(&self.staging, len)) {
-                // SAFETY: `take` made this reply the slot's one holder: no
-                // posted work request names it.
-                match unsafe { self.staging.ensure(dev, i, len.max(1)) } {
-                    Ok(sge) => {
-                        c.hold(HeldBuf::Staging(i).token());
-                        // SAFETY: as above; the Writes are not posted yet.
-                        copy_in(unsafe { self.staging.bytes_mut(i) });
-                        return Ok(Sge {
-                            length: len.max(1) as u32,
-                            ..sge
-                        });
-                    }
-                    Err(_) => {
-                        self.with_reads(|r| r.stage.put(i));
+        loop {
+            // Room for this buffer and the posted mark.
+            if c.hold_room() >= 2 {
+                self.take_back_bufs();
+                if let Some(i) = self.with_reads(|r| r.stage.take(&self.staging, len)) {
+                    // SAFETY: `take` made this reply the slot's one holder:
+                    // no posted work request names it.
+                    match unsafe { self.staging.ensure(dev, i, len.max(1)) } {
+                        Ok(sge) => {
+                            c.hold(HeldBuf::Staging(i).token());
+                            // SAFETY: as above; the Writes are not posted yet.
+                            copy_in(unsafe { self.staging.bytes_mut(i) });
+                            return Ok(Sge {
+                                length: len.max(1) as u32,
+                                ..sge
+                            });
+                        }
+                        Err(_) => {
+                            self.with_reads(|r| r.stage.put(i));
+                        }
                     }
                 }
             }
-        }
-        let mut page = match dev.alloc_buf(len.max(1)) {
-            Ok(p) => p,
+            let e = match dev.alloc_buf(len.max(1)) {
+                Ok(mut page) => {
+                    copy_in(page.as_mut_slice());
+                    let i = c.add_page(page);
+                    return c.map_rw(dev, i, 0, len.max(1)).map_err(|e| match e {
+                        crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),
+                        _ => XprtError::Internal("rw mapping"),
+                    });
+                }
+                Err(e) => e,
+            };
             // Registered memory exhausted: give back this transport's idle
-            // landing and staging buffers, then try once more.
-            Err(e) => match self.trim_bufs_to(0) {
-                0 => return Err(XprtError::Backend(e)),
-                _ => dev.alloc_buf(len.max(1)).map_err(XprtError::Backend)?,
-            },
-        };
-        copy_in(page.as_mut_slice());
-        let i = c.add_page(page);
-        c.map_rw(dev, i, 0, len.max(1)).map_err(|e| match e {
-            crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),
-            _ => XprtError::Internal("rw mapping"),
-        })
+            // landing and staging buffers, then try again.
+            if self.trim_bufs_to(0) > 0 {
+                continue;
+            }
+            if !self.wait_for_held_bufs()? {
+                return Err(XprtError::Backend(e));
+            }
+        }
+    }
+
+    /// Waits until a reply in flight that holds landing or staging buffers
+    /// may have been released, drains, and takes its buffers back; returns
+    /// `false` at once when no posted reply holds any (nothing to wait
+    /// for: the buffers are held by calls, or by nobody).
+    /// The wait is the SQ space queue, which Send completions wake (a poll
+    /// group's thread polls while it waits). Workqueue releases on threads
+    /// that wake no one: there it does not wait.
+    fn wait_for_held_bufs(&self) -> Result<bool, XprtError<DevError<L>>> {
+        let posted = self.with_reads(|r| r.ctxt_held);
+        if posted == 0 || L::POLICY == Policy::Workqueue {
+            return Ok(false);
+        }
+        Self::bump(&self.counters.stage_waits);
+        let pool = self.send.pool();
+        self.sq
+            .space_wait()
+            .wait_until(&|| pool.has_pending_release() || pool.has_returned() || self.sq.closed());
+        if self.sq.closed() {
+            return Err(XprtError::Closed);
+        }
+        // This is the worker: release what completed, take its buffers.
+        self.send.drain();
+        self.take_back_bufs();
+        Ok(true)
     }
 
     /// Adds the inline reply after a header of `hdr` bytes: pulled up
