@@ -135,6 +135,12 @@ where
         match res {
             Ok(()) => {
                 Self::bump(&self.counters.replies);
+                if L::POLICY == Policy::Workqueue {
+                    // The Send may have completed before `post` committed:
+                    // then `post` itself queued the release, and no
+                    // completion handler looked for a waiting call.
+                    self.after_complete();
+                }
                 Ok(())
             }
             Err(f) => {
