@@ -320,11 +320,11 @@ where
         c.set_header_len(hdr_len)
             .map_err(|_| XprtError::Internal("header length"))?;
         let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
-        if c.hold_room() < crate::ctxt::MAX_HELD {
-            // A context that holds buffers is counted from here until its
-            // release is taken back (a reply short of staging memory waits
-            // only while such contexts exist).
-            c.hold(HeldBuf::Posted.token());
+        // A context that holds buffers is counted from here until its
+        // release is taken back (a reply short of staging memory waits only
+        // while such contexts exist). `lend` and `stage` leave room for the
+        // mark.
+        if c.hold_room() < crate::ctxt::MAX_HELD && c.hold(HeldBuf::Posted.token()) {
             self.with_reads(|r| r.ctxt_held += 1);
         }
         self.post_chain(c, &writes, inv)?;
