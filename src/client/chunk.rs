@@ -4,7 +4,9 @@
 
 use super::backend::{RemoteMemory, RemoteRegion};
 use super::error::ClientError;
+use super::lend::Returns;
 use rdmaxprt_core::rpcrdma::{Chunk, ReadSegment, Segment};
+use std::sync::Arc;
 
 /// A registered region offered to the server as one chunk.
 pub(super) struct Offered<R> {
@@ -44,24 +46,19 @@ impl<R: RemoteRegion> Offered<R> {
             .map(move |&segment| ReadSegment { position, segment })
     }
 
-    /// Reads back what the server reported writing into this chunk: each
+    /// Checks what the server reported writing into this chunk: each
     /// returned segment must be the offered one (same handle and offset)
-    /// with a length no larger than offered; the data is the concatenation
-    /// of each segment's first `length` bytes, put in `out` (emptied
-    /// first; a recycled buffer keeps its memory).
-    pub(super) fn gather(
-        &self,
-        returned: Chunk<'_>,
-        mut out: Vec<u8>,
-    ) -> Result<Vec<u8>, ClientError> {
+    /// with a length no larger than offered. Yields each segment's region
+    /// offset and written length.
+    fn written<'a>(
+        &'a self,
+        returned: Chunk<'a>,
+    ) -> Result<impl Iterator<Item = (usize, usize)> + 'a, ClientError> {
         if returned.len() != self.segs.len() {
             return Err(ClientError::ProtocolViolation(
                 "returned chunk has a different number of segments than offered",
             ));
         }
-        let total: u64 = returned.total_len();
-        out.clear();
-        out.reserve(usize::try_from(total).unwrap_or(0));
         for (offered, got) in self.segs.iter().zip(returned.iter()) {
             if got.handle != offered.handle || got.offset != offered.offset {
                 return Err(ClientError::ProtocolViolation(
@@ -73,15 +70,56 @@ impl<R: RemoteRegion> Offered<R> {
                     "returned segment is longer than offered",
                 ));
             }
-            // Offered segments lie inside the region by construction.
-            let at = (offered.offset - self.mr.addr()) as usize;
-            if !self.mr.read_append(at, got.length as usize, &mut out) {
+        }
+        let base = self.mr.addr();
+        // Offered segments lie inside the region by construction.
+        Ok(self
+            .segs
+            .iter()
+            .zip(returned.iter())
+            .map(move |(o, got)| ((o.offset - base) as usize, got.length as usize)))
+    }
+
+    /// Reads back what the server reported writing into this chunk
+    /// ([`written`](Self::written)'s checks): the concatenation of each
+    /// segment's first `length` bytes, put in `out` (emptied first; a
+    /// recycled buffer keeps its memory).
+    pub(super) fn gather(
+        &self,
+        returned: Chunk<'_>,
+        mut out: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let parts = self.written(returned)?;
+        out.clear();
+        out.reserve(usize::try_from(returned.total_len()).unwrap_or(0));
+        for (at, len) in parts {
+            if !self.mr.read_append(at, len, &mut out) {
                 return Err(ClientError::ProtocolViolation(
                     "returned segment lies outside its region",
                 ));
             }
         }
         Ok(out)
+    }
+
+    /// How many bytes from the region's start the server reported writing
+    /// into this chunk, read in place ([`written`](Self::written)'s checks):
+    /// they must be contiguous, every segment but the last written full
+    /// (an XDR stream fills its segments in order).
+    pub(super) fn written_len(&self, returned: Chunk<'_>) -> Result<usize, ClientError> {
+        let mut end = 0usize;
+        for (at, len) in self.written(returned)? {
+            if len == 0 {
+                continue;
+            }
+            if at != end {
+                return Err(ClientError::ProtocolViolation(
+                    "returned chunk has a gap: a short segment before a written one",
+                ));
+            }
+            end = at + len;
+        }
+        Ok(end)
     }
 }
 
@@ -107,9 +145,14 @@ fn class_of(len: usize) -> u32 {
 /// once. Unlike the kernel's FRWR mode, an rkey stays valid between calls
 /// (like its "all physical" registration mode): a server that wrote
 /// after its reply would land in a later call's buffer.
+///
+/// Regions lent to the caller ([`LentBuf`](super::LentBuf),
+/// [`LentBytes`](super::LentBytes)) come back through `returns` when their
+/// guard drops, taken in before each [`take`](Self::take).
 pub(super) struct ChunkPool<R> {
     free: Vec<Vec<R>>,
     registered: u64,
+    returns: Arc<Returns<R>>,
 }
 
 impl<R: RemoteRegion> ChunkPool<R> {
@@ -117,7 +160,19 @@ impl<R: RemoteRegion> ChunkPool<R> {
         Self {
             free: Vec::new(),
             registered: 0,
+            returns: Arc::new(Returns::new()),
         }
+    }
+
+    /// Where this pool's lent regions come back.
+    pub(super) fn returns(&self) -> &Arc<Returns<R>> {
+        &self.returns
+    }
+
+    /// Teardown: regions lent out and given back later are dropped
+    /// (deregistered) at once.
+    pub(super) fn close(&mut self) {
+        self.returns.close();
     }
 
     /// Regions registered so far (pool misses).
@@ -133,6 +188,7 @@ impl<R: RemoteRegion> ChunkPool<R> {
         D::Error: std::error::Error + Send + Sync + 'static,
     {
         let class = class_of(len);
+        self.returns.take_all(|r| put_free(&mut self.free, r));
         if let Some(r) = self.free.get_mut(class as usize).and_then(Vec::pop) {
             return Ok(r);
         }
@@ -148,15 +204,20 @@ impl<R: RemoteRegion> ChunkPool<R> {
 
     /// Gives a region back (one [`take`](Self::take) returned).
     pub(super) fn put(&mut self, r: R) {
-        let class = class_of(r.len()) as usize;
-        if self.free.len() <= class {
-            self.free.resize_with(class + 1, Vec::new);
-        }
-        self.free[class].push(r);
+        put_free(&mut self.free, r);
     }
 
     /// Gives back an offered chunk's region.
     pub(super) fn put_offered(&mut self, o: Offered<R>) {
         self.put(o.mr);
     }
+}
+
+/// Files `r` under its size class in `free`.
+fn put_free<R: RemoteRegion>(free: &mut Vec<Vec<R>>, r: R) {
+    let class = class_of(r.len()) as usize;
+    if free.len() <= class {
+        free.resize_with(class + 1, Vec::new);
+    }
+    free[class].push(r);
 }

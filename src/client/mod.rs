@@ -49,6 +49,7 @@ mod chunk;
 #[cfg(feature = "verbs")]
 mod connect;
 mod error;
+mod lend;
 mod post;
 mod reply;
 mod rpc;
@@ -60,6 +61,7 @@ pub use backend::{RemoteMemory, RemoteRegion};
 #[cfg(feature = "verbs")]
 pub use connect::{connect_rdma, ConnectConfig, VerbsClient};
 pub use error::{BoxError, ClientError};
+pub use lend::{LentBuf, LentBytes, LentReply};
 pub use rpc::RpcClient;
 pub use types::{
     Auth, AuthSysParams, CallOptions, CallPath, CallRequest, ClientConfig, ClientStats, ReplyBytes,
