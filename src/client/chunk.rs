@@ -23,6 +23,14 @@ impl<R: RemoteRegion> Offered<R> {
     /// Describes the first `len` bytes of `mr` as segments of at most
     /// `max_seg` bytes, one after another.
     pub(super) fn new(mr: R, len: usize, max_seg: u32) -> Self {
+        Self::at(mr, 0, len, max_seg)
+    }
+
+    /// Describes `len` bytes of `mr` from byte `start` as segments of at
+    /// most `max_seg` bytes, one after another (`start + len` must not
+    /// pass the region's end).
+    pub(super) fn at(mr: R, start: usize, len: usize, max_seg: u32) -> Self {
+        debug_assert!(start + len <= mr.len());
         let max_seg = max_seg.max(1) as usize;
         let mut segs = Vec::with_capacity(segment_count(len, max_seg as u32));
         let mut off = 0usize;
@@ -32,7 +40,7 @@ impl<R: RemoteRegion> Offered<R> {
                 handle: mr.rkey(),
                 // `n <= max_seg`, a u32.
                 length: n as u32,
-                offset: mr.addr() + off as u64,
+                offset: mr.addr() + (start + off) as u64,
             });
             off += n;
         }
@@ -123,18 +131,29 @@ impl<R: RemoteRegion> Offered<R> {
     }
 }
 
-/// Smallest pooled region: 4 KiB (a page, like the kernel's chunk pages).
+/// Smallest pooled region: 4 KiB (a page, like the kernel's chunk pages)
+/// plus [`HEADROOM`].
 const MIN_CLASS: u32 = 12;
 
-/// The size class of a `len`-byte request: regions of `1 << class` bytes.
+/// Bytes every pooled region has beyond its power of two: room for the
+/// RPC call header in front of arguments lent in it (the longest, an
+/// AUTH_SYS call header with a 255-byte machine name and 16 groups, is 380
+/// bytes), so a lent region is sent whole as a Position Zero Read chunk
+/// without moving to the next class (a 64 KiB payload plus its header is
+/// a 64.5 KiB region, not 128 KiB).
+pub(super) const HEADROOM: usize = 512;
+
+/// The size class of a `len`-byte request: regions of `(1 << class) +
+/// HEADROOM` bytes.
 fn class_of(len: usize) -> u32 {
-    len.max(1 << MIN_CLASS)
+    len.saturating_sub(HEADROOM)
+        .max(1 << MIN_CLASS)
         .checked_next_power_of_two()
         .map_or(usize::BITS, |n| n.trailing_zeros())
 }
 
 /// Registered regions of this connection not lent to a call, by size
-/// class (powers of two from 4 KiB). A call borrows one per chunk it
+/// class (powers of two from 4 KiB, plus [`HEADROOM`]). A call borrows one per chunk it
 /// offers (Read chunk source, Write chunk, Reply chunk) and gives it back
 /// once its reply is in (the server is done with it then) or the QP was
 /// drained; a region is registered once, when no free one of its class is
@@ -194,6 +213,7 @@ impl<R: RemoteRegion> ChunkPool<R> {
         }
         let size = 1usize
             .checked_shl(class)
+            .and_then(|n| n.checked_add(HEADROOM))
             .ok_or(ClientError::InvalidOptions("chunk too long"))?;
         let r = dev
             .register_remote(size)
@@ -220,4 +240,24 @@ fn put_free<R: RemoteRegion>(free: &mut Vec<Vec<R>>, r: R) {
         free.resize_with(class + 1, Vec::new);
     }
     free[class].push(r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_powers_of_two_plus_the_headroom() {
+        assert_eq!(class_of(1), MIN_CLASS);
+        assert_eq!(class_of(4096 + HEADROOM), MIN_CLASS);
+        assert_eq!(class_of(4096 + HEADROOM + 1), MIN_CLASS + 1);
+        assert_eq!(class_of(64 << 10), 16);
+        assert_eq!(class_of((64 << 10) + 40), 16, "64 KiB lent with its header");
+        assert_eq!(class_of((64 << 10) + HEADROOM), 16);
+        assert_eq!(class_of((64 << 10) + HEADROOM + 1), 17);
+        // A region's own length files it under the class it came from.
+        for k in MIN_CLASS..24 {
+            assert_eq!(class_of((1 << k) + HEADROOM), k);
+        }
+    }
 }

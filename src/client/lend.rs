@@ -87,15 +87,20 @@ impl<R> Returns<R> {
 /// the same client put there.
 pub struct LentBuf<R: RemoteRegion> {
     region: Option<R>,
+    /// Where the caller's bytes start in the region (room for the RPC
+    /// call header in front, so the call goes as one Read chunk).
+    start: usize,
     len: usize,
     home: Arc<Returns<R>>,
 }
 
 impl<R: RemoteRegion> LentBuf<R> {
-    pub(super) fn new(region: R, len: usize, home: Arc<Returns<R>>) -> Self {
-        debug_assert!(len <= region.len());
+    /// The caller's `len` bytes are the region's from `start`.
+    pub(super) fn new(region: R, start: usize, len: usize, home: Arc<Returns<R>>) -> Self {
+        debug_assert!(start + len <= region.len());
         Self {
             region: Some(region),
+            start,
             len,
             home,
         }
@@ -120,9 +125,10 @@ impl<R: RemoteRegion> LentBuf<R> {
         self.len == 0
     }
 
-    /// The most bytes this buffer holds (its pool size class).
+    /// The most bytes this buffer holds (what its pool size class leaves
+    /// after the room for the call header).
     pub fn capacity(&self) -> usize {
-        self.region().len()
+        self.region().len() - self.start
     }
 
     /// Sets how many bytes the call sends; `false` (unchanged) if `len`
@@ -140,12 +146,12 @@ impl<R: RemoteRegion> LentBuf<R> {
         Arc::ptr_eq(&self.home, home)
     }
 
-    /// The region and the length to send; the guard is spent (its region
-    /// now belongs to the call).
-    pub(super) fn into_parts(mut self) -> (R, usize) {
-        let len = self.len;
+    /// The region, where the caller's bytes start in it and how many to
+    /// send; the guard is spent (its region now belongs to the call).
+    pub(super) fn into_parts(mut self) -> (R, usize, usize) {
+        let (start, len) = (self.start, self.len);
         match self.region.take() {
-            Some(r) => (r, len),
+            Some(r) => (r, start, len),
             None => unreachable!("a LentBuf holds its region until consumed"),
         }
     }
@@ -161,17 +167,17 @@ impl<R: RemoteRegion> Deref for LentBuf<R> {
         // the trust note on `RemoteRegion`); 2. nothing writes it through
         // `write_at`: the client never sees it while the guard holds it.
         let b = unsafe { self.region().host_bytes() };
-        &b[..self.len]
+        &b[self.start..self.start + self.len]
     }
 }
 
 impl<R: RemoteRegion> DerefMut for LentBuf<R> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let len = self.len;
+        let range = self.start..self.start + self.len;
         match &mut self.region {
             // SAFETY: as in `deref`: owned by this guard, offered by no
             // call in flight; `&mut self` excludes every other access.
-            Some(r) => unsafe { &mut r.host_bytes_mut()[..len] },
+            Some(r) => unsafe { &mut r.host_bytes_mut()[range] },
             None => unreachable!("a LentBuf holds its region until consumed"),
         }
     }

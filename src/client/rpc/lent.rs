@@ -3,9 +3,10 @@
 //! reply's chunks ([`RpcClient::wait_lent`]), so neither is copied by the
 //! host.
 
+use super::marshal::rpc_header_len;
 use super::{Answer, Res, RpcClient};
 use crate::client::backend::RemoteMemory;
-use crate::client::chunk::segment_count;
+use crate::client::chunk::{segment_count, HEADROOM};
 use crate::client::error::ClientError;
 use crate::client::lend::{LentBuf, LentReply};
 use crate::client::types::{CallOptions, Ticket};
@@ -36,15 +37,21 @@ where
                 "chunk needs more segments than allowed",
             ));
         }
-        let r = self.chunks.take(&self.dev, len)?;
-        Ok(LentBuf::new(r, len, self.chunks.returns().clone()))
+        // Room for the call header in front: the call then goes as one
+        // Position Zero Read chunk (see `send_lent`).
+        let head = rpc_header_len(&self.cfg.auth).min(HEADROOM);
+        let r = self.chunks.take(&self.dev, head + len)?;
+        Ok(LentBuf::new(r, head, len, self.chunks.returns().clone()))
     }
 
     /// Calls `prog`/`vers`/`proc` with the arguments the caller wrote into
     /// `args` (its first [`len`](LentBuf::len) bytes) and returns its
-    /// ticket, without copying them: the RPC header goes inline
-    /// (`RDMA_MSG`) and `args` as a positional Read chunk right after it,
-    /// which the server RDMA Reads ([`CallPath::InlineWithReadChunk`]);
+    /// ticket, without copying them: the RPC header is written into the
+    /// room left in front of them and the region offered whole as a
+    /// Position Zero Read chunk (`RDMA_NOMSG`), which the server pulls
+    /// with RDMA Read ([`CallPath::PositionZero`]); a header longer than
+    /// that room (a per-call `opts.auth`) goes inline, the arguments a
+    /// positional Read chunk after it ([`CallPath::InlineWithReadChunk`]);
     /// arguments that fit the inline threshold with the headers are
     /// copied inline instead ([`CallPath::Inline`]). `args` belongs to the
     /// call until its reply is in (or the connection is torn down), then
@@ -52,10 +59,12 @@ where
     /// once. Take the reply lent with [`wait_lent`](Self::wait_lent) (or
     /// copied with [`wait`](Self::wait)).
     ///
-    /// `opts` may offer a Write chunk and a Reply chunk; a `read_payload`
-    /// or `force_position_zero` is [`ClientError::InvalidOptions`]. Blocks
+    /// `opts` may offer a Write chunk and a Reply chunk, and force the
+    /// Read chunk for small arguments (`force_position_zero`); a
+    /// `read_payload` is [`ClientError::InvalidOptions`]. Blocks
     /// (up to the timeout) while no credit or Send Queue slot is free.
     ///
+    /// [`CallPath::PositionZero`]: crate::client::CallPath::PositionZero
     /// [`CallPath::InlineWithReadChunk`]: crate::client::CallPath::InlineWithReadChunk
     /// [`CallPath::Inline`]: crate::client::CallPath::Inline
     #[doc(alias = "rpcrdma_marshal_req")]

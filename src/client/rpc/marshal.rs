@@ -218,12 +218,17 @@ where
     }
 
     /// [`start_lent`](RpcClient::start_lent) once a credit and a send
-    /// buffer are there and `xid` is chosen: the RPC header inline and the
-    /// lent region as a positional Read chunk right after it
-    /// (`RDMA_MSG`, [`CallPath::InlineWithReadChunk`]), the region sent
-    /// as it is; or, when header and arguments fit the inline threshold,
-    /// the arguments copied inline ([`CallPath::Inline`]) and the region
-    /// back to the pool.
+    /// buffer are there and `xid` is chosen. The lent region holds the
+    /// arguments after room for the call header ([`LentBuf`]'s start):
+    /// the RPC header is written right in front of them and the region
+    /// sent as it is, header and arguments one Position Zero Read chunk
+    /// (`RDMA_NOMSG`, [`CallPath::PositionZero`]: the server pulls the
+    /// whole call with one RDMA Read, into its landing buffer from byte 0).
+    /// A header longer than that room (a per-call credential) goes inline
+    /// with the arguments as a positional Read chunk after it (`RDMA_MSG`,
+    /// [`CallPath::InlineWithReadChunk`]). When header and arguments fit
+    /// the inline threshold, the arguments are copied inline
+    /// ([`CallPath::Inline`]) and the region goes back to the pool.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn send_lent(
         &mut self,
@@ -261,16 +266,27 @@ where
                 true,
             );
         }
-        let position = match u32::try_from(msg.len()) {
-            Ok(p) => p,
-            Err(_) => {
-                self.give_back_offers(offers);
-                return Err(ClientError::InvalidOptions("call too long"));
+        let (region, start, len) = args.into_parts();
+        let max_seg = self.cfg.max_segment_len;
+        if let Some(at) = start.checked_sub(msg.len()) {
+            // The region is the client's alone until posted below.
+            if region.write_at(at, msg) {
+                let read = Offered::at(region, at, msg.len() + len, max_seg);
+                let offers = Offers {
+                    read: Some(read),
+                    ..offers
+                };
+                let (p, z) = (CallPath::PositionZero, MsgProc::NoMsg);
+                return self.post_call(xid, p, z, 0, offers, &[], &[], true);
             }
+        }
+        let Ok(position) = u32::try_from(msg.len()) else {
+            self.chunks.put(region);
+            self.give_back_offers(offers);
+            return Err(ClientError::InvalidOptions("call too long"));
         };
-        let (region, len) = args.into_parts();
         let offers = Offers {
-            read: Some(Offered::new(region, len, self.cfg.max_segment_len)),
+            read: Some(Offered::at(region, start, len, max_seg)),
             ..offers
         };
         self.post_call(
@@ -307,9 +323,9 @@ where
         cap: usize,
         len: usize,
     ) -> Res<(Offers<D::Region>, bool)> {
-        if opts.read_payload.is_some() || opts.force_position_zero {
+        if opts.read_payload.is_some() {
             return Err(ClientError::InvalidOptions(
-                "a lent call sends its arguments as its Read chunk: no read_payload or Position Zero",
+                "a lent call sends its arguments as its Read chunk: no read_payload",
             ));
         }
         if len > cap {
@@ -322,7 +338,8 @@ where
             ));
         }
         self.rpc_header(msg, xid, prog, vers, proc, opts)?;
-        let inline = self.header_len(0, opts) + msg.len() + len <= self.cfg.inline_threshold;
+        let inline = !opts.force_position_zero
+            && self.header_len(0, opts) + msg.len() + len <= self.cfg.inline_threshold;
         let write = opts
             .write_chunk
             .map(|n| self.offer(n as usize))
