@@ -6,12 +6,15 @@ use super::backend::{RemoteMemory, RemoteRegion};
 use super::error::ClientError;
 use super::lend::Returns;
 use rdmaxprt_core::rpcrdma::{Chunk, ReadSegment, Segment};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 /// A registered region offered to the server as one chunk.
 pub(super) struct Offered<R> {
     pub(super) mr: R,
-    pub(super) segs: Vec<Segment>,
+    /// One segment for a chunk up to `max_segment_len` (1 MiB by
+    /// default): no allocation per call.
+    pub(super) segs: SmallVec<[Segment; 1]>,
 }
 
 /// How many segments of at most `max_seg` bytes cover `len` bytes.
@@ -32,7 +35,7 @@ impl<R: RemoteRegion> Offered<R> {
     pub(super) fn at(mr: R, start: usize, len: usize, max_seg: u32) -> Self {
         debug_assert!(start + len <= mr.len());
         let max_seg = max_seg.max(1) as usize;
-        let mut segs = Vec::with_capacity(segment_count(len, max_seg as u32));
+        let mut segs = SmallVec::with_capacity(segment_count(len, max_seg as u32));
         let mut off = 0usize;
         while off < len {
             let n = (len - off).min(max_seg);

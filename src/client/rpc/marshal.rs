@@ -15,6 +15,7 @@ use rdmaxprt_core::oncrpc;
 use rdmaxprt_core::rpcrdma::{
     self, MsgProc, ReadSegment, Segment, HEADER_MIN_SIZE, RPCRDMA_VERSION,
 };
+use smallvec::SmallVec;
 
 impl<Q, D> RpcClient<Q, D>
 where
@@ -173,12 +174,14 @@ where
         head: &[u8],
         body: &[u8],
     ) -> Res<()> {
-        let read_list: Vec<ReadSegment> = offered
+        // On the stack for the usual one-segment chunks.
+        let read_list: SmallVec<[ReadSegment; 2]> = offered
             .read
             .iter()
             .flat_map(|o| o.read_list(position))
             .collect();
-        let write_list: Vec<&[Segment]> = offered.write.iter().map(|o| o.segs.as_slice()).collect();
+        let write_list: SmallVec<[&[Segment]; 1]> =
+            offered.write.iter().map(|o| o.segs.as_slice()).collect();
         let spec = rpcrdma::CallSpec {
             xid,
             credits: self.cfg.credits,
