@@ -48,6 +48,7 @@ mod accept;
 mod bellgroup;
 mod groupwait;
 mod listener;
+mod mode;
 mod poller;
 mod pollgroup;
 #[cfg(feature = "verbs")]
@@ -61,6 +62,7 @@ mod xprt;
 pub use listener::Listener;
 #[cfg(feature = "mock")]
 pub use listener::{MockConnector, MockListener, MockNetwork};
+pub use mode::UnknownMode;
 #[cfg(feature = "verbs")]
 pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
 pub use stats::{merge_stats, ServerReport, TransportReport};
