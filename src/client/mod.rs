@@ -21,6 +21,11 @@
 //! - decodes `RDMA_MSG`, `RDMA_NOMSG` (Reply chunk) and `RDMA_ERROR`
 //!   (typed: [`ClientError::RdmaVers`], [`ClientError::RdmaChunk`]), and
 //!   returns the results plus the Write chunk's bytes ([`ReplyBytes`]);
+//! - or, with the lending API, sends arguments the caller wrote in place
+//!   into a registered buffer of the chunk pool and hands the reply's
+//!   chunks out where the server wrote them, no host copy either way
+//!   ([`RpcClient::lend`] -> [`LentBuf`], [`RpcClient::start_lent`],
+//!   [`RpcClient::wait_lent`] -> [`LentReply`] / [`LentBytes`]);
 //! - encodes each call straight into a send buffer of a ring mapped once
 //!   (reused when its Send completes), lends chunk regions from a pool
 //!   registered once per connection (given back when the reply is in), and

@@ -26,6 +26,25 @@ where
     /// place, then [`start_lent`](Self::start_lent). Its bytes are not
     /// zeroed (a reused region holds an earlier call's data). Dropped
     /// unused, it goes back to the pool.
+    ///
+    /// ```
+    /// use rdmaxprt::client::{ClientConfig, RpcClient};
+    /// use rdmaxprt::mock::{MockDevice, QpConfig};
+    ///
+    /// let dev = MockDevice::new();
+    /// let (cq, _server_qp) = MockDevice::connect_pair(&dev, &dev, QpConfig::default()).unwrap();
+    /// let mut client = RpcClient::new(cq, dev.clone(), ClientConfig::default()).unwrap();
+    /// let mut args = client.lend(64 << 10).unwrap();
+    /// assert_eq!(args.len(), 64 << 10);
+    /// args[..4].copy_from_slice(b"xdr!"); // encode the arguments in place
+    /// drop(args); // not sent: back to the pool
+    /// let again = client.lend(64 << 10).unwrap();
+    /// assert_eq!(&again[..4], b"xdr!", "the same region, not zeroed");
+    /// assert_eq!(client.stats().chunk_regions, 1);
+    /// drop(again);
+    /// drop(client);
+    /// dev.assert_clean();
+    /// ```
     pub fn lend(&mut self, len: usize) -> Res<LentBuf<D::Region>> {
         if len == 0 {
             return Err(ClientError::InvalidOptions(
