@@ -5,40 +5,47 @@
 use super::backend::RemoteRegion;
 use super::chunk::Offered;
 use super::error::ClientError;
+use super::lend::{LentBytes, LentReply, Results, Returns};
 use super::spare::ReplySpares;
 use super::types::{CallPath, ReplyBytes, ReplyPath};
 use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
-use rdmaxprt_core::rpcrdma::{Header, Proc, RdmaError};
+use rdmaxprt_core::rpcrdma::{Chunk, Header, Proc, RdmaError};
 use std::borrow::Cow;
+use std::sync::Arc;
 
-/// A call in flight: its path and, if it offered chunks, the key of its
-/// [`Offers`] in the client's slab (the table entry stays small, and the
-/// offers need no allocation per call).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Pending {
+/// A call in flight: what it offered and the regions that stay registered
+/// until its reply arrives (the server may still RDMA them until then).
+pub(super) struct Pending<R> {
     pub(super) path: CallPath,
-    pub(super) offers: Option<usize>,
-}
-
-/// The regions a call offered, which stay registered until its reply
-/// arrives (the server may still RDMA them until then).
-pub(super) struct Offers<R> {
     /// Held, never read: the server may RDMA Read it until the reply.
     pub(super) _read: Option<Offered<R>>,
     pub(super) write: Option<Offered<R>>,
     pub(super) reply: Option<Offered<R>>,
+    /// Started with lent arguments: the reply is lent too
+    /// ([`assemble_lent`]).
+    pub(super) lent: bool,
 }
 
-/// Builds the result of one call from its reply, into buffers from
-/// `spare` where it has some.
-pub(super) fn assemble<R: RemoteRegion>(
-    hdr: &Header<'_>,
-    bytes: &[u8],
-    path: CallPath,
-    offers: Option<&Offers<R>>,
-    spare: &mut ReplySpares,
-) -> Result<ReplyBytes, ClientError> {
-    let (body, reply_path) = match hdr.proc() {
+const NO_REPLY_CHUNK: ClientError =
+    ClientError::ProtocolViolation("RDMA_NOMSG reply but the call offered no Reply chunk");
+
+/// Where a reply's RPC message is, as its transport header says.
+enum Body<'a> {
+    /// `RDMA_MSG`: after the transport header, in the receive buffer.
+    Inline(&'a [u8]),
+    /// `RDMA_NOMSG`: in the Reply chunk the call offered, as returned.
+    ReplyChunk(Chunk<'a>),
+}
+
+/// A reply's transport header checked against what its call offered:
+/// where the RPC message is and the Write chunk returned, if the call
+/// offered one. `RDMA_ERROR` becomes its typed error.
+fn locate<'a, R>(
+    hdr: &Header<'a>,
+    bytes: &'a [u8],
+    call: &Pending<R>,
+) -> Result<(Body<'a>, Option<Chunk<'a>>), ClientError> {
+    let body = match hdr.proc() {
         Proc::Error => {
             return Err(match hdr.rdma_error() {
                 Some(RdmaError::Vers { low, high }) => ClientError::RdmaVers { low, high },
@@ -46,38 +53,28 @@ pub(super) fn assemble<R: RemoteRegion>(
                 None => ClientError::ProtocolViolation("RDMA_ERROR without an error code"),
             })
         }
-        Proc::Msg => {
-            let body = bytes
+        Proc::Msg => Body::Inline(
+            bytes
                 .get(hdr.header_len()..)
-                .ok_or(ClientError::ProtocolViolation("header longer than message"))?;
-            (Cow::Borrowed(body), ReplyPath::Inline)
-        }
-        Proc::NoMsg => {
-            let offered = offers.and_then(|o| o.reply.as_ref());
-            let (Some(offered), Some(returned)) = (offered, hdr.reply_chunk()) else {
-                return Err(ClientError::ProtocolViolation(
-                    "RDMA_NOMSG reply but the call offered no Reply chunk",
-                ));
-            };
-            (
-                Cow::Owned(offered.gather(returned, spare.results.take())?),
-                ReplyPath::ReplyChunk,
-            )
-        }
+                .ok_or(ClientError::ProtocolViolation("header longer than message"))?,
+        ),
+        Proc::NoMsg => match (&call.reply, hdr.reply_chunk()) {
+            (Some(_), Some(returned)) => Body::ReplyChunk(returned),
+            _ => return Err(NO_REPLY_CHUNK),
+        },
         Proc::Done | Proc::MsgP => {
             return Err(ClientError::ProtocolViolation(
                 "reply is neither RDMA_MSG, RDMA_NOMSG nor RDMA_ERROR",
             ))
         }
     };
-    let offered_write = offers.and_then(|o| o.write.as_ref());
-    if offered_write.is_none() && hdr.write_list().is_empty() {
+    if call.write.is_none() && hdr.write_list().is_empty() {
         // The usual inline call: no Write chunk either way.
-        return finish_reply(hdr, body, path, reply_path, None, spare);
+        return Ok((body, None));
     }
     let mut returned = hdr.write_list().iter();
-    let bulk = match (offered_write, returned.next()) {
-        (Some(offered), Some(chunk)) => Some(offered.gather(chunk, spare.bulk.take())?),
+    let write = match (&call.write, returned.next()) {
+        (Some(_), Some(chunk)) => Some(chunk),
         (Some(_), None) => {
             return Err(ClientError::ProtocolViolation(
                 "reply lacks the Write chunk the call offered",
@@ -95,20 +92,13 @@ pub(super) fn assemble<R: RemoteRegion>(
             "reply has more Write chunks than the call offered",
         ));
     }
-    finish_reply(hdr, body, path, reply_path, bulk, spare)
+    Ok((body, write))
 }
 
-/// The RPC reply header of `body` checked against the transport header,
-/// and the results copied out past it.
-fn finish_reply(
-    hdr: &Header<'_>,
-    body: Cow<'_, [u8]>,
-    path: CallPath,
-    reply_path: ReplyPath,
-    bulk: Option<Vec<u8>>,
-    spare: &mut ReplySpares,
-) -> Result<ReplyBytes, ClientError> {
-    let rpc = oncrpc::decode_reply(&body).map_err(ClientError::BadRpcReply)?;
+/// Checks the RPC reply header in `body` (xid, accepted SUCCESS); returns
+/// where the results start.
+fn rpc_results_offset(hdr: &Header<'_>, body: &[u8]) -> Result<usize, ClientError> {
+    let rpc = oncrpc::decode_reply(body).map_err(ClientError::BadRpcReply)?;
     if rpc.xid != hdr.xid() {
         return Err(ClientError::XidMismatch {
             expected: hdr.xid(),
@@ -116,12 +106,35 @@ fn finish_reply(
         });
     }
     match rpc.stat {
-        ReplyStat::Accepted(AcceptStat::Success) => {}
-        ReplyStat::Accepted(a) => return Err(ClientError::NotSuccess(a)),
-        ReplyStat::Denied(d) => return Err(ClientError::Denied(d)),
+        ReplyStat::Accepted(AcceptStat::Success) => Ok(rpc.body_offset),
+        ReplyStat::Accepted(a) => Err(ClientError::NotSuccess(a)),
+        ReplyStat::Denied(d) => Err(ClientError::Denied(d)),
     }
-    let body_offset = rpc.body_offset;
-    // One copy of the results: out of the receive buffer, or the
+}
+
+/// Builds the result of one call from its reply, into buffers from
+/// `spare` where it has some.
+pub(super) fn assemble<R: RemoteRegion>(
+    hdr: &Header<'_>,
+    bytes: &[u8],
+    call: &Pending<R>,
+    spare: &mut ReplySpares,
+) -> Result<ReplyBytes, ClientError> {
+    let (body, write) = locate(hdr, bytes, call)?;
+    let (body, reply_path) = match (body, &call.reply) {
+        (Body::Inline(b), _) => (Cow::Borrowed(b), ReplyPath::Inline),
+        (Body::ReplyChunk(returned), Some(offered)) => (
+            Cow::Owned(offered.gather(returned, spare.results.take())?),
+            ReplyPath::ReplyChunk,
+        ),
+        (Body::ReplyChunk(_), None) => return Err(NO_REPLY_CHUNK),
+    };
+    let bulk = match (&call.write, write) {
+        (Some(offered), Some(chunk)) => Some(offered.gather(chunk, spare.bulk.take())?),
+        _ => None,
+    };
+    let body_offset = rpc_results_offset(hdr, &body)?;
+    // One copy of the results: out of the receive buffer's copy, or the
     // gathered Reply chunk with the RPC header cut off in place.
     let results = match body {
         Cow::Borrowed(b) => {
@@ -138,8 +151,65 @@ fn finish_reply(
         xid: hdr.xid(),
         results,
         bulk,
-        call_path: path,
+        call_path: call.path,
         reply_path,
         credits: hdr.credits(),
+    })
+}
+
+/// Builds the result of a lent call from its reply without copying the
+/// chunks: the Write chunk's region (and the Reply chunk's, if the reply
+/// came in it) move out of `call` into the [`LentReply`]; on error they
+/// go back to the pool (left in `call`, or through the return queue).
+pub(super) fn assemble_lent<R: RemoteRegion>(
+    hdr: &Header<'_>,
+    bytes: &[u8],
+    call: &mut Pending<R>,
+    home: &Arc<Returns<R>>,
+) -> Result<LentReply<R>, ClientError> {
+    let (body, write) = locate(hdr, bytes, call)?;
+    // Every check before any region leaves the call.
+    let bulk_len = match (&call.write, write) {
+        (Some(offered), Some(chunk)) => Some(offered.written_len(chunk)?),
+        _ => None,
+    };
+    let (results, reply_path) = match body {
+        Body::Inline(b) => {
+            let at = rpc_results_offset(hdr, b)?;
+            (
+                Results::Inline(b.get(at..).unwrap_or_default().to_vec()),
+                ReplyPath::Inline,
+            )
+        }
+        Body::ReplyChunk(returned) => {
+            let offered = call.reply.take().ok_or(NO_REPLY_CHUNK)?;
+            let n = match offered.written_len(returned) {
+                Ok(n) => n,
+                Err(e) => {
+                    call.reply = Some(offered);
+                    return Err(e);
+                }
+            };
+            let mut lent = LentBytes::new(offered.mr, 0..n, Arc::clone(home));
+            // On error `lent` drops: its region goes back to the pool.
+            let at = rpc_results_offset(hdr, &lent)?;
+            lent.skip(at);
+            (Results::InPlace(lent), ReplyPath::ReplyChunk)
+        }
+    };
+    let bulk = match (bulk_len, call.write.take()) {
+        (Some(n), Some(offered)) => Some(LentBytes::new(offered.mr, 0..n, Arc::clone(home))),
+        (_, w) => {
+            call.write = w;
+            None
+        }
+    };
+    Ok(LentReply {
+        xid: hdr.xid(),
+        call_path: call.path,
+        reply_path,
+        credits: hdr.credits(),
+        results,
+        bulk,
     })
 }
