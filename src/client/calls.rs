@@ -46,22 +46,23 @@ impl<T> CallTable<T> {
         self.slots[self.slot(xid)].is_none()
     }
 
-    /// Inserts `v` under `xid`, whose slot must be free
-    /// ([`is_free`](Self::is_free)); otherwise gives `v` back. Doubles the
-    /// table first if it is half full (entries of distinct slots stay in
-    /// distinct slots under the larger mask).
+    /// Inserts the entry `make` builds under `xid`, built right in its slot
+    /// (a large entry is not moved through the call), if the slot is free
+    /// ([`is_free`](Self::is_free)); otherwise returns `false` without
+    /// calling `make`. Doubles the table first if it is half full (entries
+    /// of distinct slots stay in distinct slots under the larger mask).
     #[inline]
-    pub(super) fn insert(&mut self, xid: u32, v: T) -> Result<(), T> {
+    pub(super) fn insert_with(&mut self, xid: u32, make: impl FnOnce() -> T) -> bool {
         if !self.is_free(xid) {
-            return Err(v);
+            return false;
         }
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
         let i = self.slot(xid);
-        self.slots[i] = Some((xid, v));
+        self.slots[i] = Some((xid, make()));
         self.len += 1;
-        Ok(())
+        true
     }
 
     fn grow(&mut self) {
@@ -130,16 +131,16 @@ mod tests {
     fn lookups_check_the_xid_not_just_the_slot() {
         let mut t = CallTable::with_capacity(4);
         assert_eq!(t.slots.len(), 16);
-        t.insert(5, "five").unwrap();
+        assert!(t.insert_with(5, || "five"));
         // Same slot (5 + 16), another xid: not found, not insertable.
         assert_eq!(t.get(21), None);
         assert_eq!(t.remove_if(21, |_| true), None);
         assert!(!t.is_free(21));
-        assert_eq!(t.insert(21, "stale"), Err("stale"));
+        assert!(!t.insert_with(21, || panic!("made for a taken slot")));
         assert_eq!(t.get(5), Some(&"five"));
         assert_eq!(t.remove_if(5, |_| true), Some("five"));
         assert_eq!(t.remove_if(5, |_| true), None, "removed twice");
-        t.insert(5, "five").unwrap();
+        assert!(t.insert_with(5, || "five"));
         assert_eq!(t.remove_if(5, |v| *v == "six"), None, "refused");
         assert_eq!(t.remove_if(21, |_| true), None, "same slot, other xid");
         assert_eq!(t.remove_if(5, |v| *v == "five"), Some("five"));
@@ -152,7 +153,7 @@ mod tests {
         let xids: Vec<u32> = (0..100u32).map(|i| 0xfff0_0000 + i * 3).collect();
         for &x in &xids {
             assert!(t.is_free(x));
-            t.insert(x, x ^ 0xabcd).unwrap();
+            assert!(t.insert_with(x, || x ^ 0xabcd));
         }
         assert_eq!(t.len(), 100);
         assert!(t.slots.len() >= 200);

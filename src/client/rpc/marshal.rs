@@ -143,6 +143,7 @@ where
     }
 
     /// Records a posted call as in flight under `xid`.
+    #[inline]
     fn register(
         &mut self,
         xid: u32,
@@ -151,14 +152,16 @@ where
         lent: bool,
     ) -> Res<Ticket> {
         let Offers { read, write, reply } = offered;
-        let call = Call::Pending(Pending {
-            path,
-            _read: read,
-            write,
-            reply,
-            lent,
-        });
-        if self.calls.insert(xid, call).is_err() {
+        let call = || {
+            Call::Pending(Pending {
+                path,
+                _read: read,
+                write,
+                reply,
+                lent,
+            })
+        };
+        if !self.calls.insert_with(xid, call) {
             // `take_xid` chose a free slot and nothing ran since.
             return Err(ClientError::InvalidConfig("xid slot taken"));
         }
