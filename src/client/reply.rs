@@ -13,17 +13,27 @@ use rdmaxprt_core::rpcrdma::{Chunk, Header, Proc, RdmaError};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// A call in flight: what it offered and the regions that stay registered
-/// until its reply arrives (the server may still RDMA them until then).
-pub(super) struct Pending<R> {
+/// A call in flight: its path and, if it offered chunks, the key of its
+/// [`Offers`] in the client's slab (the call table's entry stays small and
+/// is built in place; the usual inline call touches no slab).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending {
     pub(super) path: CallPath,
-    /// Held, never read: the server may RDMA Read it until the reply.
-    pub(super) _read: Option<Offered<R>>,
-    pub(super) write: Option<Offered<R>>,
-    pub(super) reply: Option<Offered<R>>,
     /// Started with lent arguments: the reply is lent too
     /// ([`assemble_lent`]).
     pub(super) lent: bool,
+    /// The call's [`Offers`], if it offered any chunk.
+    pub(super) offers: Option<usize>,
+}
+
+/// The chunks a call offers, one registered region each; they stay
+/// registered until its reply arrives (the server may still RDMA them
+/// until then).
+pub(super) struct Offers<R> {
+    /// Held, never read: the server may RDMA Read it until the reply.
+    pub(super) read: Option<Offered<R>>,
+    pub(super) write: Option<Offered<R>>,
+    pub(super) reply: Option<Offered<R>>,
 }
 
 const NO_REPLY_CHUNK: ClientError =
@@ -43,8 +53,10 @@ enum Body<'a> {
 fn locate<'a, R>(
     hdr: &Header<'a>,
     bytes: &'a [u8],
-    call: &Pending<R>,
+    offers: Option<&Offers<R>>,
 ) -> Result<(Body<'a>, Option<Chunk<'a>>), ClientError> {
+    let offered_reply = offers.is_some_and(|o| o.reply.is_some());
+    let offered_write = offers.is_some_and(|o| o.write.is_some());
     let body = match hdr.proc() {
         Proc::Error => {
             return Err(match hdr.rdma_error() {
@@ -58,8 +70,8 @@ fn locate<'a, R>(
                 .get(hdr.header_len()..)
                 .ok_or(ClientError::ProtocolViolation("header longer than message"))?,
         ),
-        Proc::NoMsg => match (&call.reply, hdr.reply_chunk()) {
-            (Some(_), Some(returned)) => Body::ReplyChunk(returned),
+        Proc::NoMsg => match (offered_reply, hdr.reply_chunk()) {
+            (true, Some(returned)) => Body::ReplyChunk(returned),
             _ => return Err(NO_REPLY_CHUNK),
         },
         Proc::Done | Proc::MsgP => {
@@ -68,24 +80,24 @@ fn locate<'a, R>(
             ))
         }
     };
-    if call.write.is_none() && hdr.write_list().is_empty() {
+    if !offered_write && hdr.write_list().is_empty() {
         // The usual inline call: no Write chunk either way.
         return Ok((body, None));
     }
     let mut returned = hdr.write_list().iter();
-    let write = match (&call.write, returned.next()) {
-        (Some(_), Some(chunk)) => Some(chunk),
-        (Some(_), None) => {
+    let write = match (offered_write, returned.next()) {
+        (true, Some(chunk)) => Some(chunk),
+        (true, None) => {
             return Err(ClientError::ProtocolViolation(
                 "reply lacks the Write chunk the call offered",
             ))
         }
-        (None, Some(_)) => {
+        (false, Some(_)) => {
             return Err(ClientError::ProtocolViolation(
                 "reply has a Write chunk the call did not offer",
             ))
         }
-        (None, None) => None,
+        (false, None) => None,
     };
     if returned.next().is_some() {
         return Err(ClientError::ProtocolViolation(
@@ -117,11 +129,12 @@ fn rpc_results_offset(hdr: &Header<'_>, body: &[u8]) -> Result<usize, ClientErro
 pub(super) fn assemble<R: RemoteRegion>(
     hdr: &Header<'_>,
     bytes: &[u8],
-    call: &Pending<R>,
+    path: CallPath,
+    offers: Option<&Offers<R>>,
     spare: &mut ReplySpares,
 ) -> Result<ReplyBytes, ClientError> {
-    let (body, write) = locate(hdr, bytes, call)?;
-    let (body, reply_path) = match (body, &call.reply) {
+    let (body, write) = locate(hdr, bytes, offers)?;
+    let (body, reply_path) = match (body, offers.and_then(|o| o.reply.as_ref())) {
         (Body::Inline(b), _) => (Cow::Borrowed(b), ReplyPath::Inline),
         (Body::ReplyChunk(returned), Some(offered)) => (
             Cow::Owned(offered.gather(returned, spare.results.take())?),
@@ -129,7 +142,7 @@ pub(super) fn assemble<R: RemoteRegion>(
         ),
         (Body::ReplyChunk(_), None) => return Err(NO_REPLY_CHUNK),
     };
-    let bulk = match (&call.write, write) {
+    let bulk = match (offers.and_then(|o| o.write.as_ref()), write) {
         (Some(offered), Some(chunk)) => Some(offered.gather(chunk, spare.bulk.take())?),
         _ => None,
     };
@@ -151,7 +164,7 @@ pub(super) fn assemble<R: RemoteRegion>(
         xid: hdr.xid(),
         results,
         bulk,
-        call_path: call.path,
+        call_path: path,
         reply_path,
         credits: hdr.credits(),
     })
@@ -159,17 +172,18 @@ pub(super) fn assemble<R: RemoteRegion>(
 
 /// Builds the result of a lent call from its reply without copying the
 /// chunks: the Write chunk's region (and the Reply chunk's, if the reply
-/// came in it) move out of `call` into the [`LentReply`]; on error they
-/// go back to the pool (left in `call`, or through the return queue).
+/// came in it) move out of `offers` into the [`LentReply`]; on error they
+/// go back to the pool (left in `offers`, or through the return queue).
 pub(super) fn assemble_lent<R: RemoteRegion>(
     hdr: &Header<'_>,
     bytes: &[u8],
-    call: &mut Pending<R>,
+    path: CallPath,
+    mut offers: Option<&mut Offers<R>>,
     home: &Arc<Returns<R>>,
 ) -> Result<LentReply<R>, ClientError> {
-    let (body, write) = locate(hdr, bytes, call)?;
+    let (body, write) = locate(hdr, bytes, offers.as_deref())?;
     // Every check before any region leaves the call.
-    let bulk_len = match (&call.write, write) {
+    let bulk_len = match (offers.as_deref().and_then(|o| o.write.as_ref()), write) {
         (Some(offered), Some(chunk)) => Some(offered.written_len(chunk)?),
         _ => None,
     };
@@ -182,11 +196,12 @@ pub(super) fn assemble_lent<R: RemoteRegion>(
             )
         }
         Body::ReplyChunk(returned) => {
-            let offered = call.reply.take().ok_or(NO_REPLY_CHUNK)?;
+            let o = offers.as_deref_mut().ok_or(NO_REPLY_CHUNK)?;
+            let offered = o.reply.take().ok_or(NO_REPLY_CHUNK)?;
             let n = match offered.written_len(returned) {
                 Ok(n) => n,
                 Err(e) => {
-                    call.reply = Some(offered);
+                    o.reply = Some(offered);
                     return Err(e);
                 }
             };
@@ -197,16 +212,16 @@ pub(super) fn assemble_lent<R: RemoteRegion>(
             (Results::InPlace(lent), ReplyPath::ReplyChunk)
         }
     };
-    let bulk = match (bulk_len, call.write.take()) {
-        (Some(n), Some(offered)) => Some(LentBytes::new(offered.mr, 0..n, Arc::clone(home))),
-        (_, w) => {
-            call.write = w;
-            None
-        }
+    let bulk = match (bulk_len, offers) {
+        (Some(n), Some(o)) => match o.write.take() {
+            Some(offered) => Some(LentBytes::new(offered.mr, 0..n, Arc::clone(home))),
+            None => None,
+        },
+        _ => None,
     };
     Ok(LentReply {
         xid: hdr.xid(),
-        call_path: call.path,
+        call_path: path,
         reply_path,
         credits: hdr.credits(),
         results,

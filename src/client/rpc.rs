@@ -6,7 +6,7 @@ use super::chunk::{segment_count, ChunkPool};
 use super::error::ClientError;
 use super::lend::LentReply;
 use super::post::{RecvRing, SendRing};
-use super::reply::{assemble, assemble_lent, Pending};
+use super::reply::{assemble, assemble_lent, Offers, Pending};
 use super::spare::ReplySpares;
 use super::types::{
     CallOptions, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath, Ticket,
@@ -33,7 +33,7 @@ const MIN_RPC_REPLY: usize = 24;
 /// A call the client knows of: in flight, or answered and waiting for
 /// [`RpcClient::wait`].
 enum Call<R: RemoteRegion> {
-    Pending(Pending<R>),
+    Pending(Pending),
     Done(Result<Answer<R>, ClientError>),
 }
 
@@ -74,6 +74,8 @@ where
     recvs: RecvRing<D::Buf>,
     /// Every call by xid, in flight or answered.
     calls: CallTable<Call<D::Region>>,
+    /// The chunk regions offered by calls in flight that offered any.
+    offers: slab::Slab<Offers<D::Region>>,
     /// Calls in `calls` still in flight.
     in_flight: usize,
     chunks: ChunkPool<D::Region>,
@@ -129,6 +131,7 @@ where
             sends: SendRing::new(cfg.inline_threshold, caps.sq_depth as usize),
             recvs: RecvRing::new(),
             calls: CallTable::with_capacity(cfg.credits as usize),
+            offers: slab::Slab::new(),
             in_flight: 0,
             chunks: ChunkPool::new(),
             msg: Vec::new(),
@@ -505,15 +508,17 @@ where
         let xid = hdr.xid();
         // An unknown xid, or one whose call was already answered (a
         // duplicate or stale reply), resolves nothing.
-        let Some(Call::Pending(call)) = self.calls.get_mut(xid) else {
+        let Some(&Call::Pending(call)) = self.calls.get(xid) else {
             self.stats.unmatched_replies += 1;
             return;
         };
         self.granted = hdr.credits().clamp(1, self.cfg.credits);
+        let offers = call.offers.and_then(|k| self.offers.get_mut(k));
         let r = if call.lent {
-            assemble_lent(&hdr, bytes, call, self.chunks.returns()).map(Answer::Lent)
+            assemble_lent(&hdr, bytes, call.path, offers, self.chunks.returns()).map(Answer::Lent)
         } else {
-            assemble(&hdr, bytes, call, &mut self.spare).map(Answer::Copied)
+            let offers = offers.map(|o| &*o);
+            assemble(&hdr, bytes, call.path, offers, &mut self.spare).map(Answer::Copied)
         };
         self.finish(xid, r);
     }
@@ -529,7 +534,7 @@ where
         };
         // The regions go back in place: no move of the call for the
         // usual call that offered none.
-        give_back(&mut self.chunks, call);
+        give_back(&mut self.chunks, &mut self.offers, call);
         self.stats.replies += 1;
         if matches!(&r, Ok(a) if a.reply_path() == ReplyPath::ReplyChunk) {
             self.stats.reply_chunk_replies += 1;
@@ -552,7 +557,7 @@ where
         for (_, entry) in self.calls.iter_mut() {
             if let Call::Pending(call) = entry {
                 // Drained: the server cannot reach these any more.
-                give_back(&mut self.chunks, call);
+                give_back(&mut self.chunks, &mut self.offers, call);
                 *entry = Call::Done(Err(ClientError::Disconnected));
             }
         }
@@ -575,15 +580,17 @@ where
 /// Gives a finished call's chunk regions back to the pool (the call keeps
 /// none).
 #[inline]
-fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: &mut Pending<R>) {
-    if call._read.is_none() && call.write.is_none() && call.reply.is_none() {
-        // The inline call offered nothing.
+fn give_back<R: RemoteRegion>(
+    pool: &mut ChunkPool<R>,
+    offers: &mut slab::Slab<Offers<R>>,
+    call: &mut Pending,
+) {
+    // The inline call offered nothing.
+    let Some(o) = call.offers.take().and_then(|k| offers.try_remove(k)) else {
         return;
-    }
-    for o in [&mut call._read, &mut call.write, &mut call.reply] {
-        if let Some(o) = o.take() {
-            pool.put_offered(o);
-        }
+    };
+    for o in [o.read, o.write, o.reply].into_iter().flatten() {
+        pool.put_offered(o);
     }
 }
 

@@ -7,7 +7,7 @@ use crate::client::backend::{RemoteMemory, RemoteRegion};
 use crate::client::chunk::{segment_count, Offered};
 use crate::client::error::ClientError;
 use crate::client::lend::LentBuf;
-use crate::client::reply::Pending;
+use crate::client::reply::{Offers, Pending};
 use crate::client::types::{Auth, CallOptions, CallPath, Ticket};
 use crate::completion::CompletionWait;
 use rdmaxprt_core::backend::QueuePair;
@@ -151,17 +151,14 @@ where
         offered: Offers<D::Region>,
         lent: bool,
     ) -> Res<Ticket> {
-        let Offers { read, write, reply } = offered;
-        let call = || {
-            Call::Pending(Pending {
-                path,
-                _read: read,
-                write,
-                reply,
-                lent,
-            })
-        };
+        let any = offered.read.is_some() || offered.write.is_some() || offered.reply.is_some();
+        let offers = any.then(|| self.offers.insert(offered));
+        let call = || Call::Pending(Pending { path, lent, offers });
         if !self.calls.insert_with(xid, call) {
+            // The offers go with the call, as before it was tracked.
+            if let Some(k) = offers {
+                self.offers.try_remove(k);
+            }
             // `take_xid` chose a free slot and nothing ran since.
             return Err(ClientError::InvalidConfig("xid slot taken"));
         }
@@ -491,13 +488,6 @@ where
         let mr = self.chunks.take(&self.dev, len)?;
         Ok(Offered::new(mr, len, self.cfg.max_segment_len))
     }
-}
-
-/// The chunks a call offers, one registered region each.
-pub(super) struct Offers<R> {
-    pub(super) read: Option<Offered<R>>,
-    pub(super) write: Option<Offered<R>>,
-    pub(super) reply: Option<Offered<R>>,
 }
 
 /// Bytes of an RPC-over-RDMA call header with `reads` Read segments, a

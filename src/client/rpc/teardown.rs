@@ -54,6 +54,7 @@ where
         // Lent regions given back from now on are deregistered at once.
         self.chunks.close();
         self.calls.clear();
+        self.offers.clear();
         self.in_flight = 0;
     }
 }
