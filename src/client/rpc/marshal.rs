@@ -139,20 +139,21 @@ where
                 return Err(e);
             }
         }
-        self.register(xid, path, offered, lent)
+        let any = offered.read.is_some() || offered.write.is_some() || offered.reply.is_some();
+        let offers = any.then(|| self.offers.insert(offered));
+        self.register(xid, path, offers, lent)
     }
 
-    /// Records a posted call as in flight under `xid`.
+    /// Records a posted call as in flight under `xid`, with the key of its
+    /// offers in the slab if it offered any.
     #[inline]
     fn register(
         &mut self,
         xid: u32,
         path: CallPath,
-        offered: Offers<D::Region>,
+        offers: Option<usize>,
         lent: bool,
     ) -> Res<Ticket> {
-        let any = offered.read.is_some() || offered.write.is_some() || offered.reply.is_some();
-        let offers = any.then(|| self.offers.insert(offered));
         let call = || Call::Pending(Pending { path, lent, offers });
         if !self.calls.insert_with(xid, call) {
             // The offers go with the call, as before it was tracked.
@@ -240,12 +241,7 @@ where
             }
             return Some(Err(e));
         }
-        let none = Offers {
-            read: None,
-            write: None,
-            reply: None,
-        };
-        Some(self.register(xid, CallPath::Inline, none, false))
+        Some(self.register(xid, CallPath::Inline, None, false))
     }
 
     /// [`post_call`](Self::post_call) up to the post.
