@@ -23,7 +23,7 @@ mod teardown;
 pub use call::{OwnedCall, RecvdCall};
 pub use counters::{XprtCounters, XprtCountersSnapshot};
 pub use error::XprtError;
-pub use read::CallMeta;
+pub use read::{CallMeta, ChunkSegs, WriteChunkList};
 pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 

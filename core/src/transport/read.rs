@@ -7,12 +7,13 @@ use super::landing::LandingState;
 use super::{DevError, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
 use crate::backend::{QueuePair, SendWr, Sge, WcStatus, WrOp};
 use crate::lifecycle::{Policy, SendCtxtLifecycle};
-use crate::rpcrdma::{decode_header, Header, RdmaError, Segment};
+use crate::rpcrdma::{decode_header, Header, RdmaError, ReadSegment, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
+use smallvec::SmallVec;
 
 /// Read contexts: a small slab behind a spin lock (the kernel also locks
 /// its read-complete queue), with the landing-buffer ownership and the
@@ -80,7 +81,17 @@ pub(super) enum ReadStart {
     NoBuffer,
 }
 
-/// The parts of a call header the reply needs.
+/// A chunk's segments as a call offered them: up to two held inline (a
+/// client registers a chunk as one or two segments), more spill to the
+/// heap.
+pub type ChunkSegs = SmallVec<[Segment; 2]>;
+
+/// A call's Write list: one chunk held inline (more spill to the heap).
+pub type WriteChunkList = SmallVec<[ChunkSegs; 1]>;
+
+/// The parts of a call header the reply needs. Held inline: copying them
+/// out of a call with one Write chunk of up to two segments allocates
+/// nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallMeta {
     /// Transaction id.
@@ -88,9 +99,9 @@ pub struct CallMeta {
     /// Credits the client asked for.
     pub credits: u32,
     /// The Write list (segments as offered).
-    pub write_list: Vec<Vec<Segment>>,
+    pub write_list: WriteChunkList,
     /// The Reply chunk, if offered.
-    pub reply_chunk: Option<Vec<Segment>>,
+    pub reply_chunk: Option<ChunkSegs>,
     /// The rkey to invalidate with Send-with-Invalidate: set only when every
     /// segment of every chunk in the call carried the same handle.
     pub inv_rkey: Option<u32>,
@@ -99,9 +110,9 @@ pub struct CallMeta {
 impl CallMeta {
     /// Copies what the reply needs out of a decoded header.
     pub(crate) fn from_header(h: &Header<'_>) -> Self {
-        let write_list: Vec<Vec<Segment>> =
+        let write_list: WriteChunkList =
             h.write_list().iter().map(|c| c.iter().collect()).collect();
-        let reply_chunk: Option<Vec<Segment>> = h.reply_chunk().map(|c| c.iter().collect());
+        let reply_chunk: Option<ChunkSegs> = h.reply_chunk().map(|c| c.iter().collect());
         let mut handles = h
             .read_list()
             .iter()
@@ -122,46 +133,68 @@ impl CallMeta {
     }
 }
 
-/// A Read plan: `(position, length)` per chunk, and every segment to read
-/// in the order its bytes land in the buffer.
-pub(crate) type ReadPlan = (Vec<(u32, u32)>, Vec<Segment>);
+/// Read segments (and chunks) of a call held inline before spilling to
+/// the heap: a Position Zero chunk of a few segments plans with no heap
+/// allocation.
+const INLINE_READS: usize = 4;
+
+/// A Read plan: the chunks and every segment to read, in the order its
+/// bytes land in the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReadPlan {
+    /// `(position, length)` per chunk, positions distinct and ascending.
+    pub(crate) chunks: SmallVec<[(u32, u32); INLINE_READS]>,
+    /// The Read list's entries sorted by position (stable: each chunk's
+    /// segments in list order), i.e. in landing order.
+    pub(crate) segs: SmallVec<[ReadSegment; INLINE_READS]>,
+}
 
 /// The Read plan for a call: distinct positions ascending, each with its
-/// segments in list order, and the total length. `None` if a total does not
-/// fit in memory limits (`max_total`).
+/// segments in list order, and the total length. The Read list is walked
+/// once. `None` if a total does not fit in memory limits (`max_total`), or
+/// there is nothing to read.
 pub(crate) fn plan(h: &Header<'_>, max_total: u64) -> Option<ReadPlan> {
-    let mut positions: Vec<u32> = h.read_list().iter().map(|r| r.position).collect();
-    positions.sort_unstable();
-    positions.dedup();
-    let mut chunks = Vec::with_capacity(positions.len());
-    let mut segs = Vec::new();
+    let mut segs: SmallVec<[ReadSegment; INLINE_READS]> = h.read_list().iter().collect();
+    // Stable, so each chunk keeps its segments in list order; a short
+    // slice sorts in place (insertion sort, no scratch buffer).
+    if segs.windows(2).any(|w| w[0].position > w[1].position) {
+        segs.sort_by_key(|r| r.position);
+    }
+    if segs.is_empty() {
+        return None;
+    }
+    let mut chunks: SmallVec<[(u32, u32); INLINE_READS]> = SmallVec::new();
     let mut total = 0u64;
-    for p in positions {
-        let len = h.read_list().chunk_len(p);
+    for r in &segs {
+        let len = u64::from(r.segment.length);
         total = total.checked_add(len)?;
-        if total > max_total || len > u32::MAX as u64 {
+        if total > max_total {
             return None;
         }
-        chunks.push((p, len as u32));
-        segs.extend(h.read_list().chunk(p).map(|r| r.segment));
+        match chunks.last_mut() {
+            Some((p, l)) if *p == r.position => {
+                *l = u32::try_from(u64::from(*l) + len).ok()?;
+            }
+            _ => chunks.push((r.position, r.segment.length)),
+        }
     }
-    Some((chunks, segs))
+    Some(ReadPlan { chunks, segs })
 }
 
 /// Where a call's pieces sit in its landing buffer: the message is laid
 /// out in place, each chunk at its position in the inline part, XDR-padded
 /// to 4 bytes, so the Reads land where the message needs them and nothing
-/// is assembled afterwards.
+/// is assembled afterwards. Held inline for a few chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
     /// The whole message's length.
     pub(crate) msg_len: usize,
     /// Destination offset of each chunk, in `chunks` order.
-    pub(crate) chunk_at: Vec<usize>,
+    pub(crate) chunk_at: SmallVec<[usize; INLINE_READS]>,
     /// Inline ranges `(from, to, dest)` to copy in.
-    pub(crate) inline: Vec<(usize, usize, usize)>,
+    pub(crate) inline: SmallVec<[(usize, usize, usize); INLINE_READS]>,
     /// Padding ranges `(dest, len)` to zero.
-    pub(crate) pads: Vec<(usize, usize)>,
+    pub(crate) pads: SmallVec<[(usize, usize); INLINE_READS]>,
 }
 
 /// Lays out the message: `inline` bytes of inline body and the `(position,
@@ -172,16 +205,16 @@ pub(crate) fn layout(inline: usize, chunks: &[(u32, u32)]) -> Option<Layout> {
     if chunks.len() == 1 && chunks[0].0 == 0 {
         return Some(Layout {
             msg_len: chunks[0].1 as usize,
-            chunk_at: alloc::vec![0],
-            inline: Vec::new(),
-            pads: Vec::new(),
+            chunk_at: smallvec::smallvec![0],
+            inline: SmallVec::new(),
+            pads: SmallVec::new(),
         });
     }
     let mut l = Layout {
         msg_len: 0,
-        chunk_at: Vec::with_capacity(chunks.len()),
-        inline: Vec::new(),
-        pads: Vec::new(),
+        chunk_at: SmallVec::new(),
+        inline: SmallVec::new(),
+        pads: SmallVec::new(),
     };
     let mut at_inline = 0usize;
     for &(pos, len) in chunks {
@@ -243,7 +276,7 @@ where
         bytes: &[u8],
     ) -> Result<ReadStart, XprtError<DevError<L>>> {
         let meta = CallMeta::from_header(h);
-        let Some((chunks, segs)) = plan(h, self.cfg.max_read_bytes) else {
+        let Some(ReadPlan { chunks, segs }) = plan(h, self.cfg.max_read_bytes) else {
             self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
             return Ok(ReadStart::Answered);
         };
@@ -339,35 +372,41 @@ where
                 }
             }
         });
-        let mut sge_lists: Vec<[Sge; 1]> = Vec::with_capacity(segs.len());
-        let mut seg_iter = segs.iter();
-        for (&(pos, _), &at) in chunks.iter().zip(&lay.chunk_at) {
-            let mut off = at as u64;
-            for s in seg_iter.by_ref().take(h.read_list().chunk(pos).count()) {
-                sge_lists.push([Sge {
-                    addr: sge.addr + off,
-                    length: s.length,
-                    lkey: sge.lkey,
-                }]);
-                off += s.length as u64;
+        // Each segment lands after the previous one of its chunk, the
+        // chunk at its place in the message (`segs` is in landing order).
+        let mut sge_lists: SmallVec<[[Sge; 1]; INLINE_READS]> = SmallVec::with_capacity(segs.len());
+        // `plan` made one chunk per run of equal positions in `segs`, so
+        // a new position is the next chunk.
+        let (mut ci, mut off) = (0usize, lay.chunk_at[0] as u64);
+        for r in &segs {
+            if r.position != chunks[ci].0 {
+                ci += 1;
+                off = lay.chunk_at[ci] as u64;
             }
+            sge_lists.push([Sge {
+                addr: sge.addr + off,
+                length: r.segment.length,
+                lkey: sge.lkey,
+            }]);
+            off += u64::from(r.segment.length);
         }
-        let chain: Vec<SendWr<'_>> = segs
+        let last = segs.len() - 1;
+        let chain: SmallVec<[SendWr<'_>; INLINE_READS]> = segs
             .iter()
             .zip(&sge_lists)
             .enumerate()
-            .map(|(i, (s, l))| SendWr {
-                wr_id: if i + 1 == segs.len() {
+            .map(|(i, (r, l))| SendWr {
+                wr_id: if i == last {
                     (TAG | idx) as u64
                 } else {
                     WR_ID_IGNORE
                 },
                 op: WrOp::Read {
-                    remote_addr: s.offset,
-                    rkey: s.handle,
+                    remote_addr: r.segment.offset,
+                    rkey: r.segment.handle,
                 },
                 sges: l,
-                signaled: i + 1 == segs.len(),
+                signaled: i == last,
             })
             .collect();
         let (head, tail) = chain.split_at(split);

@@ -2,6 +2,7 @@
 
 use super::call::CallBuf;
 use super::landing::HeldBuf;
+use super::read::{ChunkSegs, WriteChunkList};
 use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, WR_ID_IGNORE};
 use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WrOp};
 use crate::ctxt::SendCtxt;
@@ -9,19 +10,21 @@ use crate::lifecycle::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
-use alloc::vec::Vec;
 use smallvec::SmallVec;
 
 /// WRs of a reply chain held inline (on the stack) before spilling to the
 /// heap: the Send and up to three RDMA Writes.
 const INLINE_CHAIN: usize = 4;
 
+/// A reply's chunk Writes `(local SGE, remote address, rkey)`, held
+/// inline up to [`INLINE_CHAIN`].
+type Writes = SmallVec<[(Sge, u64, u32); INLINE_CHAIN]>;
+
 /// RDMA Writes of `data` (at `base` within one mapped region) into the
-/// peer's `segs`; returns the WRs' single-SGE lists and the segments with
-/// the lengths actually written (zero for unused ones).
-fn plan_writes(base: Sge, data_len: u32, segs: &[Segment]) -> (Vec<(Sge, u64, u32)>, Vec<Segment>) {
-    let mut wrs = Vec::new();
-    let mut written = Vec::with_capacity(segs.len());
+/// peer's `segs`, appended to `wrs`; returns the segments with the lengths
+/// actually written (zero for unused ones).
+fn plan_writes(base: Sge, data_len: u32, segs: &[Segment], wrs: &mut Writes) -> ChunkSegs {
+    let mut written = ChunkSegs::with_capacity(segs.len());
     let mut off = 0u32;
     for s in segs {
         let n = s.length.min(data_len - off);
@@ -36,7 +39,7 @@ fn plan_writes(base: Sge, data_len: u32, segs: &[Segment]) -> (Vec<(Sge, u64, u3
         written.push(Segment { length: n, ..*s });
         off += n;
     }
-    (wrs, written)
+    written
 }
 
 /// Zero bytes for XDR padding.
@@ -233,8 +236,8 @@ where
         let meta = &call.meta;
         let mut c = self.get_ctxt()?;
         let dev = c.device();
-        let mut writes = Vec::new();
-        let mut written_chunks: Vec<Vec<Segment>> = meta
+        let mut writes = Writes::new();
+        let mut written_chunks: WriteChunkList = meta
             .write_list
             .iter()
             .map(|ch| ch.iter().map(|s| Segment { length: 0, ..*s }).collect())
@@ -262,9 +265,7 @@ where
                     Some(sge) => sge,
                     None => self.stage(&mut c, dev, [p].into_iter())?,
                 };
-                let (w, lens) = plan_writes(base, p.len() as u32, chunk);
-                writes.extend(w);
-                written_chunks[0] = lens;
+                written_chunks[0] = plan_writes(base, p.len() as u32, chunk, &mut writes);
                 used_write_chunk = true;
             }
             (Some(p), None) => {
@@ -281,7 +282,8 @@ where
                 .chain(Some(pad).filter(|p| !p.is_empty()))
         };
         let msg_len: usize = pieces().map(<[u8]>::len).sum();
-        let chunk_refs: Vec<&[Segment]> = written_chunks.iter().map(|v| v.as_slice()).collect();
+        let chunk_refs: SmallVec<[&[Segment]; 1]> =
+            written_chunks.iter().map(|v| v.as_slice()).collect();
         let inline_spec = ReplySpec {
             xid: meta.xid,
             credits: self.credits_for(meta.credits),
@@ -301,9 +303,7 @@ where
             .filter(|rc| total(rc) >= msg_len as u64)
         {
             let base = self.stage(&mut c, dev, pieces())?;
-            let (w, lens) = plan_writes(base, msg_len as u32, rc);
-            writes.extend(w);
-            reply_chunk_lens = lens;
+            reply_chunk_lens = plan_writes(base, msg_len as u32, rc, &mut writes);
             used_reply_chunk = true;
             let spec = ReplySpec {
                 proc: MsgProc::NoMsg,
