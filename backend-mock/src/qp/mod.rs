@@ -441,7 +441,7 @@ impl QueuePair for MockQp {
                 me.accept_send(PendingWr {
                     wr_id: wr.wr_id,
                     op: wr.op,
-                    sges: wr.sges.iter().copied().collect(),
+                    sges: smallvec::SmallVec::from_slice(wr.sges),
                     signaled: wr.signaled,
                     #[cfg(feature = "std")]
                     due,

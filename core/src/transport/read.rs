@@ -110,13 +110,28 @@ pub struct CallMeta {
 impl CallMeta {
     /// Copies what the reply needs out of a decoded header.
     pub(crate) fn from_header(h: &Header<'_>) -> Self {
-        let write_list: WriteChunkList =
-            h.write_list().iter().map(|c| c.iter().collect()).collect();
-        let reply_chunk: Option<ChunkSegs> = h.reply_chunk().map(|c| c.iter().collect());
-        let mut handles = h
-            .read_list()
-            .iter()
-            .map(|r| r.segment.handle)
+        Self::with_read_handles(h, h.read_list().iter().map(|r| r.segment.handle))
+    }
+
+    /// As [`from_header`](Self::from_header), with the Read list's handles
+    /// given (already walked by the caller).
+    pub(crate) fn with_read_handles(h: &Header<'_>, reads: impl Iterator<Item = u32>) -> Self {
+        let mut write_list = WriteChunkList::new();
+        for c in h.write_list().iter() {
+            let mut segs = ChunkSegs::new();
+            for s in c.iter() {
+                segs.push(s);
+            }
+            write_list.push(segs);
+        }
+        let reply_chunk: Option<ChunkSegs> = h.reply_chunk().map(|c| {
+            let mut segs = ChunkSegs::new();
+            for s in c.iter() {
+                segs.push(s);
+            }
+            segs
+        });
+        let mut handles = reads
             .chain(write_list.iter().flatten().map(|s| s.handle))
             .chain(reply_chunk.iter().flatten().map(|s| s.handle));
         let inv_rkey = match handles.next() {
@@ -154,7 +169,10 @@ pub(crate) struct ReadPlan {
 /// once. `None` if a total does not fit in memory limits (`max_total`), or
 /// there is nothing to read.
 pub(crate) fn plan(h: &Header<'_>, max_total: u64) -> Option<ReadPlan> {
-    let mut segs: SmallVec<[ReadSegment; INLINE_READS]> = h.read_list().iter().collect();
+    let mut segs: SmallVec<[ReadSegment; INLINE_READS]> = SmallVec::new();
+    for r in h.read_list().iter() {
+        segs.push(r);
+    }
     // Stable, so each chunk keeps its segments in list order; a short
     // slice sorts in place (insertion sort, no scratch buffer).
     if segs.windows(2).any(|w| w[0].position > w[1].position) {
@@ -275,14 +293,13 @@ where
         h: &Header<'_>,
         bytes: &[u8],
     ) -> Result<ReadStart, XprtError<DevError<L>>> {
-        let meta = CallMeta::from_header(h);
         let Some(ReadPlan { chunks, segs }) = plan(h, self.cfg.max_read_bytes) else {
-            self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
+            self.send_error(h.xid(), h.credits(), RdmaError::Chunk)?;
             return Ok(ReadStart::Answered);
         };
         let inline = h.body_offset().and_then(|o| bytes.get(o..)).unwrap_or(&[]);
         let Some(lay) = layout(inline.len(), &chunks) else {
-            self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
+            self.send_error(h.xid(), h.credits(), RdmaError::Chunk)?;
             return Ok(ReadStart::Answered);
         };
         let take = || {
@@ -351,6 +368,9 @@ where
             self.copied(inline_copied);
         }
         let split = super::chain::chain_split(segs.len(), self.sq.depth() as usize);
+        // The reply's needs, copied once the call is sure to go on (not
+        // for a call that waits for a landing buffer).
+        let meta = CallMeta::with_read_handles(h, segs.iter().map(|r| r.segment.handle));
         let xid = meta.xid;
         let nchunks = chunks.len() as u64;
         let idx = self.with_reads(|r| {

@@ -237,11 +237,16 @@ where
         let mut c = self.get_ctxt()?;
         let dev = c.device();
         let mut writes = Writes::new();
-        let mut written_chunks: WriteChunkList = meta
-            .write_list
-            .iter()
-            .map(|ch| ch.iter().map(|s| Segment { length: 0, ..*s }).collect())
-            .collect();
+        // Every offered Write chunk goes back, with the lengths written
+        // (none, unless the payload goes in the first).
+        let mut written_chunks = WriteChunkList::new();
+        for ch in &meta.write_list {
+            let mut unused = ChunkSegs::from_slice(ch);
+            for s in &mut unused {
+                s.length = 0;
+            }
+            written_chunks.push(unused);
+        }
         // The payload goes inline after the reply when there is no Write
         // chunk for it, XDR-padded to a multiple of 4 bytes (RFC 4506
         // section 4.10: it is the tail of an opaque whose length the reply
