@@ -251,7 +251,18 @@ impl<D: DmaDevice> SendCtxt<D> {
     /// returned list (after the Send completed, or at once if the reply is
     /// never posted). Returns `false`, holding nothing, when the context
     /// already holds [`MAX_HELD`].
-    pub fn hold(&mut self, token: u32) -> bool {
+    ///
+    /// # Safety
+    /// `token` must be one the owner of this context's pool (its
+    /// transport) handed out for this context to hold: that owner takes
+    /// the token back from the returned list after the release and treats
+    /// it as proof that no work request reads the buffer any more (a
+    /// transport frees a landing buffer a call may still lend on it). A
+    /// forged or repeated token would free a buffer still in use.
+    // The one unsafe item of this module: its contract is what makes a
+    // returned token safe to act on (see `lib.rs`).
+    #[allow(unsafe_code)]
+    pub unsafe fn hold(&mut self, token: u32) -> bool {
         let n = self.held.n as usize;
         if n == MAX_HELD {
             return false;

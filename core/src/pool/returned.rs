@@ -64,6 +64,10 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     /// the last call into `out` (cleared first; reusing its capacity).
     /// Returns whether there were any. Cheap when there are none: one
     /// atomic load.
+    ///
+    /// For the pool's owner (its transport), which frees the buffers the
+    /// tokens name: tokens taken by anyone else never come back to it, and
+    /// their buffers stay held until teardown.
     pub fn take_returned(&self, out: &mut Vec<u32>) -> bool {
         self.returned.take(out)
     }

@@ -325,11 +325,13 @@ where
         c.set_header_len(hdr_len)
             .map_err(|_| XprtError::Internal("header length"))?;
         let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
-        if c.hold_room() < crate::ctxt::MAX_HELD {
-            // A context that holds buffers is counted from here until its
-            // release is taken back (a reply short of staging memory waits
-            // only while such contexts exist).
-            c.hold(HeldBuf::Posted.token());
+        // A context that holds buffers is counted from here until its
+        // release is taken back (a reply short of staging memory waits only
+        // while such contexts exist). `lend` and `stage` leave room for the
+        // mark.
+        // SAFETY: the Posted mark names no buffer; `take_back_bufs` only
+        // counts it down.
+        if c.hold_room() < crate::ctxt::MAX_HELD && unsafe { c.hold(HeldBuf::Posted.token()) } {
             self.with_reads(|r| r.ctxt_held += 1);
         }
         self.post_chain(c, &writes, inv)?;
@@ -359,7 +361,9 @@ where
         if !self.with_reads(|r| r.land.share(i)) {
             return None;
         }
-        c.hold(HeldBuf::Landing(i).token());
+        // SAFETY: `share` just made this context a holder of slot `i`; its
+        // release gives that share back once.
+        unsafe { c.hold(HeldBuf::Landing(i).token()) };
         Some(Sge {
             addr: sge.addr + off as u64,
             length: payload.len() as u32,
@@ -410,7 +414,9 @@ where
                     // no posted work request names it.
                     match unsafe { self.staging.ensure(dev, i, len.max(1)) } {
                         Ok(sge) => {
-                            c.hold(HeldBuf::Staging(i).token());
+                            // SAFETY: `take` made this reply the slot's one
+                            // holder; the context's release gives it back.
+                            unsafe { c.hold(HeldBuf::Staging(i).token()) };
                             // SAFETY: as above; the Writes are not posted yet.
                             copy_in(unsafe { self.staging.bytes_mut(i) });
                             return Ok(Sge {
