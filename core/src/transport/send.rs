@@ -99,6 +99,7 @@ where
     ) -> Result<(), XprtError<DevError<L>>> {
         let depth = self.sq.depth() as usize;
         let split = super::chain::chain_split(writes.len() + 1, depth);
+        let holds_bufs = c.hold_room() < crate::ctxt::MAX_HELD;
         c.set_sqecount((writes.len() + 1 - split) as u32);
         // Inline up to a few WRs (an inline reply is one Send): no heap
         // allocation per reply on the common path.
@@ -143,6 +144,15 @@ where
                     // then `post` itself queued the release, and no
                     // completion handler looked for a waiting call.
                     self.after_complete();
+                }
+                if holds_bufs {
+                    // A worker of this transport may wait in `stage` for a
+                    // reply holding buffers to be released. If this Send
+                    // completed before `post` committed, the completion's
+                    // wake came before the release was queued (by `post`
+                    // itself): wake the waiter now. Only replies that hold
+                    // buffers pay the fence.
+                    self.sq.wake_space_waiters();
                 }
                 Ok(())
             }
