@@ -411,11 +411,9 @@ where
             off += u64::from(r.segment.length);
         }
         let last = segs.len() - 1;
-        let chain: SmallVec<[SendWr<'_>; INLINE_READS]> = segs
-            .iter()
-            .zip(&sge_lists)
-            .enumerate()
-            .map(|(i, (r, l))| SendWr {
+        let mut chain: SmallVec<[SendWr<'_>; INLINE_READS]> = SmallVec::with_capacity(segs.len());
+        for (i, (r, l)) in segs.iter().zip(&sge_lists).enumerate() {
+            chain.push(SendWr {
                 wr_id: if i == last {
                     (TAG | idx) as u64
                 } else {
@@ -427,8 +425,8 @@ where
                 },
                 sges: l,
                 signaled: i == last,
-            })
-            .collect();
+            });
+        }
         let (head, tail) = chain.split_at(split);
         // SAFETY: the Read target is the landing buffer this read context
         // owns, which is handed on only after its completion (`read_done`

@@ -103,7 +103,11 @@ where
         c.set_sqecount((writes.len() + 1 - split) as u32);
         // Inline up to a few WRs (an inline reply is one Send): no heap
         // allocation per reply on the common path.
-        let write_sges: SmallVec<[[Sge; 1]; INLINE_CHAIN]> = writes.iter().map(|w| [w.0]).collect();
+        let mut write_sges: SmallVec<[[Sge; 1]; INLINE_CHAIN]> =
+            SmallVec::with_capacity(writes.len());
+        for w in writes {
+            write_sges.push([w.0]);
+        }
         let res = c.post(|wr_id, ctxt: &SendCtxt<L::Dev>| {
             let mut chain: SmallVec<[SendWr<'_>; INLINE_CHAIN]> =
                 SmallVec::with_capacity(writes.len() + 1);
@@ -297,8 +301,10 @@ where
                 .chain(Some(pad).filter(|p| !p.is_empty()))
         };
         let msg_len: usize = pieces().map(<[u8]>::len).sum();
-        let chunk_refs: SmallVec<[&[Segment]; 1]> =
-            written_chunks.iter().map(|v| v.as_slice()).collect();
+        let mut chunk_refs: SmallVec<[&[Segment]; 1]> = SmallVec::new();
+        for ch in &written_chunks {
+            chunk_refs.push(ch.as_slice());
+        }
         let inline_spec = ReplySpec {
             xid: meta.xid,
             credits: self.credits_for(meta.credits),
