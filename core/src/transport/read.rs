@@ -60,6 +60,8 @@ pub(crate) struct ReadCtxt {
     /// The landing buffer the chunks are pulled into, laid out as the
     /// whole RPC message (inline parts copied in around them).
     pub(crate) landing: u32,
+    /// Where the message starts in the landing buffer (see [`lead`]).
+    pub(crate) lead: usize,
     /// The message's length in the landing buffer.
     pub(crate) msg_len: usize,
     /// SQ slots the Read chain holds.
@@ -274,6 +276,20 @@ impl Layout {
     }
 }
 
+/// Cache-line size the landing layout aligns to.
+const LINE: u64 = 64;
+
+/// Where in its landing buffer a message starts: the offset that puts the
+/// first chunk's bytes at the same alignment within a cache line as its
+/// source (`remote`, the first Read segment's address), so the Read moves
+/// whole lines into whole lines. For a Position Zero call from a client
+/// that places its arguments line-aligned (after the call header's room),
+/// the arguments then land line-aligned too, and a Write chunk that
+/// returns them reads from aligned memory.
+fn lead(remote: u64, chunk_at: usize) -> usize {
+    (remote.wrapping_sub(chunk_at as u64) % LINE) as usize
+}
+
 impl<L, Q, E, W> SvcRdmaXprt<L, Q, E, W>
 where
     L: SendCtxtLifecycle,
@@ -302,9 +318,11 @@ where
             self.send_error(h.xid(), h.credits(), RdmaError::Chunk)?;
             return Ok(ReadStart::Answered);
         };
+        let lead = lead(segs[0].segment.offset, lay.chunk_at[0]);
+        let need = lead + lay.msg_len;
         let take = || {
             self.take_back_bufs();
-            self.with_reads(|r| r.land.take(&self.landings, lay.msg_len))
+            self.with_reads(|r| r.land.take(&self.landings, need))
         };
         let land = match take() {
             Some(l) => l,
@@ -335,10 +353,10 @@ where
         // took is owned, not idle, so it is not among them).
         // SAFETY: `take` made this call the slot's one holder: no posted
         // work request names its buffer.
-        let ensured = match unsafe { self.landings.ensure(dev, land, lay.msg_len.max(1)) } {
+        let ensured = match unsafe { self.landings.ensure(dev, land, need.max(1)) } {
             // SAFETY: as above; the slot is still this call's.
             Err(_) if self.trim_bufs_to(0) > 0 => unsafe {
-                self.landings.ensure(dev, land, lay.msg_len.max(1))
+                self.landings.ensure(dev, land, need.max(1))
             },
             r => r,
         };
@@ -362,7 +380,10 @@ where
             }
         };
         // SAFETY: as above; the Reads are not posted yet.
-        lay.fill(unsafe { self.landings.bytes_mut(land) }, inline);
+        lay.fill(
+            unsafe { &mut self.landings.bytes_mut(land)[lead..] },
+            inline,
+        );
         let inline_copied: usize = lay.inline.iter().map(|&(f, t, _)| t - f).sum();
         if inline_copied != 0 {
             self.copied(inline_copied);
@@ -376,6 +397,7 @@ where
         let idx = self.with_reads(|r| {
             let ctxt = ReadCtxt {
                 landing: land,
+                lead,
                 msg_len: lay.msg_len,
                 sqes: (segs.len() - split) as u32,
                 meta,
@@ -397,11 +419,11 @@ where
         let mut sge_lists: SmallVec<[[Sge; 1]; INLINE_READS]> = SmallVec::with_capacity(segs.len());
         // `plan` made one chunk per run of equal positions in `segs`, so
         // a new position is the next chunk.
-        let (mut ci, mut off) = (0usize, lay.chunk_at[0] as u64);
+        let (mut ci, mut off) = (0usize, (lead + lay.chunk_at[0]) as u64);
         for r in &segs {
             if r.position != chunks[ci].0 {
                 ci += 1;
-                off = lay.chunk_at[ci] as u64;
+                off = (lead + lay.chunk_at[ci]) as u64;
             }
             sge_lists.push([Sge {
                 addr: sge.addr + off,
@@ -543,7 +565,9 @@ where
         // completed, so the device no longer writes it; ownership passes to
         // the call, which gives it back (`put_call_buf`) when dropped.
         let bytes = unsafe { self.landings.bytes(r.landing) };
-        let msg = &bytes[..r.msg_len.min(bytes.len())];
+        let msg = bytes
+            .get(r.lead..)
+            .map_or(&[][..], |b| &b[..r.msg_len.min(b.len())]);
         // SAFETY: the buffer stays unwritten until the call's drop returns
         // it to the free landing buffers.
         Some(unsafe { RecvdCall::new(r.meta, self, CallBuf::Landing(r.landing), msg) })
@@ -552,7 +576,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::layout;
+    use super::{layout, lead};
     use alloc::vec::Vec;
 
     /// The message as the landing buffer holds it once the Reads of
@@ -570,6 +594,18 @@ mod tests {
         l.fill(&mut buf, inline);
         buf.truncate(l.msg_len);
         Some(buf)
+    }
+
+    #[test]
+    fn the_first_chunk_lands_at_its_source_alignment() {
+        // Position Zero: the message starts where the source does within
+        // a line, so arguments the client placed line-aligned land so.
+        assert_eq!(lead(0x1_0000_01d8, 0), 0x18);
+        assert_eq!(lead(0x40, 0), 0);
+        // A chunk inserted after 12 inline bytes, its source at line
+        // offset 4: the message starts 56 bytes in, the chunk at 68.
+        assert_eq!(lead(0x1004, 12), 56);
+        assert_eq!((56 + 12) % 64, 4);
     }
 
     #[test]

@@ -370,9 +370,17 @@ where
         if !call.is_from(self as *const Self as *const u8) || c.hold_room() < 2 {
             return None;
         }
-        let off = call.offset_of(payload)?;
+        // The message starts `lead` bytes into the buffer (read.rs).
         // SAFETY: the call holds landing slot `i` until it is dropped, which
-        // `&call` excludes; the message starts at the buffer's first byte.
+        // `&call` excludes, and its Reads completed (the device no longer
+        // writes it).
+        let buf = unsafe { self.landings.bytes(i) };
+        let msg_at = (call.msg().as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+        let off = msg_at.checked_add(call.offset_of(payload)?)?;
+        if off.checked_add(payload.len())? > buf.len() {
+            return None;
+        }
+        // SAFETY: as above.
         let sge = unsafe { self.landings.sge(i) }?;
         if !self.with_reads(|r| r.land.share(i)) {
             return None;
