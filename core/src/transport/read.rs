@@ -3,7 +3,7 @@
 //! Read completion (`svc_rdma_wc_read_done`).
 
 use super::call::{CallBuf, RecvdCall};
-use super::landing::LandingState;
+use super::landing::{buf_size, LandingState};
 use super::{DevError, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
 use crate::backend::{QueuePair, SendWr, Sge, WcStatus, WrOp};
 use crate::lifecycle::{Policy, SendCtxtLifecycle};
@@ -318,7 +318,11 @@ where
             self.send_error(h.xid(), h.credits(), RdmaError::Chunk)?;
             return Ok(ReadStart::Answered);
         };
-        let lead = lead(segs[0].segment.offset, lay.chunk_at[0]);
+        // Aligned only within the buffer the message alone needs: a device
+        // handing out fixed-size chunks fits what it fitted before.
+        let lead = Some(lead(segs[0].segment.offset, lay.chunk_at[0]))
+            .filter(|l| buf_size(l + lay.msg_len) == buf_size(lay.msg_len))
+            .unwrap_or(0);
         let need = lead + lay.msg_len;
         let take = || {
             self.take_back_bufs();
