@@ -25,7 +25,7 @@ use rdmaxprt::mock::{MockDevice, MockError, MockQp, QpConfig};
 use rdmaxprt_core::backend::{
     Caps, DmaDevice, ErrorType, PostError, QueuePair, RecvWr, SendWr, Wc,
 };
-use rdmaxprt_core::lifecycle::Deferred;
+use rdmaxprt_core::lifecycle::{Deferred, SendCtxtLifecycle};
 use rdmaxprt_core::pool::PoolConfig;
 use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, XprtConfig, XprtError};
 use rdmaxprt_core::wait::{CondvarWait, WaitQueue};
@@ -377,4 +377,35 @@ fn a_reply_waiting_for_staging_memory_wakes_when_a_send_completed_before_its_com
     }
     finish(x, c, &cdev, &sdev);
     assert_eq!(chunks.live(), 0, "every chunk back");
+}
+
+/// Worker A's `get` waits at the send-context pool's cap (one context);
+/// worker B's reply, in that one context, completes before its post
+/// commits. A must be woken once B's `post` queues the release.
+#[test]
+fn a_get_waiting_at_the_cap_wakes_when_a_send_completed_before_its_commit() {
+    let dev = MockDevice::new();
+    let (mut c, x) = connect(&dev, &dev, dev.clone(), Some(1), XprtConfig::default());
+    let t = c
+        .start_call(PROG, VERS, PROC_NULL, &[], &CallOptions::default())
+        .unwrap();
+    answer(&x, &mut c, &t);
+    let args = [common::pattern(64, 1), common::pattern(64, 2)];
+    let ts: Vec<Ticket> = args
+        .iter()
+        .map(|a| {
+            c.start_call(PROG, VERS, PROC_ECHO, a, &CallOptions::default())
+                .unwrap()
+        })
+        .collect();
+    let (a, b) = race(&x);
+    assert_raced(&x);
+    b.unwrap();
+    a.expect("A's reply, woken after B's commit");
+    assert!(x.send_lifecycle().stats().snapshot().waits_at_cap >= 1);
+    assert_eq!(x.send_ctxts(), 1, "the pool stayed at its cap");
+    for (t, want) in ts.iter().zip(&args) {
+        assert_eq!(&answer(&x, &mut c, t), want);
+    }
+    finish(x, c, &dev, &dev);
 }

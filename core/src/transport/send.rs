@@ -5,7 +5,7 @@ use super::landing::HeldBuf;
 use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, WR_ID_IGNORE};
 use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WrOp};
 use crate::ctxt::SendCtxt;
-use crate::lifecycle::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
+use crate::lifecycle::{Committed, GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
@@ -96,12 +96,11 @@ where
     ) -> Result<(), XprtError<DevError<L>>> {
         let depth = self.sq.depth() as usize;
         let split = super::chain::chain_split(writes.len() + 1, depth);
-        let holds_bufs = c.hold_room() < crate::ctxt::MAX_HELD;
         c.set_sqecount((writes.len() + 1 - split) as u32);
         // Inline up to a few WRs (an inline reply is one Send): no heap
         // allocation per reply on the common path.
         let write_sges: SmallVec<[[Sge; 1]; INLINE_CHAIN]> = writes.iter().map(|w| [w.0]).collect();
-        let res = c.post(|wr_id, ctxt: &SendCtxt<L::Dev>| {
+        let res = c.post_committed(|wr_id, ctxt: &SendCtxt<L::Dev>| {
             let mut chain: SmallVec<[SendWr<'_>; INLINE_CHAIN]> =
                 SmallVec::with_capacity(writes.len() + 1);
             for (w, sges) in writes.iter().zip(&write_sges) {
@@ -134,21 +133,21 @@ where
             unsafe { self.post_batched(head, tail) }
         });
         match res {
-            Ok(()) => {
+            Ok(committed) => {
                 Self::bump(&self.counters.replies);
-                if L::POLICY == Policy::Workqueue {
-                    // The Send may have completed before `post` committed:
-                    // then `post` itself queued the release, and no
-                    // completion handler looked for a waiting call.
-                    self.after_complete();
-                }
-                if holds_bufs {
-                    // A worker of this transport may wait in `stage` for a
-                    // reply holding buffers to be released. If this Send
-                    // completed before `post` committed, the completion's
-                    // wake came before the release was queued (by `post`
-                    // itself): wake the waiter now. Only replies that hold
-                    // buffers pay the fence.
+                if committed == Committed::CompletedFirst {
+                    // The Send completed before `post` committed: `post`
+                    // itself queued the release, after the completion
+                    // handler's wake of the SQ space queue. A worker of this
+                    // transport waiting there for a release (a `get` at the
+                    // pool's cap, a reply in `stage` for held buffers)
+                    // checked too early: wake it now. Only this race pays
+                    // the fence; the common path (the completion handler
+                    // releases, then wakes) pays nothing here.
+                    if L::POLICY == Policy::Workqueue {
+                        // No completion handler looked for a waiting call.
+                        self.after_complete();
+                    }
                     self.sq.wake_space_waiters();
                 }
                 Ok(())
