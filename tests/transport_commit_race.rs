@@ -4,7 +4,10 @@
 //! commit. The completion's wake of the SQ space queue then came before the
 //! release was queued, so a worker waiting on that queue for a release
 //! must be woken again after the commit, or it sleeps until the next
-//! completion (with no other traffic, until the client gives up).
+//! completion (with no other traffic, until the client gives up). The same
+//! wait must also notice buffers another worker took back between its
+//! last look at the free ones and its wait (nothing is then pending or
+//! returned, and no completion may follow).
 //!
 //! Deterministic: the test's QP runs the transport's completion handling
 //! inside `post_send` (so the completion is handled before `post`
@@ -29,6 +32,7 @@ use rdmaxprt_core::lifecycle::{Deferred, SendCtxtLifecycle};
 use rdmaxprt_core::pool::PoolConfig;
 use rdmaxprt_core::transport::{RecvdCall, SvcRdmaXprt, XprtConfig, XprtError};
 use rdmaxprt_core::wait::{CondvarWait, WaitQueue};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock, Weak};
@@ -54,8 +58,17 @@ impl CountingWait {
     }
 }
 
+thread_local! {
+    /// Runs (once) on this thread when it next calls `wait_until`, before
+    /// the wait registers: what another worker may do in that gap.
+    static BEFORE_WAIT: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+}
+
 impl WaitQueue for CountingWait {
     fn wait_until(&self, cond: &dyn Fn() -> bool) {
+        if let Some(f) = BEFORE_WAIT.with(|h| h.borrow_mut().take()) {
+            f();
+        }
         self.inner.wait_until(&|| {
             let ok = cond();
             if !ok {
@@ -294,13 +307,22 @@ where
         race.armed.store(true, Ordering::SeqCst);
         let b = worker::echo_call(x, &call_b, PROG);
         drop(call_b);
-        let a = rx.recv_timeout(STUCK).unwrap_or_else(|_| {
-            // A sleeps on: wake it with a close so the scope can end.
-            x.close();
-            let _ = rx.recv();
-            Err(XprtError::Internal("A slept on until the transport closed"))
-        });
-        (a, b)
+        (a_within_bound(x, &rx), b)
+    })
+}
+
+/// Worker A's result, sent on `rx`, if it comes within [`STUCK`]; else A
+/// sleeps on: the transport is closed to wake it (so its thread can be
+/// joined) and the result is an error.
+fn a_within_bound<D>(x: &Srv<D>, rx: &mpsc::Receiver<Reply>) -> Reply
+where
+    D: DmaDevice<Error = MockError> + Send + Sync + 'static,
+    D::Buf: Send,
+{
+    rx.recv_timeout(STUCK).unwrap_or_else(|_| {
+        x.close();
+        let _ = rx.recv();
+        Err(XprtError::Internal("A slept on until the transport closed"))
     })
 }
 
@@ -408,4 +430,70 @@ fn a_get_waiting_at_the_cap_wakes_when_a_send_completed_before_its_commit() {
         assert_eq!(&answer(&x, &mut c, t), want);
     }
     finish(x, c, &dev, &dev);
+}
+
+/// Worker A's reply finds no staging memory and decides to wait for the one
+/// reply in flight that holds a staging buffer (B's); before A's wait
+/// registers, B's Send completion is handled and another worker's
+/// `release_ctxt` (the runtime schedules one on the release list's
+/// empty -> non-empty edge) releases B's context and takes its staging
+/// buffer back. Nothing is then pending or returned, and no completion
+/// follows: A must notice that buffers came back since it looked.
+#[test]
+fn a_reply_about_to_wait_for_staging_memory_sees_buffers_taken_back_meanwhile() {
+    const BIG: usize = 64 * 1024;
+    let (cdev, sdev) = (MockDevice::new(), MockDevice::new());
+    // Three large chunks: two landing buffers and B's staging buffer.
+    let chunks = Chunks::new(&sdev, 3);
+    let xcfg = XprtConfig {
+        read_bufs: 2,
+        stage_bufs: 1,
+        ..XprtConfig::default()
+    };
+    let (mut c, x) = connect(&cdev, &sdev, chunks.clone(), None, xcfg);
+    let t = c
+        .start_call(PROG, VERS, PROC_NULL, &[], &CallOptions::default())
+        .unwrap();
+    answer(&x, &mut c, &t);
+    let opts = CallOptions {
+        reply_chunk: Some(BIG as u32 + 1024),
+        ..CallOptions::default()
+    };
+    let args = [common::pattern(BIG, 1), common::pattern(BIG, 2)];
+    let ts: Vec<Ticket> = args
+        .iter()
+        .map(|a| c.start_call(PROG, VERS, PROC_ECHO, a, &opts).unwrap())
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    let a = std::thread::scope(|s| {
+        s.spawn(|| {
+            let call_a = next_call(&x);
+            // B: staged (the third chunk) and posted; its completion waits
+            // in the CQ.
+            let call_b = next_call(&x);
+            worker::echo_call(&*x, &call_b, PROG).unwrap();
+            assert_eq!(chunks.live(), 3);
+            let other = Arc::clone(&x);
+            BEFORE_WAIT.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || {
+                    // The poller, then another worker's pass.
+                    assert_eq!(other.poll(usize::MAX).unwrap(), 1);
+                    other.release_ctxt();
+                }));
+            });
+            let res = worker::echo_call(&*x, &call_a, PROG);
+            // B's call keeps its landing buffer until here, so the only
+            // chunk that can come back to A is B's staging buffer.
+            drop((call_a, call_b));
+            tx.send(res).unwrap();
+        });
+        a_within_bound(&x, &rx)
+    });
+    a.expect("A's reply, staged in the buffer B gave back");
+    assert_eq!(common::counter(&x.counters().stage_waits), 1);
+    for (t, want) in ts.iter().zip(&args) {
+        assert_eq!(&answer(&x, &mut c, t), want);
+    }
+    finish(x, c, &cdev, &sdev);
+    assert_eq!(chunks.live(), 0, "every chunk back");
 }

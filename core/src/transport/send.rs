@@ -411,8 +411,14 @@ where
         self.copied(len);
         loop {
             // Room for this buffer and the posted mark.
-            if c.hold_room() >= 2 {
+            let room = c.hold_room() >= 2;
+            if room {
                 self.take_back_bufs();
+            }
+            // Buffers taken back by anyone from here on make this reply
+            // look again rather than wait for them.
+            let seen = self.bufs_back();
+            if room {
                 if let Some(i) = self.with_reads(|r| r.stage.take(&self.staging, len)) {
                     // SAFETY: `take` made this reply the slot's one holder:
                     // no posted work request names it.
@@ -450,7 +456,7 @@ where
             if self.trim_bufs_to(0) > 0 {
                 continue;
             }
-            if !self.wait_for_held_bufs()? {
+            if !self.wait_for_held_bufs(seen)? {
                 return Err(XprtError::Backend(e));
             }
         }
@@ -459,20 +465,29 @@ where
     /// Waits until a reply in flight that holds landing or staging buffers
     /// may have been released, drains, and takes its buffers back; returns
     /// `false` at once when no posted reply holds any (nothing to wait
-    /// for: the buffers are held by calls, or by nobody).
-    /// The wait is the SQ space queue, which Send completions wake (a poll
-    /// group's thread polls while it waits). Workqueue releases on threads
-    /// that wake no one: there it does not wait.
-    fn wait_for_held_bufs(&self) -> Result<bool, XprtError<DevError<L>>> {
+    /// for: the buffers are held by calls, or by nobody). Buffers taken
+    /// back since the caller read `seen` (from
+    /// [`bufs_back`](Self::bufs_back), before its last look at the free
+    /// ones) end the wait, or make it return `true` at once: another
+    /// worker's drain may have taken them back, leaving nothing pending or
+    /// returned and no completion to come.
+    /// The wait is the SQ space queue, which Send completions and
+    /// take-backs wake (a poll group's thread polls while it waits).
+    /// Workqueue releases on threads that wake no one: there it does not
+    /// wait.
+    fn wait_for_held_bufs(&self, seen: u64) -> Result<bool, XprtError<DevError<L>>> {
         let posted = self.with_reads(|r| r.ctxt_held);
         if posted == 0 || L::POLICY == Policy::Workqueue {
-            return Ok(false);
+            return Ok(self.bufs_back() != seen);
         }
         Self::bump(&self.counters.stage_waits);
         let pool = self.send.pool();
-        self.sq
-            .space_wait()
-            .wait_until(&|| pool.has_pending_release() || pool.has_returned() || self.sq.closed());
+        self.sq.space_wait().wait_until(&|| {
+            pool.has_pending_release()
+                || pool.has_returned()
+                || self.bufs_back() != seen
+                || self.sq.closed()
+        });
         if self.sq.closed() {
             return Err(XprtError::Closed);
         }
