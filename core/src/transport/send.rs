@@ -6,7 +6,7 @@ use super::read::{ChunkSegs, WriteChunkList};
 use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, WR_ID_IGNORE};
 use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WrOp};
 use crate::ctxt::SendCtxt;
-use crate::lifecycle::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
+use crate::lifecycle::{Committed, GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
@@ -99,7 +99,6 @@ where
     ) -> Result<(), XprtError<DevError<L>>> {
         let depth = self.sq.depth() as usize;
         let split = super::chain::chain_split(writes.len() + 1, depth);
-        let holds_bufs = c.hold_room() < crate::ctxt::MAX_HELD;
         c.set_sqecount((writes.len() + 1 - split) as u32);
         // Inline up to a few WRs (an inline reply is one Send): no heap
         // allocation per reply on the common path.
@@ -108,7 +107,7 @@ where
         for w in writes {
             write_sges.push([w.0]);
         }
-        let res = c.post(|wr_id, ctxt: &SendCtxt<L::Dev>| {
+        let res = c.post_committed(|wr_id, ctxt: &SendCtxt<L::Dev>| {
             let mut chain: SmallVec<[SendWr<'_>; INLINE_CHAIN]> =
                 SmallVec::with_capacity(writes.len() + 1);
             for (w, sges) in writes.iter().zip(&write_sges) {
@@ -141,21 +140,21 @@ where
             unsafe { self.post_batched(head, tail) }
         });
         match res {
-            Ok(()) => {
+            Ok(committed) => {
                 Self::bump(&self.counters.replies);
-                if L::POLICY == Policy::Workqueue {
-                    // The Send may have completed before `post` committed:
-                    // then `post` itself queued the release, and no
-                    // completion handler looked for a waiting call.
-                    self.after_complete();
-                }
-                if holds_bufs {
-                    // A worker of this transport may wait in `stage` for a
-                    // reply holding buffers to be released. If this Send
-                    // completed before `post` committed, the completion's
-                    // wake came before the release was queued (by `post`
-                    // itself): wake the waiter now. Only replies that hold
-                    // buffers pay the fence.
+                if committed == Committed::CompletedFirst {
+                    // The Send completed before `post` committed: `post`
+                    // itself queued the release, after the completion
+                    // handler's wake of the SQ space queue. A worker of this
+                    // transport waiting there for a release (a `get` at the
+                    // pool's cap, a reply in `stage` for held buffers)
+                    // checked too early: wake it now. Only this race pays
+                    // the fence; the common path (the completion handler
+                    // releases, then wakes) pays nothing here.
+                    if L::POLICY == Policy::Workqueue {
+                        // No completion handler looked for a waiting call.
+                        self.after_complete();
+                    }
                     self.sq.wake_space_waiters();
                 }
                 Ok(())
@@ -431,8 +430,14 @@ where
         self.copied(len);
         loop {
             // Room for this buffer and the posted mark.
-            if c.hold_room() >= 2 {
+            let room = c.hold_room() >= 2;
+            if room {
                 self.take_back_bufs();
+            }
+            // Buffers taken back by anyone from here on make this reply
+            // look again rather than wait for them.
+            let seen = self.bufs_back();
+            if room {
                 if let Some(i) = self.with_reads(|r| r.stage.take(&self.staging, len)) {
                     // SAFETY: `take` made this reply the slot's one holder:
                     // no posted work request names it.
@@ -470,7 +475,7 @@ where
             if self.trim_bufs_to(0) > 0 {
                 continue;
             }
-            if !self.wait_for_held_bufs()? {
+            if !self.wait_for_held_bufs(seen)? {
                 return Err(XprtError::Backend(e));
             }
         }
@@ -479,20 +484,29 @@ where
     /// Waits until a reply in flight that holds landing or staging buffers
     /// may have been released, drains, and takes its buffers back; returns
     /// `false` at once when no posted reply holds any (nothing to wait
-    /// for: the buffers are held by calls, or by nobody).
-    /// The wait is the SQ space queue, which Send completions wake (a poll
-    /// group's thread polls while it waits). Workqueue releases on threads
-    /// that wake no one: there it does not wait.
-    fn wait_for_held_bufs(&self) -> Result<bool, XprtError<DevError<L>>> {
+    /// for: the buffers are held by calls, or by nobody). Buffers taken
+    /// back since the caller read `seen` (from
+    /// [`bufs_back`](Self::bufs_back), before its last look at the free
+    /// ones) end the wait, or make it return `true` at once: another
+    /// worker's drain may have taken them back, leaving nothing pending or
+    /// returned and no completion to come.
+    /// The wait is the SQ space queue, which Send completions and
+    /// take-backs wake (a poll group's thread polls while it waits).
+    /// Workqueue releases on threads that wake no one: there it does not
+    /// wait.
+    fn wait_for_held_bufs(&self, seen: u64) -> Result<bool, XprtError<DevError<L>>> {
         let posted = self.with_reads(|r| r.ctxt_held);
         if posted == 0 || L::POLICY == Policy::Workqueue {
-            return Ok(false);
+            return Ok(self.bufs_back() != seen);
         }
         Self::bump(&self.counters.stage_waits);
         let pool = self.send.pool();
-        self.sq
-            .space_wait()
-            .wait_until(&|| pool.has_pending_release() || pool.has_returned() || self.sq.closed());
+        self.sq.space_wait().wait_until(&|| {
+            pool.has_pending_release()
+                || pool.has_returned()
+                || self.bufs_back() != seen
+                || self.sq.closed()
+        });
         if self.sq.closed() {
             return Err(XprtError::Closed);
         }
