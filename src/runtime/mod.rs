@@ -14,7 +14,11 @@
 //! (shared doorbell pollers, completion-channel threads for `listen_rdma`)
 //! run the completion handlers and enqueue; [`ServerConfig::workers`]
 //! threads take transports off one ready queue. Every call costs a handoff
-//! from a poller to a worker.
+//! from a poller to a worker, but not a wakeup per call: the queue (`pool`)
+//! wakes an idle worker only when none is already on its way, a worker
+//! takes the next job before it sleeps, and after a pass it takes the same
+//! transport again (a few times in a row at most) if that transport's next
+//! call is already queued, so one connection's replies leave together.
 //!
 //! [`ServerMode::PollGroup`] runs to completion: [`ServerConfig::groups`]
 //! threads (default one per CPU), each owning the transports assigned to
@@ -50,6 +54,7 @@ mod groupwait;
 mod listener;
 mod poller;
 mod pollgroup;
+mod pool;
 #[cfg(feature = "verbs")]
 mod rdma;
 mod registry;
@@ -70,11 +75,11 @@ pub use xprt::{CompletionWait, RtError, ServerXprt};
 use crate::service::Dispatcher;
 use bellgroup::PollGroup;
 use pollgroup::RunQueue;
+use pool::ReadyQueue;
 use rdmaxprt_core::lifecycle::{Policy, WorkqueuePool};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use registry::Registry;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -163,8 +168,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(crate) struct Shared {
-    ready: Mutex<VecDeque<Job>>,
-    ready_cv: Condvar,
+    ready: ReadyQueue<Job>,
     registry: Mutex<Registry>,
     /// Poll-group mode: calls of blocking programs go to the workers.
     handoff: bool,
@@ -177,8 +181,6 @@ pub(crate) struct Shared {
     passes: AtomicU64,
     /// Calls handed from a poll group to the workers.
     handoffs: AtomicU64,
-    /// Times a worker thread woke from its sleep.
-    worker_wakeups: AtomicU64,
     /// The idle sweeper's handle (its thread runs only with
     /// `XprtConfig::idle_shrink` set).
     sweeper: sweep::Sweeper,
@@ -223,10 +225,7 @@ impl Enqueue for RtHook {
         }
         match self.runq.get() {
             Some(q) => q.push(entry),
-            None => {
-                lock(&shared.ready).push_back(Job::Xprt(entry));
-                shared.ready_cv.notify_one();
-            }
+            None => shared.ready.push(Job::Xprt(entry)),
         }
     }
 }
@@ -322,8 +321,7 @@ impl Server {
     /// Starts the worker threads.
     pub fn start(cfg: ServerConfig, dispatcher: Dispatcher) -> Self {
         let shared = Arc::new(Shared {
-            ready: Mutex::new(VecDeque::new()),
-            ready_cv: Condvar::new(),
+            ready: ReadyQueue::default(),
             registry: Mutex::new(Registry::default()),
             handoff: cfg.mode == ServerMode::PollGroup,
             exit: AtomicBool::new(false),
@@ -333,7 +331,6 @@ impl Server {
             live_cv: Condvar::new(),
             passes: AtomicU64::new(0),
             handoffs: AtomicU64::new(0),
-            worker_wakeups: AtomicU64::new(0),
             sweeper: sweep::Sweeper::default(),
         });
         let workers = (0..cfg.workers.max(1))
@@ -561,7 +558,7 @@ impl Server {
             }
         }
         self.shared.exit.store(true, Ordering::Release);
-        self.shared.ready_cv.notify_all();
+        self.shared.ready.stop();
         for g in &self.groups {
             g.bell.ring();
         }
@@ -587,7 +584,7 @@ impl Server {
         let mut r = lock(&self.shared.report).clone();
         r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
         r.handoffs = self.shared.handoffs.load(Ordering::Relaxed);
-        r.worker_wakeups = self.shared.worker_wakeups.load(Ordering::Relaxed);
+        r.worker_wakeups = self.shared.ready.wakeups.load(Ordering::Relaxed);
         r.poller_wakeups = self.poller_wakeups();
         r.remote_pushes = self.remote_pushes();
         r

@@ -7,42 +7,17 @@
 //! instead, see `rdma`). Either way a poller only runs the completion handlers
 //! (push on the release list, queue receives, enqueue); it never releases.
 
+use super::pollgroup::GroupBell;
 use super::{lock, Entry};
 use rdmaxprt_core::xprt::XprtFlags;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a dedicated poller sleeps in its QP's wait before looking at
 /// CLOSE again.
 pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(5);
-
-/// A wakeup flag a sleeping poller waits on. `ring` before `wait` is never
-/// lost: the flag stays set until the waiter consumes it.
-#[derive(Debug, Default)]
-pub(crate) struct Doorbell {
-    rung: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Doorbell {
-    /// Wakes the poller (cheap; callable from any thread).
-    pub(crate) fn ring(&self) {
-        *lock(&self.rung) = true;
-        self.cv.notify_one();
-    }
-
-    /// Sleeps until rung (no timer: every reason to look again rings);
-    /// consumes the ring.
-    fn wait(&self) {
-        let mut rung = lock(&self.rung);
-        while !*rung {
-            rung = self.cv.wait(rung).unwrap_or_else(|p| p.into_inner());
-        }
-        *rung = false;
-    }
-}
 
 /// One transport's place in a shared poller group: the group polls it only
 /// when its QP rang (it is on the group's ready list), never by scanning
@@ -59,7 +34,7 @@ struct PollSlot {
 /// One shared poller thread's transports.
 #[derive(Debug, Default)]
 pub(crate) struct PollerGroup {
-    pub(crate) bell: Arc<Doorbell>,
+    pub(crate) bell: Arc<GroupBell>,
     /// Transports whose QP rang since the poller last looked at them.
     ready: Arc<Mutex<Vec<Arc<PollSlot>>>>,
     /// Every transport the group serves, by id (let go of at exit).
@@ -79,7 +54,7 @@ impl std::fmt::Debug for PollSlot {
 }
 
 /// Puts `slot` on the ready list unless it is there already, and rings.
-fn schedule(slot: &Arc<PollSlot>, ready: &Mutex<Vec<Arc<PollSlot>>>, bell: &Doorbell) {
+fn schedule(slot: &Arc<PollSlot>, ready: &Mutex<Vec<Arc<PollSlot>>>, bell: &GroupBell) {
     // SeqCst pairs with the poller's clear before it polls: either this
     // sees the clear (and queues again), or the poller's poll, which comes
     // after its clear, sees the completion that made the QP ring.
@@ -122,8 +97,11 @@ impl PollerGroup {
         while !exit.load(Ordering::Acquire) {
             std::mem::swap(&mut batch, &mut *lock(&self.ready));
             if batch.is_empty() {
-                self.bell.wait();
-                self.wakeups.fetch_add(1, Ordering::Relaxed);
+                // A ring since the last look is consumed without sleeping
+                // (and without a system call): only real sleeps count.
+                if self.bell.wait() {
+                    self.wakeups.fetch_add(1, Ordering::Relaxed);
+                }
                 continue;
             }
             for slot in batch.drain(..) {

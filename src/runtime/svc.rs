@@ -18,6 +18,11 @@ thread_local! {
     static REPLY_BODY: Cell<ReplyBody> = Cell::new(ReplyBody::default());
 }
 
+/// Passes a worker runs in a row on one transport whose next call is
+/// already queued before it takes the queue's head (see
+/// `ReadyQueue::take_after`).
+const STREAK: usize = 8;
+
 /// Work for a worker thread.
 pub(crate) enum Job {
     /// A transport to run a pass on (thread pool).
@@ -35,28 +40,25 @@ pub(crate) fn received(e: &Entry) {
 }
 
 pub(crate) fn worker(shared: &Shared) {
-    loop {
-        let job = {
-            let mut q = lock(&shared.ready);
-            let mut slept = false;
-            loop {
-                if let Some(j) = q.pop_front() {
-                    if slept {
-                        shared.worker_wakeups.fetch_add(1, Ordering::Relaxed);
-                    }
-                    break j;
-                }
-                if shared.exit.load(Ordering::Acquire) {
-                    return;
-                }
-                q = shared.ready_cv.wait(q).unwrap_or_else(|p| p.into_inner());
-                slept = true;
+    let mut streak = 0;
+    let mut next = shared.ready.take();
+    while let Some(job) = next {
+        next = match job {
+            Job::Xprt(entry) => {
+                let id = entry.id;
+                // The pass takes the worker's reference along: a worker
+                // that then sleeps holds no transport.
+                handle(shared, entry);
+                let same = |j: &Job| matches!(j, Job::Xprt(e) if e.id == id);
+                shared.ready.take_after(same, &mut streak, STREAK)
+            }
+            Job::Call(entry, call) => {
+                answer(shared, &entry, &RecvdCall::from(call));
+                // Not held while this worker sleeps for its next job.
+                drop(entry);
+                shared.ready.take()
             }
         };
-        match job {
-            Job::Xprt(entry) => handle(shared, entry),
-            Job::Call(entry, call) => answer(shared, &entry, &RecvdCall::from(call)),
-        }
     }
 }
 
@@ -90,8 +92,7 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
                 // The call cannot take the transport's buffer along: its
                 // message is copied out (blocking programs only).
                 let call = call.detach();
-                lock(&shared.ready).push_back(Job::Call(Arc::clone(&entry), call));
-                shared.ready_cv.notify_one();
+                shared.ready.push(Job::Call(Arc::clone(&entry), call));
                 return;
             }
             answer(shared, &entry, &call);
