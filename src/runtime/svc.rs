@@ -18,10 +18,10 @@ thread_local! {
     static REPLY_BODY: Cell<ReplyBody> = Cell::new(ReplyBody::default());
 }
 
-/// Passes a worker runs in a row on one transport whose next call is
-/// already queued before it takes the queue's head (see
-/// `ReadyQueue::take_after`).
-const STREAK: usize = 8;
+/// Passes a worker (or a poll group) runs in a row on one transport whose
+/// next call is already queued before it takes the queue's head (see
+/// `ReadyQueue::take_after` and `RunQueue::run`).
+pub(crate) const STREAK: usize = 8;
 
 /// Work for a worker thread.
 pub(crate) enum Job {
