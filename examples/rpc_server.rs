@@ -40,7 +40,7 @@ struct Args {
     listen: SocketAddr,
     /// How calls run: thread-pool (pollers hand each call to a worker) or
     /// poll-group (run to completion on the group threads).
-    #[arg(long, default_value = "thread-pool", value_parser = parse_mode)]
+    #[arg(long, default_value = "thread-pool")]
     mode: ServerMode,
     /// Poll-group threads (--mode poll-group; 0: one per CPU).
     #[arg(long, default_value_t = 0)]
@@ -84,14 +84,6 @@ struct Args {
 fn parse_policy(s: &str) -> Result<rdmaxprt::lifecycle::Policy, String> {
     s.parse()
         .map_err(|e: rdmaxprt::lifecycle::UnknownPolicy| e.to_string())
-}
-
-fn parse_mode(s: &str) -> Result<ServerMode, String> {
-    match s {
-        "thread-pool" => Ok(ServerMode::ThreadPool),
-        "poll-group" => Ok(ServerMode::PollGroup),
-        _ => Err(format!("unknown mode {s:?}: thread-pool or poll-group")),
-    }
 }
 
 fn parse_prog(s: &str) -> Result<(u32, u32), String> {
@@ -286,10 +278,7 @@ fn main() {
     );
     println!(
         "WAKEUPS mode {} passes {} poller_wakeups {} worker_wakeups {} handoffs {} remote_pushes {}",
-        match args.mode {
-            ServerMode::PollGroup => "poll-group",
-            _ => "thread-pool",
-        },
+        args.mode,
         report.worker_passes,
         report.poller_wakeups,
         report.worker_wakeups,

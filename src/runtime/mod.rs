@@ -52,6 +52,7 @@ mod accept;
 mod bellgroup;
 mod groupwait;
 mod listener;
+mod mode;
 mod poller;
 mod pollgroup;
 mod pool;
@@ -66,6 +67,7 @@ mod xprt;
 pub use listener::Listener;
 #[cfg(feature = "mock")]
 pub use listener::{MockConnector, MockListener, MockNetwork};
+pub use mode::UnknownMode;
 #[cfg(feature = "verbs")]
 pub use rdma::{ListenConfig, ListenCounters, ListenError, RdmaListener};
 pub use stats::{merge_stats, ServerReport, TransportReport};

@@ -19,7 +19,7 @@ use nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
 use rdmaxprt::client::{Auth, AuthSysParams, CallOptions, ClientConfig, RpcClient};
 use rdmaxprt::lifecycle::Policy;
 use rdmaxprt::mock::MockDevice;
-use rdmaxprt::runtime::{Server, ServerConfig};
+use rdmaxprt::runtime::{Server, ServerConfig, ServerMode};
 use rdmaxprt_nfs_server::attr::Squash;
 use rdmaxprt_nfs_server::nfs::NfsConfig;
 use rdmaxprt_nfs_server::setup::{load_or_create_key, ExportConfig, Services};
@@ -58,9 +58,24 @@ struct Args {
     /// Anonymous gid.
     #[arg(long, default_value_t = 65534)]
     anon_gid: u32,
-    /// Server worker threads.
+    /// Server worker threads (in poll-group mode they run only calls that
+    /// may block: see --io-in-groups).
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// How calls run: thread-pool (completion pollers hand each call to a
+    /// worker, as the kernel's nfsd) or poll-group (each connection's calls
+    /// run to completion on its poll-group thread).
+    #[arg(long, default_value = "thread-pool")]
+    mode: ServerMode,
+    /// Poll-group threads (--mode poll-group; 0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    groups: usize,
+    /// With --mode poll-group: run NFS calls, file-system I/O included, on
+    /// the poll-group threads instead of handing them to the workers. For
+    /// exports whose I/O does not block for long (tmpfs, page cache): a
+    /// call that waits on a disk stalls every connection of its group.
+    #[arg(long)]
+    io_in_groups: bool,
     /// Send-context release policy: deferred, inline or workqueue.
     #[arg(long, default_value = "deferred", value_parser = parse_policy)]
     policy: Policy,
@@ -312,6 +327,7 @@ fn run(args: &Args) -> Result<(), String> {
                 anon_uid: args.anon_uid,
                 anon_gid: args.anon_gid,
             },
+            blocking: !args.io_in_groups,
             ..NfsConfig::default()
         },
     };
@@ -329,6 +345,8 @@ fn run(args: &Args) -> Result<(), String> {
     );
     let server = Arc::new(Server::start(
         ServerConfig {
+            mode: args.mode,
+            groups: args.groups,
             workers: args.workers,
             policy: args.policy,
             ..ServerConfig::default()
@@ -340,10 +358,11 @@ fn run(args: &Args) -> Result<(), String> {
     let report = server.shutdown();
     let k = report.counters;
     println!(
-        "REPORT freed {} live {} calls {} replies {} read_calls {} read_chunks {} write_chunks {} reply_chunks {} error_replies {} err_vers {} err_chunk {} dropped {} completions {} drains {}",
+        "REPORT freed {} live {} calls {} replies {} read_calls {} read_chunks {} write_chunks {} reply_chunks {} error_replies {} err_vers {} err_chunk {} dropped {} completions {} drains {} mode {} handoffs {} worker_wakeups {}",
         report.freed, report.live, k.calls, k.replies, k.read_calls, k.read_chunks,
         k.write_chunks, k.reply_chunks, k.error_replies, k.err_vers, k.err_chunk, k.dropped,
-        report.stats.completions, report.stats.drains
+        report.stats.completions, report.stats.drains, args.mode, report.handoffs,
+        report.worker_wakeups
     );
     served
 }

@@ -8,7 +8,10 @@ mod common;
 use common::*;
 use nfs3_types::nfs3::{self as n3, nfsstat3, stable_how, Nfs3Option, Nfs3Result};
 use rdmaxprt::client::{Auth, CallOptions, ClientError};
+use rdmaxprt::lifecycle::Policy;
+use rdmaxprt::runtime::{ServerConfig, ServerMode, ServerReport};
 use rdmaxprt_core::oncrpc::AcceptStat;
+use rdmaxprt_nfs_server::nfs::NfsConfig;
 use std::collections::BTreeSet;
 
 fn fsinfo(c: &mut Nfs) -> n3::FSINFO3resok {
@@ -22,7 +25,53 @@ fn fsinfo(c: &mut Nfs) -> n3::FSINFO3resok {
 #[test]
 fn file_matrix_round_trips_through_read_and_write_chunks() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Nfs::start(&export_cfg(dir.path(), no_squash()), me());
+    let c = Nfs::start(&export_cfg(dir.path(), no_squash()), me());
+    file_matrix(c, dir.path());
+}
+
+/// The file matrix on a poll-group server whose NFS calls run on the
+/// groups (`--io-in-groups`): no call is handed to a worker.
+#[test]
+fn file_matrix_in_poll_groups_runs_every_call_on_its_group() {
+    let report = file_matrix_in(ServerMode::PollGroup, false);
+    assert_eq!(report.handoffs, 0, "calls handed to workers");
+    assert_eq!(report.worker_wakeups, 0, "workers woken");
+}
+
+/// The file matrix on a poll-group server whose NFS calls may block (the
+/// default): each is handed to a worker thread.
+#[test]
+fn file_matrix_in_poll_groups_hands_blocking_calls_to_workers() {
+    let report = file_matrix_in(ServerMode::PollGroup, true);
+    assert_eq!(
+        report.handoffs, report.counters.calls,
+        "every NFS call handed off"
+    );
+}
+
+fn file_matrix_in(mode: ServerMode, blocking: bool) -> ServerReport {
+    let dir = tempfile::tempdir().unwrap();
+    let nfs = NfsConfig {
+        blocking,
+        ..no_squash()
+    };
+    let server = ServerConfig {
+        mode,
+        groups: 2,
+        workers: 2,
+        policy: Policy::Deferred,
+        ..ServerConfig::default()
+    };
+    let c = Nfs::start_in(&export_cfg(dir.path(), nfs), me(), server);
+    let report = file_matrix(c, dir.path());
+    assert!(report.counters.calls > 20, "{:?}", report.counters);
+    assert_eq!(report.counters.replies, report.counters.calls);
+    report
+}
+
+/// Writes and reads back files of every size through Read and Write
+/// chunks; stops the server and returns its report.
+fn file_matrix(mut c: Nfs, dir: &std::path::Path) -> ServerReport {
     let info = fsinfo(&mut c);
     assert_eq!(
         info.rtmax,
@@ -80,7 +129,7 @@ fn file_matrix_round_trips_through_read_and_write_chunks() {
         }
         assert_eq!(got.len(), size);
         assert!(got == want, "{size}-byte file read back differs");
-        let on_disk = std::fs::read(dir.path().join(&name)).unwrap();
+        let on_disk = std::fs::read(dir.join(&name)).unwrap();
         assert!(on_disk == want, "{size}-byte file on the server differs");
         // A read past the end: nothing, eof.
         assert_eq!(
@@ -95,6 +144,7 @@ fn file_matrix_round_trips_through_read_and_write_chunks() {
     );
     let report = c.stop();
     assert_eq!(report.freed, 1, "the one transport was freed");
+    report
 }
 
 #[test]

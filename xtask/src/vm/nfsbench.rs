@@ -1,5 +1,6 @@
 //! `vm-nfs-bench`: the Linux kernel's NFS client over RDMA against
-//! examples/nfs-server (once per send-context release policy) and then
+//! examples/nfs-server (once per send-context release policy, once on
+//! poll groups) and then
 //! against the kernel's own nfsd, one after the other in one VM boot, on
 //! the same rxe0 with the same client options and workloads
 //! (xtask/vm-nfs-bench.txt, guest/nfs3-bench.sh, guest/knfsd-v3.sh).
@@ -268,7 +269,7 @@ pub fn vm_nfs_bench(a: &VmNfsBenchArgs) -> Res<bool> {
     let gcpu = table(&meas, &ours, Metric::GuestCpu, a.quick);
     println!();
     println!(
-        "== vm-nfs-bench: nfs_server per release policy vs the kernel's nfsd, NFSv3 over rxe0 ({})",
+        "== vm-nfs-bench: nfs_server per release policy and on poll groups vs the kernel's nfsd, NFSv3 over rxe0 ({})",
         outcome.accel
     );
     println!("throughput (higher is better):\n{rate}");
@@ -286,7 +287,8 @@ pub fn vm_nfs_bench(a: &VmNfsBenchArgs) -> Res<bool> {
          exporting a fresh tmpfs, each mounted with the same options (`vers=3,proto=rdma,\
          port=20049,mountproto=tcp,mountport=20048,mountvers=3,nolock,soft,timeo=600,retrans=2`). \
          Ours: `nfs_server` (release build, 4 workers, `--no-squash`) with each release \
-         policy; the kernel's: nfsd with 4 threads, NFSv3 only, export \
+         policy, and `pollgroup`: the deferred policy on 2 poll groups running the NFS \
+         calls (`--mode poll-group --groups 2 --io-in-groups`); the kernel's: nfsd with 4 threads, NFSv3 only, export \
          `rw,sync,no_root_squash,insecure,no_subtree_check,fsid=1`, MOUNT answered by \
          Debian's rpc.mountd (rpcbind running, as nfsd needs for NFSv3). Under TCG one \
          emulated instruction stream runs the client, the rxe device and the server, and \
@@ -421,7 +423,12 @@ BENCH bench/nfs3-kernel-nfsd client: NFSDCALLS kernel-nfsd read-8k 2001
         let names: Vec<&str> = m.pairs.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             our_labels(&names),
-            ["ours-deferred", "ours-inline", "ours-workqueue"]
+            [
+                "ours-deferred",
+                "ours-inline",
+                "ours-workqueue",
+                "ours-pollgroup"
+            ]
         );
         let last = m.pairs.last().unwrap();
         assert_eq!(last.name, format!("bench/nfs3-{KERNEL}"));

@@ -44,6 +44,12 @@ pub struct NfsConfig {
     pub wtmax: u32,
     /// The `fsid` reported in attributes.
     pub fsid: u64,
+    /// Whether a call may block on file-system I/O
+    /// ([`Service::blocking`]): in poll-group mode such calls are handed to
+    /// the worker threads so a slow disk does not stall every connection
+    /// of a poll group. `false` runs them on the poll-group threads (an
+    /// export on tmpfs or in the page cache). Default: `true`.
+    pub blocking: bool,
 }
 
 impl Default for NfsConfig {
@@ -54,6 +60,7 @@ impl Default for NfsConfig {
             rtmax: IO_MAX,
             wtmax: IO_MAX,
             fsid: 1,
+            blocking: true,
         }
     }
 }
@@ -469,5 +476,9 @@ impl Service for Nfs {
         let cred = self.cfg.squash.cred(&ctx.cred);
         self.run(&cred, a, out);
         Ok(())
+    }
+
+    fn blocking(&self) -> bool {
+        self.cfg.blocking
     }
 }

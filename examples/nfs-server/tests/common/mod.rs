@@ -67,16 +67,23 @@ impl Nfs {
     /// Serves `cfg` (the mock-NIC hookup: `Server::serve` on a
     /// `MockListener`) and connects a client calling with `auth`.
     pub fn start(cfg: &ExportConfig, auth: Auth) -> Self {
-        let svc = Services::new(cfg).expect("export");
-        let root = svc.export.root_handle();
-        let server = Arc::new(Server::start(
+        Self::start_in(
+            cfg,
+            auth,
             ServerConfig {
                 workers: 2,
                 policy: Policy::Deferred,
                 ..ServerConfig::default()
             },
-            svc.nfs,
-        ));
+        )
+    }
+
+    /// As [`start`](Self::start), the server run as `server` says (mode,
+    /// threads, policy).
+    pub fn start_in(cfg: &ExportConfig, auth: Auth, server: ServerConfig) -> Self {
+        let svc = Services::new(cfg).expect("export");
+        let root = svc.export.root_handle();
+        let server = Arc::new(Server::start(server, svc.nfs));
         let hook = rdmaxprt_nfs_server::hookup::mock(&server);
         let dev = MockDevice::new();
         let qp = hook.connector.connect(&dev).expect("connect");
