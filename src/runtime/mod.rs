@@ -19,6 +19,11 @@
 //! takes the next job before it sleeps, and after a pass it takes the same
 //! transport again (a few times in a row at most) if that transport's next
 //! call is already queued, so one connection's replies leave together.
+//! Beyond the kernel, a worker's own `svc_xprt_received` wakes no idle
+//! worker unless the call it took is of a
+//! [`blocking`](crate::service::Service::blocking) program: the worker is
+//! back within one call's time for the next call, and two workers posting
+//! on one QP would only contend ([`ServerReport::received_wakes`]).
 //!
 //! [`ServerMode::PollGroup`] runs to completion: [`ServerConfig::groups`]
 //! threads (default one per CPU), each owning the transports assigned to
@@ -183,6 +188,8 @@ pub(crate) struct Shared {
     passes: AtomicU64,
     /// Calls handed from a poll group to the workers.
     handoffs: AtomicU64,
+    /// Idle workers woken by a worker's own `svc_xprt_received`.
+    received_wakes: AtomicU64,
     /// The idle sweeper's handle (its thread runs only with
     /// `XprtConfig::idle_shrink` set).
     sweeper: sweep::Sweeper,
@@ -205,13 +212,12 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-impl Enqueue for RtHook {
-    fn flags(&self) -> &XprtFlags {
-        &self.flags
-    }
-
-    /// `svc_xprt_enqueue`.
-    fn enqueue(&self) {
+impl RtHook {
+    /// `svc_xprt_enqueue`. `received`: `None` for any enqueue but a
+    /// worker's own `svc_xprt_received`; `Some(wake)` for that one, where
+    /// `wake` says whether it may wake an idle worker (`false`: the worker
+    /// looks at the queue again before it sleeps).
+    fn enqueue_from(&self, received: Option<bool>) {
         let (Some(entry), Some(shared)) = (
             self.entry.get().and_then(Weak::upgrade),
             self.shared.upgrade(),
@@ -227,8 +233,29 @@ impl Enqueue for RtHook {
         }
         match self.runq.get() {
             Some(q) => q.push(entry),
-            None => shared.ready.push(Job::Xprt(entry)),
+            None => match received {
+                None => {
+                    shared.ready.push(Job::Xprt(entry));
+                }
+                Some(true) => {
+                    if shared.ready.push(Job::Xprt(entry)) {
+                        shared.received_wakes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some(false) => shared.ready.push_quiet(Job::Xprt(entry)),
+            },
         }
+    }
+}
+
+impl Enqueue for RtHook {
+    fn flags(&self) -> &XprtFlags {
+        &self.flags
+    }
+
+    /// `svc_xprt_enqueue`.
+    fn enqueue(&self) {
+        self.enqueue_from(None);
     }
 }
 
@@ -333,6 +360,7 @@ impl Server {
             live_cv: Condvar::new(),
             passes: AtomicU64::new(0),
             handoffs: AtomicU64::new(0),
+            received_wakes: AtomicU64::new(0),
             sweeper: sweep::Sweeper::default(),
         });
         let workers = (0..cfg.workers.max(1))
@@ -587,6 +615,8 @@ impl Server {
         r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
         r.handoffs = self.shared.handoffs.load(Ordering::Relaxed);
         r.worker_wakeups = self.shared.ready.wakeups.load(Ordering::Relaxed);
+        r.worker_notifies = self.shared.ready.notifies.load(Ordering::Relaxed);
+        r.received_wakes = self.shared.received_wakes.load(Ordering::Relaxed);
         r.poller_wakeups = self.poller_wakeups();
         r.remote_pushes = self.remote_pushes();
         r

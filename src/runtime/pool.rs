@@ -70,21 +70,31 @@ impl<T> std::fmt::Debug for ReadyQueue<T> {
 }
 
 impl<T> ReadyQueue<T> {
-    /// Wakes one idle worker unless none sleeps or one is already waking.
-    fn wake_idle(&self, s: &mut State<T>) {
+    /// Wakes one idle worker unless none sleeps or one is already waking;
+    /// returns whether it woke one.
+    fn wake_idle(&self, s: &mut State<T>) -> bool {
         if s.idle > 0 && !s.waking {
             s.waking = true;
             self.notifies.fetch_add(1, Ordering::Relaxed);
             self.cv.notify_one();
+            return true;
         }
+        false
     }
 
     /// Queues `job` (`svc_xprt_enqueue`'s list add) and wakes an idle
-    /// worker if one is needed.
-    pub(crate) fn push(&self, job: T) {
+    /// worker if one is needed; returns whether it woke one.
+    pub(crate) fn push(&self, job: T) -> bool {
         let mut s = lock(&self.st);
         s.jobs.push_back(job);
-        self.wake_idle(&mut s);
+        self.wake_idle(&mut s)
+    }
+
+    /// Queues `job` without waking anyone: the caller is a worker that
+    /// takes a job from this queue before it sleeps (and, taking another,
+    /// wakes an idle worker for the ones left).
+    pub(crate) fn push_quiet(&self, job: T) {
+        lock(&self.st).jobs.push_back(job);
     }
 
     /// A worker's next job: the queued one if any, else sleeps until one

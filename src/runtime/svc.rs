@@ -33,10 +33,11 @@ pub(crate) enum Job {
     Call(Arc<Entry>, OwnedCall),
 }
 
-/// `svc_xprt_received`: let another worker take the transport.
-pub(crate) fn received(e: &Entry) {
+/// `svc_xprt_received`: let another worker take the transport. `wake`:
+/// whether its re-enqueue may wake an idle worker (see [`handle`]).
+pub(crate) fn received(e: &Entry, wake: bool) {
     e.hook.flags.clear(XprtFlags::BUSY);
-    e.hook.enqueue();
+    e.hook.enqueue_from(Some(wake));
 }
 
 pub(crate) fn worker(shared: &Shared) {
@@ -83,11 +84,17 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
     }
     match x.recvfrom() {
         Ok(Some(call)) => {
-            received(&entry);
-            if shared.handoff
-                && RunQueue::on_a_group_thread()
-                && shared.dispatcher.blocks(call.msg())
-            {
+            // A worker that took a call of a program that does not block
+            // is back at the ready queue within one call's time, and takes
+            // this transport's next call itself (`ReadyQueue::take_after`):
+            // waking an idle worker for it would cost a wakeup per call and
+            // two threads posting on one QP. A blocking program's call may
+            // hold this worker for long, so its next call wakes another, as
+            // the kernel's svc_xprt_received always does.
+            let group = RunQueue::on_a_group_thread();
+            let blocks = shared.dispatcher.blocks(call.msg());
+            received(&entry, group || blocks);
+            if shared.handoff && group && blocks {
                 shared.handoffs.fetch_add(1, Ordering::Relaxed);
                 // The call cannot take the transport's buffer along: its
                 // message is copied out (blocking programs only).
@@ -98,7 +105,7 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
             answer(shared, &entry, &call);
         }
         Ok(None) => {
-            received(&entry);
+            received(&entry, true);
             x.release_ctxt();
             shared.sweeper.poke();
         }
