@@ -181,5 +181,9 @@ fn a_blocking_programs_next_call_still_wakes_another_worker() {
         BTreeSet::from(["rdmaxprt-svc0".to_string(), "rdmaxprt-svc1".to_string()]),
         "{r:?}"
     );
-    assert!(r.received_wakes >= BURSTS, "{r:?}");
+    // The blocked worker's svc_xprt_received woke the other for its next
+    // call, unless the poller's enqueue of the same transport woke it
+    // first (10-47 over the 40 bursts; 0 if a worker in a blocking call
+    // were counted on to look at the queue soon).
+    assert!(r.received_wakes > 0, "{r:?}");
 }

@@ -19,11 +19,13 @@
 //! takes the next job before it sleeps, and after a pass it takes the same
 //! transport again (a few times in a row at most) if that transport's next
 //! call is already queued, so one connection's replies leave together.
-//! Beyond the kernel, a worker's own `svc_xprt_received` wakes no idle
-//! worker unless the call it took is of a
-//! [`blocking`](crate::service::Service::blocking) program: the worker is
-//! back within one call's time for the next call, and two workers posting
-//! on one QP would only contend ([`ServerReport::received_wakes`]).
+//! Beyond the kernel, an enqueue wakes no idle worker while the queue holds
+//! no more jobs than workers in a pass that will look at it before they
+//! sleep (a worker inside a call of a
+//! [`blocking`](crate::service::Service::blocking) program does not
+//! count): in particular a worker's own `svc_xprt_received` wakes no one
+//! unless its call blocks ([`ServerReport::received_wakes`]), so one
+//! connection's calls do not spread over two workers posting on one QP.
 //!
 //! [`ServerMode::PollGroup`] runs to completion: [`ServerConfig::groups`]
 //! threads (default one per CPU), each owning the transports assigned to
@@ -213,11 +215,10 @@ impl std::fmt::Debug for Shared {
 }
 
 impl RtHook {
-    /// `svc_xprt_enqueue`. `received`: `None` for any enqueue but a
-    /// worker's own `svc_xprt_received`; `Some(wake)` for that one, where
-    /// `wake` says whether it may wake an idle worker (`false`: the worker
-    /// looks at the queue again before it sleeps).
-    fn enqueue_from(&self, received: Option<bool>) {
+    /// `svc_xprt_enqueue`; `received`: called by a pass's own
+    /// `svc_xprt_received` (counted in `received_wakes` if it wakes a
+    /// worker).
+    fn enqueue_from(&self, received: bool) {
         let (Some(entry), Some(shared)) = (
             self.entry.get().and_then(Weak::upgrade),
             self.shared.upgrade(),
@@ -233,17 +234,11 @@ impl RtHook {
         }
         match self.runq.get() {
             Some(q) => q.push(entry),
-            None => match received {
-                None => {
-                    shared.ready.push(Job::Xprt(entry));
+            None => {
+                if shared.ready.push(Job::Xprt(entry)) && received {
+                    shared.received_wakes.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(true) => {
-                    if shared.ready.push(Job::Xprt(entry)) {
-                        shared.received_wakes.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Some(false) => shared.ready.push_quiet(Job::Xprt(entry)),
-            },
+            }
         }
     }
 }
@@ -255,7 +250,7 @@ impl Enqueue for RtHook {
 
     /// `svc_xprt_enqueue`.
     fn enqueue(&self) {
-        self.enqueue_from(None);
+        self.enqueue_from(false);
     }
 }
 

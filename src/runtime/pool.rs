@@ -4,13 +4,21 @@
 //! It wakes as the kernel's pool does, not once per enqueue:
 //! - a worker that finishes a pass takes the next queued job before it
 //!   sleeps (`svc_recv` dequeues first), so a busy pool wakes nobody;
-//! - an enqueue wakes one idle worker, and only if no woken worker is
-//!   still on its way to the queue (`svc_pool_wake_idle_thread` with
+//! - an enqueue wakes at most one idle worker, and not while a woken one
+//!   is still on its way to the queue (`svc_pool_wake_idle_thread` with
 //!   `SP_TASK_PENDING`): a burst of enqueues from one poll costs one
 //!   wakeup, not one per transport;
 //! - a woken worker that finds more jobs behind the one it takes wakes the
-//!   next idle worker (`svc_recv`'s "more work: wake another thread"), so
-//!   the burst still spreads over the pool, one wakeup per job taken.
+//!   next idle worker (`svc_recv`'s "more work: wake another thread").
+//!
+//! Beyond the kernel, the queue knows which workers will look at it soon:
+//! those running a pass (not asleep, and not inside a call of a
+//! [`blocking`](crate::service::Service::blocking) program, see
+//! [`ReadyQueue::blocking`]). An enqueue wakes an idle worker only if the
+//! queue then holds more jobs than such lookers (counting the woken ones
+//! still on their way): a transport queued while a worker is in its pass
+//! waits the rest of that pass instead of costing a wakeup, and two
+//! workers do not end up posting on one QP for one connection's calls.
 //!
 //! No notify is made while no worker sleeps (std's `Condvar::notify_one`
 //! always makes a futex system call).
@@ -22,11 +30,17 @@ use std::sync::{Condvar, Mutex};
 
 struct State<T> {
     jobs: VecDeque<T>,
+    /// Worker threads taking jobs from this queue (see
+    /// [`ReadyQueue::worker`]).
+    workers: usize,
     /// Workers asleep on the condvar (changed under the lock only).
     idle: usize,
-    /// A worker was notified and has not taken the lock since
-    /// (`SP_TASK_PENDING`): an enqueue meanwhile wakes no one else.
-    waking: bool,
+    /// Workers inside a call of a blocking program (not counted on to
+    /// look at the queue soon).
+    blocking: usize,
+    /// Workers notified that have not taken the lock since
+    /// (`SP_TASK_PENDING`, counted): each will look at the queue.
+    waking: usize,
     /// Set at shutdown: sleeping workers return.
     exit: bool,
 }
@@ -35,10 +49,22 @@ impl<T> Default for State<T> {
     fn default() -> Self {
         Self {
             jobs: VecDeque::new(),
+            workers: 0,
             idle: 0,
-            waking: false,
+            blocking: 0,
+            waking: 0,
             exit: false,
         }
+    }
+}
+
+impl<T> State<T> {
+    /// Workers that will look at the queue soon: running a pass (not
+    /// idle, not in a blocking call), less `taker` if the caller is one of
+    /// them and just took a job, plus the ones woken and on their way.
+    fn lookers(&self, taker: bool) -> usize {
+        let running = self.workers.saturating_sub(self.idle + self.blocking);
+        running.saturating_sub(usize::from(taker)) + self.waking
     }
 }
 
@@ -70,11 +96,12 @@ impl<T> std::fmt::Debug for ReadyQueue<T> {
 }
 
 impl<T> ReadyQueue<T> {
-    /// Wakes one idle worker unless none sleeps or one is already waking;
-    /// returns whether it woke one.
-    fn wake_idle(&self, s: &mut State<T>) -> bool {
-        if s.idle > 0 && !s.waking {
-            s.waking = true;
+    /// Wakes one idle worker if the queue holds more jobs than workers
+    /// that will look at it soon (`taker`: the caller is a worker that
+    /// just took a job); returns whether it woke one.
+    fn wake_idle(&self, s: &mut State<T>, taker: bool) -> bool {
+        if s.idle > s.waking && s.jobs.len() > s.lookers(taker) {
+            s.waking += 1;
             self.notifies.fetch_add(1, Ordering::Relaxed);
             self.cv.notify_one();
             return true;
@@ -87,14 +114,24 @@ impl<T> ReadyQueue<T> {
     pub(crate) fn push(&self, job: T) -> bool {
         let mut s = lock(&self.st);
         s.jobs.push_back(job);
-        self.wake_idle(&mut s)
+        self.wake_idle(&mut s, false)
     }
 
-    /// Queues `job` without waking anyone: the caller is a worker that
-    /// takes a job from this queue before it sleeps (and, taking another,
-    /// wakes an idle worker for the ones left).
-    pub(crate) fn push_quiet(&self, job: T) {
-        lock(&self.st).jobs.push_back(job);
+    /// Registers the calling thread as a worker of this queue until the
+    /// guard drops (at its exit, or if it unwinds).
+    pub(crate) fn worker(&self) -> WorkerGuard<'_, T> {
+        lock(&self.st).workers += 1;
+        WorkerGuard(self)
+    }
+
+    /// Marks the calling worker as inside a call of a blocking program
+    /// until the guard drops: it may not look at the queue for long, so
+    /// jobs queued meanwhile (and any already queued) wake another worker.
+    pub(crate) fn blocking(&self) -> BlockingGuard<'_, T> {
+        let mut s = lock(&self.st);
+        s.blocking += 1;
+        self.wake_idle(&mut s, false);
+        BlockingGuard(self)
     }
 
     /// A worker's next job: the queued one if any, else sleeps until one
@@ -107,9 +144,7 @@ impl<T> ReadyQueue<T> {
                 if slept {
                     self.wakeups.fetch_add(1, Ordering::Relaxed);
                 }
-                if !s.jobs.is_empty() {
-                    self.wake_idle(&mut s);
-                }
+                self.wake_idle(&mut s, true);
                 return Some(j);
             }
             if s.exit {
@@ -118,9 +153,8 @@ impl<T> ReadyQueue<T> {
             s.idle += 1;
             s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
             s.idle -= 1;
-            // Whoever was notified (or woke spuriously) now looks: a
-            // later enqueue may wake another worker.
-            s.waking = false;
+            // Whoever was notified (or woke spuriously) now looks.
+            s.waking = s.waking.saturating_sub(1);
             slept = true;
         }
     }
@@ -145,9 +179,7 @@ impl<T> ReadyQueue<T> {
             let at = s.jobs.iter().rposition(same);
             if let Some(j) = at.and_then(|i| s.jobs.remove(i)) {
                 *streak += 1;
-                if !s.jobs.is_empty() {
-                    self.wake_idle(&mut s);
-                }
+                self.wake_idle(&mut s, true);
                 return Some(j);
             }
         }
@@ -160,6 +192,27 @@ impl<T> ReadyQueue<T> {
     pub(crate) fn stop(&self) {
         lock(&self.st).exit = true;
         self.cv.notify_all();
+    }
+}
+
+/// A registered worker (see [`ReadyQueue::worker`]).
+pub(crate) struct WorkerGuard<'a, T>(&'a ReadyQueue<T>);
+
+impl<T> Drop for WorkerGuard<'_, T> {
+    fn drop(&mut self) {
+        let mut s = lock(&self.0.st);
+        s.workers -= 1;
+        // A worker that unwinds leaves its queued jobs to the others.
+        self.0.wake_idle(&mut s, false);
+    }
+}
+
+/// A worker inside a blocking call (see [`ReadyQueue::blocking`]).
+pub(crate) struct BlockingGuard<'a, T>(&'a ReadyQueue<T>);
+
+impl<T> Drop for BlockingGuard<'_, T> {
+    fn drop(&mut self) {
+        lock(&self.0.st).blocking -= 1;
     }
 }
 
@@ -197,6 +250,7 @@ mod tests {
         let w = {
             let q = q.clone();
             std::thread::spawn(move || {
+                let _w = q.worker();
                 let mut n = 0;
                 while q.take().is_some() {
                     n += 1;
@@ -229,6 +283,7 @@ mod tests {
             .map(|_| {
                 let (q, started) = (q.clone(), started.clone());
                 std::thread::spawn(move || {
+                    let _w = q.worker();
                     while q.take().is_some() {
                         started.fetch_add(1, Ordering::SeqCst);
                         let deadline = Instant::now() + Duration::from_secs(10);
@@ -246,7 +301,7 @@ mod tests {
         {
             let mut s = lock(&q.st);
             s.jobs.extend([1u32, 2]);
-            q.wake_idle(&mut s);
+            q.wake_idle(&mut s, false);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while started.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
@@ -279,5 +334,61 @@ mod tests {
         assert_eq!(q.take_after(|j| *j == 9, &mut streak, 8), Some(2));
         assert_eq!(q.take_after(same, &mut streak, 8), Some(7));
         assert_eq!(q.take(), Some(3));
+    }
+
+    /// One sleeping worker, and the main thread registered as a worker
+    /// that is running (in a pass: it will look at the queue).
+    fn one_asleep_one_running() -> (Arc<ReadyQueue<u32>>, std::thread::JoinHandle<Vec<u32>>) {
+        let q = Arc::new(ReadyQueue::default());
+        let w = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let _w = q.worker();
+                let mut took = Vec::new();
+                while let Some(j) = q.take() {
+                    took.push(j);
+                }
+                took
+            })
+        };
+        until_idle(&q, 1);
+        (q, w)
+    }
+
+    #[test]
+    fn a_job_queued_while_a_worker_runs_a_pass_waits_for_it() {
+        let (q, w) = one_asleep_one_running();
+        let me = q.worker();
+        // One job, one worker that will look: no wakeup.
+        assert!(!q.push(1));
+        assert_eq!(q.notifies.load(Ordering::Relaxed), 0);
+        // Two jobs, one looker: the sleeper is woken for the second.
+        assert!(q.push(2));
+        // The running worker takes a job when its pass ends; the woken one
+        // the other.
+        let mine = q.take().unwrap();
+        drop(me);
+        until_idle(&q, 1);
+        q.stop();
+        let theirs = w.join().unwrap();
+        assert_eq!(theirs.len(), 1);
+        let mut all = vec![mine, theirs[0]];
+        all.sort_unstable();
+        assert_eq!(all, vec![1, 2]);
+        assert_eq!(q.notifies.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_worker_in_a_blocking_call_is_not_counted_on_to_look() {
+        let (q, w) = one_asleep_one_running();
+        let me = q.worker();
+        let blocking = q.blocking();
+        assert!(q.push(1), "the blocked worker will not look soon");
+        until_idle(&q, 1);
+        drop(blocking);
+        drop(me);
+        q.stop();
+        assert_eq!(w.join().unwrap(), vec![1]);
+        assert_eq!(q.notifies.load(Ordering::Relaxed), 1);
     }
 }

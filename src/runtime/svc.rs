@@ -33,14 +33,14 @@ pub(crate) enum Job {
     Call(Arc<Entry>, OwnedCall),
 }
 
-/// `svc_xprt_received`: let another worker take the transport. `wake`:
-/// whether its re-enqueue may wake an idle worker (see [`handle`]).
-pub(crate) fn received(e: &Entry, wake: bool) {
+/// `svc_xprt_received`: let another worker take the transport.
+pub(crate) fn received(e: &Entry) {
     e.hook.flags.clear(XprtFlags::BUSY);
-    e.hook.enqueue_from(Some(wake));
+    e.hook.enqueue_from(true);
 }
 
 pub(crate) fn worker(shared: &Shared) {
+    let _registered = shared.ready.worker();
     let mut streak = 0;
     let mut next = shared.ready.take();
     while let Some(job) = next {
@@ -54,7 +54,10 @@ pub(crate) fn worker(shared: &Shared) {
                 shared.ready.take_after(same, &mut streak, STREAK)
             }
             Job::Call(entry, call) => {
+                // Handed off because its program blocks.
+                let blocking = shared.ready.blocking();
                 answer(shared, &entry, &RecvdCall::from(call));
+                drop(blocking);
                 // Not held while this worker sleeps for its next job.
                 drop(entry);
                 shared.ready.take()
@@ -85,15 +88,16 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
     match x.recvfrom() {
         Ok(Some(call)) => {
             // A worker that took a call of a program that does not block
-            // is back at the ready queue within one call's time, and takes
-            // this transport's next call itself (`ReadyQueue::take_after`):
-            // waking an idle worker for it would cost a wakeup per call and
-            // two threads posting on one QP. A blocking program's call may
-            // hold this worker for long, so its next call wakes another, as
-            // the kernel's svc_xprt_received always does.
+            // is back at the ready queue within one call's time and takes
+            // this transport's next call itself (`ReadyQueue::take_after`),
+            // so the re-enqueue wakes no idle worker for it; a blocking
+            // program's call may hold this worker for long, so (marked
+            // blocking first) its next call wakes another, as the kernel's
+            // svc_xprt_received always does.
             let group = RunQueue::on_a_group_thread();
             let blocks = shared.dispatcher.blocks(call.msg());
-            received(&entry, group || blocks);
+            let _blocking = (blocks && !group).then(|| shared.ready.blocking());
+            received(&entry);
             if shared.handoff && group && blocks {
                 shared.handoffs.fetch_add(1, Ordering::Relaxed);
                 // The call cannot take the transport's buffer along: its
@@ -105,7 +109,7 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
             answer(shared, &entry, &call);
         }
         Ok(None) => {
-            received(&entry, true);
+            received(&entry);
             x.release_ctxt();
             shared.sweeper.poke();
         }
