@@ -345,7 +345,7 @@ impl Server {
     /// Starts the worker threads.
     pub fn start(cfg: ServerConfig, dispatcher: Dispatcher) -> Self {
         let shared = Arc::new(Shared {
-            ready: ReadyQueue::default(),
+            ready: ReadyQueue::new(poller::flush_rings),
             registry: Mutex::new(Registry::default()),
             handoff: cfg.mode == ServerMode::PollGroup,
             exit: AtomicBool::new(false),

@@ -152,6 +152,12 @@ impl GroupBell {
         }
     }
 
+    /// Whether a ring is waiting to be consumed (tests).
+    #[cfg(test)]
+    pub(crate) fn is_rung(&self) -> bool {
+        self.rung.load(Ordering::SeqCst)
+    }
+
     /// Sleeps until rung (no timer); consumes the ring. Returns whether
     /// the thread actually slept.
     pub(crate) fn wait(&self) -> bool {

@@ -76,16 +76,14 @@ pub(crate) struct ReadyQueue<T> {
     pub(crate) wakeups: AtomicU64,
     /// Notifies made (each woke at most one sleeping worker).
     pub(crate) notifies: AtomicU64,
+    /// Run by a worker before it sleeps (without the lock; the queue is
+    /// looked at again after it).
+    before_sleep: fn(),
 }
 
 impl<T> Default for ReadyQueue<T> {
     fn default() -> Self {
-        Self {
-            st: Mutex::default(),
-            cv: Condvar::new(),
-            wakeups: AtomicU64::new(0),
-            notifies: AtomicU64::new(0),
-        }
+        Self::new(|| {})
     }
 }
 
@@ -96,6 +94,17 @@ impl<T> std::fmt::Debug for ReadyQueue<T> {
 }
 
 impl<T> ReadyQueue<T> {
+    /// A queue whose workers run `before_sleep` before they sleep.
+    pub(crate) fn new(before_sleep: fn()) -> Self {
+        Self {
+            st: Mutex::default(),
+            cv: Condvar::new(),
+            wakeups: AtomicU64::new(0),
+            notifies: AtomicU64::new(0),
+            before_sleep,
+        }
+    }
+
     /// Wakes one idle worker if the queue holds more jobs than workers
     /// that will look at it soon (`taker`: the caller is a worker that
     /// just took a job); returns whether it woke one.
@@ -139,6 +148,7 @@ impl<T> ReadyQueue<T> {
     pub(crate) fn take(&self) -> Option<T> {
         let mut s = lock(&self.st);
         let mut slept = false;
+        let mut prepared = false;
         loop {
             if let Some(j) = s.jobs.pop_front() {
                 if slept {
@@ -146,6 +156,13 @@ impl<T> ReadyQueue<T> {
                 }
                 self.wake_idle(&mut s, true);
                 return Some(j);
+            }
+            if !prepared {
+                drop(s);
+                (self.before_sleep)();
+                prepared = true;
+                s = lock(&self.st);
+                continue;
             }
             if s.exit {
                 return None;
@@ -156,6 +173,7 @@ impl<T> ReadyQueue<T> {
             // Whoever was notified (or woke spuriously) now looks.
             s.waking = s.waking.saturating_sub(1);
             slept = true;
+            prepared = false;
         }
     }
 
@@ -246,13 +264,20 @@ mod tests {
 
     #[test]
     fn a_burst_of_enqueues_wakes_one_sleeping_worker_once() {
+        use std::sync::atomic::AtomicBool;
         let q = Arc::new(ReadyQueue::default());
+        // The worker holds its first job until the burst is queued, so it
+        // cannot drain the queue and sleep again in between.
+        let go = Arc::new(AtomicBool::new(false));
         let w = {
-            let q = q.clone();
+            let (q, go) = (q.clone(), go.clone());
             std::thread::spawn(move || {
                 let _w = q.worker();
                 let mut n = 0;
                 while q.take().is_some() {
+                    while !go.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     n += 1;
                 }
                 n
@@ -264,6 +289,12 @@ mod tests {
         // and not idle.
         for i in 0..8u32 {
             q.push(i);
+        }
+        go.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lock(&q.st).jobs.is_empty() {
+            assert!(Instant::now() < deadline, "the worker never took the burst");
+            std::thread::sleep(Duration::from_millis(1));
         }
         until_idle(&q, 1);
         q.stop();

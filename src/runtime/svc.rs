@@ -41,6 +41,7 @@ pub(crate) fn received(e: &Entry) {
 
 pub(crate) fn worker(shared: &Shared) {
     let _registered = shared.ready.worker();
+    super::poller::defer_rings();
     let mut streak = 0;
     let mut next = shared.ready.take();
     while let Some(job) = next {
@@ -55,7 +56,7 @@ pub(crate) fn worker(shared: &Shared) {
             }
             Job::Call(entry, call) => {
                 // Handed off because its program blocks.
-                let blocking = shared.ready.blocking();
+                let blocking = blocking_call(shared);
                 answer(shared, &entry, &RecvdCall::from(call));
                 drop(blocking);
                 // Not held while this worker sleeps for its next job.
@@ -96,7 +97,7 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
             // svc_xprt_received always does.
             let group = RunQueue::on_a_group_thread();
             let blocks = shared.dispatcher.blocks(call.msg());
-            let _blocking = (blocks && !group).then(|| shared.ready.blocking());
+            let _blocking = (blocks && !group).then(|| blocking_call(shared));
             received(&entry);
             if shared.handoff && group && blocks {
                 shared.handoffs.fetch_add(1, Ordering::Relaxed);
@@ -120,6 +121,14 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
             entry.hook.enqueue();
         }
     }
+}
+
+/// Marks this worker as inside a blocking program's call (see
+/// `ReadyQueue::blocking`), after ringing the doorbells it deferred: it may
+/// wait long, and on anything.
+fn blocking_call(shared: &Shared) -> super::pool::BlockingGuard<'_, Job> {
+    super::poller::flush_rings();
+    shared.ready.blocking()
 }
 
 /// Dispatches a received call, sends the reply, releases (the rest of a
