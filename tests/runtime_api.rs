@@ -177,6 +177,7 @@ fn bad_input_is_counted_per_transport_and_in_total_while_live_in(mode: ServerMod
         copies: 1,
         copied_bytes: 24,
         read_waits: 0,
+        stage_waits: 0,
     };
     let mut seen = XprtCountersSnapshot::default();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -2,9 +2,11 @@
 //! connection, several 64 KiB echoes in flight on each of several
 //! connections, in both server modes. Every call but one per connection
 //! waits for the buffer at some point; the transport must be scheduled
-//! again when it comes back (returned by the call, or its fence passed at
-//! the reply's Send completion): a lost wakeup leaves a call unanswered
-//! and the client times out. With the mock NIC on its own thread this
+//! again when it comes back (returned by the call, or by the release of
+//! the reply's send context that wrote from it: the worker's drain under
+//! Deferred, the completion handler under Inline, a release thread under
+//! Workqueue): a lost wakeup leaves a call unanswered and the client times
+//! out. With the mock NIC on its own thread this
 //! also needs the NIC thread to ring the completion notifiers (the
 //! runtime's pollers sleep behind them) after it runs work requests: it
 //! used to wake only `wait_for_completions` sleepers, so a server waiting
@@ -15,6 +17,7 @@
 mod echo;
 
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
+use rdmaxprt::lifecycle::Policy;
 use rdmaxprt::mock::{Delivery, MockDevice, QpConfig};
 use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, ServerMode};
 use rdmaxprt::service::Dispatcher;
@@ -27,6 +30,10 @@ const ROUNDS: usize = 15;
 const WINDOW: usize = 4;
 
 fn run(mode: ServerMode, delivery: Delivery) {
+    run_policy(mode, delivery, Policy::Deferred);
+}
+
+fn run_policy(mode: ServerMode, delivery: Delivery, policy: Policy) {
     let server_dev = MockDevice::new();
     let qcfg = QpConfig {
         delivery,
@@ -36,6 +43,7 @@ fn run(mode: ServerMode, delivery: Delivery) {
     let server = Arc::new(Server::start(
         ServerConfig {
             mode,
+            policy,
             groups: 2,
             xprt: XprtConfig {
                 read_bufs: 1,
@@ -138,4 +146,33 @@ fn poll_groups_nic_thread() {
             latency: Duration::from_micros(20),
         },
     );
+}
+
+/// The landing buffer a reply wrote from comes back at its context's
+/// release, wherever the policy runs it.
+#[test]
+fn thread_pool_inline_release_nic_thread() {
+    run_policy(
+        ServerMode::ThreadPool,
+        Delivery::Thread {
+            latency: Duration::from_micros(20),
+        },
+        Policy::Inline,
+    );
+}
+
+#[test]
+fn thread_pool_workqueue_release_nic_thread() {
+    run_policy(
+        ServerMode::ThreadPool,
+        Delivery::Thread {
+            latency: Duration::from_micros(20),
+        },
+        Policy::Workqueue,
+    );
+}
+
+#[test]
+fn poll_groups_inline_release_inline_delivery() {
+    run_policy(ServerMode::PollGroup, Delivery::Inline, Policy::Inline);
 }

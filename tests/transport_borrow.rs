@@ -247,7 +247,14 @@ fn a_read_chunk_call_waits_for_a_landing_buffer_instead_of_closing() {
     echo(&x, &call_a).unwrap();
     let before = hook.enqueues();
     drop(call_a);
-    assert!(hook.enqueues() > before, "the returned buffer schedules B");
+    assert_eq!(hook.enqueues(), before, "A's reply still holds the buffer");
+    x.poll(usize::MAX).unwrap();
+    let before = hook.enqueues();
+    x.release_ctxt();
+    assert!(
+        hook.enqueues() > before,
+        "the drain that gives the buffer back schedules B"
+    );
     assert_eq!(c.wait(ta).unwrap().bulk.as_deref(), Some(&a[..]));
     assert_eq!(wait(&mut c, &x, &dev, tb).bulk.as_deref(), Some(&b[..]));
     assert_eq!(count(&x, |k| k.read_calls.load(Ordering::Relaxed)), 2);

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 #[path = "support/worker.rs"]
-mod worker;
+pub mod worker;
 use rdmaxprt::client::{ClientConfig, RpcClient};
 use rdmaxprt::mock::{MockBuf, MockDevice, MockError, MockQp, QpConfig};
 use rdmaxprt_core::backend::{
@@ -313,6 +313,7 @@ pub fn finish(dev: MockDevice, c: Client, x: Server) -> TeardownReport {
     let report = x.free();
     assert_eq!(report.reclaimed_send, 0, "{report:?}");
     assert_eq!(report.stuck_recvs, 0, "{report:?}");
+    assert_eq!(report.bufs_held, 0, "{report:?}");
     drop(c);
     dev.assert_clean();
     report

@@ -11,6 +11,9 @@
 //!   `release_ctxt` is released by exactly one backstop wakeup;
 //! - teardown with replies in flight, and a QP forced to error mid-stream:
 //!   typed errors, `free` clean;
+//! - the client's lending API: arguments written in place into a lent
+//!   registered region and the Write chunk read where the server wrote it
+//!   (`VerbsRegion`'s in-place bytes), byte-exact at 1, 64 KiB and 1 MiB;
 //!
 //! each ending with nothing live in either side's `VerbsMemory` (buffers,
 //! mappings, remote regions) and a `TeardownReport` with `stuck_recvs == 0`
@@ -326,6 +329,49 @@ fn check_reply(c: &Client, n: usize, sh: &Shape<'_>, reply: &ReplyBytes, inline_
     }
 }
 
+fn lent_echo_in_place() -> TestResult {
+    let mut r = rig(true, false, ClientConfig::default())?;
+    for (seed, n) in [1usize, 64 << 10, MIB].into_iter().enumerate() {
+        let want = pattern(n, seed as u8);
+        let mut a = r.c.lend(n)?;
+        a.copy_from_slice(&want);
+        let opts = CallOptions {
+            write_chunk: Some(n as u32),
+            ..CallOptions::default()
+        };
+        let t = r.c.start_lent(PROG, VERS, PROC_ECHO, a, &opts)?;
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let reply = loop {
+            if let Some(res) = r.c.try_wait_lent(&t) {
+                break res?;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{n} bytes: no reply").into());
+            }
+            r.x.qp().wait_for_completions(Duration::from_millis(2));
+            serve(&r.x);
+        };
+        drop(t);
+        let want_path = if n == 1 {
+            CallPath::Inline
+        } else {
+            CallPath::PositionZero
+        };
+        assert_eq!(reply.call_path, want_path, "{n} bytes");
+        assert_eq!(reply.bulk(), Some(&want[..]), "{n} bytes");
+        println!("  {n} bytes: lent both ways, byte-exact");
+    }
+    let regions = r.c.stats().chunk_regions;
+    // Given back on drop: the same sizes again register nothing new.
+    for n in [64 << 10, MIB] {
+        let a = r.c.lend(n)?;
+        drop(a);
+    }
+    assert_eq!(r.c.stats().chunk_regions, regions);
+    finish(r);
+    Ok(())
+}
+
 fn echo_every_path_and_size_by_hand() -> TestResult {
     let mut r = rig(true, false, ClientConfig::default())?;
     for (i, &n) in SIZES.iter().enumerate() {
@@ -614,6 +660,7 @@ const TESTS: &[(&str, TestFn)] = &[
         "idle_trailing_edge_is_drained_by_one_backstop_wakeup",
         idle_trailing_edge_is_drained_by_one_backstop_wakeup,
     ),
+    ("lent_echo_in_place", lent_echo_in_place),
     (
         "teardown_with_replies_in_flight_is_clean",
         teardown_with_replies_in_flight_is_clean,

@@ -136,6 +136,35 @@ impl MockMr {
         self.buf().region.with_locked(f)
     }
 
+    /// The bytes in place, without the NIC lock [`read`](MockMr::read)
+    /// takes: for a host that keeps a slice across posts and polls (a
+    /// registered region lent to a caller).
+    ///
+    /// # Safety
+    /// While the slice lives 1. no RDMA Write by the peer may target this
+    /// region (no WR the peer posts names its rkey for a Write), and 2. the
+    /// host must not write it through [`write`](MockMr::write) (from any
+    /// thread).
+    pub unsafe fn host_bytes(&self) -> &[u8] {
+        // SAFETY: the only writers of the region are the peer's NIC (duty
+        // 1), `write` (duty 2) and `host_bytes_mut`, which needs `&mut
+        // self` and so cannot overlap this borrow; NIC reads may overlap
+        // (both sides only read).
+        unsafe { self.buf().region.host_bytes() }
+    }
+
+    /// The bytes in place, writable, without the NIC lock.
+    ///
+    /// # Safety
+    /// While the slice lives no RDMA Read or Write by the peer may target
+    /// this region.
+    pub unsafe fn host_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: 1. the caller keeps the peer's NIC away (this fn's
+        // contract); 2. `&mut self` excludes every other host access
+        // through this MR, the only host handle of its buffer.
+        unsafe { self.buf().region.host_bytes_mut() }
+    }
+
     /// Deregisters the rkey and gives the buffer back.
     pub fn deregister(mut self) -> MockBuf {
         let buf = self.buf.take();

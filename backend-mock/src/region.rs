@@ -12,7 +12,9 @@
 //!    in `QueuePair::post_send`/`post_recv`'s `# Safety`, that the host
 //!    leaves it alone until the completion is polled or the QP drained) or
 //!    memory of a registered region, whose host accessors (`MockMr::read`,
-//!    `MockMr::write`) take the same `access` lock.
+//!    `MockMr::write`) take the same `access` lock, or whose unlocked host
+//!    slices (`unsafe MockMr::host_bytes`/`host_bytes_mut`) come with the
+//!    caller's promise that no peer WR targets the region meanwhile.
 //! 3. A region is kept alive by an `Arc` in every live mapping and MR, so a
 //!    buffer dropped while mapped is a recorded violation, never a
 //!    use-after-free.

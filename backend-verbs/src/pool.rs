@@ -155,6 +155,14 @@ impl MemoryPool {
         })
     }
 
+    /// Pointer to byte 0 of the mapping (valid for [`len`](Self::len)
+    /// bytes while the pool lives). Reading or writing through it races
+    /// with any RDMA the peer does on the pool: that is the caller's to
+    /// rule out.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
     /// Pointer to byte `offset` (in bounds by the caller's check).
     pub(crate) fn ptr_at(&self, offset: usize) -> *mut u8 {
         self.ptr.wrapping_add(offset)

@@ -197,41 +197,65 @@ impl PerCall {
     }
 }
 
+/// What [`measure`] counted: the transport with the client copying the
+/// payload, with the client lending it, and the floor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// `start_call` / `try_wait` (the client copies the payload twice).
+    pub copying: PerCall,
+    /// `lend` / `start_lent` / `try_wait_lent`.
+    pub lending: PerCall,
+    /// The raw Send/Recv loop.
+    pub floor: PerCall,
+}
+
+/// Counts the transport's `size`-byte echo with the client passing the
+/// payload `path`'s way: `calls` calls after a warm-up.
+fn measure_transport(
+    size: usize,
+    window: usize,
+    calls: u64,
+    path: crate::rtc::ClientPath,
+) -> Option<PerCall> {
+    let mut r = crate::rtc::Rtc::with_path(1, size, window, path);
+    r.run_calls((window * 8) as u64);
+    r.stop_filling();
+    let k = |r: &crate::rtc::Rtc| {
+        let c = r.conns()[0].server.counters().snapshot();
+        (c.read_chunks + c.write_chunks, c.copied_bytes)
+    };
+    let (t0, b0) = k(&r);
+    // Every call started while counting also completes while counting.
+    let before = counts();
+    let mut n = 0;
+    while n < calls {
+        n += r.turn(true, None).0;
+    }
+    for _ in 0..10_000 {
+        if r.conns()[0].in_flight() == 0 {
+            break;
+        }
+        n += r.turn(false, None).0;
+    }
+    let d = counts().since(&before);
+    let (t1, b1) = k(&r);
+    let per = |x: u64| x as f64 / n.max(1) as f64;
+    let res = PerCall::new(n, d, (0.0, per(t1 - t0)), per(b1 - b0));
+    r.finish().ok()?;
+    Some(res)
+}
+
 /// Counts a `size`-byte echo over one connection with `window` calls in
 /// flight: `calls` calls of the transport (run-to-completion, after a
-/// warm-up), then as many of the floor. `None` without the hooks.
-pub fn measure(size: usize, window: usize, calls: u64) -> Option<(PerCall, PerCall)> {
+/// warm-up) with the client copying, then lending, the payload, then as
+/// many of the floor. `None` without the hooks.
+pub fn measure(size: usize, window: usize, calls: u64) -> Option<Measured> {
     if !hooked() {
         return None;
     }
     set_threshold((size / 4).max(1));
-    let transport = {
-        let mut r = crate::rtc::Rtc::new(1, size, window);
-        r.run_calls((window * 8) as u64);
-        let k = |r: &crate::rtc::Rtc| {
-            let c = r.conns()[0].server.counters().snapshot();
-            (c.read_chunks + c.write_chunks, c.copied_bytes)
-        };
-        let (t0, b0) = k(&r);
-        // Every call started while counting also completes while counting.
-        let before = counts();
-        let mut n = 0;
-        while n < calls {
-            n += r.turn(true, None).0;
-        }
-        for _ in 0..10_000 {
-            if r.conns()[0].in_flight() == 0 {
-                break;
-            }
-            n += r.turn(false, None).0;
-        }
-        let d = counts().since(&before);
-        let (t1, b1) = k(&r);
-        let per = |x: u64| x as f64 / n.max(1) as f64;
-        let res = PerCall::new(n, d, (0.0, per(t1 - t0)), per(b1 - b0));
-        r.finish().ok()?;
-        res
-    };
+    let copying = measure_transport(size, window, calls, crate::rtc::ClientPath::Copy)?;
+    let lending = measure_transport(size, window, calls, crate::rtc::ClientPath::Lend)?;
     let floor = {
         let dev = rdmaxprt::mock::MockDevice::new();
         let mut pairs = [crate::rtc::RawPair::new(
@@ -259,7 +283,11 @@ pub fn measure(size: usize, window: usize, calls: u64) -> Option<(PerCall, PerCa
         PerCall::new(n, d, (1.0, 1.0), 0.0)
     };
     set_threshold(usize::MAX);
-    Some((transport, floor))
+    Some(Measured {
+        copying,
+        lending,
+        floor,
+    })
 }
 
 #[cfg(test)]

@@ -9,11 +9,18 @@
 //! The floor ([`RawPair`]) is the same loop with no transport: raw Send/Recv
 //! on a mock QP pair, the server sending each received message straight
 //! back from its receive buffer.
+//!
+//! The client passes the payload one of two ways ([`ClientPath`]): copied
+//! (`start_call` with the payload's bytes, `try_wait` returning the reply
+//! copied out) or lent (`lend` + `start_lent`, `try_wait_lent`: the
+//! arguments written in place in a registered buffer, the reply read in
+//! place; after the warm-up only an 8-byte stamp is written and checked,
+//! as the floor sends pre-filled buffers and checks lengths).
 
 use crate::copies::{self, Phase};
 use crate::e2e::{elapsed_ns, process_cpu, E2eResult, EchoService, Payload, PROG, VERS};
-use rdmaxprt::client::{ClientConfig, RpcClient, Ticket};
-use rdmaxprt::mock::{MockBuf, MockDevice, MockError, MockQp, QpConfig};
+use rdmaxprt::client::{ClientConfig, LentReply, RpcClient, Ticket};
+use rdmaxprt::mock::{MockBuf, MockDevice, MockError, MockMr, MockQp, QpConfig};
 use rdmaxprt::service::{Dispatcher, ReplyBody};
 use rdmaxprt_core::backend::{
     DmaBuf, DmaDevice, QueuePair, RecvWr, SendWr, Sge, Wc, WcOpcode, WcStatus, WrOp,
@@ -73,7 +80,20 @@ pub struct RtcConn {
     pub server: RtcServer,
     /// The server's enqueue hook.
     pub hook: Arc<Hook>,
-    window: VecDeque<(Ticket, Instant)>,
+    /// Calls in flight: ticket, start, stamp (lent path).
+    window: VecDeque<(Ticket, Instant, u64)>,
+    /// The next stamp.
+    seq: u64,
+}
+
+/// How the B4 client passes the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientPath {
+    /// `start_call` / `try_wait`: the client copies the arguments into
+    /// its registered chunk region and the Write chunk out of it.
+    Copy,
+    /// `lend` / `start_lent` / `try_wait_lent`: both in place.
+    Lend,
 }
 
 impl RtcConn {
@@ -100,6 +120,7 @@ impl RtcConn {
             server,
             hook,
             window: VecDeque::new(),
+            seq: 0,
         }
     }
 
@@ -175,14 +196,25 @@ pub struct Rtc {
     payload: Payload,
     window: usize,
     server_dev: MockDevice,
+    path: ClientPath,
+    /// Lent path: write the whole payload into each lent buffer (the
+    /// warm-up), not just the stamp.
+    fill: bool,
 }
 
 impl Rtc {
     /// `conns` connections, `window` calls in flight each, `size`-byte
-    /// echoes.
+    /// echoes, the payload copied by the client.
     pub fn new(conns: usize, size: usize, window: usize) -> Self {
+        Self::with_path(conns, size, window, ClientPath::Copy)
+    }
+
+    /// As [`new`](Self::new), the client passing the payload `path`'s way.
+    pub fn with_path(conns: usize, size: usize, window: usize, path: ClientPath) -> Self {
         let server_dev = MockDevice::new();
         Self {
+            path,
+            fill: true,
             conns: (0..conns)
                 .map(|_| RtcConn::new(&server_dev, window))
                 .collect(),
@@ -202,9 +234,20 @@ impl Rtc {
         for c in &mut self.conns {
             copies::enter(Phase::Client);
             while start && c.window.len() < self.window && c.client.has_credit() {
-                match c.client.start_call(PROG, VERS, p.proc, &p.args, &p.opts()) {
-                    Ok(t) => c.window.push_back((t, Instant::now())),
-                    Err(_) => {
+                let stamp = c.seq;
+                let started = match self.path {
+                    ClientPath::Copy => c
+                        .client
+                        .start_call(PROG, VERS, p.proc, &p.args, &p.opts())
+                        .map_err(drop),
+                    ClientPath::Lend => start_lent(&mut c.client, p, stamp, self.fill),
+                };
+                match started {
+                    Ok(t) => {
+                        c.seq = c.seq.wrapping_add(1);
+                        c.window.push_back((t, Instant::now(), stamp));
+                    }
+                    Err(()) => {
                         errors += 1;
                         break;
                     }
@@ -213,29 +256,44 @@ impl Rtc {
             copies::enter(Phase::Server);
             server_turn(&c.server, &c.hook, &self.dispatcher);
             copies::enter(Phase::Client);
-            while let Some((t, at)) = c.window.front() {
-                match c.client.try_wait(t) {
-                    None => break,
-                    Some(r) => {
-                        match r {
-                            Ok(b) if p.check(&b) => {
-                                done += 1;
-                                if let Some(l) = lat.as_deref_mut() {
-                                    l.push(elapsed_ns(*at));
-                                }
-                                // Its buffers carry later replies, as the
-                                // floor's receive buffers are reposted.
-                                c.client.recycle(b);
-                            }
-                            _ => errors += 1,
-                        }
-                        c.window.pop_front();
+            while let Some((t, at, stamp)) = c.window.front() {
+                let ok = match self.path {
+                    ClientPath::Copy => match c.client.try_wait(t) {
+                        None => break,
+                        Some(r) => r.is_ok_and(|b| {
+                            let ok = p.check(&b);
+                            // Its buffers carry later replies, as the
+                            // floor's receive buffers are reposted.
+                            c.client.recycle(b);
+                            ok
+                        }),
+                    },
+                    ClientPath::Lend => match c.client.try_wait_lent(t) {
+                        None => break,
+                        // Dropped at once: its regions go back to the pool.
+                        Some(r) => r.is_ok_and(|r| check_lent(p, &r, *stamp)),
+                    },
+                };
+                if ok {
+                    done += 1;
+                    if let Some(l) = lat.as_deref_mut() {
+                        l.push(elapsed_ns(*at));
                     }
+                } else {
+                    errors += 1;
                 }
+                c.window.pop_front();
             }
         }
         copies::enter(Phase::Off);
         (done, errors)
+    }
+
+    /// Lent path: from now on write only the stamp into lent buffers (the
+    /// pooled regions hold the payload from the warm-up: each one was
+    /// filled or written by an echo of it).
+    pub fn stop_filling(&mut self) {
+        self.fill = false;
     }
 
     /// Runs for `dur` (timed), then completes the calls in flight
@@ -318,12 +376,50 @@ pub fn timed_loop(dur: Duration, mut turn: impl FnMut(&mut Vec<u64>) -> (u64, u6
     r
 }
 
+/// Starts one lent call of payload `p` stamped `stamp` (its first 8
+/// bytes, or fewer for a shorter payload); `fill`: write the whole payload
+/// first.
+fn start_lent(c: &mut RtcClient, p: &Payload, stamp: u64, fill: bool) -> Result<Ticket, ()> {
+    let mut a = c.lend(p.size.max(1)).map_err(drop)?;
+    if fill {
+        a.copy_from_slice(&p.args);
+    }
+    let s = stamp.to_le_bytes();
+    let n = s.len().min(a.len());
+    a[..n].copy_from_slice(&s[..n]);
+    c.start_lent(PROG, VERS, p.proc, a, &p.opts()).map_err(drop)
+}
+
+/// Whether a lent reply echoes a payload of `p`'s size stamped `stamp`.
+fn check_lent(p: &Payload, r: &LentReply<MockMr>, stamp: u64) -> bool {
+    let got = if p.write_chunk.is_some() {
+        r.bulk().unwrap_or_default()
+    } else {
+        r.results()
+    };
+    let s = stamp.to_le_bytes();
+    let n = s.len().min(p.size);
+    got.len() == p.size && got[..n] == s[..n]
+}
+
 /// B4 (a), transport: `conns` pairs x `window` calls, `size`-byte echo,
 /// timed for `dur`.
 pub fn run(conns: usize, size: usize, window: usize, dur: Duration) -> E2eResult {
-    let mut r = Rtc::new(conns, size, window);
+    run_path(conns, size, window, dur, ClientPath::Copy)
+}
+
+/// [`run`] with the client passing the payload `path`'s way.
+pub fn run_path(
+    conns: usize,
+    size: usize,
+    window: usize,
+    dur: Duration,
+    path: ClientPath,
+) -> E2eResult {
+    let mut r = Rtc::with_path(conns, size, window, path);
     // Warm-up: pools, receive rings, allocator.
     r.run_calls((conns * window * 4) as u64);
+    r.stop_filling();
     let res = r.run_for(dur);
     if let Err(e) = r.finish() {
         eprintln!("B4 run-to-completion teardown: {e}");
@@ -639,6 +735,27 @@ mod tests {
             }
             r.finish().expect("clean teardown");
         }
+    }
+
+    #[test]
+    fn lent_echo_checks_the_stamp_and_completes_without_errors() {
+        for size in [64, 64 << 10] {
+            let res = run_path(2, size, 4, Duration::from_millis(20), ClientPath::Lend);
+            assert!(res.calls > 0, "size {size}: no calls");
+            assert_eq!(res.errors, 0, "size {size}");
+        }
+        // A reply whose stamp is not its call's fails the check.
+        let mut r = Rtc::with_path(1, 64 << 10, 1, ClientPath::Lend);
+        r.run_calls(4);
+        let p = Payload::new(64 << 10);
+        let c = &mut r.conns[0];
+        let t = start_lent(&mut c.client, &p, 41, false).unwrap();
+        server_turn(&c.server, &c.hook, &r.dispatcher);
+        let reply = c.client.wait_lent(t).unwrap();
+        assert!(check_lent(&p, &reply, 41));
+        assert!(!check_lent(&p, &reply, 42));
+        drop(reply);
+        r.finish().expect("clean teardown");
     }
 
     #[test]

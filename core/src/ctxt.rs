@@ -53,11 +53,38 @@ pub struct CompletionId {
     pub seq: u32,
 }
 
+/// Most transport buffers one reply can hold (see [`SendCtxt::hold`]).
+pub const MAX_HELD: usize = 4;
+
+/// The transport buffers a released context gave back: opaque tokens its
+/// owner recorded with [`SendCtxt::hold`] (a transport's landing and
+/// staging buffers that the reply's chunk Writes gathered from).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeldBufs {
+    toks: [u32; MAX_HELD],
+    n: u8,
+}
+
+impl HeldBufs {
+    /// The tokens, in the order they were held.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.toks[..self.n as usize]
+    }
+
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
 /// One reply's resources.
 ///
 /// SGE 0 always describes the persistently mapped header buffer; SGEs
 /// `1..` are mapped per reply and unmapped by the release step, before the
-/// pages they cover are released.
+/// pages they cover are released. Transport buffers the reply's Writes
+/// read ([`hold`](Self::hold)) belong to the context too, as the kernel's
+/// rw contexts and pages belong to `svc_rdma_send_ctxt`: the release step
+/// hands them back to the pool's returned list for their transport.
 #[doc(alias = "svc_rdma_send_ctxt")]
 pub struct SendCtxt<D: DmaDevice> {
     cid: CompletionId,
@@ -67,6 +94,7 @@ pub struct SendCtxt<D: DmaDevice> {
     max_sges: u32,
     pages: Vec<D::Buf>,
     rw: Vec<Sge>,
+    held: HeldBufs,
     sqecount: u32,
 }
 
@@ -77,6 +105,7 @@ impl<D: DmaDevice> fmt::Debug for SendCtxt<D> {
             .field("sges", &self.sges)
             .field("pages", &self.pages.len())
             .field("rw", &self.rw.len())
+            .field("held", &self.held.as_slice())
             .field("sqecount", &self.sqecount)
             .finish()
     }
@@ -102,6 +131,7 @@ impl<D: DmaDevice> SendCtxt<D> {
             max_sges: max_sges.max(1),
             pages: Vec::new(),
             rw: Vec::new(),
+            held: HeldBufs::default(),
             sqecount: 0,
         })
     }
@@ -213,6 +243,43 @@ impl<D: DmaDevice> SendCtxt<D> {
     /// SGEs mapped for chunk I/O.
     pub fn rw_sges(&self) -> &[Sge] {
         &self.rw
+    }
+
+    /// Gives the context a transport buffer (an opaque `token` its owner
+    /// understands) that this reply's work requests read: it stays the
+    /// context's until the release step, which hands it to the pool's
+    /// returned list (after the Send completed, or at once if the reply is
+    /// never posted). Returns `false`, holding nothing, when the context
+    /// already holds [`MAX_HELD`].
+    ///
+    /// # Safety
+    /// `token` must be one the owner of this context's pool (its
+    /// transport) handed out for this context to hold: that owner takes
+    /// the token back from the returned list after the release and treats
+    /// it as proof that no work request reads the buffer any more (a
+    /// transport frees a landing buffer a call may still lend on it). A
+    /// forged or repeated token would free a buffer still in use.
+    // The one unsafe item of this module: its contract is what makes a
+    // returned token safe to act on (see `lib.rs`).
+    #[allow(unsafe_code)]
+    pub unsafe fn hold(&mut self, token: u32) -> bool {
+        let n = self.held.n as usize;
+        if n == MAX_HELD {
+            return false;
+        }
+        self.held.toks[n] = token;
+        self.held.n += 1;
+        true
+    }
+
+    /// How many more transport buffers [`hold`](Self::hold) takes.
+    pub fn hold_room(&self) -> usize {
+        MAX_HELD - self.held.n as usize
+    }
+
+    /// The transport buffers held, taken out (the release step).
+    pub(crate) fn take_held(&mut self) -> HeldBufs {
+        core::mem::take(&mut self.held)
     }
 
     /// Records how many SQ slots the posted chain takes.

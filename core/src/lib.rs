@@ -72,6 +72,8 @@ mod sync;
 // - `spin`: the one spin lock's `Sync` and guard;
 // - `pool`: the context arena's slots, owned through the state machine;
 // - `lifecycle`: releasing claimed slots, the `OwnedCtxt` guard;
+// - `ctxt` (one item): `SendCtxt::hold`, whose tokens the transport
+//   trusts when a released context hands them back;
 // - `transport`: posting WRs whose memory the transport keeps alive, and
 //   the receive buffers the device writes.
 #[allow(unsafe_code)]

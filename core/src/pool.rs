@@ -47,6 +47,7 @@ pub(crate) const RELEASING: u8 = 6;
 pub(crate) const HOLLOW: u8 = 7;
 
 mod census;
+mod returned;
 mod shrink;
 mod teardown;
 
@@ -170,6 +171,8 @@ pub struct SendCtxtPool<D: DmaDevice, F: FreeList = LockedFreeList> {
     shrinking: AtomicBool,
     /// `sc_send_release_list`: completed contexts waiting for a drain.
     pub(crate) release: ReleaseList,
+    /// Transport buffers released contexts held, for their transport.
+    returned: returned::Returned,
     /// One completion handler at a time (see `lock_completions`).
     completing: SpinMutex<()>,
     allocated: AtomicU32,
@@ -223,6 +226,7 @@ impl<D: DmaDevice, F: FreeList + Default> SendCtxtPool<D, F> {
             hollow: F::default(),
             shrinking: AtomicBool::new(false),
             release: ReleaseList::new(),
+            returned: returned::Returned::new(),
             completing: SpinMutex::new(()),
             allocated: AtomicU32::new(0),
             stats: Stats::new(),
@@ -503,8 +507,9 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
         unsafe { self.install(idx) }.inspect_err(|_| unsafe { self.put_hollow(idx) })
     }
 
-    /// The release step: chunk resources, unmap SGEs 1..n, pages, then back
-    /// to the free list.
+    /// The release step: chunk resources, unmap SGEs 1..n, pages, the
+    /// transport buffers the reply held (onto the returned list, see
+    /// [`take_returned`](Self::take_returned)), then back to the free list.
     ///
     /// # Safety
     /// The caller must own slot `idx`: it claimed it (RELEASING, through
@@ -515,12 +520,16 @@ impl<D: DmaDevice, F: FreeList> SendCtxtPool<D, F> {
     #[doc(alias = "svc_rdma_send_ctxt_release")]
     pub(crate) unsafe fn send_ctxt_release(&self, idx: u32) {
         // SAFETY: the caller owns the slot (this fn's contract).
-        unsafe {
+        let held = unsafe {
             self.with_ctxt(idx, |c| {
                 self.unmap_ctxt(c);
                 c.release_pages();
+                c.take_held()
             })
         };
+        if !held.is_empty() {
+            self.returned.push(&held);
+        }
         // SAFETY: still ours (contract); the context is released.
         unsafe { self.put_free(idx) };
     }

@@ -4,6 +4,8 @@
 //! reach with RDMA Read/Write (chunks). (Sleeping until a completion
 //! arrives, which the server needs too, is [`crate::completion`].)
 
+#![allow(unsafe_code)]
+
 use rdmaxprt_core::backend::DmaDevice;
 
 /// A device that can register memory for remote access by the peer: the
@@ -21,6 +23,14 @@ pub trait RemoteMemory: DmaDevice {
 
 /// A registered region as the client sees it: the handle the server names
 /// it with, and host access to its bytes.
+///
+/// Trust: a region stays registered (its rkey valid) between the calls
+/// that offer it, like the kernel client's "all physical" mode and unlike
+/// its FRWR mode, which invalidates each call's registrations when the
+/// reply is in. The client relies on the peer to RDMA only the segments a
+/// call in flight offers it (RFC 8166); a peer that wrote elsewhere would
+/// write memory the host reads or writes (a pooled region, or one lent to
+/// the caller).
 pub trait RemoteRegion {
     /// The remote key (the `handle` of an RPC-over-RDMA segment).
     fn rkey(&self) -> u32;
@@ -43,6 +53,24 @@ pub trait RemoteRegion {
     /// Fills `out` from the region at `offset`; `false` (copying nothing)
     /// if the range is out of bounds.
     fn read_at(&self, offset: usize, out: &mut [u8]) -> bool;
+
+    /// The region's bytes, read in place (a reply lent to the caller:
+    /// [`LentBytes`](super::LentBytes)).
+    ///
+    /// # Safety
+    /// While the slice lives 1. the peer must not RDMA Write the region: it
+    /// is offered in no call in flight (the peer reaches only what a call
+    /// in flight offers it; see the trust note above), and 2. the host must
+    /// not write it through [`write_at`](Self::write_at) (from any thread).
+    unsafe fn host_bytes(&self) -> &[u8];
+
+    /// The region's bytes, writable in place (arguments lent to the
+    /// caller: [`LentBuf`](super::LentBuf)).
+    ///
+    /// # Safety
+    /// While the slice lives the peer must not RDMA Read or Write the
+    /// region: it is offered in no call in flight.
+    unsafe fn host_bytes_mut(&mut self) -> &mut [u8];
 
     /// Appends `len` bytes of the region at `offset` to `out`; `false`
     /// (appending nothing) if the range is out of bounds. The default
@@ -106,6 +134,18 @@ mod mock {
                 }
                 _ => false,
             })
+        }
+
+        unsafe fn host_bytes(&self) -> &[u8] {
+            // SAFETY: the caller keeps the peer from writing the region
+            // while the slice lives (this fn's contract), which is what
+            // `MockMr::host_bytes` asks.
+            unsafe { MockMr::host_bytes(self) }
+        }
+
+        unsafe fn host_bytes_mut(&mut self) -> &mut [u8] {
+            // SAFETY: as in `host_bytes`, for reads and writes by the peer.
+            unsafe { MockMr::host_bytes_mut(self) }
         }
 
         fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {

@@ -94,6 +94,20 @@ pub enum ClientError {
     /// No credit came back within the configured timeout.
     #[error("timed out waiting for a credit")]
     NoCredit,
+    /// [`wait_lent`](super::RpcClient::wait_lent) was given the ticket of
+    /// a call started with copied arguments
+    /// ([`start_call`](super::RpcClient::start_call)), whose reply cannot
+    /// be lent: wait for it with [`wait`](super::RpcClient::wait).
+    #[error("the call was not started with lent arguments")]
+    NotLent {
+        /// The ticket, to wait with `wait`.
+        ticket: Ticket,
+    },
+    /// [`try_wait_lent`](super::RpcClient::try_wait_lent) was given the
+    /// ticket of a call started with copied arguments (the ticket stays
+    /// valid for [`try_wait`](super::RpcClient::try_wait)).
+    #[error("the ticket is not a lent call's")]
+    NotLentTicket,
     /// The ticket names no call of this client (already waited for).
     #[error("unknown ticket")]
     UnknownTicket,

@@ -21,6 +21,11 @@
 //! - decodes `RDMA_MSG`, `RDMA_NOMSG` (Reply chunk) and `RDMA_ERROR`
 //!   (typed: [`ClientError::RdmaVers`], [`ClientError::RdmaChunk`]), and
 //!   returns the results plus the Write chunk's bytes ([`ReplyBytes`]);
+//! - or, with the lending API, sends arguments the caller wrote in place
+//!   into a registered buffer of the chunk pool and hands the reply's
+//!   chunks out where the server wrote them, no host copy either way
+//!   ([`RpcClient::lend`] -> [`LentBuf`], [`RpcClient::start_lent`],
+//!   [`RpcClient::wait_lent`] -> [`LentReply`] / [`LentBytes`]);
 //! - encodes each call straight into a send buffer of a ring mapped once
 //!   (reused when its Send completes), lends chunk regions from a pool
 //!   registered once per connection (given back when the reply is in), and
@@ -49,6 +54,7 @@ mod chunk;
 #[cfg(feature = "verbs")]
 mod connect;
 mod error;
+mod lend;
 mod post;
 mod reply;
 mod rpc;
@@ -60,6 +66,7 @@ pub use backend::{RemoteMemory, RemoteRegion};
 #[cfg(feature = "verbs")]
 pub use connect::{connect_rdma, ConnectConfig, VerbsClient};
 pub use error::{BoxError, ClientError};
+pub use lend::{LentBuf, LentBytes, LentReply};
 pub use rpc::RpcClient;
 pub use types::{
     Auth, AuthSysParams, CallOptions, CallPath, CallRequest, ClientConfig, ClientStats, ReplyBytes,

@@ -1,7 +1,9 @@
 //! The client's posted buffers: the send-buffer ring (mapped once, a
 //! buffer reused when its Send completes) and the ring of receive buffers. The only
-//! module of the client that posts, hence the only one with `unsafe`: it
-//! owns every buffer it posts, so it alone can keep the posting contract.
+//! module of the client that posts, hence the only one with the posting
+//! contract's `unsafe`: it owns every buffer it posts, so it alone can keep
+//! it. (The other `unsafe` of the client is host access to registered
+//! regions in place: `backend` declares it, `lend` uses it.)
 #![allow(unsafe_code)]
 
 use super::error::ClientError;

@@ -5,11 +5,13 @@
 use super::backend::RemoteRegion;
 use super::chunk::Offered;
 use super::error::ClientError;
+use super::lend::{LentBytes, LentReply, Results, Returns};
 use super::spare::ReplySpares;
 use super::types::{CallPath, ReplyBytes, ReplyPath};
 use rdmaxprt_core::oncrpc::{self, AcceptStat, ReplyStat};
-use rdmaxprt_core::rpcrdma::{Header, Proc, RdmaError};
+use rdmaxprt_core::rpcrdma::{Chunk, Header, Proc, RdmaError};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A call in flight: what it offered and the regions that stay registered
 /// until its reply arrives (the server may still RDMA them until then).
@@ -19,17 +21,31 @@ pub(super) struct Pending<R> {
     pub(super) _read: Option<Offered<R>>,
     pub(super) write: Option<Offered<R>>,
     pub(super) reply: Option<Offered<R>>,
+    /// Started with lent arguments: the reply is lent too
+    /// ([`assemble_lent`]).
+    pub(super) lent: bool,
 }
 
-/// Builds the result of one call from its reply, into buffers from
-/// `spare` where it has some.
-pub(super) fn assemble<R: RemoteRegion>(
-    hdr: &Header<'_>,
-    bytes: &[u8],
+const NO_REPLY_CHUNK: ClientError =
+    ClientError::ProtocolViolation("RDMA_NOMSG reply but the call offered no Reply chunk");
+
+/// Where a reply's RPC message is, as its transport header says.
+enum Body<'a> {
+    /// `RDMA_MSG`: after the transport header, in the receive buffer.
+    Inline(&'a [u8]),
+    /// `RDMA_NOMSG`: in the Reply chunk the call offered, as returned.
+    ReplyChunk(Chunk<'a>),
+}
+
+/// A reply's transport header checked against what its call offered:
+/// where the RPC message is and the Write chunk returned, if the call
+/// offered one. `RDMA_ERROR` becomes its typed error.
+fn locate<'a, R>(
+    hdr: &Header<'a>,
+    bytes: &'a [u8],
     call: &Pending<R>,
-    spare: &mut ReplySpares,
-) -> Result<ReplyBytes, ClientError> {
-    let (body, reply_path) = match hdr.proc() {
+) -> Result<(Body<'a>, Option<Chunk<'a>>), ClientError> {
+    let body = match hdr.proc() {
         Proc::Error => {
             return Err(match hdr.rdma_error() {
                 Some(RdmaError::Vers { low, high }) => ClientError::RdmaVers { low, high },
@@ -37,23 +53,15 @@ pub(super) fn assemble<R: RemoteRegion>(
                 None => ClientError::ProtocolViolation("RDMA_ERROR without an error code"),
             })
         }
-        Proc::Msg => {
-            let body = bytes
+        Proc::Msg => Body::Inline(
+            bytes
                 .get(hdr.header_len()..)
-                .ok_or(ClientError::ProtocolViolation("header longer than message"))?;
-            (Cow::Borrowed(body), ReplyPath::Inline)
-        }
-        Proc::NoMsg => {
-            let (Some(offered), Some(returned)) = (&call.reply, hdr.reply_chunk()) else {
-                return Err(ClientError::ProtocolViolation(
-                    "RDMA_NOMSG reply but the call offered no Reply chunk",
-                ));
-            };
-            (
-                Cow::Owned(offered.gather(returned, spare.results.take())?),
-                ReplyPath::ReplyChunk,
-            )
-        }
+                .ok_or(ClientError::ProtocolViolation("header longer than message"))?,
+        ),
+        Proc::NoMsg => match (&call.reply, hdr.reply_chunk()) {
+            (Some(_), Some(returned)) => Body::ReplyChunk(returned),
+            _ => return Err(NO_REPLY_CHUNK),
+        },
         Proc::Done | Proc::MsgP => {
             return Err(ClientError::ProtocolViolation(
                 "reply is neither RDMA_MSG, RDMA_NOMSG nor RDMA_ERROR",
@@ -61,8 +69,8 @@ pub(super) fn assemble<R: RemoteRegion>(
         }
     };
     let mut returned = hdr.write_list().iter();
-    let bulk = match (&call.write, returned.next()) {
-        (Some(offered), Some(chunk)) => Some(offered.gather(chunk, spare.bulk.take())?),
+    let write = match (&call.write, returned.next()) {
+        (Some(_), Some(chunk)) => Some(chunk),
         (Some(_), None) => {
             return Err(ClientError::ProtocolViolation(
                 "reply lacks the Write chunk the call offered",
@@ -80,7 +88,13 @@ pub(super) fn assemble<R: RemoteRegion>(
             "reply has more Write chunks than the call offered",
         ));
     }
-    let rpc = oncrpc::decode_reply(&body).map_err(ClientError::BadRpcReply)?;
+    Ok((body, write))
+}
+
+/// Checks the RPC reply header in `body` (xid, accepted SUCCESS); returns
+/// where the results start.
+fn rpc_results_offset(hdr: &Header<'_>, body: &[u8]) -> Result<usize, ClientError> {
+    let rpc = oncrpc::decode_reply(body).map_err(ClientError::BadRpcReply)?;
     if rpc.xid != hdr.xid() {
         return Err(ClientError::XidMismatch {
             expected: hdr.xid(),
@@ -88,11 +102,34 @@ pub(super) fn assemble<R: RemoteRegion>(
         });
     }
     match rpc.stat {
-        ReplyStat::Accepted(AcceptStat::Success) => {}
-        ReplyStat::Accepted(a) => return Err(ClientError::NotSuccess(a)),
-        ReplyStat::Denied(d) => return Err(ClientError::Denied(d)),
+        ReplyStat::Accepted(AcceptStat::Success) => Ok(rpc.body_offset),
+        ReplyStat::Accepted(a) => Err(ClientError::NotSuccess(a)),
+        ReplyStat::Denied(d) => Err(ClientError::Denied(d)),
     }
-    let body_offset = rpc.body_offset;
+}
+
+/// Builds the result of one call from its reply, into buffers from
+/// `spare` where it has some.
+pub(super) fn assemble<R: RemoteRegion>(
+    hdr: &Header<'_>,
+    bytes: &[u8],
+    call: &Pending<R>,
+    spare: &mut ReplySpares,
+) -> Result<ReplyBytes, ClientError> {
+    let (body, write) = locate(hdr, bytes, call)?;
+    let (body, reply_path) = match (body, &call.reply) {
+        (Body::Inline(b), _) => (Cow::Borrowed(b), ReplyPath::Inline),
+        (Body::ReplyChunk(returned), Some(offered)) => (
+            Cow::Owned(offered.gather(returned, spare.results.take())?),
+            ReplyPath::ReplyChunk,
+        ),
+        (Body::ReplyChunk(_), None) => return Err(NO_REPLY_CHUNK),
+    };
+    let bulk = match (&call.write, write) {
+        (Some(offered), Some(chunk)) => Some(offered.gather(chunk, spare.bulk.take())?),
+        _ => None,
+    };
+    let body_offset = rpc_results_offset(hdr, &body)?;
     // One copy of the results: out of the receive buffer's copy, or the
     // gathered Reply chunk with the RPC header cut off in place.
     let results = match body {
@@ -113,5 +150,62 @@ pub(super) fn assemble<R: RemoteRegion>(
         call_path: call.path,
         reply_path,
         credits: hdr.credits(),
+    })
+}
+
+/// Builds the result of a lent call from its reply without copying the
+/// chunks: the Write chunk's region (and the Reply chunk's, if the reply
+/// came in it) move out of `call` into the [`LentReply`]; on error they
+/// go back to the pool (left in `call`, or through the return queue).
+pub(super) fn assemble_lent<R: RemoteRegion>(
+    hdr: &Header<'_>,
+    bytes: &[u8],
+    call: &mut Pending<R>,
+    home: &Arc<Returns<R>>,
+) -> Result<LentReply<R>, ClientError> {
+    let (body, write) = locate(hdr, bytes, call)?;
+    // Every check before any region leaves the call.
+    let bulk_len = match (&call.write, write) {
+        (Some(offered), Some(chunk)) => Some(offered.written_len(chunk)?),
+        _ => None,
+    };
+    let (results, reply_path) = match body {
+        Body::Inline(b) => {
+            let at = rpc_results_offset(hdr, b)?;
+            (
+                Results::Inline(b.get(at..).unwrap_or_default().to_vec()),
+                ReplyPath::Inline,
+            )
+        }
+        Body::ReplyChunk(returned) => {
+            let offered = call.reply.take().ok_or(NO_REPLY_CHUNK)?;
+            let n = match offered.written_len(returned) {
+                Ok(n) => n,
+                Err(e) => {
+                    call.reply = Some(offered);
+                    return Err(e);
+                }
+            };
+            let mut lent = LentBytes::new(offered.mr, 0..n, Arc::clone(home));
+            // On error `lent` drops: its region goes back to the pool.
+            let at = rpc_results_offset(hdr, &lent)?;
+            lent.skip(at);
+            (Results::InPlace(lent), ReplyPath::ReplyChunk)
+        }
+    };
+    let bulk = match (bulk_len, call.write.take()) {
+        (Some(n), Some(offered)) => Some(LentBytes::new(offered.mr, 0..n, Arc::clone(home))),
+        (_, w) => {
+            call.write = w;
+            None
+        }
+    };
+    Ok(LentReply {
+        xid: hdr.xid(),
+        call_path: call.path,
+        reply_path,
+        credits: hdr.credits(),
+        results,
+        bulk,
     })
 }

@@ -4,15 +4,18 @@ use super::backend::{RemoteMemory, RemoteRegion};
 use super::calls::CallTable;
 use super::chunk::{segment_count, ChunkPool};
 use super::error::ClientError;
+use super::lend::LentReply;
 use super::post::{RecvRing, SendRing};
-use super::reply::{assemble, Pending};
+use super::reply::{assemble, assemble_lent, Pending};
 use super::spare::ReplySpares;
 use super::types::{
     CallOptions, CallRequest, ClientConfig, ClientStats, ReplyBytes, ReplyPath, Ticket,
 };
 use crate::completion::CompletionWait;
 
+mod lent;
 mod marshal;
+mod teardown;
 
 use marshal::rpc_header_len;
 use rdmaxprt_core::backend::{QueuePair, Wc, WcOpcode, WcStatus};
@@ -29,9 +32,17 @@ const MIN_RPC_REPLY: usize = 24;
 
 /// A call the client knows of: in flight, or answered and waiting for
 /// [`RpcClient::wait`].
-enum Call<R> {
+enum Call<R: RemoteRegion> {
     Pending(Pending<R>),
-    Done(Result<ReplyBytes, ClientError>),
+    Done(Result<Answer<R>, ClientError>),
+}
+
+/// A call's reply as its ticket takes it.
+enum Answer<R: RemoteRegion> {
+    /// Copied out ([`RpcClient::start_call`]).
+    Copied(ReplyBytes),
+    /// Lent ([`RpcClient::start_lent`]).
+    Lent(LentReply<R>),
 }
 
 const EMPTY_WC: Wc = Wc {
@@ -269,17 +280,23 @@ where
         args: &[u8],
         opts: &CallOptions<'_>,
     ) -> Res<Ticket> {
-        if opts.write_chunk == Some(0) || opts.reply_chunk == Some(0) {
-            return Err(ClientError::InvalidOptions(
-                "a chunk needs at least one byte",
-            ));
-        }
+        Self::check_opts(opts)?;
         self.wait_until_sendable()?;
         let xid = self.take_xid();
         let mut msg = std::mem::take(&mut self.msg);
         let r = self.send_call(xid, prog, vers, proc, args, opts, &mut msg);
         self.msg = msg;
         r
+    }
+
+    /// Checks a call's options before it takes a credit.
+    fn check_opts(opts: &CallOptions<'_>) -> Res<()> {
+        if opts.write_chunk == Some(0) || opts.reply_chunk == Some(0) {
+            return Err(ClientError::InvalidOptions(
+                "a chunk needs at least one byte",
+            ));
+        }
+        Ok(())
     }
 
     /// The next xid whose slot in the call table is free.
@@ -333,8 +350,16 @@ where
     }
 
     /// Blocks until the reply to `ticket` (or the timeout, which gives the
-    /// ticket back in [`ClientError::Timeout`]).
+    /// ticket back in [`ClientError::Timeout`]). A lent call's reply
+    /// ([`start_lent`](Self::start_lent)) comes back copied
+    /// ([`LentReply::to_owned_reply`]); [`wait_lent`](Self::wait_lent)
+    /// lends it.
     pub fn wait(&mut self, ticket: Ticket) -> Res<ReplyBytes> {
+        self.wait_answer(ticket).map(Answer::into_copied)
+    }
+
+    /// Blocks until the answer to `ticket` (or the timeout).
+    fn wait_answer(&mut self, ticket: Ticket) -> Res<Answer<D::Region>> {
         let deadline = Instant::now() + self.cfg.timeout;
         loop {
             if let Some(r) = self.take_done(ticket.xid) {
@@ -350,7 +375,7 @@ where
     }
 
     /// The result of call `xid` if its reply is in (removing it).
-    fn take_done(&mut self, xid: u32) -> Option<Res<ReplyBytes>> {
+    fn take_done(&mut self, xid: u32) -> Option<Res<Answer<D::Region>>> {
         match self.calls.get(xid)? {
             Call::Done(_) => match self.calls.remove(xid) {
                 Some(Call::Done(r)) => Some(r),
@@ -364,6 +389,12 @@ where
     /// is then spent), else polls once and looks again; `None` if it is
     /// still in flight.
     pub fn try_wait(&mut self, ticket: &Ticket) -> Option<Res<ReplyBytes>> {
+        self.try_wait_answer(ticket)
+            .map(|r| r.map(Answer::into_copied))
+    }
+
+    /// [`try_wait`](Self::try_wait)'s answer, as the call takes it.
+    fn try_wait_answer(&mut self, ticket: &Ticket) -> Option<Res<Answer<D::Region>>> {
         // An earlier poll may have brought it in already.
         if let Some(r) = self.take_done(ticket.xid) {
             return Some(r);
@@ -474,18 +505,22 @@ where
         let xid = hdr.xid();
         // An unknown xid, or one whose call was already answered (a
         // duplicate or stale reply), resolves nothing.
-        let Some(Call::Pending(call)) = self.calls.get(xid) else {
+        let Some(Call::Pending(call)) = self.calls.get_mut(xid) else {
             self.stats.unmatched_replies += 1;
             return;
         };
         self.granted = hdr.credits().clamp(1, self.cfg.credits);
-        let r = assemble(&hdr, bytes, call, &mut self.spare);
+        let r = if call.lent {
+            assemble_lent(&hdr, bytes, call, self.chunks.returns()).map(Answer::Lent)
+        } else {
+            assemble(&hdr, bytes, call, &mut self.spare).map(Answer::Copied)
+        };
         self.finish(xid, r);
     }
 
     /// Completes call `xid`: its regions are deregistered (the reply came,
     /// so the server is done with them) and its result waits for `wait`.
-    fn finish(&mut self, xid: u32, r: Res<ReplyBytes>) {
+    fn finish(&mut self, xid: u32, r: Res<Answer<D::Region>>) {
         let Some(Call::Pending(call)) = self.calls.get_mut(xid) else {
             return;
         };
@@ -493,7 +528,7 @@ where
         // usual call that offered none.
         give_back(&mut self.chunks, call);
         self.stats.replies += 1;
-        if matches!(&r, Ok(b) if b.reply_path == ReplyPath::ReplyChunk) {
+        if matches!(&r, Ok(a) if a.reply_path() == ReplyPath::ReplyChunk) {
             self.stats.reply_chunk_replies += 1;
         }
         if let Some(entry) = self.calls.get_mut(xid) {
@@ -536,71 +571,30 @@ where
     }
 }
 
-impl<Q, D> RpcClient<Q, D>
-where
-    Q: QueuePair + CompletionWait,
-    D: RemoteMemory,
-{
-    /// Moves the QP to error and waits for every posted WR to complete or
-    /// flush, then polls until the flushed completions stop coming (a
-    /// fault injector may hold some back for a few polls): each Send
-    /// buffer is unmapped as its completion is seen, each receive buffer
-    /// marked unposted. Replies still queued are not processed: the calls
-    /// fail anyway.
-    fn drain_and_reap(&mut self) {
-        if let Err(e) = self.qp.drain_qp() {
-            tracing::warn!(%e, "client drain_qp failed");
-        }
-        let mut wcs = [EMPTY_WC; 16];
-        let mut quiet = 0;
-        while quiet < 8 {
-            let n = self.qp.poll_send(&mut wcs).unwrap_or(0);
-            for wc in &wcs[..n] {
-                self.sends.complete(wc.wr_id);
-            }
-            let m = self.qp.poll_recv(&mut wcs).unwrap_or(0);
-            for wc in &wcs[..m] {
-                self.recvs.complete(wc.wr_id, None, &mut self.rx);
-            }
-            quiet = if n + m == 0 { quiet + 1 } else { 0 };
-        }
-    }
-
-    /// Teardown: drain the QP (unless a failure already did), then unmap
-    /// every buffer and deregister every region. Idempotent.
-    fn teardown(&mut self) {
-        if self.torn_down {
-            return;
-        }
-        if !self.broken {
-            self.broken = true;
-            self.drain_and_reap();
-        }
-        self.torn_down = true;
-        // The QP is drained: no WR can touch any of this memory now.
-        self.sends.release_after_drain(&self.dev);
-        self.recvs.release_after_drain(&self.dev);
-        self.calls.clear();
-        self.in_flight = 0;
-    }
-}
-
-impl<Q, D> Drop for RpcClient<Q, D>
-where
-    Q: QueuePair + CompletionWait,
-    D: RemoteMemory,
-{
-    fn drop(&mut self) {
-        self.teardown();
-    }
-}
-
 /// Gives a finished call's chunk regions back to the pool (the call keeps
 /// none).
 fn give_back<R: RemoteRegion>(pool: &mut ChunkPool<R>, call: &mut Pending<R>) {
     for o in [&mut call._read, &mut call.write, &mut call.reply] {
         if let Some(o) = o.take() {
             pool.put_offered(o);
+        }
+    }
+}
+
+impl<R: RemoteRegion> Answer<R> {
+    /// How the reply came back.
+    fn reply_path(&self) -> ReplyPath {
+        match self {
+            Answer::Copied(b) => b.reply_path,
+            Answer::Lent(l) => l.reply_path,
+        }
+    }
+
+    /// The reply as [`RpcClient::wait`] returns it (a lent one copied).
+    fn into_copied(self) -> ReplyBytes {
+        match self {
+            Answer::Copied(b) => b,
+            Answer::Lent(l) => l.to_owned_reply(),
         }
     }
 }

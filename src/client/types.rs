@@ -188,12 +188,22 @@ pub struct ReplyBytes {
 #[must_use = "a started call holds a credit and buffers until waited for"]
 pub struct Ticket {
     pub(super) xid: u32,
+    /// Started with [`start_lent`](super::RpcClient::start_lent): its
+    /// reply is lent ([`wait_lent`](super::RpcClient::wait_lent)).
+    pub(super) lent: bool,
 }
 
 impl Ticket {
     /// The call's transaction id.
     pub fn xid(&self) -> u32 {
         self.xid
+    }
+
+    /// Whether the call was started with lent arguments
+    /// ([`start_lent`](super::RpcClient::start_lent)), so its reply can
+    /// be taken lent.
+    pub fn is_lent(&self) -> bool {
+        self.lent
     }
 }
 

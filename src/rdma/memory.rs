@@ -290,4 +290,20 @@ impl RemoteRegion for VerbsRegion {
     fn read_at(&self, offset: usize, out: &mut [u8]) -> bool {
         self.in_bounds(offset, out.len()) && self.mr.read(offset, out).is_ok()
     }
+
+    unsafe fn host_bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is valid for `self.len <= mr.len()` bytes
+        // while `self.mr` lives (as long as `&self`); the caller keeps the
+        // peer's writes and `write_at` away meanwhile (this fn's contract),
+        // and `host_bytes_mut` needs `&mut self`, which this borrow
+        // excludes.
+        unsafe { std::slice::from_raw_parts(self.mr.as_mut_ptr(), self.len) }
+    }
+
+    unsafe fn host_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: valid for `self.len` bytes as above; `&mut self`
+        // excludes every other host access; the caller keeps the peer
+        // away (this fn's contract).
+        unsafe { std::slice::from_raw_parts_mut(self.mr.as_mut_ptr(), self.len) }
+    }
 }

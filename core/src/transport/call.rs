@@ -6,7 +6,6 @@
 
 use super::read::CallMeta;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::fmt;
 
 /// Which transport buffer holds a call's message.
@@ -20,10 +19,9 @@ pub(crate) enum CallBuf {
 
 /// What a [`RecvdCall`] needs of its transport: taking its buffer back.
 pub(crate) trait CallHolder {
-    /// The call holding `buf` is done; `fence` is the count of signaled
-    /// Send Queue work requests that must have completed before the
-    /// buffer may be written again (0: at once).
-    fn put_call_buf(&self, buf: CallBuf, fence: u64);
+    /// The call holding `buf` is done with it (a reply's send context
+    /// that writes from a landing buffer holds it too, until released).
+    fn put_call_buf(&self, buf: CallBuf);
 }
 
 /// A call received and ready for dispatch, borrowing its transport.
@@ -43,8 +41,6 @@ pub struct RecvdCall<'x> {
     /// What the reply needs from the call's transport header.
     pub meta: CallMeta,
     src: Src<'x>,
-    /// Set by `sendto` when a chunk Write gathers from this call's buffer.
-    pub(crate) fence: Cell<u64>,
 }
 
 /// Where a call's message is.
@@ -78,7 +74,6 @@ impl From<OwnedCall> for RecvdCall<'static> {
         Self {
             meta: c.meta,
             src: Src::Owned(c.msg),
-            fence: Cell::new(0),
         }
     }
 }
@@ -103,7 +98,6 @@ impl<'x> RecvdCall<'x> {
                 ptr: msg.as_ptr(),
                 len: msg.len(),
             }),
-            fence: Cell::new(0),
         }
     }
 
@@ -162,7 +156,7 @@ impl<'x> RecvdCall<'x> {
 impl Drop for RecvdCall<'_> {
     fn drop(&mut self) {
         if let Src::Lent(l) = &self.src {
-            l.holder.put_call_buf(l.buf, self.fence.get());
+            l.holder.put_call_buf(l.buf);
         }
     }
 }

@@ -116,22 +116,12 @@ where
         let n = chain.len() as u32;
         self.reserve(n)
             .map_err(|error| PostError { consumed: 0, error })?;
-        // The count of signaled WRs is kept under a lock that covers the
-        // post, so a count read after a post is at least that post's
-        // ordinal in the QP's (in-order) completions: landing-buffer fences.
-        let mut posted = self.sq_posted.lock();
         // SAFETY: this fn's contract: every SGE stays valid until the
         // chain's completions are handled or the QP is drained.
-        let res = unsafe { self.qp.post_send(chain) };
-        let took = match &res {
-            Ok(()) => chain.len(),
-            Err(e) => e.consumed.min(chain.len()),
-        };
-        *posted += chain[..took].iter().filter(|w| w.signaled).count() as u64;
-        drop(posted);
-        match res {
+        match unsafe { self.qp.post_send(chain) } {
             Ok(()) => Ok(chain.len()),
             Err(e) => {
+                let took = e.consumed.min(chain.len());
                 // WRs the device never took return their slots now.
                 self.sq.wake_send_waiters(n - took as u32);
                 Err(PostError {

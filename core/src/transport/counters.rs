@@ -39,6 +39,9 @@ pub struct XprtCounters {
     pub copied_bytes: AtomicU64,
     /// Calls with Read chunks that found no landing buffer free and waited.
     pub read_waits: AtomicU64,
+    /// Times a reply found no memory to stage its copied chunk data and
+    /// waited for a reply in flight to give its buffers back.
+    pub stage_waits: AtomicU64,
 }
 
 /// A copy of [`XprtCounters`] at one moment.
@@ -74,6 +77,8 @@ pub struct XprtCountersSnapshot {
     pub copied_bytes: u64,
     /// Calls with Read chunks that waited for a landing buffer.
     pub read_waits: u64,
+    /// Replies that waited for staging memory.
+    pub stage_waits: u64,
 }
 
 impl XprtCountersSnapshot {
@@ -94,6 +99,7 @@ impl XprtCountersSnapshot {
         self.copies += o.copies;
         self.copied_bytes += o.copied_bytes;
         self.read_waits += o.read_waits;
+        self.stage_waits += o.stage_waits;
     }
 }
 
@@ -117,6 +123,7 @@ impl XprtCounters {
             copies: l(&self.copies),
             copied_bytes: l(&self.copied_bytes),
             read_waits: l(&self.read_waits),
+            stage_waits: l(&self.stage_waits),
         }
     }
 }

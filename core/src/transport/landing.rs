@@ -14,9 +14,14 @@
 //! pools, keeps none). The same pool type holds `sendto`'s staging
 //! buffers.
 //!
-//! A buffer that a reply's chunk Write gathers from carries a fence: the
-//! count of signaled Send Queue work requests that must have completed
-//! (in order, so the Write did too) before it is written again.
+//! A buffer that a reply's chunk Write gathers from belongs to the reply's
+//! send context until it is released (as the kernel's rw contexts and
+//! pages belong to `svc_rdma_send_ctxt`): the context holds a
+//! [`HeldBuf`] token, and the release step (after the Send completed, so
+//! the Writes before it did too) leaves it on the pool's returned list,
+//! from which the transport takes it back on the worker side. A landing
+//! buffer lent to a call that a reply also writes from has two holders
+//! (the call and the context); it is free once both let go.
 
 use crate::backend::{DmaBuf, DmaDevice, Sge};
 use alloc::boxed::Box;
@@ -25,6 +30,48 @@ use core::cell::UnsafeCell;
 
 /// The smallest buffer allocated, and the unit sizes are rounded to.
 const MIN_LANDING: usize = 4096;
+
+/// A transport buffer a send context holds, as the token it stores
+/// ([`SendCtxt::hold`](crate::ctxt::SendCtxt::hold)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeldBuf {
+    /// Landing buffer slot (a `Bulk::Args` payload written from it).
+    Landing(u32),
+    /// Staging buffer slot (copied reply chunk data).
+    Staging(u32),
+    /// Not a buffer: marks a context that holds buffers and was handed to
+    /// `post` (the transport counts those, to know whether waiting for a
+    /// release can free memory).
+    Posted,
+}
+
+/// The token bit that marks a staging buffer.
+const STAGING_BIT: u32 = 1 << 31;
+/// The token of [`HeldBuf::Posted`] (no slot index reaches it: there are
+/// at most `u32::MAX` slots of each kind, numbered from 0).
+const POSTED: u32 = u32::MAX;
+
+impl HeldBuf {
+    /// The token a send context stores.
+    pub(crate) fn token(self) -> u32 {
+        match self {
+            HeldBuf::Landing(i) => i & !STAGING_BIT,
+            HeldBuf::Staging(i) => i | STAGING_BIT,
+            HeldBuf::Posted => POSTED,
+        }
+    }
+
+    /// The buffer a token names.
+    pub(crate) fn from_token(t: u32) -> Self {
+        if t == POSTED {
+            HeldBuf::Posted
+        } else if t & STAGING_BIT != 0 {
+            HeldBuf::Staging(t & !STAGING_BIT)
+        } else {
+            HeldBuf::Landing(t)
+        }
+    }
+}
 
 /// One mapped landing buffer.
 pub(crate) struct Landing<B> {
@@ -35,41 +82,74 @@ pub(crate) struct Landing<B> {
 
 /// The landing slots. Who owns a slot is recorded in [`LandingState`]
 /// (under the transport's reads lock): free, or held by one read context
-/// and then by the one call it became.
+/// and then by the one call it became (and by the send contexts of the
+/// replies that write from it).
 pub(crate) struct Landings<B> {
     slots: Box<[UnsafeCell<Option<Landing<B>>>]>,
 }
 
 /// Ownership of the slots.
 pub(crate) struct LandingState {
-    /// Free slots with the fence each waits for.
-    pub(crate) free: Vec<(u32, u64)>,
+    /// Free slots (no holder: no posted work request names them).
+    pub(crate) free: Vec<u32>,
+    /// Holders per slot (0 = free).
+    holders: Box<[u8]>,
 }
 
 impl LandingState {
     /// All `n` slots free.
     pub(crate) fn new(n: u32) -> Self {
         Self {
-            free: (0..n).rev().map(|i| (i, 0)).collect(),
+            free: (0..n).rev().collect(),
+            holders: (0..n).map(|_| 0).collect(),
         }
     }
 
-    /// Takes a free slot whose fence has passed (`done` signaled work
-    /// requests completed), preferring one already `need` bytes or larger.
-    pub(crate) fn take<B: DmaBuf>(
-        &mut self,
-        slots: &Landings<B>,
-        need: usize,
-        done: u64,
-    ) -> Option<u32> {
-        let ready = |&(_, fence): &(u32, u64)| fence <= done;
-        let fits = self.free.iter().position(|e| {
+    /// Takes a free slot, preferring one already `need` bytes or larger;
+    /// the caller is its one holder.
+    pub(crate) fn take<B: DmaBuf>(&mut self, slots: &Landings<B>, need: usize) -> Option<u32> {
+        let fits = self.free.iter().position(|&i| {
             // SAFETY: a free slot is owned by this (locked) state; only
             // its length is read.
-            ready(e) && unsafe { slots.len_of(e.0) } >= need
+            (unsafe { slots.len_of(i) }) >= need
         });
-        let at = fits.or_else(|| self.free.iter().position(ready))?;
-        Some(self.free.swap_remove(at).0)
+        let at = fits.or_else(|| (!self.free.is_empty()).then_some(0))?;
+        let i = self.free.swap_remove(at);
+        self.holders[i as usize] = 1;
+        Some(i)
+    }
+
+    /// One more holder of held slot `i` (a send context whose Writes read
+    /// it). `false` (nothing changed) if `i` is not held.
+    pub(crate) fn share(&mut self, i: u32) -> bool {
+        match self.holders.get_mut(i as usize) {
+            Some(h) if *h != 0 && *h != u8::MAX => {
+                *h += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A holder of slot `i` lets go; returns whether the slot is now free.
+    /// A slot not held (a bogus token) is left alone.
+    pub(crate) fn put(&mut self, i: u32) -> bool {
+        match self.holders.get_mut(i as usize) {
+            Some(h) if *h != 0 => {
+                *h -= 1;
+                if *h == 0 {
+                    self.free.push(i);
+                    return true;
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether slot `i` is free.
+    pub(crate) fn is_free(&self, i: u32) -> bool {
+        self.holders.get(i as usize).is_some_and(|&h| h == 0)
     }
 
     /// Whether every slot is free.
@@ -77,25 +157,19 @@ impl LandingState {
         self.free.len() == n
     }
 
-    /// Takes the free slots whose buffers are idle beyond `keep` (fence
-    /// passed: `done` signaled work requests completed), for the caller to
-    /// [`release`](Landings::release) and give back with
+    /// Takes the free slots whose buffers are idle beyond `keep`, for the
+    /// caller to [`release`](Landings::release) and give back with
     /// [`give_back`](Self::give_back).
-    pub(crate) fn take_excess<B: DmaBuf>(
-        &mut self,
-        slots: &Landings<B>,
-        keep: usize,
-        done: u64,
-    ) -> Vec<u32> {
+    pub(crate) fn take_excess<B: DmaBuf>(&mut self, slots: &Landings<B>, keep: usize) -> Vec<u32> {
         let mut kept = 0;
         let mut out = Vec::new();
-        self.free.retain(|&(i, fence)| {
+        self.free.retain(|&i| {
             // SAFETY: a free slot is owned by this (locked) state; only
             // whether it holds a buffer is read.
             if unsafe { slots.len_of(i) } == 0 {
                 return true;
             }
-            if fence > done || kept < keep {
+            if kept < keep {
                 kept += 1;
                 return true;
             }
@@ -105,9 +179,9 @@ impl LandingState {
         out
     }
 
-    /// Returns emptied slots (no buffer, nothing to wait for).
+    /// Returns emptied slots (no buffer, free).
     pub(crate) fn give_back(&mut self, slots: &[u32]) {
-        self.free.extend(slots.iter().map(|&i| (i, 0)));
+        self.free.extend_from_slice(slots);
     }
 }
 

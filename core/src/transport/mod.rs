@@ -8,6 +8,7 @@
 //! handlers). Teardown: [`SvcRdmaXprt::close`], then once no poller or
 //! worker uses it, [`SvcRdmaXprt::free`].
 
+mod bufs;
 mod call;
 mod chain;
 mod counters;
@@ -33,7 +34,7 @@ use crate::spin::SpinMutex;
 use crate::sq::SqAccount;
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
-use call::{CallBuf, CallHolder};
+use call::CallBuf;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use landing::Landings;
 use read::{ReadStart, Reads};
@@ -77,11 +78,13 @@ pub struct XprtConfig {
     pub read_bufs: u32,
     /// Staging buffers for reply data that must be copied (an owned bulk
     /// payload for a Write chunk, a reply through the Reply chunk): each
-    /// mapped once, reused once the reply that used it completed. With all
+    /// mapped once, held by the reply's send context and reused once that
+    /// context was released (its Send completed and a drain ran). With all
     /// in use a reply stages into a fresh page instead.
     pub stage_bufs: u32,
     /// Idle landing and staging buffers (each kind) kept mapped between
-    /// calls; `release_ctxt` frees the rest once no Write reads them. The
+    /// calls; `release_ctxt` frees the rest (only free ones: no send
+    /// context or call holds them, so no posted Write reads them). The
     /// default keeps as many as may be in use (8), so a steady window of
     /// calls allocates nothing; 0 suits a device whose registered memory is
     /// scarce and cheap to take (a pre-registered pool handing out whole
@@ -132,16 +135,11 @@ where
     landings: Landings<<L::Dev as DmaDevice>::Buf>,
     /// Staging buffers for copied reply data (ownership in `reads.stage`).
     staging: Landings<<L::Dev as DmaDevice>::Buf>,
-    /// Signaled Send Queue work requests posted; the lock also covers the
-    /// post, so the count orders as the QP does.
-    sq_posted: SpinMutex<u64>,
-    /// Signaled Send Queue work requests completed (in post order).
-    sq_done: AtomicU64,
-    /// A call waits (or is about to wait) for a landing buffer: Send
-    /// completions and returned landing buffers schedule the transport.
-    /// Set (SeqCst) before the waiter's last look at the free buffers,
-    /// read (SeqCst) after a buffer is freed or a fence passes, so one of
-    /// the two sides always sees the other.
+    /// A call waits (or is about to wait) for a landing buffer: whoever
+    /// frees one (a dropped call, the release of a reply's send context)
+    /// schedules the transport. Set (SeqCst) before the waiter's last look
+    /// at the free buffers, read (SeqCst) after a buffer is freed, so one
+    /// of the two sides always sees the other.
     landing_wait: AtomicBool,
     xprt: E,
     counters: XprtCounters,
@@ -197,8 +195,6 @@ where
             reads: SpinMutex::new(Reads::new(cfg.read_bufs, cfg.stage_bufs)),
             landings: Landings::new(cfg.read_bufs),
             staging: Landings::new(cfg.stage_bufs),
-            sq_posted: SpinMutex::new(0),
-            sq_done: AtomicU64::new(0),
             landing_wait: AtomicBool::new(false),
             xprt,
             counters: XprtCounters::default(),
@@ -375,7 +371,6 @@ where
         }
         match cq.claim(wc.wr_id) {
             Ok((claimed, sqes)) => {
-                self.sq_completed();
                 // svc_rdma_wake_send_waiters, then svc_rdma_send_ctxt_put.
                 self.sq.wake_send_waiters(sqes);
                 if let Some(c) = claimed {
@@ -384,6 +379,7 @@ where
                     // may have woken for the slots before the put made a
                     // context available: wake it again now that it is.
                     self.sq.wake_space_waiters();
+                    self.after_complete();
                 }
             }
             Err(_) => Self::bump(&self.counters.bogus_completions),
@@ -399,10 +395,7 @@ where
     /// last Read of a call.
     fn tagged_done(&self, wr_id: u64, status: WcStatus) {
         match chain::batch_sqes(wr_id) {
-            Some(sqes) => {
-                self.sq_completed();
-                self.batch_done(sqes, status == WcStatus::Success)
-            }
+            Some(sqes) => self.batch_done(sqes, status == WcStatus::Success),
             None if wr_id >> 32 == 0 => self.read_done(wr_id as u32 & !TAG, status),
             None => Self::bump(&self.counters.bogus_completions),
         }
@@ -475,29 +468,9 @@ where
         Ok(None)
     }
 
-    /// A signaled Send Queue work request completed: count it, and wake
-    /// calls waiting for a landing buffer that a reply's Write may have
-    /// held.
-    fn sq_completed(&self) {
-        self.sq_done.fetch_add(1, Ordering::SeqCst);
-        if self.landing_wait.load(Ordering::SeqCst) {
-            self.flags().set(XprtFlags::DATA);
-            self.xprt.enqueue();
-        }
-    }
-
     fn recheck(&self) {
         if self.recv.has_ready() || self.with_reads(|r| !r.ready.is_empty()) {
             self.flags().set(XprtFlags::DATA);
-        }
-    }
-
-    /// A landing buffer came back: schedule the transport if calls wait
-    /// for one (the worker that held it may already have let go of BUSY).
-    fn recheck_backlog(&self) {
-        if self.landing_wait.load(Ordering::SeqCst) {
-            self.flags().set(XprtFlags::DATA);
-            self.xprt.enqueue();
         }
     }
 
@@ -572,50 +545,15 @@ where
     }
 
     /// `xpo_release_ctxt`: between RPCs, drain the send release list.
+    /// The released contexts' landing and staging buffers come back to
+    /// the transport here (the worker's side), and a call waiting for a
+    /// landing buffer is scheduled if one did.
     #[doc(alias = "svc_rdma_release_ctxt")]
     pub fn release_ctxt(&self) -> usize {
         let n = self.send.drain();
+        self.take_back_bufs();
         self.trim_bufs();
         n
-    }
-
-    /// Frees idle landing and staging buffers beyond
-    /// [`XprtConfig::keep_bufs`] whose fences have passed.
-    fn trim_bufs(&self) {
-        self.trim_bufs_to(self.cfg.keep_bufs as usize);
-    }
-
-    /// Frees idle landing and staging buffers beyond `keep` of each kind
-    /// whose fences have passed; returns how many were freed. With `keep`
-    /// 0 this gives the device back every idle buffer: an allocation that
-    /// failed (registered memory exhausted) retries after it, so the
-    /// transport's own cache never starves its next call.
-    pub(super) fn trim_bufs_to(&self, keep: usize) -> usize {
-        let done = self.sq_done.load(Ordering::SeqCst);
-        let (land, stage) = self.with_reads(|r| {
-            (
-                r.land.take_excess(&self.landings, keep, done),
-                r.stage.take_excess(&self.staging, keep, done),
-            )
-        });
-        if land.is_empty() && stage.is_empty() {
-            return 0;
-        }
-        let dev = self.send.pool().device();
-        for &i in &land {
-            // SAFETY: `take_excess` handed these free slots to this worker;
-            // their fences passed, so no posted work request names them.
-            unsafe { self.landings.release(dev, i) };
-        }
-        for &i in &stage {
-            // SAFETY: as above.
-            unsafe { self.staging.release(dev, i) };
-        }
-        self.with_reads(|r| {
-            r.land.give_back(&land);
-            r.stage.give_back(&stage);
-        });
-        land.len() + stage.len()
     }
 
     /// Marks the transport closing: no new posts, every SQ waiter wakes,
@@ -629,24 +567,6 @@ where
         self.sq.close();
         if !already {
             self.xprt.enqueue();
-        }
-    }
-}
-
-impl<L, Q, E, W> CallHolder for SvcRdmaXprt<L, Q, E, W>
-where
-    L: SendCtxtLifecycle,
-    Q: QueuePair<Error = DevError<L>>,
-    E: Enqueue,
-    W: WaitQueue,
-{
-    fn put_call_buf(&self, buf: CallBuf, fence: u64) {
-        match buf {
-            CallBuf::Recv(i) => self.recv.put(i),
-            CallBuf::Landing(i) => {
-                self.with_reads(|r| r.land.free.push((i, fence)));
-                self.recheck_backlog();
-            }
         }
     }
 }

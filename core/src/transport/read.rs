@@ -6,7 +6,7 @@ use super::call::{CallBuf, RecvdCall};
 use super::landing::LandingState;
 use super::{DevError, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
 use crate::backend::{QueuePair, SendWr, Sge, WcStatus, WrOp};
-use crate::lifecycle::SendCtxtLifecycle;
+use crate::lifecycle::{Policy, SendCtxtLifecycle};
 use crate::rpcrdma::{decode_header, Header, RdmaError, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
@@ -25,6 +25,13 @@ pub(crate) struct Reads {
     pub(crate) land: LandingState,
     /// Which staging buffers (`sendto`'s copies) are free.
     pub(crate) stage: LandingState,
+    /// Scratch for the tokens taken from the send pool's returned list
+    /// (kept to reuse its capacity).
+    pub(crate) returned: Vec<u32>,
+    /// Send contexts posted (or being posted) that hold landing or
+    /// staging buffers, until their release is taken back: what a reply
+    /// short of staging memory may wait for.
+    pub(crate) ctxt_held: usize,
     /// Receives (context index, length) holding calls with Read chunks
     /// that wait for a landing buffer, oldest first.
     pub(crate) backlog: VecDeque<(u32, u32)>,
@@ -40,6 +47,8 @@ impl Reads {
             ready: VecDeque::new(),
             land: LandingState::new(landings),
             stage: LandingState::new(staging),
+            returned: Vec::new(),
+            ctxt_held: 0,
             backlog: VecDeque::new(),
         }
     }
@@ -244,16 +253,23 @@ where
             return Ok(ReadStart::Answered);
         };
         let take = || {
-            let done = self.sq_done.load(Ordering::SeqCst);
-            self.with_reads(|r| r.land.take(&self.landings, lay.msg_len, done))
+            self.take_back_bufs();
+            self.with_reads(|r| r.land.take(&self.landings, lay.msg_len))
         };
         let land = match take() {
             Some(l) => l,
             None => {
-                // Say a call waits, then look once more: a buffer freed or
-                // a fence passed since the first look either shows up now
-                // or its side sees the flag and schedules the transport.
+                // Say a call waits, then look once more: a buffer freed
+                // since the first look either shows up now or its side
+                // sees the flag and schedules the transport. (Deferred:
+                // the worker's drain in `release_ctxt` gives the buffers
+                // of completed replies back and schedules. Workqueue: the
+                // completion scheduled us; wait here for the releases in
+                // transit on its threads, which cannot schedule us.)
                 self.landing_wait.store(true, Ordering::SeqCst);
+                if L::POLICY == Policy::Workqueue {
+                    self.send.flush();
+                }
                 let Some(l) = take() else {
                     return Ok(ReadStart::NoBuffer);
                 };
@@ -267,8 +283,8 @@ where
         // On a failed allocation the idle buffers of this transport go
         // back to the device first, then one more try (the slot this call
         // took is owned, not idle, so it is not among them).
-        // SAFETY: `take` made this call the slot's owner, and a free slot's
-        // fence has passed: no posted work request names its buffer.
+        // SAFETY: `take` made this call the slot's one holder: no posted
+        // work request names its buffer.
         let ensured = match unsafe { self.landings.ensure(dev, land, lay.msg_len.max(1)) } {
             // SAFETY: as above; the slot is still this call's.
             Err(_) if self.trim_bufs_to(0) > 0 => unsafe {
@@ -281,7 +297,7 @@ where
             Err(e) => {
                 self.landing_wait.store(true, Ordering::SeqCst);
                 let others_busy = self.with_reads(|r| {
-                    r.land.free.push((land, 0));
+                    r.land.put(land);
                     !r.land.all_free(self.landings.count())
                 });
                 // A busy landing buffer comes back: wait for it rather than
@@ -387,7 +403,7 @@ where
         self.with_reads(|r| {
             if let Some(c) = r.slots.get_mut(idx as usize).and_then(Option::take) {
                 r.free.push(idx);
-                r.land.free.push((c.landing, 0));
+                r.land.put(c.landing);
             }
         });
     }
@@ -450,7 +466,6 @@ where
             Self::bump(&self.counters.bogus_completions);
             return;
         };
-        self.sq_completed();
         self.sq.wake_send_waiters(sqes);
         if status != WcStatus::Success {
             self.flags().set(XprtFlags::CLOSE);

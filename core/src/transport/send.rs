@@ -1,15 +1,15 @@
 //! `svc_rdma_sendto`: building reply WR chains in send contexts.
 
 use super::call::CallBuf;
+use super::landing::HeldBuf;
 use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, WR_ID_IGNORE};
 use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WrOp};
 use crate::ctxt::SendCtxt;
-use crate::lifecycle::{GetError, OwnedCtxt, SendCtxtLifecycle};
+use crate::lifecycle::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
 use smallvec::SmallVec;
 
 /// WRs of a reply chain held inline (on the stack) before spilling to the
@@ -37,20 +37,6 @@ fn plan_writes(base: Sge, data_len: u32, segs: &[Segment]) -> (Vec<(Sge, u64, u3
         off += n;
     }
     (wrs, written)
-}
-
-/// Transport buffers one reply uses, given back (with a fence) once it is
-/// posted or abandoned.
-#[derive(Debug, Default)]
-struct Held {
-    /// Whether a Write gathers from the call's landing buffer.
-    lent: bool,
-    /// Staging buffers holding the reply's chunk data (a Write chunk
-    /// payload, a Reply chunk).
-    staged: [Option<u32>; 2],
-    /// Whether the chain was handed to the device (a failure may then have
-    /// left part of it on the wire).
-    posting: bool,
 }
 
 /// Zero bytes for XDR padding.
@@ -110,6 +96,7 @@ where
     ) -> Result<(), XprtError<DevError<L>>> {
         let depth = self.sq.depth() as usize;
         let split = super::chain::chain_split(writes.len() + 1, depth);
+        let holds_bufs = c.hold_room() < crate::ctxt::MAX_HELD;
         c.set_sqecount((writes.len() + 1 - split) as u32);
         // Inline up to a few WRs (an inline reply is one Send): no heap
         // allocation per reply on the common path.
@@ -149,6 +136,21 @@ where
         match res {
             Ok(()) => {
                 Self::bump(&self.counters.replies);
+                if L::POLICY == Policy::Workqueue {
+                    // The Send may have completed before `post` committed:
+                    // then `post` itself queued the release, and no
+                    // completion handler looked for a waiting call.
+                    self.after_complete();
+                }
+                if holds_bufs {
+                    // A worker of this transport may wait in `stage` for a
+                    // reply holding buffers to be released. If this Send
+                    // completed before `post` committed, the completion's
+                    // wake came before the release was queued (by `post`
+                    // itself): wake the waiter now. Only replies that hold
+                    // buffers pay the fence.
+                    self.sq.wake_space_waiters();
+                }
                 Ok(())
             }
             Err(f) => {
@@ -201,14 +203,16 @@ where
     /// A `payload` that lies within the message of a call whose Read
     /// chunks were pulled (e.g. an echo, or data a service returns from its
     /// arguments) is written into the Write chunk straight from the call's
-    /// landing buffer, uncopied; that buffer is then reused only after the
-    /// reply's Send completed. Any other payload is copied into the send
-    /// context first.
+    /// landing buffer, uncopied: the reply's send context then holds that
+    /// buffer too, and it is reused only once the call is dropped and the
+    /// context released (its Send completed and a drain ran). Any other
+    /// payload is copied first.
     ///
     /// Copies (an owned payload for a Write chunk, a reply through the
     /// Reply chunk) go into one of the transport's staging buffers, mapped
-    /// once and reused once the reply that used them completed, or into a
-    /// fresh page of the send context when all are in use.
+    /// once and given to the reply's send context, which gives it back when
+    /// released; or into a fresh page of the send context when all are in
+    /// use. A reply that is not posted gives its buffers back at once.
     #[doc(alias = "svc_rdma_sendto")]
     pub fn sendto(
         &self,
@@ -219,27 +223,13 @@ where
         if self.flags().test(XprtFlags::CLOSE) {
             return Err(XprtError::Closed);
         }
-        let mut held = Held::default();
-        let res = self.sendto_in(call, reply, payload, &mut held);
-        // Buffers a posted reply's Writes gather from are reused only once
-        // its Send (posted after them, on the same in-order QP) completed;
-        // after a chain that failed part way a Write may be on the wire
-        // with no Send behind it: never (the transport closes; teardown
-        // frees them after the QP drain). Unposted: at once.
-        let fence = match (&res, held.posting) {
-            (Ok(()), _) => *self.sq_posted.lock(),
-            (Err(_), true) => u64::MAX,
-            (Err(_), false) => 0,
-        };
-        if held.lent {
-            call.fence.set(fence);
-        }
-        if held.staged.iter().any(Option::is_some) {
-            self.with_reads(|r| {
-                for i in held.staged.iter().flatten() {
-                    r.stage.free.push((*i, fence));
-                }
-            });
+        let res = self.sendto_in(call, reply, payload);
+        if res.is_err() {
+            // A reply that was not posted released its send context on
+            // the spot: its buffers are on the returned list now. (One
+            // whose chain went out part way stays posted: teardown
+            // releases it after the QP drain.)
+            self.take_back_bufs();
         }
         res
     }
@@ -249,7 +239,6 @@ where
         call: &RecvdCall<'_>,
         reply: &[&[u8]],
         payload: Option<&[u8]>,
-        held: &mut Held,
     ) -> Result<(), XprtError<DevError<L>>> {
         let meta = &call.meta;
         let mut c = self.get_ctxt()?;
@@ -279,12 +268,9 @@ where
                         chunk: room,
                     });
                 }
-                let base = match self.lent_sge(call, p) {
-                    Some(sge) => {
-                        held.lent = true;
-                        sge
-                    }
-                    None => self.stage(&mut c, dev, [p].into_iter(), held)?,
+                let base = match self.lend(&mut c, call, p) {
+                    Some(sge) => sge,
+                    None => self.stage(&mut c, dev, [p].into_iter())?,
                 };
                 let (w, lens) = plan_writes(base, p.len() as u32, chunk);
                 writes.extend(w);
@@ -324,7 +310,7 @@ where
             .as_deref()
             .filter(|rc| total(rc) >= msg_len as u64)
         {
-            let base = self.stage(&mut c, dev, pieces(), held)?;
+            let base = self.stage(&mut c, dev, pieces())?;
             let (w, lens) = plan_writes(base, msg_len as u32, rc);
             writes.extend(w);
             reply_chunk_lens = lens;
@@ -344,7 +330,15 @@ where
         c.set_header_len(hdr_len)
             .map_err(|_| XprtError::Internal("header length"))?;
         let inv = meta.inv_rkey.filter(|_| self.cfg.send_with_invalidate);
-        held.posting = true;
+        // A context that holds buffers is counted from here until its
+        // release is taken back (a reply short of staging memory waits only
+        // while such contexts exist). `lend` and `stage` leave room for the
+        // mark.
+        // SAFETY: the Posted mark names no buffer; `take_back_bufs` only
+        // counts it down.
+        if c.hold_room() < crate::ctxt::MAX_HELD && unsafe { c.hold(HeldBuf::Posted.token()) } {
+            self.with_reads(|r| r.ctxt_held += 1);
+        }
         self.post_chain(c, &writes, inv)?;
         if used_write_chunk {
             Self::bump(&self.counters.write_chunks);
@@ -356,18 +350,25 @@ where
     }
 
     /// The mapping of `payload` inside `call`'s landing buffer, if it lies
-    /// there (and `call` is this transport's).
-    fn lent_sge(&self, call: &RecvdCall<'_>, payload: &[u8]) -> Option<Sge> {
+    /// there (and `call` is this transport's): the buffer is then also the
+    /// send context's (one more holder), until the context is released.
+    fn lend(&self, c: &mut OwnedCtxt<'_, L>, call: &RecvdCall<'_>, payload: &[u8]) -> Option<Sge> {
         let Some(CallBuf::Landing(i)) = call.buf() else {
             return None;
         };
-        if !call.is_from(self as *const Self as *const u8) {
+        if !call.is_from(self as *const Self as *const u8) || c.hold_room() < 2 {
             return None;
         }
         let off = call.offset_of(payload)?;
-        // SAFETY: the call owns landing slot `i` until it is dropped, which
+        // SAFETY: the call holds landing slot `i` until it is dropped, which
         // `&call` excludes; the message starts at the buffer's first byte.
         let sge = unsafe { self.landings.sge(i) }?;
+        if !self.with_reads(|r| r.land.share(i)) {
+            return None;
+        }
+        // SAFETY: `share` just made this context a holder of slot `i`; its
+        // release gives that share back once.
+        unsafe { c.hold(HeldBuf::Landing(i).token()) };
         Some(Sge {
             addr: sge.addr + off as u64,
             length: payload.len() as u32,
@@ -383,15 +384,22 @@ where
             .fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Copies `pieces` one after another into a staging buffer (or, with
-    /// none free, a new page of the context) mapped for chunk Writes;
-    /// returns the mapping.
+    /// Copies `pieces` one after another into a staging buffer, which the
+    /// send context then holds (or, with none free, into a new page of the
+    /// context) mapped for chunk Writes; returns the mapping.
+    ///
+    /// With no memory for it (registered memory exhausted, e.g. a device
+    /// whose pools hand out whole chunks, all held by landing and staging
+    /// buffers): first this transport's idle buffers go back to the
+    /// device; then, while replies in flight hold buffers, it waits for one
+    /// to be released (backpressure, as a Read-chunk call waits for a
+    /// landing buffer) instead of failing the reply and closing the
+    /// connection.
     fn stage<'p>(
         &self,
         c: &mut OwnedCtxt<'_, L>,
         dev: &L::Dev,
         pieces: impl Iterator<Item = &'p [u8]> + Clone,
-        held: &mut Held,
     ) -> Result<Sge, XprtError<DevError<L>>> {
         let len: usize = pieces.clone().map(<[u8]>::len).sum();
         let copy_in = |buf: &mut [u8]| {
@@ -402,40 +410,77 @@ where
             }
         };
         self.copied(len);
-        if let Some(k) = held.staged.iter().position(Option::is_none) {
-            let done = self.sq_done.load(Ordering::SeqCst);
-            if let Some(i) = self.with_reads(|r| r.stage.take(&self.staging, len, done)) {
-                // SAFETY: `take` made this reply the slot's owner and its
-                // fence has passed: no posted work request names it.
-                match unsafe { self.staging.ensure(dev, i, len.max(1)) } {
-                    Ok(sge) => {
-                        held.staged[k] = Some(i);
-                        // SAFETY: as above; the Writes are not posted yet.
-                        copy_in(unsafe { self.staging.bytes_mut(i) });
-                        return Ok(Sge {
-                            length: len.max(1) as u32,
-                            ..sge
-                        });
+        loop {
+            // Room for this buffer and the posted mark.
+            if c.hold_room() >= 2 {
+                self.take_back_bufs();
+                if let Some(i) = self.with_reads(|r| r.stage.take(&self.staging, len)) {
+                    // SAFETY: `take` made this reply the slot's one holder:
+                    // no posted work request names it.
+                    match unsafe { self.staging.ensure(dev, i, len.max(1)) } {
+                        Ok(sge) => {
+                            // SAFETY: `take` made this reply the slot's one
+                            // holder; the context's release gives it back.
+                            unsafe { c.hold(HeldBuf::Staging(i).token()) };
+                            // SAFETY: as above; the Writes are not posted yet.
+                            copy_in(unsafe { self.staging.bytes_mut(i) });
+                            return Ok(Sge {
+                                length: len.max(1) as u32,
+                                ..sge
+                            });
+                        }
+                        Err(_) => {
+                            self.with_reads(|r| r.stage.put(i));
+                        }
                     }
-                    Err(_) => self.with_reads(|r| r.stage.free.push((i, 0))),
                 }
             }
-        }
-        let mut page = match dev.alloc_buf(len.max(1)) {
-            Ok(p) => p,
+            let e = match dev.alloc_buf(len.max(1)) {
+                Ok(mut page) => {
+                    copy_in(page.as_mut_slice());
+                    let i = c.add_page(page);
+                    return c.map_rw(dev, i, 0, len.max(1)).map_err(|e| match e {
+                        crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),
+                        _ => XprtError::Internal("rw mapping"),
+                    });
+                }
+                Err(e) => e,
+            };
             // Registered memory exhausted: give back this transport's idle
-            // landing and staging buffers, then try once more.
-            Err(e) => match self.trim_bufs_to(0) {
-                0 => return Err(XprtError::Backend(e)),
-                _ => dev.alloc_buf(len.max(1)).map_err(XprtError::Backend)?,
-            },
-        };
-        copy_in(page.as_mut_slice());
-        let i = c.add_page(page);
-        c.map_rw(dev, i, 0, len.max(1)).map_err(|e| match e {
-            crate::ctxt::CtxtError::Map(e) => XprtError::Backend(e),
-            _ => XprtError::Internal("rw mapping"),
-        })
+            // landing and staging buffers, then try again.
+            if self.trim_bufs_to(0) > 0 {
+                continue;
+            }
+            if !self.wait_for_held_bufs()? {
+                return Err(XprtError::Backend(e));
+            }
+        }
+    }
+
+    /// Waits until a reply in flight that holds landing or staging buffers
+    /// may have been released, drains, and takes its buffers back; returns
+    /// `false` at once when no posted reply holds any (nothing to wait
+    /// for: the buffers are held by calls, or by nobody).
+    /// The wait is the SQ space queue, which Send completions wake (a poll
+    /// group's thread polls while it waits). Workqueue releases on threads
+    /// that wake no one: there it does not wait.
+    fn wait_for_held_bufs(&self) -> Result<bool, XprtError<DevError<L>>> {
+        let posted = self.with_reads(|r| r.ctxt_held);
+        if posted == 0 || L::POLICY == Policy::Workqueue {
+            return Ok(false);
+        }
+        Self::bump(&self.counters.stage_waits);
+        let pool = self.send.pool();
+        self.sq
+            .space_wait()
+            .wait_until(&|| pool.has_pending_release() || pool.has_returned() || self.sq.closed());
+        if self.sq.closed() {
+            return Err(XprtError::Closed);
+        }
+        // This is the worker: release what completed, take its buffers.
+        self.send.drain();
+        self.take_back_bufs();
+        Ok(true)
     }
 
     /// Adds the inline reply after a header of `hdr` bytes: pulled up

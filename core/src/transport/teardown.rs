@@ -41,6 +41,12 @@ pub struct TeardownReport {
     pub staging_freed: usize,
     /// Calls with Read chunks still waiting for a landing buffer, dropped.
     pub calls_waiting: usize,
+    /// Landing and staging buffers still held by a send context after
+    /// the final drain and reclaim: only contexts a failed QP drain left
+    /// posted hold any (those buffers are leaked, not freed). 0 otherwise:
+    /// every reply in flight at teardown gave its buffers back when it was
+    /// released.
+    pub bufs_held: usize,
     /// The transport counters at teardown.
     pub counters: XprtCountersSnapshot,
 }
@@ -99,41 +105,54 @@ where
             // device may still DMA into it) and frees the rest.
             (0, self.send.pool().census().posted as usize)
         };
+        // The landing and staging buffers of every context released above
+        // (the final drain, the reclaim) come back; those of contexts a
+        // failed drain left posted stay held (leaked below).
+        self.take_back_bufs();
         let dev = self.send.pool().device();
         let reads = self.reads.into_inner();
         let (mut reads_released, mut leaked_reads) = (0, 0);
         // Landing buffers the device may still touch after a failed drain:
-        // Read targets not completed, Write sources not known done.
+        // Read targets not completed, Write sources of send contexts still
+        // posted (still held: no call is alive, `self` is owned).
         let mut in_flight: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
+        let mut read_done: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
         for r in reads.slots.into_iter().flatten() {
             if drained || r.done {
                 reads_released += 1;
+                read_done.push(r.landing);
             } else {
                 in_flight.push(r.landing);
                 leaked_reads += 1;
             }
         }
+        let in_flight_reads = in_flight.clone();
         if !drained {
-            let done = self.sq_done.load(core::sync::atomic::Ordering::Acquire);
-            in_flight.extend(reads.land.free.iter().filter(|f| f.1 > done).map(|f| f.0));
+            in_flight.extend(
+                (0..self.landings.count() as u32)
+                    .filter(|i| !reads.land.is_free(*i) && !read_done.contains(i))
+                    .filter(|i| !in_flight_reads.contains(i)),
+            );
         }
         // Calls that waited for a landing buffer hold receive contexts,
         // which `recv.destroy` unmaps with the others.
         let calls_waiting = reads.backlog.len();
+        let held_landings = (0..self.landings.count() as u32)
+            .filter(|i| !reads.land.is_free(*i) && !read_done.contains(i))
+            .filter(|i| !in_flight_reads.contains(i))
+            .count();
         let (landings_freed, _) = self.landings.destroy(dev, &in_flight);
         // Staging buffers a Write may still read after a failed drain.
         let staged_in_flight: alloc::vec::Vec<u32> = if drained {
             alloc::vec::Vec::new()
         } else {
-            let done = self.sq_done.load(core::sync::atomic::Ordering::Acquire);
-            reads
-                .stage
-                .free
-                .iter()
-                .filter(|f| f.1 > done)
-                .map(|f| f.0)
+            (0..self.staging.count() as u32)
+                .filter(|i| !reads.stage.is_free(*i))
                 .collect()
         };
+        let held_staging = (0..self.staging.count() as u32)
+            .filter(|i| !reads.stage.is_free(*i))
+            .count();
         let (staging_freed, _) = self.staging.destroy(dev, &staged_in_flight);
         let stuck_recvs = self.recv.destroy(dev, drained);
         let leaked_recvs = if drained { 0 } else { stuck_recvs };
@@ -157,6 +176,7 @@ where
             landings_freed,
             staging_freed,
             calls_waiting,
+            bufs_held: held_landings + held_staging,
             counters: self.counters.snapshot(),
         }
     }

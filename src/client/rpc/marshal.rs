@@ -6,6 +6,7 @@ use super::{Call, Res, RpcClient};
 use crate::client::backend::{RemoteMemory, RemoteRegion};
 use crate::client::chunk::{segment_count, Offered};
 use crate::client::error::ClientError;
+use crate::client::lend::LentBuf;
 use crate::client::reply::Pending;
 use crate::client::types::{Auth, CallOptions, CallPath, Ticket};
 use crate::completion::CompletionWait;
@@ -14,6 +15,7 @@ use rdmaxprt_core::oncrpc;
 use rdmaxprt_core::rpcrdma::{
     self, MsgProc, ReadSegment, Segment, HEADER_MIN_SIZE, RPCRDMA_VERSION,
 };
+use smallvec::SmallVec;
 
 impl<Q, D> RpcClient<Q, D>
 where
@@ -104,15 +106,89 @@ where
                 u32::try_from(msg_len).map_err(|_| ClientError::InvalidOptions("call too long"))?
             }
         };
-        let read_list: Vec<ReadSegment> = read.iter().flat_map(|o| o.read_list(position)).collect();
-        let write_list: Vec<&[Segment]> = write.iter().map(|o| o.segs.as_slice()).collect();
+        let offered = Offers { read, write, reply };
+        self.post_call(xid, path, proc_, position, offered, head, body, false)
+    }
+
+    /// Encodes the transport header of a call offering `offered` (its Read
+    /// chunk at `position`) into a send buffer, followed by the inline
+    /// parts `head` and `body`, posts it and records the call in flight
+    /// (`lent`: its reply is lent, [`start_lent`](RpcClient::start_lent)).
+    /// On failure the offered regions go back to the pool (the Send was not
+    /// posted, so the server never saw them).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn post_call(
+        &mut self,
+        xid: u32,
+        path: CallPath,
+        proc_: MsgProc,
+        position: u32,
+        offered: Offers<D::Region>,
+        head: &[u8],
+        body: &[u8],
+        lent: bool,
+    ) -> Res<Ticket> {
+        match self.try_post_call(xid, proc_, position, &offered, head, body) {
+            Ok(()) => {}
+            Err(e) => {
+                self.give_back_offers(offered);
+                if matches!(e, ClientError::Disconnected) {
+                    // Every call in flight fails the same way.
+                    self.fail_connection();
+                }
+                return Err(e);
+            }
+        }
+        let Offers { read, write, reply } = offered;
+        let call = Call::Pending(Pending {
+            path,
+            _read: read,
+            write,
+            reply,
+            lent,
+        });
+        if self.calls.insert(xid, call).is_err() {
+            // `take_xid` chose a free slot and nothing ran since.
+            return Err(ClientError::InvalidConfig("xid slot taken"));
+        }
+        self.in_flight += 1;
+        let s = &mut self.stats;
+        s.calls += 1;
+        match path {
+            CallPath::PositionZero => s.position_zero_calls += 1,
+            CallPath::InlineWithReadChunk => s.read_chunk_calls += 1,
+            CallPath::Inline => {}
+        }
+        s.max_in_flight = s.max_in_flight.max(self.in_flight as u32);
+        Ok(Ticket { xid, lent })
+    }
+
+    /// [`post_call`](Self::post_call) up to the post.
+    #[allow(clippy::too_many_arguments)]
+    fn try_post_call(
+        &mut self,
+        xid: u32,
+        proc_: MsgProc,
+        position: u32,
+        offered: &Offers<D::Region>,
+        head: &[u8],
+        body: &[u8],
+    ) -> Res<()> {
+        // On the stack for the usual one-segment chunks.
+        let read_list: SmallVec<[ReadSegment; 2]> = offered
+            .read
+            .iter()
+            .flat_map(|o| o.read_list(position))
+            .collect();
+        let write_list: SmallVec<[&[Segment]; 1]> =
+            offered.write.iter().map(|o| o.segs.as_slice()).collect();
         let spec = rpcrdma::CallSpec {
             xid,
             credits: self.cfg.credits,
             proc: proc_,
             read_list: &read_list,
             write_list: &write_list,
-            reply_chunk: reply.as_ref().map(|o| o.segs.as_slice()),
+            reply_chunk: offered.reply.as_ref().map(|o| o.segs.as_slice()),
         };
         let hdr_len = spec.encoded_len();
         let inline = head.len() + body.len();
@@ -124,7 +200,7 @@ where
         }
         let version = self.cfg.transport_version;
         // The call goes straight into a registered send buffer.
-        let posted = self.sends.post(&self.qp, |buf| {
+        self.sends.post(&self.qp, |buf| {
             let n = rpcrdma::encode_call(buf, &spec)?;
             if version != RPCRDMA_VERSION {
                 // Test-only (ClientConfig::transport_version): the version
@@ -141,35 +217,153 @@ where
             h.copy_from_slice(head);
             b.copy_from_slice(body);
             Ok(end)
-        });
-        drop(read_list);
-        if let Err(e) = posted {
-            if matches!(e, ClientError::Disconnected) {
-                // Every call in flight fails the same way.
-                self.fail_connection();
+        })
+    }
+
+    /// [`start_lent`](RpcClient::start_lent) once a credit and a send
+    /// buffer are there and `xid` is chosen. The lent region holds the
+    /// arguments after room for the call header ([`LentBuf`]'s start):
+    /// the RPC header is written right in front of them and the region
+    /// sent as it is, header and arguments one Position Zero Read chunk
+    /// (`RDMA_NOMSG`, [`CallPath::PositionZero`]: the server pulls the
+    /// whole call with one RDMA Read, into its landing buffer from byte 0).
+    /// A header longer than that room (a per-call credential) goes inline
+    /// with the arguments as a positional Read chunk after it (`RDMA_MSG`,
+    /// [`CallPath::InlineWithReadChunk`]). When header and arguments fit
+    /// the inline threshold, the arguments are copied inline
+    /// ([`CallPath::Inline`]) and the region goes back to the pool.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_lent(
+        &mut self,
+        xid: u32,
+        prog: u32,
+        vers: u32,
+        proc: u32,
+        args: LentBuf<D::Region>,
+        opts: &CallOptions<'_>,
+        msg: &mut Vec<u8>,
+    ) -> Res<Ticket> {
+        let r = self.lent_offers(
+            msg,
+            xid,
+            prog,
+            vers,
+            proc,
+            opts,
+            args.capacity(),
+            args.len(),
+        );
+        // On an error `args` drops: its region goes back to the pool.
+        let (offers, inline) = r?;
+        if inline {
+            // Copied into the send buffer; the region goes back to the
+            // pool once this guard drops.
+            return self.post_call(
+                xid,
+                CallPath::Inline,
+                MsgProc::Msg,
+                0,
+                offers,
+                msg,
+                &args,
+                true,
+            );
+        }
+        let (region, start, len) = args.into_parts();
+        let max_seg = self.cfg.max_segment_len;
+        if let Some(at) = start.checked_sub(msg.len()) {
+            // The region is the client's alone until posted below.
+            if region.write_at(at, msg) {
+                let read = Offered::at(region, at, msg.len() + len, max_seg);
+                let offers = Offers {
+                    read: Some(read),
+                    ..offers
+                };
+                let (p, z) = (CallPath::PositionZero, MsgProc::NoMsg);
+                return self.post_call(xid, p, z, 0, offers, &[], &[], true);
             }
-            return Err(e);
         }
-        let call = Call::Pending(Pending {
-            path,
-            _read: read,
-            write,
-            reply,
-        });
-        if self.calls.insert(xid, call).is_err() {
-            // `take_xid` chose a free slot and nothing ran since.
-            return Err(ClientError::InvalidConfig("xid slot taken"));
+        let Ok(position) = u32::try_from(msg.len()) else {
+            self.chunks.put(region);
+            self.give_back_offers(offers);
+            return Err(ClientError::InvalidOptions("call too long"));
+        };
+        let offers = Offers {
+            read: Some(Offered::at(region, start, len, max_seg)),
+            ..offers
+        };
+        self.post_call(
+            xid,
+            CallPath::InlineWithReadChunk,
+            MsgProc::Msg,
+            position,
+            offers,
+            msg,
+            &[],
+            true,
+        )
+    }
+
+    /// Gives the regions of calls' chunks never sent back to the pool.
+    fn give_back_offers(&mut self, offers: Offers<D::Region>) {
+        let Offers { read, write, reply } = offers;
+        for o in [read, write, reply].into_iter().flatten() {
+            self.chunks.put_offered(o);
         }
-        self.in_flight += 1;
-        let s = &mut self.stats;
-        s.calls += 1;
-        match path {
-            CallPath::PositionZero => s.position_zero_calls += 1,
-            CallPath::InlineWithReadChunk => s.read_chunk_calls += 1,
-            CallPath::Inline => {}
+    }
+
+    /// The RPC header into `msg` and the Write and Reply chunks of a lent
+    /// call; whether its `len` argument bytes go inline.
+    #[allow(clippy::too_many_arguments)]
+    fn lent_offers(
+        &mut self,
+        msg: &mut Vec<u8>,
+        xid: u32,
+        prog: u32,
+        vers: u32,
+        proc: u32,
+        opts: &CallOptions<'_>,
+        cap: usize,
+        len: usize,
+    ) -> Res<(Offers<D::Region>, bool)> {
+        if opts.read_payload.is_some() {
+            return Err(ClientError::InvalidOptions(
+                "a lent call sends its arguments as its Read chunk: no read_payload",
+            ));
         }
-        s.max_in_flight = s.max_in_flight.max(self.in_flight as u32);
-        Ok(Ticket { xid })
+        if len > cap {
+            return Err(ClientError::InvalidOptions("lent length past its buffer"));
+        }
+        let reads = segment_count(len, self.cfg.max_segment_len);
+        if reads > self.cfg.max_chunk_segments as usize {
+            return Err(ClientError::InvalidOptions(
+                "chunk needs more segments than allowed",
+            ));
+        }
+        self.rpc_header(msg, xid, prog, vers, proc, opts)?;
+        let inline = !opts.force_position_zero
+            && self.header_len(0, opts) + msg.len() + len <= self.cfg.inline_threshold;
+        let write = opts
+            .write_chunk
+            .map(|n| self.offer(n as usize))
+            .transpose()?;
+        let reply = match opts.reply_chunk.map(|n| self.offer(n as usize)).transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(w) = write {
+                    self.chunks.put_offered(w);
+                }
+                return Err(e);
+            }
+        };
+        Ok((
+            Offers {
+                read: None,
+                write,
+                reply,
+            },
+            inline,
+        ))
     }
 
     /// Encodes the RPC call header into `msg` (the arguments follow it on
@@ -208,6 +402,13 @@ where
         let mr = self.chunks.take(&self.dev, len)?;
         Ok(Offered::new(mr, len, self.cfg.max_segment_len))
     }
+}
+
+/// The chunks a call offers, one registered region each.
+pub(super) struct Offers<R> {
+    pub(super) read: Option<Offered<R>>,
+    pub(super) write: Option<Offered<R>>,
+    pub(super) reply: Option<Offered<R>>,
 }
 
 /// Bytes of an RPC-over-RDMA call header with `reads` Read segments, a

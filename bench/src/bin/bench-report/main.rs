@@ -201,7 +201,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("         one B2 configuration (Deferred drain), no files");
         println!("       bench-report --only-e2e MODE:KIND:CONNS:SIZE[:MS]");
         println!("         one B4 run, no files; MODE rtc, threaded or poll-group; KIND");
-        println!("         transport, raw or raw-grouped");
+        println!("         transport, raw or raw-grouped (rtc also: lend, the client");
+        println!("         lending its buffers)");
         println!("       bench-report --only-b13 [--quick]");
         println!("         the B1 and B3 tables and their targets only, on stdout");
         println!("       bench-report --only-b45 [--quick]");
@@ -269,6 +270,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         let (t, r) = b4_bulk(&mode);
         println!("{}", t.to_markdown());
+        println!("{}", b4_bulk_rates(&r).to_markdown());
         println!("{}", b4_bulk_targets(&r).to_markdown());
         println!("load {}", loadavg());
         return Ok(());
@@ -286,6 +288,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", b45_targets(&r4, &[]).to_markdown());
         let (tb, rb) = b4_bulk(&mode);
         println!("{}", tb.to_markdown());
+        println!("{}", b4_bulk_rates(&rb).to_markdown());
         println!("{}", b4_bulk_targets(&rb).to_markdown());
         println!(
             "{:.1} s, load {}",
@@ -309,6 +312,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", b45_targets(&r4, &r5).to_markdown());
         let (tb, rb) = b4_bulk(&mode);
         println!("{}", tb.to_markdown());
+        println!("{}", b4_bulk_rates(&rb).to_markdown());
         println!("{}", b4_bulk_targets(&rb).to_markdown());
         println!("{}", rdmaxprt_bench::profile::table().to_markdown());
         println!("{}", rdmaxprt_bench::profile::bulk_table().to_markdown());
@@ -382,6 +386,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     emit(&b45_targets(&r4, &r5), &mut sections);
     let (tb, rb) = b4_bulk(&mode);
     emit(&tb, &mut sections);
+    emit(&b4_bulk_rates(&rb), &mut sections);
     emit(&b4_bulk_targets(&rb), &mut sections);
     emit(&rdmaxprt_bench::profile::table(), &mut sections);
     emit(&rdmaxprt_bench::profile::bulk_table(), &mut sections);

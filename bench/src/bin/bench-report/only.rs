@@ -65,7 +65,8 @@ pub(super) fn only_drain(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `--only-e2e MODE:KIND:CONNS:SIZE[:MS]`: one B4 run (MODE rtc, threaded
-/// or poll-group; KIND transport, raw (a server thread per pair; rtc: its
+/// or poll-group; KIND transport, lend (rtc only: the client lending its
+/// buffers, `start_lent`), raw (a server thread per pair; rtc: its
 /// one-thread loop) or raw-grouped (the mode's server thread count: see
 /// `E2eMode::floor`)), no files (for callgrind).
 pub(super) fn only_e2e(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -79,15 +80,26 @@ pub(super) fn only_e2e(arg: &str) -> Result<(), Box<dyn std::error::Error>> {
         "poll-group" => E2eMode::PollGroup,
         x => return Err(format!("unknown mode {x:?}").into()),
     };
-    let floor = match *kind {
-        "transport" => None,
-        "raw" => Some(Floor::PerPair),
-        "raw-grouped" => Some(m.floor()),
-        x => return Err(format!("unknown kind {x:?}").into()),
+    let (floor, lend) = match *kind {
+        "transport" => (None, false),
+        "lend" if m == E2eMode::Rtc => (None, true),
+        "raw" => (Some(Floor::PerPair), false),
+        "raw-grouped" => (Some(m.floor()), false),
+        x => return Err(format!("unknown kind {x:?} for this mode").into()),
     };
     let ms: u64 = rest.first().map_or(Ok(300), |r| r.parse())?;
     let (conns, size, dur) = (conns.parse()?, size.parse()?, Duration::from_millis(ms));
     let (r, w) = match floor {
+        None if lend => (
+            rtc::run_path(
+                conns,
+                size,
+                E2E_WINDOW,
+                dur,
+                rdmaxprt_bench::rtc::ClientPath::Lend,
+            ),
+            None,
+        ),
         None => m.run(conns, size, dur),
         Some(f) => m.run_floor(f, conns, size, dur),
     };
