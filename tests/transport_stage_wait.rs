@@ -3,84 +3,25 @@
 //! buffers) waits for a reply in flight to give its buffers back, instead
 //! of failing and closing the connection.
 
+#[path = "support/chunks.rs"]
+mod chunks;
 #[path = "transport_common.rs"]
 mod common;
 
+use chunks::Chunks;
 use common::{worker, Hook, PROC_ECHO, PROC_NULL, PROG, VERS};
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient, Ticket};
-use rdmaxprt::mock::{Delivery, MockBuf, MockDevice, MockError, MockQp, QpConfig};
-use rdmaxprt_core::backend::{DmaBuf, DmaDevice, ErrorType, QueuePair, Sge};
+use rdmaxprt::mock::{Delivery, MockDevice, MockQp, QpConfig};
+use rdmaxprt_core::backend::QueuePair;
 use rdmaxprt_core::lifecycle::Deferred;
 use rdmaxprt_core::pool::PoolConfig;
 use rdmaxprt_core::transport::{SvcRdmaXprt, XprtConfig};
 use rdmaxprt_core::wait::CondvarWait;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Buffers this large or larger come from the limited pool.
-const LARGE: usize = 32 * 1024;
 const BIG: usize = 64 * 1024;
-
-/// A device whose large buffers come from a pool of `max` whole chunks
-/// (as the verbs listener's registered pools hand them out); small ones
-/// (headers, receives) are unlimited. Mappings go to the mock device.
-#[derive(Clone)]
-struct Chunks {
-    dev: MockDevice,
-    live: Arc<AtomicUsize>,
-    max: usize,
-}
-
-/// A buffer of [`Chunks`]; a large one gives its chunk back when dropped.
-struct ChunkBuf {
-    buf: MockBuf,
-    chunk: Option<Arc<AtomicUsize>>,
-}
-
-impl Drop for ChunkBuf {
-    fn drop(&mut self) {
-        if let Some(live) = &self.chunk {
-            live.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl DmaBuf for ChunkBuf {
-    fn as_slice(&self) -> &[u8] {
-        self.buf.as_slice()
-    }
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.buf.as_mut_slice()
-    }
-}
-
-impl ErrorType for Chunks {
-    type Error = MockError;
-}
-
-impl DmaDevice for Chunks {
-    type Buf = ChunkBuf;
-    fn alloc_buf(&self, len: usize) -> Result<ChunkBuf, MockError> {
-        let chunk = if len >= LARGE {
-            if self.live.fetch_add(1, Ordering::SeqCst) >= self.max {
-                self.live.fetch_sub(1, Ordering::SeqCst);
-                return Err(MockError::OutOfResources);
-            }
-            Some(Arc::clone(&self.live))
-        } else {
-            None
-        };
-        let buf = self.dev.alloc_buf(len)?;
-        Ok(ChunkBuf { buf, chunk })
-    }
-    fn dma_map(&self, buf: &ChunkBuf, offset: usize, len: usize) -> Result<Sge, MockError> {
-        self.dev.dma_map(&buf.buf, offset, len)
-    }
-    fn dma_unmap(&self, sge: Sge) -> Result<(), MockError> {
-        self.dev.dma_unmap(sge)
-    }
-}
 
 type Server = SvcRdmaXprt<Deferred<Chunks, Arc<Hook>>, MockQp, Arc<Hook>, CondvarWait>;
 type Client = RpcClient<MockQp, MockDevice>;
@@ -123,11 +64,7 @@ fn a_reply_short_of_staging_memory_waits_for_one_in_flight_instead_of_closing() 
     };
     let (cq, sq) = MockDevice::connect_pair(&cdev, &sdev, qcfg).unwrap();
     // Two large chunks: one landing and one staging buffer.
-    let chunks = Chunks {
-        dev: sdev.clone(),
-        live: Arc::default(),
-        max: 2,
-    };
+    let chunks = Chunks::new(&sdev, 2);
     let xcfg = XprtConfig {
         read_bufs: 1,
         stage_bufs: 1,

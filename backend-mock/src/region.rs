@@ -52,8 +52,21 @@ pub(crate) fn window_of(addr: u64) -> u64 {
 pub(crate) struct Region {
     base: u64,
     access: Mutex<()>,
+    /// `lead + len` bytes: the region is `bytes[lead..lead + len]`.
     bytes: Box<[UnsafeCell<u8>]>,
+    len: usize,
+    /// Bytes skipped so that byte 0 sits at a [`HOST_ALIGN`]-aligned host
+    /// address.
+    lead: usize,
 }
+
+/// Host alignment of a region's first byte: a cache line, as the device
+/// address of its first byte is (the window's start). Registered memory
+/// is pinned pages; with the bytes at a heap allocator's 16-byte alignment
+/// instead, the NIC's copies (memcpy) would see an alignment the device
+/// addresses do not show, and an offset a transport chooses for alignment
+/// would mean nothing to them.
+const HOST_ALIGN: usize = 64;
 
 // SAFETY: 1. NIC-side access holds `access` (rule 1 of the module docs);
 // 2. host-side access is either through `&`/`&mut` of the single owning
@@ -66,11 +79,16 @@ unsafe impl Sync for Region {}
 impl Region {
     /// A zeroed region of `len` bytes with a fresh address range.
     pub(crate) fn new(len: usize) -> Self {
-        let bytes: Vec<UnsafeCell<u8>> = (0..len).map(|_| UnsafeCell::new(0)).collect();
+        let bytes: Vec<UnsafeCell<u8>> = (0..len + HOST_ALIGN - 1)
+            .map(|_| UnsafeCell::new(0))
+            .collect();
+        let lead = bytes.as_ptr().align_offset(HOST_ALIGN).min(HOST_ALIGN - 1);
         Self {
             base: alloc_addr_range(),
             access: Mutex::new(()),
             bytes: bytes.into_boxed_slice(),
+            len,
+            lead,
         }
     }
 
@@ -81,13 +99,14 @@ impl Region {
 
     /// Length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+        self.len
     }
 
     fn ptr(&self) -> *mut u8 {
         // `UnsafeCell<u8>` is `repr(transparent)`, and a pointer derived
-        // from the whole slice may write to every element.
-        UnsafeCell::raw_get(self.bytes.as_ptr())
+        // from the whole slice may write to every element; `lead + len`
+        // bytes are allocated, so `lead..lead + len` lies inside.
+        UnsafeCell::raw_get(self.bytes.as_ptr().wrapping_add(self.lead))
     }
 
     /// The bytes, for the host.
@@ -167,5 +186,24 @@ impl Region {
             core::ptr::copy_nonoverlapping(src.ptr().add(src_off), dst.ptr().add(dst_off), len);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Region, HOST_ALIGN};
+
+    #[test]
+    fn a_region_starts_line_aligned_like_its_device_address() {
+        for len in [0, 1, 63, 64, 4096, 65536 + 512] {
+            let r = Region::new(len);
+            assert_eq!(r.len(), len);
+            assert_eq!(r.ptr() as usize % HOST_ALIGN, 0, "len {len}");
+            assert_eq!(r.base() % HOST_ALIGN as u64, 0);
+            // SAFETY: fresh region, no NIC access, no other slice.
+            let b = unsafe { r.host_bytes_mut() };
+            assert!(b.iter().all(|&x| x == 0), "zeroed");
+            b.fill(0xab);
+        }
     }
 }

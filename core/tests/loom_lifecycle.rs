@@ -1,6 +1,7 @@
 //! Loom models of the Deferred lifecycle and the SQ accounting: the
-//! backstop (no lost wakeup), `get` draining while `put` pushes, and close
-//! racing with Send Queue waiters.
+//! backstop (no lost wakeup), `get` draining while `put` pushes, close
+//! racing with Send Queue waiters, and a `get` at the cap woken by whichever
+//! side of a completion-before-commit race queues the release.
 #![cfg(rdmaxprt_loom)]
 
 mod common;
@@ -12,10 +13,10 @@ use loom::sync::atomic::AtomicUsize;
 use loom::sync::Arc;
 use loom::thread;
 use rdmaxprt_core::backend::{ErrorKind, PostError};
-use rdmaxprt_core::lifecycle::{Deferred, GetError, Inline, SendCtxtLifecycle};
+use rdmaxprt_core::lifecycle::{Committed, Deferred, GetError, Inline, SendCtxtLifecycle};
 use rdmaxprt_core::pool::{CompletionError, PoolConfig};
 use rdmaxprt_core::sq::{Reserved, SqAccount, SqClosed};
-use rdmaxprt_core::wait::CondvarWait;
+use rdmaxprt_core::wait::{CondvarWait, WaitQueue};
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::sync::atomic::Ordering;
 
@@ -251,6 +252,66 @@ fn completion_races_the_poster() {
         let c = life.pool().census();
         assert_eq!((c.allocated, c.free), (1, 1), "released once: {c:?}");
     });
+}
+
+/// A worker's `get` waits at the pool's cap (the transport's `get_ctxt`:
+/// on the SQ space queue until `may_progress`) while the one context's Send
+/// completes, racing its post's commit. Whichever side queues the release
+/// wakes the queue after it: the completion handler (`handle_send_wc`:
+/// `put`, then `wake_send_waiters`) if the post committed first, else the
+/// poster (`post_chain`: `post_committed` said `CompletedFirst`, then
+/// `wake_space_waiters`), whose release comes after the handler's wake. A
+/// waiter left asleep is reported by loom as a deadlock.
+#[test]
+fn a_get_at_the_cap_wakes_whichever_side_queues_the_release() {
+    loom_model::check(
+        "a_get_at_the_cap_wakes_whichever_side_queues_the_release",
+        || {
+            let rt = RtHandle::default();
+            let life = Arc::new(Life::new(FakeDev::default(), cfg(1), rt));
+            let sq = Arc::new(SqAccount::<CondvarWait>::new(1));
+            // The pool's one context, being built by the poster.
+            let c = life.get().expect("under the cap");
+            // Slot 0's first take has generation 1.
+            let w = 1u64 << 32;
+            let waiter = {
+                let (life, sq) = (life.clone(), sq.clone());
+                thread::spawn(move || loop {
+                    match life.get() {
+                        Ok(c) => return drop(c),
+                        Err(GetError::AtCap) => {
+                            sq.space_wait().wait_until(&|| life.may_progress());
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            };
+            let handler = {
+                let (life, sq) = (life.clone(), sq.clone());
+                thread::spawn(move || loop {
+                    // The completion cannot come before the post: until the
+                    // post began, this is not its completion yet.
+                    match life.put(w) {
+                        Ok(sqes) => return sq.wake_send_waiters(sqes),
+                        Err(_) => thread::yield_now(),
+                    }
+                })
+            };
+            let committed = c
+                .post_committed(|id, _| {
+                    assert_eq!(id, w);
+                    Ok::<_, PostError<ErrorKind>>(())
+                })
+                .expect("post");
+            if committed == Committed::CompletedFirst {
+                sq.wake_space_waiters();
+            }
+            handler.join().unwrap();
+            waiter.join().unwrap();
+            let c = life.pool().census();
+            assert_eq!((c.allocated, c.free), (1, 1), "{c:?}");
+        },
+    );
 }
 
 /// Close races with two threads waiting for SQ space and a ticket: both

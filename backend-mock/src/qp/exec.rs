@@ -243,7 +243,8 @@ pub(crate) fn run_until_quiet(st: &mut PairState, devs: &[MockDevice; 2]) -> usi
     loop {
         let mut ran = 0;
         for s in 0..2 {
-            while step_one(st, devs, s) == Step::Ran {
+            // An empty SQ has nothing to run (no step, no fault draw).
+            while !st.ends[s].sq.is_empty() && step_one(st, devs, s) == Step::Ran {
                 ran += 1;
             }
         }

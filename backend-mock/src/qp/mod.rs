@@ -94,6 +94,8 @@ pub(crate) struct Pair {
     st: Mutex<PairState>,
     devs: [MockDevice; 2],
     delivery: Delivery,
+    /// Both ends' limits (fixed at creation: read without the lock).
+    caps: Caps,
     handles: AtomicUsize,
     /// Pollers sleep here (`wait_for_completions`).
     #[cfg(feature = "std")]
@@ -113,6 +115,10 @@ pub(crate) struct Pair {
     /// poller can serve many QPs (see [`MockQp::set_completion_notifier`]).
     #[cfg(feature = "std")]
     notifiers: std::sync::Mutex<[Option<Notifier>; 2]>,
+    /// Whether either end has a notifier (changed under `notifiers`): a
+    /// pair without one rings nothing and takes no lock to find that out.
+    #[cfg(feature = "std")]
+    has_notifiers: core::sync::atomic::AtomicBool,
 }
 
 /// Index into [`Pair::sleepers`]: pollers in `wait_for_completions`.
@@ -178,6 +184,12 @@ impl Pair {
     /// Calls both ends' completion notifiers (without the pair's lock).
     #[cfg(feature = "std")]
     fn ring_notifiers(&self) {
+        // Acquire: pairs with the Release store in
+        // `set_completion_notifier`. A notifier set after this load missed
+        // only completions queued before it was set, as with the lock.
+        if !self.has_notifiers.load(Ordering::Acquire) {
+            return;
+        }
         let ns = self
             .notifiers
             .lock()
@@ -247,6 +259,7 @@ impl MockDevice {
             }),
             devs: [a.clone(), b.clone()],
             delivery: cfg.delivery,
+            caps: cfg.caps(),
             handles: AtomicUsize::new(2),
             #[cfg(feature = "std")]
             cq_cv: std::sync::Condvar::new(),
@@ -256,6 +269,8 @@ impl MockDevice {
             sleepers: [AtomicUsize::new(0), AtomicUsize::new(0)],
             #[cfg(feature = "std")]
             notifiers: std::sync::Mutex::new([None, None]),
+            #[cfg(feature = "std")]
+            has_notifiers: core::sync::atomic::AtomicBool::new(false),
         });
         #[cfg(feature = "std")]
         if let Delivery::Thread { .. } = cfg.delivery {
@@ -357,10 +372,17 @@ impl MockQp {
     /// call back into this QP: ring a doorbell, nothing more.
     #[cfg(feature = "std")]
     pub fn set_completion_notifier(&self, f: Option<Notifier>) {
-        self.pair
+        let mut ns = self
+            .pair
             .notifiers
             .lock()
-            .unwrap_or_else(|p| p.into_inner())[self.side] = f;
+            .unwrap_or_else(|p| p.into_inner());
+        ns[self.side] = f;
+        // Release: a ring that sees `true` sees the notifier too (it
+        // takes the lock after the load anyway).
+        self.pair
+            .has_notifiers
+            .store(ns.iter().any(Option::is_some), Ordering::Release);
     }
 
     /// Sleeps until this QP has a queued completion or `timeout` passes;
@@ -406,7 +428,7 @@ fn post_err(consumed: usize, error: MockError) -> PostError<MockError> {
 #[allow(unsafe_code)]
 impl QueuePair for MockQp {
     fn caps(&self) -> Caps {
-        self.pair.st.lock().ends[self.side].caps
+        self.pair.caps
     }
 
     unsafe fn post_send(&self, chain: &[SendWr<'_>]) -> Result<(), PostError<MockError>> {
@@ -441,7 +463,7 @@ impl QueuePair for MockQp {
                 me.accept_send(PendingWr {
                     wr_id: wr.wr_id,
                     op: wr.op,
-                    sges: wr.sges.iter().copied().collect(),
+                    sges: smallvec::SmallVec::from_slice(wr.sges),
                     signaled: wr.signaled,
                     #[cfg(feature = "std")]
                     due,

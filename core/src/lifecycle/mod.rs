@@ -16,7 +16,7 @@ mod workqueue;
 
 pub use deferred::Deferred;
 pub use inline::Inline;
-pub use owned::{ClaimedCtxt, OwnedCtxt, PostFailed};
+pub use owned::{ClaimedCtxt, Committed, OwnedCtxt, PostFailed};
 #[cfg(all(feature = "std", not(rdmaxprt_loom)))]
 pub use workqueue::{Workqueue, WorkqueuePool};
 

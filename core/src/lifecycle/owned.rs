@@ -36,6 +36,20 @@ impl<E: fmt::Display> fmt::Display for PostFailed<E> {
     }
 }
 
+/// Which side handed a posted context to the release path (see
+/// [`OwnedCtxt::post_committed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// The post committed first: the Send's completion handler puts the
+    /// context (the common case).
+    Posted,
+    /// The Send's completion was handled before the commit (completions
+    /// polled on another thread, or a device that completes inside
+    /// `post_send`): the poster put the context, after the completion
+    /// handler had returned its SQ slots and woken the waiters.
+    CompletedFirst,
+}
+
 /// A completed send context claimed for release: the proof that its slot
 /// is in state RELEASING and owned by the holder. Only this crate makes
 /// one (after the completion's `wr_id` was validated and the slot claimed,
@@ -87,6 +101,19 @@ impl<'a, L: SendCtxtLifecycle> OwnedCtxt<'a, L> {
         self,
         post: impl FnOnce(u64, &SendCtxt<L::Dev>) -> Result<(), PostError<E>>,
     ) -> Result<(), PostFailed<E>> {
+        self.post_committed(post).map(|_| ())
+    }
+
+    /// [`post`](Self::post), also saying which side did the put of a
+    /// chain that went out: [`Committed::CompletedFirst`] when the Send's
+    /// completion was handled before the commit, so this call handed the
+    /// context to [`SendCtxtLifecycle::complete`] after the completion
+    /// handler's wakes had run (a caller whose waiters wait for released
+    /// contexts must wake them again).
+    pub fn post_committed<E>(
+        self,
+        post: impl FnOnce(u64, &SendCtxt<L::Dev>) -> Result<(), PostError<E>>,
+    ) -> Result<Committed, PostFailed<E>> {
         let life = self.life;
         let idx = self.idx;
         let ptr = self.ptr();
@@ -99,12 +126,13 @@ impl<'a, L: SendCtxtLifecycle> OwnedCtxt<'a, L> {
         // word and never touches the context, so we still own it here.
         let res = post(wr_id, unsafe { &*ptr });
         match res {
-            Ok(()) => {
-                if let Some(i) = pool.commit_post(idx) {
+            Ok(()) => match pool.commit_post(idx) {
+                None => Ok(Committed::Posted),
+                Some(i) => {
                     life.complete(ClaimedCtxt::new(i));
+                    Ok(Committed::CompletedFirst)
                 }
-                Ok(())
-            }
+            },
             Err(error) if error.consumed == 0 => {
                 match pool.abort_post(idx) {
                     // Nothing was posted: the forward path releases.

@@ -78,9 +78,18 @@ where
             r.returned = toks;
             freed
         });
+        // A reply may be about to wait in `stage` for these buffers (it
+        // read `bufs_back` before it looked at the free ones): wake it.
+        self.bufs_back.fetch_add(1, Ordering::SeqCst);
+        self.sq.wake_space_waiters();
         if freed_landing {
             self.recheck_backlog();
         }
+    }
+
+    /// Take-backs so far (see [`take_back_bufs`](Self::take_back_bufs)).
+    pub(super) fn bufs_back(&self) -> u64 {
+        self.bufs_back.load(Ordering::SeqCst)
     }
 
     /// A landing buffer came back: schedule the transport if calls wait

@@ -31,6 +31,12 @@ use core::cell::UnsafeCell;
 /// The smallest buffer allocated, and the unit sizes are rounded to.
 const MIN_LANDING: usize = 4096;
 
+/// The size of the buffer allocated for `need` bytes: page-rounded, not to
+/// a power of two (see [`Landings::ensure`]).
+pub(crate) fn buf_size(need: usize) -> usize {
+    need.max(MIN_LANDING).next_multiple_of(MIN_LANDING)
+}
+
 /// A transport buffer a send context holds, as the token it stores
 /// ([`SendCtxt::hold`](crate::ctxt::SendCtxt::hold)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +245,7 @@ impl<B: DmaBuf> Landings<B> {
         // Page-rounded, not to a power of two: a device handing out chunks
         // of a fixed size (the verbs listener's 2 MiB) must fit the
         // largest message it could take per call before.
-        let size = need.max(MIN_LANDING).next_multiple_of(MIN_LANDING);
+        let size = buf_size(need);
         let buf = dev.alloc_buf(size)?;
         let sge = dev.dma_map(&buf, 0, size)?;
         *slot = Some(Landing { buf, sge });

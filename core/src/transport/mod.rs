@@ -23,7 +23,7 @@ mod teardown;
 pub use call::{OwnedCall, RecvdCall};
 pub use counters::{XprtCounters, XprtCountersSnapshot};
 pub use error::XprtError;
-pub use read::CallMeta;
+pub use read::{CallMeta, ChunkSegs, WriteChunkList};
 pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
@@ -141,6 +141,12 @@ where
     /// at the free buffers, read (SeqCst) after a buffer is freed, so one
     /// of the two sides always sees the other.
     landing_wait: AtomicBool,
+    /// Take-backs of released contexts' buffers so far (wrapping): a reply
+    /// waiting in `stage` for held buffers compares it with what it saw
+    /// before its last look at the free ones, so buffers another worker
+    /// took back in between (leaving nothing pending or returned) make it
+    /// look again instead of sleeping on.
+    bufs_back: AtomicU64,
     xprt: E,
     counters: XprtCounters,
     max_send_sge: u32,
@@ -196,6 +202,7 @@ where
             landings: Landings::new(cfg.read_bufs),
             staging: Landings::new(cfg.stage_bufs),
             landing_wait: AtomicBool::new(false),
+            bufs_back: AtomicU64::new(0),
             xprt,
             counters: XprtCounters::default(),
             max_credits,

@@ -3,16 +3,17 @@
 //! Read completion (`svc_rdma_wc_read_done`).
 
 use super::call::{CallBuf, RecvdCall};
-use super::landing::LandingState;
+use super::landing::{buf_size, LandingState};
 use super::{DevError, SvcRdmaXprt, XprtError, TAG, WR_ID_IGNORE};
 use crate::backend::{QueuePair, SendWr, Sge, WcStatus, WrOp};
 use crate::lifecycle::{Policy, SendCtxtLifecycle};
-use crate::rpcrdma::{decode_header, Header, RdmaError, Segment};
+use crate::rpcrdma::{decode_header, Header, RdmaError, ReadSegment, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
+use smallvec::SmallVec;
 
 /// Read contexts: a small slab behind a spin lock (the kernel also locks
 /// its read-complete queue), with the landing-buffer ownership and the
@@ -59,6 +60,8 @@ pub(crate) struct ReadCtxt {
     /// The landing buffer the chunks are pulled into, laid out as the
     /// whole RPC message (inline parts copied in around them).
     pub(crate) landing: u32,
+    /// Where the message starts in the landing buffer (see [`lead`]).
+    pub(crate) lead: usize,
     /// The message's length in the landing buffer.
     pub(crate) msg_len: usize,
     /// SQ slots the Read chain holds.
@@ -80,7 +83,17 @@ pub(super) enum ReadStart {
     NoBuffer,
 }
 
-/// The parts of a call header the reply needs.
+/// A chunk's segments as a call offered them: up to two held inline (a
+/// client registers a chunk as one or two segments), more spill to the
+/// heap.
+pub type ChunkSegs = SmallVec<[Segment; 2]>;
+
+/// A call's Write list: one chunk held inline (more spill to the heap).
+pub type WriteChunkList = SmallVec<[ChunkSegs; 1]>;
+
+/// The parts of a call header the reply needs. Held inline: copying them
+/// out of a call with one Write chunk of up to two segments allocates
+/// nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallMeta {
     /// Transaction id.
@@ -88,9 +101,9 @@ pub struct CallMeta {
     /// Credits the client asked for.
     pub credits: u32,
     /// The Write list (segments as offered).
-    pub write_list: Vec<Vec<Segment>>,
+    pub write_list: WriteChunkList,
     /// The Reply chunk, if offered.
-    pub reply_chunk: Option<Vec<Segment>>,
+    pub reply_chunk: Option<ChunkSegs>,
     /// The rkey to invalidate with Send-with-Invalidate: set only when every
     /// segment of every chunk in the call carried the same handle.
     pub inv_rkey: Option<u32>,
@@ -99,13 +112,28 @@ pub struct CallMeta {
 impl CallMeta {
     /// Copies what the reply needs out of a decoded header.
     pub(crate) fn from_header(h: &Header<'_>) -> Self {
-        let write_list: Vec<Vec<Segment>> =
-            h.write_list().iter().map(|c| c.iter().collect()).collect();
-        let reply_chunk: Option<Vec<Segment>> = h.reply_chunk().map(|c| c.iter().collect());
-        let mut handles = h
-            .read_list()
-            .iter()
-            .map(|r| r.segment.handle)
+        Self::with_read_handles(h, h.read_list().iter().map(|r| r.segment.handle))
+    }
+
+    /// As [`from_header`](Self::from_header), with the Read list's handles
+    /// given (already walked by the caller).
+    pub(crate) fn with_read_handles(h: &Header<'_>, reads: impl Iterator<Item = u32>) -> Self {
+        let mut write_list = WriteChunkList::new();
+        for c in h.write_list().iter() {
+            let mut segs = ChunkSegs::new();
+            for s in c.iter() {
+                segs.push(s);
+            }
+            write_list.push(segs);
+        }
+        let reply_chunk: Option<ChunkSegs> = h.reply_chunk().map(|c| {
+            let mut segs = ChunkSegs::new();
+            for s in c.iter() {
+                segs.push(s);
+            }
+            segs
+        });
+        let mut handles = reads
             .chain(write_list.iter().flatten().map(|s| s.handle))
             .chain(reply_chunk.iter().flatten().map(|s| s.handle));
         let inv_rkey = match handles.next() {
@@ -122,46 +150,71 @@ impl CallMeta {
     }
 }
 
-/// A Read plan: `(position, length)` per chunk, and every segment to read
-/// in the order its bytes land in the buffer.
-pub(crate) type ReadPlan = (Vec<(u32, u32)>, Vec<Segment>);
+/// Read segments (and chunks) of a call held inline before spilling to
+/// the heap: a Position Zero chunk of a few segments plans with no heap
+/// allocation.
+const INLINE_READS: usize = 4;
+
+/// A Read plan: the chunks and every segment to read, in the order its
+/// bytes land in the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReadPlan {
+    /// `(position, length)` per chunk, positions distinct and ascending.
+    pub(crate) chunks: SmallVec<[(u32, u32); INLINE_READS]>,
+    /// The Read list's entries sorted by position (stable: each chunk's
+    /// segments in list order), i.e. in landing order.
+    pub(crate) segs: SmallVec<[ReadSegment; INLINE_READS]>,
+}
 
 /// The Read plan for a call: distinct positions ascending, each with its
-/// segments in list order, and the total length. `None` if a total does not
-/// fit in memory limits (`max_total`).
+/// segments in list order, and the total length. The Read list is walked
+/// once. `None` if a total does not fit in memory limits (`max_total`), or
+/// there is nothing to read.
 pub(crate) fn plan(h: &Header<'_>, max_total: u64) -> Option<ReadPlan> {
-    let mut positions: Vec<u32> = h.read_list().iter().map(|r| r.position).collect();
-    positions.sort_unstable();
-    positions.dedup();
-    let mut chunks = Vec::with_capacity(positions.len());
-    let mut segs = Vec::new();
+    let mut segs: SmallVec<[ReadSegment; INLINE_READS]> = SmallVec::new();
+    for r in h.read_list().iter() {
+        segs.push(r);
+    }
+    // Stable, so each chunk keeps its segments in list order; a short
+    // slice sorts in place (insertion sort, no scratch buffer).
+    if segs.windows(2).any(|w| w[0].position > w[1].position) {
+        segs.sort_by_key(|r| r.position);
+    }
+    if segs.is_empty() {
+        return None;
+    }
+    let mut chunks: SmallVec<[(u32, u32); INLINE_READS]> = SmallVec::new();
     let mut total = 0u64;
-    for p in positions {
-        let len = h.read_list().chunk_len(p);
+    for r in &segs {
+        let len = u64::from(r.segment.length);
         total = total.checked_add(len)?;
-        if total > max_total || len > u32::MAX as u64 {
+        if total > max_total {
             return None;
         }
-        chunks.push((p, len as u32));
-        segs.extend(h.read_list().chunk(p).map(|r| r.segment));
+        match chunks.last_mut() {
+            Some((p, l)) if *p == r.position => {
+                *l = u32::try_from(u64::from(*l) + len).ok()?;
+            }
+            _ => chunks.push((r.position, r.segment.length)),
+        }
     }
-    Some((chunks, segs))
+    Some(ReadPlan { chunks, segs })
 }
 
 /// Where a call's pieces sit in its landing buffer: the message is laid
 /// out in place, each chunk at its position in the inline part, XDR-padded
 /// to 4 bytes, so the Reads land where the message needs them and nothing
-/// is assembled afterwards.
+/// is assembled afterwards. Held inline for a few chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
     /// The whole message's length.
     pub(crate) msg_len: usize,
     /// Destination offset of each chunk, in `chunks` order.
-    pub(crate) chunk_at: Vec<usize>,
+    pub(crate) chunk_at: SmallVec<[usize; INLINE_READS]>,
     /// Inline ranges `(from, to, dest)` to copy in.
-    pub(crate) inline: Vec<(usize, usize, usize)>,
+    pub(crate) inline: SmallVec<[(usize, usize, usize); INLINE_READS]>,
     /// Padding ranges `(dest, len)` to zero.
-    pub(crate) pads: Vec<(usize, usize)>,
+    pub(crate) pads: SmallVec<[(usize, usize); INLINE_READS]>,
 }
 
 /// Lays out the message: `inline` bytes of inline body and the `(position,
@@ -172,16 +225,16 @@ pub(crate) fn layout(inline: usize, chunks: &[(u32, u32)]) -> Option<Layout> {
     if chunks.len() == 1 && chunks[0].0 == 0 {
         return Some(Layout {
             msg_len: chunks[0].1 as usize,
-            chunk_at: alloc::vec![0],
-            inline: Vec::new(),
-            pads: Vec::new(),
+            chunk_at: smallvec::smallvec![0],
+            inline: SmallVec::new(),
+            pads: SmallVec::new(),
         });
     }
     let mut l = Layout {
         msg_len: 0,
-        chunk_at: Vec::with_capacity(chunks.len()),
-        inline: Vec::new(),
-        pads: Vec::new(),
+        chunk_at: SmallVec::new(),
+        inline: SmallVec::new(),
+        pads: SmallVec::new(),
     };
     let mut at_inline = 0usize;
     for &(pos, len) in chunks {
@@ -223,6 +276,20 @@ impl Layout {
     }
 }
 
+/// Cache-line size the landing layout aligns to.
+const LINE: u64 = 64;
+
+/// Where in its landing buffer a message starts: the offset that puts the
+/// first chunk's bytes at the same alignment within a cache line as its
+/// source (`remote`, the first Read segment's address), so the Read moves
+/// whole lines into whole lines. For a Position Zero call from a client
+/// that places its arguments line-aligned (after the call header's room),
+/// the arguments then land line-aligned too, and a Write chunk that
+/// returns them reads from aligned memory.
+fn lead(remote: u64, chunk_at: usize) -> usize {
+    (remote.wrapping_sub(chunk_at as u64) % LINE) as usize
+}
+
 impl<L, Q, E, W> SvcRdmaXprt<L, Q, E, W>
 where
     L: SendCtxtLifecycle,
@@ -242,19 +309,24 @@ where
         h: &Header<'_>,
         bytes: &[u8],
     ) -> Result<ReadStart, XprtError<DevError<L>>> {
-        let meta = CallMeta::from_header(h);
-        let Some((chunks, segs)) = plan(h, self.cfg.max_read_bytes) else {
-            self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
+        let Some(ReadPlan { chunks, segs }) = plan(h, self.cfg.max_read_bytes) else {
+            self.send_error(h.xid(), h.credits(), RdmaError::Chunk)?;
             return Ok(ReadStart::Answered);
         };
         let inline = h.body_offset().and_then(|o| bytes.get(o..)).unwrap_or(&[]);
         let Some(lay) = layout(inline.len(), &chunks) else {
-            self.send_error(meta.xid, meta.credits, RdmaError::Chunk)?;
+            self.send_error(h.xid(), h.credits(), RdmaError::Chunk)?;
             return Ok(ReadStart::Answered);
         };
+        // Aligned only within the buffer the message alone needs: a device
+        // handing out fixed-size chunks fits what it fitted before.
+        let lead = Some(lead(segs[0].segment.offset, lay.chunk_at[0]))
+            .filter(|l| buf_size(l + lay.msg_len) == buf_size(lay.msg_len))
+            .unwrap_or(0);
+        let need = lead + lay.msg_len;
         let take = || {
             self.take_back_bufs();
-            self.with_reads(|r| r.land.take(&self.landings, lay.msg_len))
+            self.with_reads(|r| r.land.take(&self.landings, need))
         };
         let land = match take() {
             Some(l) => l,
@@ -285,10 +357,10 @@ where
         // took is owned, not idle, so it is not among them).
         // SAFETY: `take` made this call the slot's one holder: no posted
         // work request names its buffer.
-        let ensured = match unsafe { self.landings.ensure(dev, land, lay.msg_len.max(1)) } {
+        let ensured = match unsafe { self.landings.ensure(dev, land, need.max(1)) } {
             // SAFETY: as above; the slot is still this call's.
             Err(_) if self.trim_bufs_to(0) > 0 => unsafe {
-                self.landings.ensure(dev, land, lay.msg_len.max(1))
+                self.landings.ensure(dev, land, need.max(1))
             },
             r => r,
         };
@@ -312,17 +384,24 @@ where
             }
         };
         // SAFETY: as above; the Reads are not posted yet.
-        lay.fill(unsafe { self.landings.bytes_mut(land) }, inline);
+        lay.fill(
+            unsafe { &mut self.landings.bytes_mut(land)[lead..] },
+            inline,
+        );
         let inline_copied: usize = lay.inline.iter().map(|&(f, t, _)| t - f).sum();
         if inline_copied != 0 {
             self.copied(inline_copied);
         }
         let split = super::chain::chain_split(segs.len(), self.sq.depth() as usize);
+        // The reply's needs, copied once the call is sure to go on (not
+        // for a call that waits for a landing buffer).
+        let meta = CallMeta::with_read_handles(h, segs.iter().map(|r| r.segment.handle));
         let xid = meta.xid;
         let nchunks = chunks.len() as u64;
         let idx = self.with_reads(|r| {
             let ctxt = ReadCtxt {
                 landing: land,
+                lead,
                 msg_len: lay.msg_len,
                 sqes: (segs.len() - split) as u32,
                 meta,
@@ -339,37 +418,41 @@ where
                 }
             }
         });
-        let mut sge_lists: Vec<[Sge; 1]> = Vec::with_capacity(segs.len());
-        let mut seg_iter = segs.iter();
-        for (&(pos, _), &at) in chunks.iter().zip(&lay.chunk_at) {
-            let mut off = at as u64;
-            for s in seg_iter.by_ref().take(h.read_list().chunk(pos).count()) {
-                sge_lists.push([Sge {
-                    addr: sge.addr + off,
-                    length: s.length,
-                    lkey: sge.lkey,
-                }]);
-                off += s.length as u64;
+        // Each segment lands after the previous one of its chunk, the
+        // chunk at its place in the message (`segs` is in landing order).
+        let mut sge_lists: SmallVec<[[Sge; 1]; INLINE_READS]> = SmallVec::with_capacity(segs.len());
+        // `plan` made one chunk per run of equal positions in `segs`, so
+        // a new position is the next chunk.
+        let (mut ci, mut off) = (0usize, (lead + lay.chunk_at[0]) as u64);
+        for r in &segs {
+            if r.position != chunks[ci].0 {
+                ci += 1;
+                off = (lead + lay.chunk_at[ci]) as u64;
             }
+            sge_lists.push([Sge {
+                addr: sge.addr + off,
+                length: r.segment.length,
+                lkey: sge.lkey,
+            }]);
+            off += u64::from(r.segment.length);
         }
-        let chain: Vec<SendWr<'_>> = segs
-            .iter()
-            .zip(&sge_lists)
-            .enumerate()
-            .map(|(i, (s, l))| SendWr {
-                wr_id: if i + 1 == segs.len() {
+        let last = segs.len() - 1;
+        let mut chain: SmallVec<[SendWr<'_>; INLINE_READS]> = SmallVec::with_capacity(segs.len());
+        for (i, (r, l)) in segs.iter().zip(&sge_lists).enumerate() {
+            chain.push(SendWr {
+                wr_id: if i == last {
                     (TAG | idx) as u64
                 } else {
                     WR_ID_IGNORE
                 },
                 op: WrOp::Read {
-                    remote_addr: s.offset,
-                    rkey: s.handle,
+                    remote_addr: r.segment.offset,
+                    rkey: r.segment.handle,
                 },
                 sges: l,
-                signaled: i + 1 == segs.len(),
-            })
-            .collect();
+                signaled: i == last,
+            });
+        }
         let (head, tail) = chain.split_at(split);
         // SAFETY: the Read target is the landing buffer this read context
         // owns, which is handed on only after its completion (`read_done`
@@ -486,7 +569,9 @@ where
         // completed, so the device no longer writes it; ownership passes to
         // the call, which gives it back (`put_call_buf`) when dropped.
         let bytes = unsafe { self.landings.bytes(r.landing) };
-        let msg = &bytes[..r.msg_len.min(bytes.len())];
+        let msg = bytes
+            .get(r.lead..)
+            .map_or(&[][..], |b| &b[..r.msg_len.min(b.len())]);
         // SAFETY: the buffer stays unwritten until the call's drop returns
         // it to the free landing buffers.
         Some(unsafe { RecvdCall::new(r.meta, self, CallBuf::Landing(r.landing), msg) })
@@ -495,7 +580,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::layout;
+    use super::{layout, lead};
     use alloc::vec::Vec;
 
     /// The message as the landing buffer holds it once the Reads of
@@ -513,6 +598,18 @@ mod tests {
         l.fill(&mut buf, inline);
         buf.truncate(l.msg_len);
         Some(buf)
+    }
+
+    #[test]
+    fn the_first_chunk_lands_at_its_source_alignment() {
+        // Position Zero: the message starts where the source does within
+        // a line, so arguments the client placed line-aligned land so.
+        assert_eq!(lead(0x1_0000_01d8, 0), 0x18);
+        assert_eq!(lead(0x40, 0), 0);
+        // A chunk inserted after 12 inline bytes, its source at line
+        // offset 4: the message starts 56 bytes in, the chunk at 68.
+        assert_eq!(lead(0x1004, 12), 56);
+        assert_eq!((56 + 12) % 64, 4);
     }
 
     #[test]

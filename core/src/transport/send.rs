@@ -2,26 +2,29 @@
 
 use super::call::CallBuf;
 use super::landing::HeldBuf;
+use super::read::{ChunkSegs, WriteChunkList};
 use super::{DevError, RecvdCall, SvcRdmaXprt, XprtError, WR_ID_IGNORE};
 use crate::backend::{DmaBuf, DmaDevice, QueuePair, SendWr, Sge, WrOp};
 use crate::ctxt::SendCtxt;
-use crate::lifecycle::{GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
+use crate::lifecycle::{Committed, GetError, OwnedCtxt, Policy, SendCtxtLifecycle};
 use crate::rpcrdma::{encode_error, encode_reply, MsgProc, RdmaError, ReplySpec, Segment};
 use crate::wait::WaitQueue;
 use crate::xprt::{Enqueue, XprtFlags};
-use alloc::vec::Vec;
 use smallvec::SmallVec;
 
 /// WRs of a reply chain held inline (on the stack) before spilling to the
 /// heap: the Send and up to three RDMA Writes.
 const INLINE_CHAIN: usize = 4;
 
+/// A reply's chunk Writes `(local SGE, remote address, rkey)`, held
+/// inline up to [`INLINE_CHAIN`].
+type Writes = SmallVec<[(Sge, u64, u32); INLINE_CHAIN]>;
+
 /// RDMA Writes of `data` (at `base` within one mapped region) into the
-/// peer's `segs`; returns the WRs' single-SGE lists and the segments with
-/// the lengths actually written (zero for unused ones).
-fn plan_writes(base: Sge, data_len: u32, segs: &[Segment]) -> (Vec<(Sge, u64, u32)>, Vec<Segment>) {
-    let mut wrs = Vec::new();
-    let mut written = Vec::with_capacity(segs.len());
+/// peer's `segs`, appended to `wrs`; returns the segments with the lengths
+/// actually written (zero for unused ones).
+fn plan_writes(base: Sge, data_len: u32, segs: &[Segment], wrs: &mut Writes) -> ChunkSegs {
+    let mut written = ChunkSegs::with_capacity(segs.len());
     let mut off = 0u32;
     for s in segs {
         let n = s.length.min(data_len - off);
@@ -36,7 +39,7 @@ fn plan_writes(base: Sge, data_len: u32, segs: &[Segment]) -> (Vec<(Sge, u64, u3
         written.push(Segment { length: n, ..*s });
         off += n;
     }
-    (wrs, written)
+    written
 }
 
 /// Zero bytes for XDR padding.
@@ -96,12 +99,15 @@ where
     ) -> Result<(), XprtError<DevError<L>>> {
         let depth = self.sq.depth() as usize;
         let split = super::chain::chain_split(writes.len() + 1, depth);
-        let holds_bufs = c.hold_room() < crate::ctxt::MAX_HELD;
         c.set_sqecount((writes.len() + 1 - split) as u32);
         // Inline up to a few WRs (an inline reply is one Send): no heap
         // allocation per reply on the common path.
-        let write_sges: SmallVec<[[Sge; 1]; INLINE_CHAIN]> = writes.iter().map(|w| [w.0]).collect();
-        let res = c.post(|wr_id, ctxt: &SendCtxt<L::Dev>| {
+        let mut write_sges: SmallVec<[[Sge; 1]; INLINE_CHAIN]> =
+            SmallVec::with_capacity(writes.len());
+        for w in writes {
+            write_sges.push([w.0]);
+        }
+        let res = c.post_committed(|wr_id, ctxt: &SendCtxt<L::Dev>| {
             let mut chain: SmallVec<[SendWr<'_>; INLINE_CHAIN]> =
                 SmallVec::with_capacity(writes.len() + 1);
             for (w, sges) in writes.iter().zip(&write_sges) {
@@ -134,21 +140,21 @@ where
             unsafe { self.post_batched(head, tail) }
         });
         match res {
-            Ok(()) => {
+            Ok(committed) => {
                 Self::bump(&self.counters.replies);
-                if L::POLICY == Policy::Workqueue {
-                    // The Send may have completed before `post` committed:
-                    // then `post` itself queued the release, and no
-                    // completion handler looked for a waiting call.
-                    self.after_complete();
-                }
-                if holds_bufs {
-                    // A worker of this transport may wait in `stage` for a
-                    // reply holding buffers to be released. If this Send
-                    // completed before `post` committed, the completion's
-                    // wake came before the release was queued (by `post`
-                    // itself): wake the waiter now. Only replies that hold
-                    // buffers pay the fence.
+                if committed == Committed::CompletedFirst {
+                    // The Send completed before `post` committed: `post`
+                    // itself queued the release, after the completion
+                    // handler's wake of the SQ space queue. A worker of this
+                    // transport waiting there for a release (a `get` at the
+                    // pool's cap, a reply in `stage` for held buffers)
+                    // checked too early: wake it now. Only this race pays
+                    // the fence; the common path (the completion handler
+                    // releases, then wakes) pays nothing here.
+                    if L::POLICY == Policy::Workqueue {
+                        // No completion handler looked for a waiting call.
+                        self.after_complete();
+                    }
                     self.sq.wake_space_waiters();
                 }
                 Ok(())
@@ -243,12 +249,17 @@ where
         let meta = &call.meta;
         let mut c = self.get_ctxt()?;
         let dev = c.device();
-        let mut writes = Vec::new();
-        let mut written_chunks: Vec<Vec<Segment>> = meta
-            .write_list
-            .iter()
-            .map(|ch| ch.iter().map(|s| Segment { length: 0, ..*s }).collect())
-            .collect();
+        let mut writes = Writes::new();
+        // Every offered Write chunk goes back, with the lengths written
+        // (none, unless the payload goes in the first).
+        let mut written_chunks = WriteChunkList::new();
+        for ch in &meta.write_list {
+            let mut unused = ChunkSegs::from_slice(ch);
+            for s in &mut unused {
+                s.length = 0;
+            }
+            written_chunks.push(unused);
+        }
         // The payload goes inline after the reply when there is no Write
         // chunk for it, XDR-padded to a multiple of 4 bytes (RFC 4506
         // section 4.10: it is the tail of an opaque whose length the reply
@@ -272,9 +283,7 @@ where
                     Some(sge) => sge,
                     None => self.stage(&mut c, dev, [p].into_iter())?,
                 };
-                let (w, lens) = plan_writes(base, p.len() as u32, chunk);
-                writes.extend(w);
-                written_chunks[0] = lens;
+                written_chunks[0] = plan_writes(base, p.len() as u32, chunk, &mut writes);
                 used_write_chunk = true;
             }
             (Some(p), None) => {
@@ -291,7 +300,10 @@ where
                 .chain(Some(pad).filter(|p| !p.is_empty()))
         };
         let msg_len: usize = pieces().map(<[u8]>::len).sum();
-        let chunk_refs: Vec<&[Segment]> = written_chunks.iter().map(|v| v.as_slice()).collect();
+        let mut chunk_refs: SmallVec<[&[Segment]; 1]> = SmallVec::new();
+        for ch in &written_chunks {
+            chunk_refs.push(ch.as_slice());
+        }
         let inline_spec = ReplySpec {
             xid: meta.xid,
             credits: self.credits_for(meta.credits),
@@ -311,9 +323,7 @@ where
             .filter(|rc| total(rc) >= msg_len as u64)
         {
             let base = self.stage(&mut c, dev, pieces())?;
-            let (w, lens) = plan_writes(base, msg_len as u32, rc);
-            writes.extend(w);
-            reply_chunk_lens = lens;
+            reply_chunk_lens = plan_writes(base, msg_len as u32, rc, &mut writes);
             used_reply_chunk = true;
             let spec = ReplySpec {
                 proc: MsgProc::NoMsg,
@@ -359,9 +369,17 @@ where
         if !call.is_from(self as *const Self as *const u8) || c.hold_room() < 2 {
             return None;
         }
-        let off = call.offset_of(payload)?;
+        // The message starts `lead` bytes into the buffer (read.rs).
         // SAFETY: the call holds landing slot `i` until it is dropped, which
-        // `&call` excludes; the message starts at the buffer's first byte.
+        // `&call` excludes, and its Reads completed (the device no longer
+        // writes it).
+        let buf = unsafe { self.landings.bytes(i) };
+        let msg_at = (call.msg().as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+        let off = msg_at.checked_add(call.offset_of(payload)?)?;
+        if off.checked_add(payload.len())? > buf.len() {
+            return None;
+        }
+        // SAFETY: as above.
         let sge = unsafe { self.landings.sge(i) }?;
         if !self.with_reads(|r| r.land.share(i)) {
             return None;
@@ -412,8 +430,14 @@ where
         self.copied(len);
         loop {
             // Room for this buffer and the posted mark.
-            if c.hold_room() >= 2 {
+            let room = c.hold_room() >= 2;
+            if room {
                 self.take_back_bufs();
+            }
+            // Buffers taken back by anyone from here on make this reply
+            // look again rather than wait for them.
+            let seen = self.bufs_back();
+            if room {
                 if let Some(i) = self.with_reads(|r| r.stage.take(&self.staging, len)) {
                     // SAFETY: `take` made this reply the slot's one holder:
                     // no posted work request names it.
@@ -451,7 +475,7 @@ where
             if self.trim_bufs_to(0) > 0 {
                 continue;
             }
-            if !self.wait_for_held_bufs()? {
+            if !self.wait_for_held_bufs(seen)? {
                 return Err(XprtError::Backend(e));
             }
         }
@@ -460,20 +484,29 @@ where
     /// Waits until a reply in flight that holds landing or staging buffers
     /// may have been released, drains, and takes its buffers back; returns
     /// `false` at once when no posted reply holds any (nothing to wait
-    /// for: the buffers are held by calls, or by nobody).
-    /// The wait is the SQ space queue, which Send completions wake (a poll
-    /// group's thread polls while it waits). Workqueue releases on threads
-    /// that wake no one: there it does not wait.
-    fn wait_for_held_bufs(&self) -> Result<bool, XprtError<DevError<L>>> {
+    /// for: the buffers are held by calls, or by nobody). Buffers taken
+    /// back since the caller read `seen` (from
+    /// [`bufs_back`](Self::bufs_back), before its last look at the free
+    /// ones) end the wait, or make it return `true` at once: another
+    /// worker's drain may have taken them back, leaving nothing pending or
+    /// returned and no completion to come.
+    /// The wait is the SQ space queue, which Send completions and
+    /// take-backs wake (a poll group's thread polls while it waits).
+    /// Workqueue releases on threads that wake no one: there it does not
+    /// wait.
+    fn wait_for_held_bufs(&self, seen: u64) -> Result<bool, XprtError<DevError<L>>> {
         let posted = self.with_reads(|r| r.ctxt_held);
         if posted == 0 || L::POLICY == Policy::Workqueue {
-            return Ok(false);
+            return Ok(self.bufs_back() != seen);
         }
         Self::bump(&self.counters.stage_waits);
         let pool = self.send.pool();
-        self.sq
-            .space_wait()
-            .wait_until(&|| pool.has_pending_release() || pool.has_returned() || self.sq.closed());
+        self.sq.space_wait().wait_until(&|| {
+            pool.has_pending_release()
+                || pool.has_returned()
+                || self.bufs_back() != seen
+                || self.sq.closed()
+        });
         if self.sq.closed() {
             return Err(XprtError::Closed);
         }
