@@ -111,8 +111,11 @@ pub trait Service: Send + Sync + 'static {
     /// [`ServerMode::PollGroup`](crate::runtime::ServerMode::PollGroup)
     /// such a program's calls are handed to the worker threads so they do
     /// not stall every transport of the poll group; the rest run in the
-    /// group. Ignored by the thread pool (every call runs on a worker).
-    /// Default: `false`. Read once, when the service is added.
+    /// group. In the thread pool every call runs on a worker, and a worker
+    /// inside such a call is not counted on to take the next queued
+    /// transport soon (another is woken for it); any other call should
+    /// return within about a call's time. Default: `false`. Read once, when
+    /// the service is added.
     fn blocking(&self) -> bool {
         false
     }

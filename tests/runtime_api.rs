@@ -94,6 +94,41 @@ fn a_shared_server_shuts_down_while_a_connector_is_kept_for_reconnects_in(mode: 
 }
 
 #[test]
+fn a_closed_connection_is_freed_while_the_workers_sleep() {
+    a_closed_connection_is_freed_while_the_server_sleeps_in(ServerMode::ThreadPool);
+}
+
+#[test]
+fn a_closed_connection_is_freed_while_the_groups_sleep() {
+    a_closed_connection_is_freed_while_the_server_sleeps_in(ServerMode::PollGroup);
+}
+
+/// The closing pass frees the transport without a shutdown: no thread
+/// that goes back to sleep afterwards (a worker waiting for its next job)
+/// still holds it.
+fn a_closed_connection_is_freed_while_the_server_sleeps_in(mode: ServerMode) {
+    let (server, dev, connector) = server(mode);
+    for _ in 0..3 {
+        let (mut c, cdev) = client(&connector);
+        for i in 0..20u8 {
+            echo_once(&mut c, &[i; 64]);
+        }
+        let ids: Vec<u64> = server.transports().iter().map(|t| t.id).collect();
+        assert_eq!(ids.len(), 1);
+        assert!(server.close_transport(ids[0]));
+        eventually("the closed transport to be freed", || {
+            server.live_transports() == 0
+        });
+        c.close();
+        cdev.assert_clean();
+    }
+    let report = server.shutdown();
+    assert_eq!(report.freed, 3, "{report:?}");
+    assert_eq!(report.counters.replies, 60, "{report:?}");
+    dev.assert_clean();
+}
+
+#[test]
 fn bad_input_is_counted_per_transport_and_in_total_while_live() {
     bad_input_is_counted_per_transport_and_in_total_while_live_in(ServerMode::ThreadPool);
 }

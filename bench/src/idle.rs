@@ -16,6 +16,9 @@
 //!   look counts 0); the `backstop_enqueues` delta is kept alongside.
 //!   Edges already released when the client first looks after its reply
 //!   are reported apart: they say nothing about the trailing edge.
+//! - [`poll_group`]: the same with the runtime in poll-group mode (the
+//!   group's own passes count: a group pass is its thread's wakeup for the
+//!   transport).
 //! - [`rtc`]: the same on one thread with a hand-driven transport: after
 //!   the reply, loop { poll completions; if enqueued, one worker pass }
 //!   until the pool census shows nothing pending and in-use back to the
@@ -26,7 +29,7 @@ use crate::rtc::{server_turn, worker_pass, RtcConn};
 use rdmaxprt::client::{ClientConfig, RpcClient};
 use rdmaxprt::lifecycle::Policy;
 use rdmaxprt::mock::{MockDevice, QpConfig};
-use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig};
+use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, ServerMode};
 use rdmaxprt::service::Dispatcher;
 use rdmaxprt_core::lifecycle::SendCtxtLifecycle;
 use std::time::{Duration, Instant};
@@ -95,11 +98,24 @@ impl IdleResult {
 /// workers), one connection, `trials` idle edges of `size`-byte echoes;
 /// each edge waits at most `timeout` for the release.
 pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
+    runtime(ServerMode::ThreadPool, trials, size, timeout)
+}
+
+/// As [`threaded`], with the runtime in poll-group mode
+/// ([`crate::threaded::groups`] groups): its wakeups are the group's
+/// passes after the reply.
+pub fn poll_group(trials: usize, size: usize, timeout: Duration) -> IdleResult {
+    runtime(ServerMode::PollGroup, trials, size, timeout)
+}
+
+fn runtime(mode: ServerMode, trials: usize, size: usize, timeout: Duration) -> IdleResult {
     let server_dev = MockDevice::new();
     let (connector, listener) = MockNetwork::new(server_dev.clone(), QpConfig::default());
     let server = std::sync::Arc::new(Server::start(
         ServerConfig {
+            mode,
             workers: crate::threaded::WORKERS,
+            groups: crate::threaded::groups(),
             policy: Policy::Deferred,
             ..ServerConfig::default()
         },
@@ -135,7 +151,7 @@ pub fn threaded(trials: usize, size: usize, timeout: Duration) -> IdleResult {
     let server = std::sync::Arc::try_unwrap(server).expect("server no longer shared");
     let rep = server.shutdown();
     if rep.reclaimed_send != 0 {
-        eprintln!("B5 threaded teardown: {rep:?}");
+        eprintln!("B5 {mode:?} teardown: {rep:?}");
     }
     res
 }

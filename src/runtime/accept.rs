@@ -3,7 +3,7 @@
 //! are polled (a shared poller, a poller of its own, a poll group, a
 //! completion channel).
 
-use super::groupwait::GroupWait;
+use super::groupwait::{GroupWait, PoolWait};
 use super::poller;
 use super::pollgroup::{self, RunQueue};
 use super::{
@@ -14,7 +14,7 @@ use rdmaxprt_core::backend::{DmaDevice, QueuePair};
 use rdmaxprt_core::lifecycle::{Deferred, Inline, Policy, Workqueue};
 use rdmaxprt_core::pool::PoolConfig;
 use rdmaxprt_core::transport::{SvcRdmaXprt, XprtConfig};
-use rdmaxprt_core::wait::{CondvarWait, WaitQueue};
+use rdmaxprt_core::wait::WaitQueue;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -91,7 +91,7 @@ impl Server {
         };
         let boxed = match self.cfg.mode {
             ServerMode::PollGroup => self.build::<GroupWait, D, Q>(dev, qp, x, pcfg, &hook)?,
-            _ => self.build::<CondvarWait, D, Q>(dev, qp, x, pcfg, &hook)?,
+            _ => self.build::<PoolWait, D, Q>(dev, qp, x, pcfg, &hook)?,
         };
         let entry = Arc::new(Entry {
             id,

@@ -8,6 +8,10 @@
 //! until the condition holds (yielding between empty polls while the NIC
 //! still owns the WRs); anywhere else (a worker answering a handed-off
 //! call) it sleeps as [`CondvarWait`] does.
+//!
+//! In the thread pool, [`PoolWait`] sleeps as [`CondvarWait`] does after
+//! ringing the poller's doorbells the worker deferred (`poller::defer_rings`):
+//! the completions it waits for may be the ones it has not rung for yet.
 
 use super::Entry;
 use rdmaxprt_core::wait::{CondvarWait, WaitQueue};
@@ -57,6 +61,28 @@ impl WaitQueue for GroupWait {
                 }
             }
         }
+    }
+
+    fn wake_all(&self) {
+        self.inner.wake_all();
+    }
+
+    fn has_waiters(&self) -> bool {
+        self.inner.has_waiters()
+    }
+}
+
+/// The thread pool's [`WaitQueue`]: [`CondvarWait`], after the waiting
+/// worker rang the doorbells it deferred.
+#[derive(Debug, Default)]
+pub(crate) struct PoolWait {
+    inner: CondvarWait,
+}
+
+impl WaitQueue for PoolWait {
+    fn wait_until(&self, cond: &dyn Fn() -> bool) {
+        super::poller::flush_rings();
+        self.inner.wait_until(cond);
     }
 
     fn wake_all(&self) {

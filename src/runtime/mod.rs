@@ -14,7 +14,18 @@
 //! (shared doorbell pollers, completion-channel threads for `listen_rdma`)
 //! run the completion handlers and enqueue; [`ServerConfig::workers`]
 //! threads take transports off one ready queue. Every call costs a handoff
-//! from a poller to a worker.
+//! from a poller to a worker, but not a wakeup per call: the queue (`pool`)
+//! wakes an idle worker only when none is already on its way, a worker
+//! takes the next job before it sleeps, and after a pass it takes the same
+//! transport again (a few times in a row at most) if that transport's next
+//! call is already queued, so one connection's replies leave together.
+//! Beyond the kernel, an enqueue wakes no idle worker while the queue holds
+//! no more jobs than workers in a pass that will look at it before they
+//! sleep (a worker inside a call of a
+//! [`blocking`](crate::service::Service::blocking) program does not
+//! count): in particular a worker's own `svc_xprt_received` wakes no one
+//! unless its call blocks ([`ServerReport::received_wakes`]), so one
+//! connection's calls do not spread over two workers posting on one QP.
 //!
 //! [`ServerMode::PollGroup`] runs to completion: [`ServerConfig::groups`]
 //! threads (default one per CPU), each owning the transports assigned to
@@ -51,6 +62,7 @@ mod listener;
 mod mode;
 mod poller;
 mod pollgroup;
+mod pool;
 #[cfg(feature = "verbs")]
 mod rdma;
 mod registry;
@@ -72,11 +84,11 @@ pub use xprt::{CompletionWait, RtError, ServerXprt};
 use crate::service::Dispatcher;
 use bellgroup::PollGroup;
 use pollgroup::RunQueue;
+use pool::ReadyQueue;
 use rdmaxprt_core::lifecycle::{Policy, WorkqueuePool};
 use rdmaxprt_core::transport::XprtConfig;
 use rdmaxprt_core::xprt::{Enqueue, XprtFlags};
 use registry::Registry;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -165,8 +177,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(crate) struct Shared {
-    ready: Mutex<VecDeque<Job>>,
-    ready_cv: Condvar,
+    ready: ReadyQueue<Job>,
     registry: Mutex<Registry>,
     /// Poll-group mode: calls of blocking programs go to the workers.
     handoff: bool,
@@ -179,8 +190,8 @@ pub(crate) struct Shared {
     passes: AtomicU64,
     /// Calls handed from a poll group to the workers.
     handoffs: AtomicU64,
-    /// Times a worker thread woke from its sleep.
-    worker_wakeups: AtomicU64,
+    /// Idle workers woken by a worker's own `svc_xprt_received`.
+    received_wakes: AtomicU64,
     /// The idle sweeper's handle (its thread runs only with
     /// `XprtConfig::idle_shrink` set).
     sweeper: sweep::Sweeper,
@@ -203,13 +214,11 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-impl Enqueue for RtHook {
-    fn flags(&self) -> &XprtFlags {
-        &self.flags
-    }
-
-    /// `svc_xprt_enqueue`.
-    fn enqueue(&self) {
+impl RtHook {
+    /// `svc_xprt_enqueue`; `received`: called by a pass's own
+    /// `svc_xprt_received` (counted in `received_wakes` if it wakes a
+    /// worker).
+    fn enqueue_from(&self, received: bool) {
         let (Some(entry), Some(shared)) = (
             self.entry.get().and_then(Weak::upgrade),
             self.shared.upgrade(),
@@ -226,10 +235,22 @@ impl Enqueue for RtHook {
         match self.runq.get() {
             Some(q) => q.push(entry),
             None => {
-                lock(&shared.ready).push_back(Job::Xprt(entry));
-                shared.ready_cv.notify_one();
+                if shared.ready.push(Job::Xprt(entry)) && received {
+                    shared.received_wakes.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
+    }
+}
+
+impl Enqueue for RtHook {
+    fn flags(&self) -> &XprtFlags {
+        &self.flags
+    }
+
+    /// `svc_xprt_enqueue`.
+    fn enqueue(&self) {
+        self.enqueue_from(false);
     }
 }
 
@@ -324,8 +345,7 @@ impl Server {
     /// Starts the worker threads.
     pub fn start(cfg: ServerConfig, dispatcher: Dispatcher) -> Self {
         let shared = Arc::new(Shared {
-            ready: Mutex::new(VecDeque::new()),
-            ready_cv: Condvar::new(),
+            ready: ReadyQueue::new(poller::flush_rings),
             registry: Mutex::new(Registry::default()),
             handoff: cfg.mode == ServerMode::PollGroup,
             exit: AtomicBool::new(false),
@@ -335,7 +355,7 @@ impl Server {
             live_cv: Condvar::new(),
             passes: AtomicU64::new(0),
             handoffs: AtomicU64::new(0),
-            worker_wakeups: AtomicU64::new(0),
+            received_wakes: AtomicU64::new(0),
             sweeper: sweep::Sweeper::default(),
         });
         let workers = (0..cfg.workers.max(1))
@@ -563,7 +583,7 @@ impl Server {
             }
         }
         self.shared.exit.store(true, Ordering::Release);
-        self.shared.ready_cv.notify_all();
+        self.shared.ready.stop();
         for g in &self.groups {
             g.bell.ring();
         }
@@ -589,7 +609,9 @@ impl Server {
         let mut r = lock(&self.shared.report).clone();
         r.worker_passes = self.shared.passes.load(Ordering::Relaxed);
         r.handoffs = self.shared.handoffs.load(Ordering::Relaxed);
-        r.worker_wakeups = self.shared.worker_wakeups.load(Ordering::Relaxed);
+        r.worker_wakeups = self.shared.ready.wakeups.load(Ordering::Relaxed);
+        r.worker_notifies = self.shared.ready.notifies.load(Ordering::Relaxed);
+        r.received_wakes = self.shared.received_wakes.load(Ordering::Relaxed);
         r.poller_wakeups = self.poller_wakeups();
         r.remote_pushes = self.remote_pushes();
         r

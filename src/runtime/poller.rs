@@ -7,42 +7,18 @@
 //! instead, see `rdma`). Either way a poller only runs the completion handlers
 //! (push on the release list, queue receives, enqueue); it never releases.
 
+use super::pollgroup::GroupBell;
 use super::{lock, Entry};
 use rdmaxprt_core::xprt::XprtFlags;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a dedicated poller sleeps in its QP's wait before looking at
 /// CLOSE again.
 pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(5);
-
-/// A wakeup flag a sleeping poller waits on. `ring` before `wait` is never
-/// lost: the flag stays set until the waiter consumes it.
-#[derive(Debug, Default)]
-pub(crate) struct Doorbell {
-    rung: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Doorbell {
-    /// Wakes the poller (cheap; callable from any thread).
-    pub(crate) fn ring(&self) {
-        *lock(&self.rung) = true;
-        self.cv.notify_one();
-    }
-
-    /// Sleeps until rung (no timer: every reason to look again rings);
-    /// consumes the ring.
-    fn wait(&self) {
-        let mut rung = lock(&self.rung);
-        while !*rung {
-            rung = self.cv.wait(rung).unwrap_or_else(|p| p.into_inner());
-        }
-        *rung = false;
-    }
-}
 
 /// One transport's place in a shared poller group: the group polls it only
 /// when its QP rang (it is on the group's ready list), never by scanning
@@ -59,7 +35,7 @@ struct PollSlot {
 /// One shared poller thread's transports.
 #[derive(Debug, Default)]
 pub(crate) struct PollerGroup {
-    pub(crate) bell: Arc<Doorbell>,
+    pub(crate) bell: Arc<PollerBell>,
     /// Transports whose QP rang since the poller last looked at them.
     ready: Arc<Mutex<Vec<Arc<PollSlot>>>>,
     /// Every transport the group serves, by id (let go of at exit).
@@ -78,14 +54,77 @@ impl std::fmt::Debug for PollSlot {
     }
 }
 
-/// Puts `slot` on the ready list unless it is there already, and rings.
-fn schedule(slot: &Arc<PollSlot>, ready: &Mutex<Vec<Arc<PollSlot>>>, bell: &Doorbell) {
+/// Puts `slot` on the ready list unless it is there already, and rings
+/// (or, on a worker, defers the ring: [`defer_rings`]).
+fn schedule(slot: &Arc<PollSlot>, ready: &Mutex<Vec<Arc<PollSlot>>>, bell: &Arc<PollerBell>) {
     // SeqCst pairs with the poller's clear before it polls: either this
     // sees the clear (and queues again), or the poller's poll, which comes
     // after its clear, sees the completion that made the QP ring.
     if !slot.queued.swap(true, Ordering::SeqCst) {
         lock(ready).push(Arc::clone(slot));
+        ring_or_defer(bell);
+    } else if bell.deferred.load(Ordering::SeqCst) && !DEFERS.with(Cell::get) {
+        // Queued by a worker that has not rung yet: this completion (a
+        // client's call, say) must not wait for that worker's flush.
         bell.ring();
+    }
+}
+
+/// A shared poller's doorbell, and whether a worker holds back a ring.
+#[derive(Debug, Default)]
+pub(crate) struct PollerBell {
+    bell: GroupBell,
+    /// A worker pushed a slot and deferred its ring (cleared by any ring).
+    deferred: AtomicBool,
+}
+
+impl PollerBell {
+    /// Wakes the poller.
+    pub(crate) fn ring(&self) {
+        self.deferred.store(false, Ordering::SeqCst);
+        self.bell.ring();
+    }
+
+    fn wait(&self) -> bool {
+        self.bell.wait()
+    }
+}
+
+thread_local! {
+    /// Set on worker threads: their rings wait for [`flush_rings`].
+    static DEFERS: Cell<bool> = const { Cell::new(false) };
+    /// The doorbell a worker's pass rang since its last flush.
+    static DEFERRED: RefCell<Option<Arc<PollerBell>>> = const { RefCell::new(None) };
+}
+
+/// Makes the calling thread (a worker) defer the doorbell rings its posts
+/// make until [`flush_rings`]: a reply's Send completion then wakes a
+/// sleeping poller once per run of passes, not once per reply. The worker
+/// flushes before anything that could wait on the poller (its sleep on
+/// the ready queue, a blocking program's call, an SQ wait). Its rings'
+/// transports are on the poller's ready list meanwhile: any other ring
+/// makes the poller poll them too.
+pub(crate) fn defer_rings() {
+    DEFERS.with(|d| d.set(true));
+}
+
+/// Rings the doorbell this thread deferred, if any.
+pub(crate) fn flush_rings() {
+    if let Some(b) = DEFERRED.with(|d| d.borrow_mut().take()) {
+        b.ring();
+    }
+}
+
+fn ring_or_defer(bell: &Arc<PollerBell>) {
+    if !DEFERS.with(Cell::get) {
+        bell.ring();
+        return;
+    }
+    bell.deferred.store(true, Ordering::SeqCst);
+    let prev = DEFERRED.with(|d| d.borrow_mut().replace(Arc::clone(bell)));
+    // Another group's bell (several shared pollers): ring it now.
+    if let Some(p) = prev.filter(|p| !Arc::ptr_eq(p, bell)) {
+        p.ring();
     }
 }
 
@@ -122,8 +161,11 @@ impl PollerGroup {
         while !exit.load(Ordering::Acquire) {
             std::mem::swap(&mut batch, &mut *lock(&self.ready));
             if batch.is_empty() {
-                self.bell.wait();
-                self.wakeups.fetch_add(1, Ordering::Relaxed);
+                // A ring since the last look is consumed without sleeping
+                // (and without a system call): only real sleeps count.
+                if self.bell.wait() {
+                    self.wakeups.fetch_add(1, Ordering::Relaxed);
+                }
                 continue;
             }
             for slot in batch.drain(..) {
@@ -174,5 +216,69 @@ pub(crate) fn dedicated(entry: Arc<Entry>, budget: usize) {
                 x.close();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot() -> Arc<PollSlot> {
+        Arc::new(PollSlot {
+            queued: AtomicBool::new(false),
+            entry: Mutex::new(None),
+        })
+    }
+
+    /// On a thread of its own (the deferral is per thread).
+    fn on_a_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|s| s.spawn(f).join().unwrap())
+    }
+
+    #[test]
+    fn a_workers_rings_wait_for_its_flush_and_ring_once() {
+        let bell = Arc::new(PollerBell::default());
+        let ready = Mutex::new(Vec::new());
+        let (a, b) = (slot(), slot());
+        on_a_thread(|| {
+            defer_rings();
+            // Two replies' Send completions on two transports: both
+            // queued for the poller, its doorbell not rung yet.
+            schedule(&a, &ready, &bell);
+            schedule(&b, &ready, &bell);
+            assert_eq!(lock(&ready).len(), 2);
+            assert!(!bell.bell.is_rung(), "a deferred ring woke the poller");
+            flush_rings();
+            assert!(bell.bell.is_rung());
+            assert!(!bell.wait(), "one ring, consumed without sleeping");
+            flush_rings();
+            assert!(!bell.bell.is_rung(), "a flush rings once");
+        });
+    }
+
+    #[test]
+    fn a_ring_from_another_thread_is_not_swallowed_by_a_deferred_one() {
+        let bell = Arc::new(PollerBell::default());
+        let ready = Mutex::new(Vec::new());
+        let a = slot();
+        on_a_thread(|| {
+            defer_rings();
+            schedule(&a, &ready, &bell);
+        });
+        assert!(!bell.bell.is_rung());
+        // A client's call on the same transport: already queued, but the
+        // poller must not wait for the worker's flush to see it.
+        on_a_thread(|| schedule(&a, &ready, &bell));
+        assert!(bell.bell.is_rung());
+        assert_eq!(lock(&ready).len(), 1);
+    }
+
+    #[test]
+    fn rings_off_worker_threads_are_not_deferred() {
+        let bell = Arc::new(PollerBell::default());
+        let ready = Mutex::new(Vec::new());
+        let a = slot();
+        on_a_thread(|| schedule(&a, &ready, &bell));
+        assert!(bell.bell.is_rung());
     }
 }

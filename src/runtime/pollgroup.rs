@@ -15,7 +15,7 @@
 //! `bellgroup`.
 
 use super::groupwait::in_pass;
-use super::svc::handle;
+use super::svc::{handle, STREAK};
 use super::{lock, Entry, Shared};
 use rdmaxprt_core::xprt::XprtFlags;
 use std::cell::Cell;
@@ -86,16 +86,37 @@ impl RunQueue {
     /// One pass over the transports queued when it starts (a transport
     /// re-queued by its own pass waits for the next round, after the group
     /// polled again, so each round bounds the Send WRs posted per
-    /// transport between two polls). Returns the passes run.
+    /// transport between two polls), except that a transport whose next
+    /// call was already received when its pass ended runs again at once,
+    /// up to [`STREAK`] passes in a row (its replies leave together, so
+    /// its client wakes once for several). Returns the passes run.
     pub(crate) fn run(&self, shared: &Shared) -> usize {
         let n = lock(&self.ready).len();
+        let mut passes = 0;
         for _ in 0..n {
-            let Some(e) = lock(&self.ready).pop_front() else {
-                return n;
+            let Some(mut e) = lock(&self.ready).pop_front() else {
+                break;
             };
-            in_pass(&e, || handle(shared, e.clone()));
+            for streak in 1.. {
+                let id = e.id;
+                in_pass(&e, || handle(shared, e.clone()));
+                passes += 1;
+                if streak >= STREAK {
+                    break;
+                }
+                // `svc_xprt_received` queued it again during the pass,
+                // behind the transports already queued.
+                let mut q = lock(&self.ready);
+                match q.iter().rposition(|x| x.id == id) {
+                    Some(i) => match q.remove(i) {
+                        Some(x) => e = x,
+                        None => break,
+                    },
+                    None => break,
+                }
+            }
         }
-        n
+        passes
     }
 
     /// Drops every queued transport (at exit).
@@ -129,6 +150,12 @@ impl GroupBell {
             let _g = lock(&self.m);
             self.cv.notify_one();
         }
+    }
+
+    /// Whether a ring is waiting to be consumed (tests).
+    #[cfg(test)]
+    pub(crate) fn is_rung(&self) -> bool {
+        self.rung.load(Ordering::SeqCst)
     }
 
     /// Sleeps until rung (no timer); consumes the ring. Returns whether

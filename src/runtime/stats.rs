@@ -78,6 +78,16 @@ pub struct ServerReport {
     /// Times a worker thread woke from its sleep on the ready queue and
     /// took a job (the wakeups to exit at shutdown are not counted).
     pub worker_wakeups: u64,
+    /// Times an idle worker was woken (a notify on the ready queue; the
+    /// worker may find its job already taken by one that was awake). At
+    /// most one per enqueue, none while a woken worker is still on its way.
+    pub worker_notifies: u64,
+    /// Of those, the ones made by a worker's own `svc_xprt_received`
+    /// (thread pool): only after taking a call of a
+    /// [`blocking`](crate::service::Service::blocking) program, which may
+    /// hold the worker long; after any other call the worker takes the
+    /// transport's next call itself.
+    pub received_wakes: u64,
     /// Times the completion pollers and poll groups woke from their sleep
     /// ([`Server::poller_wakeups`](super::Server::poller_wakeups)).
     pub poller_wakeups: u64,

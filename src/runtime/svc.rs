@@ -18,6 +18,11 @@ thread_local! {
     static REPLY_BODY: Cell<ReplyBody> = Cell::new(ReplyBody::default());
 }
 
+/// Passes a worker (or a poll group) runs in a row on one transport whose
+/// next call is already queued before it takes the queue's head (see
+/// `ReadyQueue::take_after` and `RunQueue::run`).
+pub(crate) const STREAK: usize = 8;
+
 /// Work for a worker thread.
 pub(crate) enum Job {
     /// A transport to run a pass on (thread pool).
@@ -31,32 +36,34 @@ pub(crate) enum Job {
 /// `svc_xprt_received`: let another worker take the transport.
 pub(crate) fn received(e: &Entry) {
     e.hook.flags.clear(XprtFlags::BUSY);
-    e.hook.enqueue();
+    e.hook.enqueue_from(true);
 }
 
 pub(crate) fn worker(shared: &Shared) {
-    loop {
-        let job = {
-            let mut q = lock(&shared.ready);
-            let mut slept = false;
-            loop {
-                if let Some(j) = q.pop_front() {
-                    if slept {
-                        shared.worker_wakeups.fetch_add(1, Ordering::Relaxed);
-                    }
-                    break j;
-                }
-                if shared.exit.load(Ordering::Acquire) {
-                    return;
-                }
-                q = shared.ready_cv.wait(q).unwrap_or_else(|p| p.into_inner());
-                slept = true;
+    let _registered = shared.ready.worker();
+    super::poller::defer_rings();
+    let mut streak = 0;
+    let mut next = shared.ready.take();
+    while let Some(job) = next {
+        next = match job {
+            Job::Xprt(entry) => {
+                let id = entry.id;
+                // The pass takes the worker's reference along: a worker
+                // that then sleeps holds no transport.
+                handle(shared, entry);
+                let same = |j: &Job| matches!(j, Job::Xprt(e) if e.id == id);
+                shared.ready.take_after(same, &mut streak, STREAK)
+            }
+            Job::Call(entry, call) => {
+                // Handed off because its program blocks.
+                let blocking = blocking_call(shared);
+                answer(shared, &entry, &RecvdCall::from(call));
+                drop(blocking);
+                // Not held while this worker sleeps for its next job.
+                drop(entry);
+                shared.ready.take()
             }
         };
-        match job {
-            Job::Xprt(entry) => handle(shared, entry),
-            Job::Call(entry, call) => answer(shared, &entry, &RecvdCall::from(call)),
-        }
     }
 }
 
@@ -81,17 +88,23 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
     }
     match x.recvfrom() {
         Ok(Some(call)) => {
+            // A worker that took a call of a program that does not block
+            // is back at the ready queue within one call's time and takes
+            // this transport's next call itself (`ReadyQueue::take_after`),
+            // so the re-enqueue wakes no idle worker for it; a blocking
+            // program's call may hold this worker for long, so (marked
+            // blocking first) its next call wakes another, as the kernel's
+            // svc_xprt_received always does.
+            let group = RunQueue::on_a_group_thread();
+            let blocks = shared.dispatcher.blocks(call.msg());
+            let _blocking = (blocks && !group).then(|| blocking_call(shared));
             received(&entry);
-            if shared.handoff
-                && RunQueue::on_a_group_thread()
-                && shared.dispatcher.blocks(call.msg())
-            {
+            if shared.handoff && group && blocks {
                 shared.handoffs.fetch_add(1, Ordering::Relaxed);
                 // The call cannot take the transport's buffer along: its
                 // message is copied out (blocking programs only).
                 let call = call.detach();
-                lock(&shared.ready).push_back(Job::Call(Arc::clone(&entry), call));
-                shared.ready_cv.notify_one();
+                shared.ready.push(Job::Call(Arc::clone(&entry), call));
                 return;
             }
             answer(shared, &entry, &call);
@@ -108,6 +121,14 @@ pub(crate) fn handle(shared: &Shared, entry: Arc<Entry>) {
             entry.hook.enqueue();
         }
     }
+}
+
+/// Marks this worker as inside a blocking program's call (see
+/// `ReadyQueue::blocking`), after ringing the doorbells it deferred: it may
+/// wait long, and on anything.
+fn blocking_call(shared: &Shared) -> super::pool::BlockingGuard<'_, Job> {
+    super::poller::flush_rings();
+    shared.ready.blocking()
 }
 
 /// Dispatches a received call, sends the reply, releases (the rest of a

@@ -207,6 +207,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("         the B1 and B3 tables and their targets only, on stdout");
         println!("       bench-report --only-b45 [--quick]");
         println!("         the B4 and B5 tables only, on stdout");
+        println!("       bench-report --only-b5 [--quick]");
+        println!("         the B5 table (threaded, poll groups, run-to-completion) and its");
+        println!("         targets only, on stdout");
         println!("       bench-report --only-b4 [--quick]");
         println!("         the B4 tables and their targets only, on stdout");
         println!("       bench-report --only-b4-bulk [--quick]");
@@ -272,6 +275,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", t.to_markdown());
         println!("{}", b4_bulk_rates(&r).to_markdown());
         println!("{}", b4_bulk_targets(&r).to_markdown());
+        println!("load {}", loadavg());
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--only-b5") {
+        let mode = Mode::new(args.iter().any(|a| a == "--quick"));
+        println!("load {}", loadavg());
+        let (t5, r5) = b5(&mode);
+        println!("{}", t5.to_markdown());
+        println!("{}", b45_targets(&Vec::new(), &r5).to_markdown());
         println!("load {}", loadavg());
         return Ok(());
     }
