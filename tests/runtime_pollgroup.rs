@@ -3,8 +3,12 @@
 //! frees transports still connected, and a transport id is never confused
 //! with the one that reuses its registry slot.
 
+#[path = "support/disk.rs"]
+mod disk;
 #[path = "../examples/common/echo.rs"]
 mod echo;
+
+use disk::Disk;
 
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
 use rdmaxprt::mock::{MockDevice, QpConfig};
@@ -15,36 +19,7 @@ use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A program whose calls may block; it answers with its own args and
-/// records the names of the threads it ran on.
-struct Disk {
-    threads: Arc<Mutex<BTreeSet<String>>>,
-}
-
 const DISK_PROG: u32 = 0x2000_0777;
-
-impl Service for Disk {
-    fn program(&self) -> u32 {
-        DISK_PROG
-    }
-    fn versions(&self) -> RangeInclusive<u32> {
-        1..=1
-    }
-    fn call(
-        &self,
-        _ctx: &CallContext<'_>,
-        args: &[u8],
-        out: &mut ReplyBody,
-    ) -> Result<(), ProcError> {
-        let name = std::thread::current().name().unwrap_or("?").to_string();
-        self.threads.lock().unwrap().insert(name);
-        out.results.extend_from_slice(args);
-        Ok(())
-    }
-    fn blocking(&self) -> bool {
-        true
-    }
-}
 
 /// Echo, recording the threads it ran on.
 struct Traced {
@@ -98,6 +73,8 @@ fn fixture(groups: usize) -> Fixture {
                 threads: echo_threads.clone(),
             })
             .with(Disk {
+                prog: DISK_PROG,
+                delay: Duration::ZERO,
                 threads: disk_threads.clone(),
             }),
     ));

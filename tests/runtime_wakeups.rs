@@ -5,49 +5,22 @@
 //! a blocking program it still does, as the kernel's does, so a call that
 //! waits on a disk does not hold up the next.
 
+#[path = "support/disk.rs"]
+mod disk;
 #[path = "../examples/common/echo.rs"]
 mod echo;
+
+use disk::Disk;
 
 use rdmaxprt::client::{CallOptions, ClientConfig, RpcClient};
 use rdmaxprt::mock::{Delivery, MockDevice, QpConfig};
 use rdmaxprt::runtime::{MockNetwork, Server, ServerConfig, ServerMode, ServerReport};
-use rdmaxprt::service::{CallContext, Dispatcher, ProcError, ReplyBody, Service};
+use rdmaxprt::service::Dispatcher;
 use std::collections::BTreeSet;
-use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A program whose calls block (a short sleep standing for disk I/O); it
-/// echoes its args and records the threads it ran on.
-struct Disk {
-    threads: Arc<Mutex<BTreeSet<String>>>,
-}
-
 const DISK_PROG: u32 = 0x2000_0778;
-
-impl Service for Disk {
-    fn program(&self) -> u32 {
-        DISK_PROG
-    }
-    fn versions(&self) -> RangeInclusive<u32> {
-        1..=1
-    }
-    fn call(
-        &self,
-        _ctx: &CallContext<'_>,
-        args: &[u8],
-        out: &mut ReplyBody,
-    ) -> Result<(), ProcError> {
-        let name = std::thread::current().name().unwrap_or("?").to_string();
-        self.threads.lock().unwrap().insert(name);
-        std::thread::sleep(Duration::from_millis(2));
-        out.results.extend_from_slice(args);
-        Ok(())
-    }
-    fn blocking(&self) -> bool {
-        true
-    }
-}
 
 const BURSTS: u64 = 40;
 const BURST: usize = 8;
@@ -83,6 +56,8 @@ fn bursts(prog: u32, vers: u32) -> (ServerReport, BTreeSet<String>) {
             ..ServerConfig::default()
         },
         Dispatcher::new().with(echo::Echo::default()).with(Disk {
+            prog: DISK_PROG,
+            delay: Duration::from_millis(2),
             threads: threads.clone(),
         }),
     ));
