@@ -91,8 +91,10 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     idle_exit: u64,
     /// With --rdma: registered 2 MiB chunks for bulk data (Read chunk
-    /// sinks, staged READ replies); when all are in use a call with a
-    /// Read chunk closes its connection.
+    /// sinks, staged READ replies), shared by every connection. When all
+    /// are in use, a call with a Read chunk (or a reply to stage) waits
+    /// for one its own connection holds to come back; a connection that
+    /// holds none is closed (the client reconnects and retransmits).
     #[arg(long, default_value_t = hookup::DEFAULT_LARGE_CHUNKS)]
     large_chunks: usize,
     /// Most verbose log level printed to standard error (error, warn,
