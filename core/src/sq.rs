@@ -136,8 +136,16 @@ impl<W: WaitQueue> SqAccount<W> {
     #[inline]
     #[doc(alias = "svc_rdma_wake_send_waiters")]
     pub fn wake_send_waiters(&self, n: u32) {
-        self.avail.fetch_add(n as i32, Ordering::AcqRel);
+        self.return_slots(n);
         self.wake_space_waiters();
+    }
+
+    /// Returns `n` slots without waking anyone: the caller calls
+    /// [`wake_space_waiters`](Self::wake_space_waiters) after its other
+    /// state changes (one wake for all of them).
+    #[inline]
+    pub fn return_slots(&self, n: u32) {
+        self.avail.fetch_add(n as i32, Ordering::AcqRel);
     }
 
     /// Wakes the space queue's waiters, if any, after a state change they

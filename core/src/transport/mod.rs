@@ -28,7 +28,7 @@ pub use shrink::IdleShrink;
 pub use teardown::TeardownReport;
 
 use crate::backend::{DmaDevice, ErrorType, QueuePair, Wc, WcStatus};
-use crate::lifecycle::{SendCompletions, SendCtxtLifecycle};
+use crate::lifecycle::{Policy, SendCompletions, SendCtxtLifecycle};
 use crate::rpcrdma::{self, decode_header, Limits, Proc};
 use crate::spin::SpinMutex;
 use crate::sq::SqAccount;
@@ -357,9 +357,10 @@ where
 
     /// Send Queue completion handler (`svc_rdma_wc_send`, and
     /// `svc_rdma_wc_read_done` for Reads): a Send completion returns its SQ
-    /// slots and wakes SQ waiters, then `put`s the context, in the kernel's
-    /// order (so under [`Inline`](crate::lifecycle::Inline) the unmap runs
-    /// after the waiters woke); a failed one also marks the transport for
+    /// slots, `put`s the context and wakes SQ waiters once (under
+    /// [`Inline`](crate::lifecycle::Inline), whose put unmaps, it also
+    /// wakes them before the put, in the kernel's order); a failed one also
+    /// marks the transport for
     /// close and schedules it (`svc_xprt_deferred_close`). Read completions
     /// queue the call for `recvfrom`; flushed unsignaled Writes are
     /// ignored.
@@ -382,15 +383,20 @@ where
         match cq.claim(wc.wr_id) {
             Ok((claimed, sqes)) => {
                 // svc_rdma_wake_send_waiters, then svc_rdma_send_ctxt_put.
-                self.sq.wake_send_waiters(sqes);
+                // One wake after both covers a waiter for SQ slots and a
+                // `get` waiting at the pool's cap (on the same queue) for
+                // the context the put makes available: one fence per
+                // completion. Under Inline the put unmaps, so the slots'
+                // waiters are woken before it too, as the kernel orders it.
+                self.sq.return_slots(sqes);
                 if let Some(c) = claimed {
+                    if L::POLICY == Policy::Inline {
+                        self.sq.wake_space_waiters();
+                    }
                     self.send.complete(c);
-                    // A `get` waiting at the pool's cap (on the same queue)
-                    // may have woken for the slots before the put made a
-                    // context available: wake it again now that it is.
-                    self.sq.wake_space_waiters();
                     self.after_complete();
                 }
+                self.sq.wake_space_waiters();
             }
             Err(_) => Self::bump(&self.counters.bogus_completions),
         }
