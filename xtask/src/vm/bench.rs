@@ -14,7 +14,8 @@ use std::time::Instant;
 use super::host::{self, Res};
 use super::initramfs::GuestPair;
 use super::{
-    boot_pairs, build_examples, fetch, target_dir, workspace_root, GuestProgram, PairsBoot, Plan,
+    boot_pairs, build_examples, fetch, loadavg, target_dir, workspace_root, write_report,
+    GuestProgram, PairsBoot, Plan,
 };
 use crate::VmBenchArgs;
 
@@ -299,14 +300,6 @@ fn table(rows: &[Row]) -> String {
     t
 }
 
-/// The host's 1-minute load average (the VM competes with it for cores).
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
 /// Run the benchmark VM; Ok(true) iff every number was measured.
 pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
     let t0 = Instant::now();
@@ -476,23 +469,15 @@ pub fn vm_bench(a: &VmBenchArgs) -> Res<bool> {
         }
     }
     md.push_str("```\n");
-    let out_dir = target.join("vm-bench");
-    fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
-    let report = out_dir.join("report.md");
-    fs::write(&report, md).map_err(|e| format!("{}: {e}", report.display()))?;
-    println!(
-        "xtask: vm-bench {} in {:.1}s (VM {:.1}s); report {}; serial log {}",
-        if complete && all_ran {
-            "done"
-        } else {
-            "INCOMPLETE"
-        },
-        t0.elapsed().as_secs_f64(),
+    write_report(
+        &target,
+        "vm-bench",
+        &md,
+        complete && all_ran,
+        t0,
         outcome.vm_secs,
-        report.display(),
-        log_path.display()
-    );
-    Ok(complete && all_ran)
+        &log_path,
+    )
 }
 
 #[cfg(test)]

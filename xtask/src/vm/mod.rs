@@ -339,6 +339,41 @@ fn boot_pairs(
     Ok((outcome, all, log_path, log))
 }
 
+/// The host's 1-minute load average (the VM competes with it for cores).
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Writes a benchmark subcommand's `md` to `target/<name>/report.md` and
+/// prints its closing line (`done` if `ok`, else `INCOMPLETE`); returns
+/// `ok`.
+fn write_report(
+    target: &Path,
+    name: &str,
+    md: &str,
+    ok: bool,
+    t0: Instant,
+    vm_secs: f64,
+    log_path: &Path,
+) -> Res<bool> {
+    let out_dir = target.join(name);
+    fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let report = out_dir.join("report.md");
+    fs::write(&report, md).map_err(|e| format!("{}: {e}", report.display()))?;
+    println!(
+        "xtask: {name} {} in {:.1}s (VM {:.1}s); report {}; serial log {}",
+        if ok { "done" } else { "INCOMPLETE" },
+        t0.elapsed().as_secs_f64(),
+        vm_secs,
+        report.display(),
+        log_path.display()
+    );
+    Ok(ok)
+}
+
 /// Fetch the guest, build the initramfs for `plan`, boot it; the outcome
 /// and the serial log's path.
 fn boot_plan(

@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use super::host::{self, Res};
 use super::{
-    boot_pairs, build_examples, fetch, manifest, target_dir, workspace_root, PairsBoot, Plan,
+    boot_pairs, build_examples, fetch, loadavg, manifest, target_dir, workspace_root, write_report,
+    PairsBoot, Plan,
 };
 use crate::VmNfsBenchArgs;
 
@@ -217,13 +218,6 @@ fn our_labels(pair_names: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
 /// Run the benchmark VM; Ok(true) iff every number was measured.
 pub fn vm_nfs_bench(a: &VmNfsBenchArgs) -> Res<bool> {
     let t0 = Instant::now();
@@ -342,23 +336,15 @@ pub fn vm_nfs_bench(a: &VmNfsBenchArgs) -> Res<bool> {
         let _ = writeln!(md, "{l}");
     }
     md.push_str("```\n");
-    let out_dir = target.join("vm-nfs-bench");
-    fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
-    let report = out_dir.join("report.md");
-    fs::write(&report, md).map_err(|e| format!("{}: {e}", report.display()))?;
-    println!(
-        "xtask: vm-nfs-bench {} in {:.1}s (VM {:.1}s); report {}; serial log {}",
-        if complete && all_passed {
-            "done"
-        } else {
-            "INCOMPLETE"
-        },
-        t0.elapsed().as_secs_f64(),
+    write_report(
+        &target,
+        "vm-nfs-bench",
+        &md,
+        complete && all_passed,
+        t0,
         outcome.vm_secs,
-        report.display(),
-        log_path.display()
-    );
-    Ok(complete && all_passed)
+        &log_path,
+    )
 }
 
 #[cfg(test)]
