@@ -11,46 +11,13 @@ use rdmaxprt::pool::PoolConfig;
 use rdmaxprt::sq::{Reserved, SqAccount, SqClosed};
 use rdmaxprt::wait::CondvarWait;
 use rdmaxprt::xprt::{Enqueue, XprtFlags};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Counts allocations made by the current thread while armed.
-struct CountingAlloc;
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-// SAFETY: defers every operation to the system allocator unchanged; the
-// bookkeeping touches only const-initialized thread-locals (no allocation,
-// no reentrancy).
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if ARMED.with(Cell::get) {
-            ALLOCS.with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if ARMED.with(Cell::get) {
-            ALLOCS.with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-#[global_allocator]
-static A: CountingAlloc = CountingAlloc;
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
 
-fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    ALLOCS.with(|c| c.set(0));
-    ARMED.with(|a| a.set(true));
-    let r = f();
-    ARMED.with(|a| a.set(false));
-    (r, ALLOCS.with(Cell::get))
-}
+use alloc_count::count_heap_ops;
 
 #[derive(Default)]
 struct Hook {
@@ -176,7 +143,7 @@ fn completion_path_allocates_nothing_unmaps_nothing_releases_no_page() {
     assert_eq!(n, 4);
     let (maps, unmaps) = (r.dev.tracker().maps(), r.dev.tracker().unmaps());
     let live = r.dev.tracker().live_mappings();
-    let (_, allocs) = count_allocs(|| {
+    let (_, allocs) = count_heap_ops(|| {
         for wc in &wcs[..n] {
             r.life.put(wc.wr_id).unwrap();
         }
@@ -364,7 +331,7 @@ fn the_allocation_counter_sees_an_inline_release() {
     .unwrap();
     let mut wcs = [wc0(); 1];
     assert_eq!(server.poll_send(&mut wcs).unwrap(), 1);
-    let (_, allocs) = count_allocs(|| life.put(wcs[0].wr_id).unwrap());
+    let (_, allocs) = count_heap_ops(|| life.put(wcs[0].wr_id).unwrap());
     assert!(allocs > 0, "Inline releases pages on the completion path");
     let _ = client.drain_qp();
     while client.poll_recv(&mut wcs).unwrap() > 0 {}

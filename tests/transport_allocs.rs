@@ -18,42 +18,11 @@ use rdmaxprt::client::{CallOptions, ClientConfig};
 use rdmaxprt::mock::{MockDevice, QpConfig};
 use rdmaxprt::service::{Dispatcher, ReplyBody};
 use rdmaxprt_core::transport::XprtConfig;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
-/// Counts allocations (`alloc`, and `alloc_zeroed`/`realloc` through their
-/// default methods) made by the current thread while armed.
-struct CountingAlloc;
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-// SAFETY: defers every operation to the system allocator unchanged; the
-// bookkeeping touches only const-initialized thread-locals (no allocation,
-// no reentrancy).
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if ARMED.with(Cell::get) {
-            ALLOCS.with(|c| c.set(c.get() + 1));
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-#[global_allocator]
-static A: CountingAlloc = CountingAlloc;
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
 
-fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    ALLOCS.with(|c| c.set(0));
-    ARMED.with(|a| a.set(true));
-    let r = f();
-    ARMED.with(|a| a.set(false));
-    (r, ALLOCS.with(Cell::get))
-}
+use alloc_count::count_allocs;
 
 /// The runtime's pass (`runtime/svc.rs`): poll, then recvfrom -> dispatch
 /// into the recycled body -> sendto -> release until no call. Returns the
