@@ -150,11 +150,10 @@ where
                     // pool's cap, a reply in `stage` for held buffers)
                     // checked too early: wake it now. Only this race pays
                     // the fence; the common path (the completion handler
-                    // releases, then wakes) pays nothing here.
-                    if L::POLICY == Policy::Workqueue {
-                        // No completion handler looked for a waiting call.
-                        self.after_complete();
-                    }
+                    // releases, then wakes) pays nothing here. The handler's
+                    // after-put step (`after_complete`, by policy) did not
+                    // run either: run it here.
+                    self.after_complete();
                     self.sq.wake_space_waiters();
                 }
                 Ok(())
